@@ -1,0 +1,681 @@
+//! Reading a visit document, now or as of any point in its history, into
+//! plain domain values; and the conflicts among them.
+
+use automerge::{Automerge, ChangeHash, ObjType, ROOT, ReadDoc, Value};
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt;
+
+use crate::error::{Error, Result};
+use crate::ids::{CheckId, EvidenceHash, FindingId, StaffId};
+use crate::model::{
+    Attendance, CheckEntry, ConductEntry, ConductKind, FindingField, Lang, Severity, StaffMember,
+    StatusEntry, VisitMeta, VisitStatus,
+};
+use crate::session::{Stamp, Stamped};
+use crate::tally::Tally;
+use crate::template::Template;
+
+/// The document schema this build writes and the newest it reads.
+pub const SCHEMA_VERSION: u64 = 1;
+
+pub(crate) mod keys {
+    pub const SCHEMA: &str = "schema";
+    pub const META: &str = "meta";
+    pub const TEMPLATE: &str = "template";
+    pub const STAFF: &str = "staff";
+    pub const ATTENDANCE: &str = "attendance";
+    pub const CONDUCT: &str = "conduct";
+    pub const CHECKS: &str = "checks";
+    pub const EVIDENCE: &str = "evidence";
+    pub const FINDINGS: &str = "findings";
+    pub const NARRATIVE: &str = "narrative";
+    pub const STATUS: &str = "status";
+    pub const APPROVALS: &str = "approvals";
+    pub const CREATED: &str = "created";
+}
+
+/// A field that holds one value and can therefore be in conflict.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum FieldRef {
+    Attendance { staff: StaffId },
+    Conduct { staff: StaffId, check: ConductKind },
+    OfficeCheck { check: CheckId },
+    Finding { finding: FindingId, field: FindingField },
+    Status,
+}
+
+impl fmt::Display for FieldRef {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            FieldRef::Attendance { staff } => write!(f, "attendance/{staff}"),
+            FieldRef::Conduct { staff, check } => write!(f, "conduct/{staff}/{}", check.key()),
+            FieldRef::OfficeCheck { check } => write!(f, "check/{check}"),
+            FieldRef::Finding { finding, field } => write!(f, "finding/{finding}/{}", field.key()),
+            FieldRef::Status => f.write_str("status"),
+        }
+    }
+}
+
+impl FieldRef {
+    /// Parses the form `Display` writes (`attendance/s-1`, `conduct/s-1/badge`, …).
+    pub fn parse(s: &str) -> Result<Self> {
+        let bad = || Error::InvalidValue {
+            field: "field",
+            value: s.into(),
+            expected: "attendance/STAFF conduct/STAFF/CHECK check/CHECK finding/ID/FIELD status",
+        };
+        let parts: Vec<&str> = s.split('/').collect();
+        Ok(match parts.as_slice() {
+            ["attendance", staff] => FieldRef::Attendance {
+                staff: StaffId::parse(staff)?,
+            },
+            ["conduct", staff, check] => FieldRef::Conduct {
+                staff: StaffId::parse(staff)?,
+                check: ConductKind::parse(check)?,
+            },
+            ["check", check] => FieldRef::OfficeCheck {
+                check: CheckId::parse(check)?,
+            },
+            ["finding", finding, field] => FieldRef::Finding {
+                finding: FindingId::parse(finding)?,
+                field: *FindingField::ALL
+                    .iter()
+                    .find(|f| f.key() == *field)
+                    .ok_or_else(bad)?,
+            },
+            ["status"] => FieldRef::Status,
+            _ => return Err(bad()),
+        })
+    }
+
+    /// The field in words, with staff names resolved from `state`.
+    pub fn describe(&self, lang: Lang, state: &VisitState) -> String {
+        match (self, lang) {
+            (FieldRef::Attendance { staff }, Lang::Vi) => format!("Điểm danh {}", state.staff_name(staff)),
+            (FieldRef::Attendance { staff }, Lang::En) => format!("Attendance of {}", state.staff_name(staff)),
+            (FieldRef::Conduct { staff, check }, Lang::Vi) => {
+                format!("{} – {}", state.staff_name(staff), check.label(lang))
+            }
+            (FieldRef::Conduct { staff, check }, Lang::En) => {
+                format!("{} of {}", capitalise(check.label(lang)), state.staff_name(staff))
+            }
+            (FieldRef::OfficeCheck { check }, _) => state
+                .template
+                .check(check)
+                .map(|c| c.label.get(lang).to_owned())
+                .unwrap_or_else(|| check.to_string()),
+            (FieldRef::Finding { finding, field }, Lang::Vi) => {
+                format!("Tồn tại {} – {}", short(finding.as_str()), field.label(lang))
+            }
+            (FieldRef::Finding { finding, field }, Lang::En) => {
+                format!("Finding {} – {}", short(finding.as_str()), field.label(lang))
+            }
+            (FieldRef::Status, Lang::Vi) => "Trạng thái biên bản".into(),
+            (FieldRef::Status, Lang::En) => "Visit status".into(),
+        }
+    }
+}
+
+fn capitalise(s: &str) -> String {
+    let mut c = s.chars();
+    match c.next() {
+        Some(first) => first.to_uppercase().chain(c).collect(),
+        None => String::new(),
+    }
+}
+
+fn short(id: &str) -> &str {
+    let end = id.char_indices().nth(10).map(|(i, _)| i).unwrap_or(id.len());
+    &id[..end]
+}
+
+/// A value of one of a finding's fields.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FindingValue {
+    Category(String),
+    Severity(Severity),
+    Text(String),
+    Recommendation(String),
+    RelatedStaff(Vec<StaffId>),
+    Withdrawn(bool),
+}
+
+impl FindingValue {
+    pub fn field(&self) -> FindingField {
+        match self {
+            Self::Category(_) => FindingField::Category,
+            Self::Severity(_) => FindingField::Severity,
+            Self::Text(_) => FindingField::Text,
+            Self::Recommendation(_) => FindingField::Recommendation,
+            Self::RelatedStaff(_) => FindingField::RelatedStaff,
+            Self::Withdrawn(_) => FindingField::Withdrawn,
+        }
+    }
+}
+
+/// The value of any conflictable field.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(tag = "kind", content = "value", rename_all = "snake_case")]
+pub enum FieldValue {
+    Attendance(Attendance),
+    Conduct(ConductEntry),
+    OfficeCheck(CheckEntry),
+    Finding(FindingValue),
+    Status(StatusEntry),
+}
+
+impl FieldValue {
+    /// The value in words.
+    pub fn describe(&self, lang: Lang, state: &VisitState) -> String {
+        let with_note = |s: String, note: &str| {
+            if note.is_empty() {
+                s
+            } else {
+                format!("{s} – {note}")
+            }
+        };
+        match self {
+            FieldValue::Attendance(a) => with_note(a.mark.label(lang), &a.note),
+            FieldValue::Conduct(c) => with_note(c.result.label(lang).into(), &c.note),
+            FieldValue::OfficeCheck(c) => with_note(c.result.label(lang).into(), &c.note),
+            FieldValue::Status(s) => with_note(s.status.label(lang).into(), &s.note),
+            FieldValue::Finding(v) => match v {
+                FindingValue::Category(s) | FindingValue::Text(s) | FindingValue::Recommendation(s) => {
+                    format!("«{s}»")
+                }
+                FindingValue::Severity(s) => s.label(lang).into(),
+                FindingValue::RelatedStaff(ids) => ids
+                    .iter()
+                    .map(|id| state.staff_name(id))
+                    .collect::<Vec<_>>()
+                    .join(", "),
+                FindingValue::Withdrawn(true) => match lang {
+                    Lang::Vi => "đã rút lại".into(),
+                    Lang::En => "withdrawn".into(),
+                },
+                FindingValue::Withdrawn(false) => match lang {
+                    Lang::Vi => "còn hiệu lực".into(),
+                    Lang::En => "in force".into(),
+                },
+            },
+        }
+    }
+}
+
+/// The value a field shows, and any concurrent different values.
+///
+/// `winner` is Automerge's deterministic choice (the same on every replica);
+/// `others` holds every concurrently written value that differs from it.
+/// Concurrent writes of the same value are not a conflict.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Slot<T> {
+    pub winner: Stamped<T>,
+    pub others: Vec<Stamped<T>>,
+}
+
+impl<T> Slot<T> {
+    pub fn value(&self) -> &T {
+        &self.winner.value
+    }
+    pub fn in_conflict(&self) -> bool {
+        !self.others.is_empty()
+    }
+    /// Winner first, then the others.
+    pub fn candidates(&self) -> impl Iterator<Item = &Stamped<T>> {
+        std::iter::once(&self.winner).chain(self.others.iter())
+    }
+}
+
+/// One finding and its fields.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FindingState {
+    pub id: FindingId,
+    pub created: Stamp,
+    pub fields: BTreeMap<FindingField, Slot<FindingValue>>,
+}
+
+impl FindingState {
+    fn text_of(&self, field: FindingField) -> &str {
+        match self.fields.get(&field).map(|s| s.value()) {
+            Some(FindingValue::Category(s) | FindingValue::Text(s) | FindingValue::Recommendation(s)) => s,
+            _ => "",
+        }
+    }
+    pub fn category(&self) -> &str {
+        self.text_of(FindingField::Category)
+    }
+    pub fn text(&self) -> &str {
+        self.text_of(FindingField::Text)
+    }
+    pub fn recommendation(&self) -> &str {
+        self.text_of(FindingField::Recommendation)
+    }
+    pub fn severity(&self) -> Option<Severity> {
+        match self.fields.get(&FindingField::Severity).map(|s| s.value()) {
+            Some(FindingValue::Severity(s)) => Some(*s),
+            _ => None,
+        }
+    }
+    pub fn related_staff(&self) -> &[StaffId] {
+        match self.fields.get(&FindingField::RelatedStaff).map(|s| s.value()) {
+            Some(FindingValue::RelatedStaff(ids)) => ids,
+            _ => &[],
+        }
+    }
+    pub fn withdrawn(&self) -> bool {
+        matches!(
+            self.fields.get(&FindingField::Withdrawn).map(|s| s.value()),
+            Some(FindingValue::Withdrawn(true))
+        )
+    }
+}
+
+/// A supervisor's approval: the document heads it approves.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Approval {
+    pub id: String,
+    /// Hex change hashes of the approved heads.
+    pub heads: Vec<String>,
+    #[serde(flatten)]
+    pub stamp: Stamp,
+}
+
+impl Approval {
+    pub fn head_hashes(&self) -> Result<Vec<ChangeHash>> {
+        self.heads
+            .iter()
+            .map(|h| h.parse::<ChangeHash>().map_err(|_| Error::Corrupt(format!("approval head {h}"))))
+            .collect()
+    }
+}
+
+/// The whole visit, decoded, at one point in its history.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct VisitState {
+    pub schema: u64,
+    pub meta: VisitMeta,
+    pub template: Template,
+    pub staff: BTreeMap<StaffId, Stamped<StaffMember>>,
+    pub attendance: BTreeMap<StaffId, Slot<Attendance>>,
+    pub conduct: BTreeMap<(StaffId, ConductKind), Slot<ConductEntry>>,
+    pub checks: BTreeMap<CheckId, Slot<CheckEntry>>,
+    pub evidence: BTreeMap<CheckId, BTreeSet<EvidenceHash>>,
+    pub findings: BTreeMap<FindingId, FindingState>,
+    pub narrative: String,
+    pub status: Slot<StatusEntry>,
+    pub approvals: Vec<Approval>,
+}
+
+/// A field whose replicas disagree, with every candidate value.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Conflict {
+    pub field: FieldRef,
+    /// Candidates, the one currently shown first.
+    pub candidates: Vec<Stamped<FieldValue>>,
+}
+
+impl VisitState {
+    pub fn status(&self) -> VisitStatus {
+        self.status.value().status
+    }
+
+    /// The staff member's name, or the id when unknown.
+    pub fn staff_name(&self, id: &StaffId) -> String {
+        self.staff
+            .get(id)
+            .map(|s| s.value.name.clone())
+            .unwrap_or_else(|| id.to_string())
+    }
+
+    /// Tallies derived from the roster and the attendance shown.
+    pub fn tally(&self) -> Tally {
+        Tally::from_state(self)
+    }
+
+    /// The latest approval by time (ties broken by id), if any.
+    pub fn latest_approval(&self) -> Option<&Approval> {
+        self.approvals
+            .iter()
+            .max_by(|a, b| a.stamp.at.cmp(&b.stamp.at).then_with(|| a.id.cmp(&b.id)))
+    }
+
+    /// Every field whose replicas disagree, in field order.
+    pub fn conflicts(&self) -> Vec<Conflict> {
+        let mut out = Vec::new();
+        fn push<T: Clone>(
+            out: &mut Vec<Conflict>,
+            field: FieldRef,
+            slot: &Slot<T>,
+            wrap: impl Fn(T) -> FieldValue,
+        ) {
+            if slot.in_conflict() {
+                out.push(Conflict {
+                    field,
+                    candidates: slot
+                        .candidates()
+                        .map(|c| Stamped {
+                            value: wrap(c.value.clone()),
+                            stamp: c.stamp.clone(),
+                        })
+                        .collect(),
+                });
+            }
+        }
+        for (staff, slot) in &self.attendance {
+            push(&mut out, FieldRef::Attendance { staff: staff.clone() }, slot, FieldValue::Attendance);
+        }
+        for ((staff, check), slot) in &self.conduct {
+            let field = FieldRef::Conduct {
+                staff: staff.clone(),
+                check: *check,
+            };
+            push(&mut out, field, slot, FieldValue::Conduct);
+        }
+        for (check, slot) in &self.checks {
+            push(&mut out, FieldRef::OfficeCheck { check: check.clone() }, slot, FieldValue::OfficeCheck);
+        }
+        for (id, finding) in &self.findings {
+            for (field, slot) in &finding.fields {
+                let f = FieldRef::Finding {
+                    finding: id.clone(),
+                    field: *field,
+                };
+                push(&mut out, f, slot, FieldValue::Finding);
+            }
+        }
+        push(&mut out, FieldRef::Status, &self.status, FieldValue::Status);
+        out
+    }
+
+    /// The value a field shows, if the field has one.
+    pub fn field_value(&self, field: &FieldRef) -> Option<Stamped<FieldValue>> {
+        fn wrap<T: Clone>(s: &Slot<T>, f: impl Fn(T) -> FieldValue) -> Stamped<FieldValue> {
+            Stamped {
+                value: f(s.winner.value.clone()),
+                stamp: s.winner.stamp.clone(),
+            }
+        }
+        match field {
+            FieldRef::Attendance { staff } => self.attendance.get(staff).map(|s| wrap(s, FieldValue::Attendance)),
+            FieldRef::Conduct { staff, check } => self
+                .conduct
+                .get(&(staff.clone(), *check))
+                .map(|s| wrap(s, FieldValue::Conduct)),
+            FieldRef::OfficeCheck { check } => self.checks.get(check).map(|s| wrap(s, FieldValue::OfficeCheck)),
+            FieldRef::Finding { finding, field } => self
+                .findings
+                .get(finding)
+                .and_then(|f| f.fields.get(field))
+                .map(|s| wrap(s, FieldValue::Finding)),
+            FieldRef::Status => Some(wrap(&self.status, FieldValue::Status)),
+        }
+    }
+
+    /// Every field with a value, for comparing two points in history.
+    pub fn fields(&self) -> BTreeMap<FieldRef, Stamped<FieldValue>> {
+        let mut refs: Vec<FieldRef> = Vec::new();
+        refs.extend(self.attendance.keys().map(|s| FieldRef::Attendance { staff: s.clone() }));
+        refs.extend(self.conduct.keys().map(|(s, c)| FieldRef::Conduct {
+            staff: s.clone(),
+            check: *c,
+        }));
+        refs.extend(self.checks.keys().map(|c| FieldRef::OfficeCheck { check: c.clone() }));
+        for (id, f) in &self.findings {
+            refs.extend(f.fields.keys().map(|field| FieldRef::Finding {
+                finding: id.clone(),
+                field: *field,
+            }));
+        }
+        refs.push(FieldRef::Status);
+        refs.into_iter()
+            .filter_map(|r| self.field_value(&r).map(|v| (r, v)))
+            .collect()
+    }
+}
+
+/// Reads a document now (`heads == None`) or as of the given heads.
+pub(crate) struct Reader<'a> {
+    doc: &'a Automerge,
+    heads: Option<&'a [ChangeHash]>,
+}
+
+impl<'a> Reader<'a> {
+    pub(crate) fn new(doc: &'a Automerge, heads: Option<&'a [ChangeHash]>) -> Self {
+        Self { doc, heads }
+    }
+
+    fn get(&self, obj: &automerge::ObjId, key: &str) -> Result<Option<(Value<'a>, automerge::ObjId)>> {
+        Ok(match self.heads {
+            Some(h) => self.doc.get_at(obj, key, h)?,
+            None => self.doc.get(obj, key)?,
+        })
+    }
+
+    fn get_all(&self, obj: &automerge::ObjId, key: &str) -> Result<Vec<(Value<'a>, automerge::ObjId)>> {
+        Ok(match self.heads {
+            Some(h) => self.doc.get_all_at(obj, key, h)?,
+            None => self.doc.get_all(obj, key)?,
+        })
+    }
+
+    fn keys(&self, obj: &automerge::ObjId) -> Vec<String> {
+        match self.heads {
+            Some(h) => self.doc.keys_at(obj, h).collect(),
+            None => self.doc.keys(obj).collect(),
+        }
+    }
+
+    pub(crate) fn map(&self, parent: &automerge::ObjId, key: &str) -> Result<automerge::ObjId> {
+        match self.get(parent, key)? {
+            Some((Value::Object(ObjType::Map), id)) => Ok(id),
+            _ => Err(Error::Corrupt(format!("{key} is not a map"))),
+        }
+    }
+
+    fn text(&self, parent: &automerge::ObjId, key: &str) -> Result<String> {
+        match self.get(parent, key)? {
+            Some((Value::Object(ObjType::Text), id)) => Ok(match self.heads {
+                Some(h) => self.doc.text_at(&id, h)?,
+                None => self.doc.text(&id)?,
+            }),
+            _ => Err(Error::Corrupt(format!("{key} is not text"))),
+        }
+    }
+
+    fn string(value: &Value<'_>, key: &str) -> Result<String> {
+        match value {
+            Value::Scalar(s) => match s.as_ref() {
+                automerge::ScalarValue::Str(s) => Ok(s.to_string()),
+                _ => Err(Error::Corrupt(format!("{key} is not a string"))),
+            },
+            _ => Err(Error::Corrupt(format!("{key} is not a string"))),
+        }
+    }
+
+    /// One JSON value stored at `key`; the winner if concurrent.
+    pub(crate) fn json<T: DeserializeOwned>(&self, obj: &automerge::ObjId, key: &str) -> Result<Option<T>> {
+        match self.get(obj, key)? {
+            None => Ok(None),
+            Some((v, _)) => {
+                let s = Self::string(&v, key)?;
+                serde_json::from_str(&s)
+                    .map(Some)
+                    .map_err(|e| Error::Corrupt(format!("{key}: {e}")))
+            }
+        }
+    }
+
+    /// A slot: the winner and every concurrent different value.
+    pub(crate) fn slot<T: DeserializeOwned + PartialEq>(
+        &self,
+        obj: &automerge::ObjId,
+        key: &str,
+    ) -> Result<Option<Slot<T>>> {
+        let all = self.get_all(obj, key)?;
+        let Some((_, winner_id)) = self.get(obj, key)? else {
+            return Ok(None);
+        };
+        let mut winner = None;
+        let mut rest = Vec::new();
+        for (v, id) in all {
+            let s = Self::string(&v, key)?;
+            let parsed: Stamped<T> =
+                serde_json::from_str(&s).map_err(|e| Error::Corrupt(format!("{key}: {e}")))?;
+            if id == winner_id {
+                winner = Some(parsed);
+            } else {
+                rest.push(parsed);
+            }
+        }
+        let Some(winner) = winner else {
+            return Err(Error::Corrupt(format!("{key}: winner missing from candidates")));
+        };
+        let mut others: Vec<Stamped<T>> = Vec::new();
+        for c in rest {
+            if c.value != winner.value && !others.iter().any(|o| o.value == c.value) {
+                others.push(c);
+            }
+        }
+        Ok(Some(Slot { winner, others }))
+    }
+
+    /// The schema version, if this is a kiemtra document at this point.
+    pub(crate) fn schema(&self) -> Result<Option<u64>> {
+        match self.get(&ROOT, keys::SCHEMA)? {
+            None => Ok(None),
+            Some((Value::Scalar(s), _)) => match s.as_ref() {
+                automerge::ScalarValue::Uint(v) => Ok(Some(*v)),
+                automerge::ScalarValue::Int(v) if *v >= 0 => Ok(Some(*v as u64)),
+                _ => Err(Error::NotAVisit("schema is not a number".into())),
+            },
+            Some(_) => Err(Error::NotAVisit("schema is not a number".into())),
+        }
+    }
+
+    /// Refuses documents that are not visits or come from a newer schema.
+    pub(crate) fn check_schema(&self) -> Result<u64> {
+        match self.schema()? {
+            None => Err(Error::NotAVisit("no schema version".into())),
+            Some(v) if v > SCHEMA_VERSION => Err(Error::NewerSchema {
+                found: v,
+                supported: SCHEMA_VERSION,
+            }),
+            Some(v) => Ok(v),
+        }
+    }
+
+    pub(crate) fn state(&self) -> Result<VisitState> {
+        let schema = self.check_schema()?;
+        let meta: VisitMeta = self
+            .json(&ROOT, keys::META)?
+            .ok_or_else(|| Error::NotAVisit("no metadata".into()))?;
+        let template: Template = self
+            .json(&ROOT, keys::TEMPLATE)?
+            .ok_or_else(|| Error::NotAVisit("no template".into()))?;
+
+        let staff_obj = self.map(&ROOT, keys::STAFF)?;
+        let mut staff = BTreeMap::new();
+        for k in self.keys(&staff_obj) {
+            if let Some(s) = self.json::<Stamped<StaffMember>>(&staff_obj, &k)? {
+                staff.insert(s.value.id.clone(), s);
+            }
+        }
+
+        let att_obj = self.map(&ROOT, keys::ATTENDANCE)?;
+        let mut attendance = BTreeMap::new();
+        for k in self.keys(&att_obj) {
+            let id = StaffId::parse(&k).map_err(|e| Error::Corrupt(e.to_string()))?;
+            if let Some(slot) = self.slot(&att_obj, &k)? {
+                attendance.insert(id, slot);
+            }
+        }
+
+        let conduct_obj = self.map(&ROOT, keys::CONDUCT)?;
+        let mut conduct = BTreeMap::new();
+        for k in self.keys(&conduct_obj) {
+            let (staff, check) = split_pair(&k)?;
+            let key = (
+                StaffId::parse(staff).map_err(|e| Error::Corrupt(e.to_string()))?,
+                ConductKind::parse(check).map_err(|e| Error::Corrupt(e.to_string()))?,
+            );
+            if let Some(slot) = self.slot(&conduct_obj, &k)? {
+                conduct.insert(key, slot);
+            }
+        }
+
+        let checks_obj = self.map(&ROOT, keys::CHECKS)?;
+        let mut checks = BTreeMap::new();
+        for k in self.keys(&checks_obj) {
+            let id = CheckId::parse(&k).map_err(|e| Error::Corrupt(e.to_string()))?;
+            if let Some(slot) = self.slot(&checks_obj, &k)? {
+                checks.insert(id, slot);
+            }
+        }
+
+        let ev_obj = self.map(&ROOT, keys::EVIDENCE)?;
+        let mut evidence: BTreeMap<CheckId, BTreeSet<EvidenceHash>> = BTreeMap::new();
+        for k in self.keys(&ev_obj) {
+            let (check, hash) = split_pair(&k)?;
+            let check = CheckId::parse(check).map_err(|e| Error::Corrupt(e.to_string()))?;
+            let hash = EvidenceHash::parse(hash).map_err(|e| Error::Corrupt(e.to_string()))?;
+            evidence.entry(check).or_default().insert(hash);
+        }
+
+        let findings_obj = self.map(&ROOT, keys::FINDINGS)?;
+        let mut findings = BTreeMap::new();
+        for k in self.keys(&findings_obj) {
+            let id = FindingId::parse(&k).map_err(|e| Error::Corrupt(e.to_string()))?;
+            let fobj = self.map(&findings_obj, &k)?;
+            let created: Stamp = self
+                .json(&fobj, keys::CREATED)?
+                .ok_or_else(|| Error::Corrupt(format!("finding {k} has no creation stamp")))?;
+            let mut fields = BTreeMap::new();
+            for field in FindingField::ALL {
+                if let Some(slot) = self.slot::<FindingValue>(&fobj, field.key())? {
+                    if slot.candidates().any(|c| c.value.field() != *field) {
+                        return Err(Error::Corrupt(format!("finding {k}: value of the wrong field")));
+                    }
+                    fields.insert(*field, slot);
+                }
+            }
+            findings.insert(id.clone(), FindingState { id, created, fields });
+        }
+
+        let narrative = self.text(&ROOT, keys::NARRATIVE)?;
+        let status = self
+            .slot(&ROOT, keys::STATUS)?
+            .ok_or_else(|| Error::NotAVisit("no status".into()))?;
+
+        let appr_obj = self.map(&ROOT, keys::APPROVALS)?;
+        let mut approvals = Vec::new();
+        for k in self.keys(&appr_obj) {
+            if let Some(a) = self.json::<Approval>(&appr_obj, &k)? {
+                approvals.push(a);
+            }
+        }
+
+        Ok(VisitState {
+            schema,
+            meta,
+            template,
+            staff,
+            attendance,
+            conduct,
+            checks,
+            evidence,
+            findings,
+            narrative,
+            status,
+            approvals,
+        })
+    }
+}
+
+fn split_pair(key: &str) -> Result<(&str, &str)> {
+    key.split_once('/')
+        .ok_or_else(|| Error::Corrupt(format!("malformed key {key}")))
+}

@@ -1,0 +1,661 @@
+//! [`Visit`]: one inspection visit as one Automerge document, behind a typed API.
+
+use automerge::transaction::{CommitOptions, Transactable, Transaction};
+use automerge::{Author, Automerge, ChangeHash, ObjType, ROOT, ReadDoc, ScalarValue};
+use chrono::{DateTime, NaiveDate, Utc};
+use serde::Serialize;
+use std::collections::BTreeSet;
+
+use crate::error::{Error, Result};
+use crate::ids::{CampaignId, CheckId, EvidenceHash, FindingId, StaffId, TeamId, VisitId};
+use crate::model::{
+    Attendance, AttendanceMark, CheckEntry, CheckResult, ConductEntry, ConductKind, ConductResult,
+    NewFinding, StaffMember, StatusEntry, Unit, VisitMeta, VisitStatus,
+};
+use crate::session::{Session, Stamp, Stamped};
+use crate::state::{
+    Approval, Conflict, FieldRef, FieldValue, FindingValue, Reader, SCHEMA_VERSION, VisitState, keys,
+};
+use crate::tally::Tally;
+use crate::template::Template;
+use crate::text;
+
+/// Most staff one visit may hold (roster plus those found on site).
+pub const MAX_STAFF: usize = 2_000;
+
+/// What a visit is created with.
+#[derive(Debug, Clone)]
+pub struct NewVisit {
+    pub visit_id: VisitId,
+    pub unit: Unit,
+    pub campaign: CampaignId,
+    pub team: TeamId,
+    pub scheduled_on: NaiveDate,
+    pub roster: Vec<StaffMember>,
+}
+
+/// One inspection visit.
+///
+/// Every operation validates its input first and then writes exactly one
+/// Automerge change, stamped with the session's editor and clock; an
+/// operation that fails leaves the document as it was.
+pub struct Visit {
+    doc: Automerge,
+    session: Session,
+}
+
+impl std::fmt::Debug for Visit {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Visit")
+            .field("heads", &self.doc.get_heads())
+            .field("session", &self.session)
+            .finish()
+    }
+}
+
+fn json<T: Serialize>(value: &T) -> Result<String> {
+    serde_json::to_string(value).map_err(|e| Error::Corrupt(e.to_string()))
+}
+
+fn stamped<T: Serialize>(value: T, stamp: &Stamp) -> Result<String> {
+    json(&Stamped {
+        value,
+        stamp: stamp.clone(),
+    })
+}
+
+fn conduct_key(staff: &StaffId, kind: ConductKind) -> String {
+    format!("{staff}/{}", kind.key())
+}
+
+impl Visit {
+    /// Creates a visit from a template, a unit, a campaign, a team and the
+    /// unit's roster, in one change.
+    pub fn create(new: NewVisit, template: &Template, session: &Session) -> Result<Self> {
+        template.validate()?;
+        if new.roster.len() > MAX_STAFF {
+            return Err(Error::RosterTooLarge(new.roster.len(), MAX_STAFF));
+        }
+        let unit = Unit::new(new.unit.code, &new.unit.name, new.unit.kind, &new.unit.area)?;
+        let mut seen = BTreeSet::new();
+        let mut roster = Vec::with_capacity(new.roster.len());
+        for m in new.roster {
+            if !seen.insert(m.id.clone()) {
+                return Err(Error::DuplicateStaff(m.id.to_string()));
+            }
+            let mut clean = StaffMember::new(m.id, &m.name, &m.position, m.category, m.on_payroll)?;
+            clean.found_on_site = m.found_on_site;
+            roster.push(clean);
+        }
+        let stamp = session.stamp();
+        let meta = VisitMeta {
+            visit_id: new.visit_id,
+            unit,
+            campaign: new.campaign,
+            team: new.team,
+            scheduled_on: new.scheduled_on,
+            template_id: template.id.clone(),
+            template_version: template.version,
+            created_by: stamp.by.clone(),
+            created_at: stamp.at,
+        };
+        let mut visit = Self {
+            doc: Automerge::new(),
+            session: session.clone(),
+        };
+        visit.bind_session();
+        visit.commit("create visit", |tx| {
+            tx.put(ROOT, keys::SCHEMA, ScalarValue::Uint(SCHEMA_VERSION))?;
+            tx.put(ROOT, keys::META, json(&meta)?)?;
+            tx.put(ROOT, keys::TEMPLATE, json(template)?)?;
+            let staff = tx.put_object(ROOT, keys::STAFF, ObjType::Map)?;
+            for m in &roster {
+                tx.put(&staff, m.id.as_str(), stamped(m, &stamp)?)?;
+            }
+            for k in [
+                keys::ATTENDANCE,
+                keys::CONDUCT,
+                keys::CHECKS,
+                keys::EVIDENCE,
+                keys::FINDINGS,
+                keys::APPROVALS,
+            ] {
+                tx.put_object(ROOT, k, ObjType::Map)?;
+            }
+            tx.put_object(ROOT, keys::NARRATIVE, ObjType::Text)?;
+            let status = StatusEntry {
+                status: VisitStatus::Draft,
+                note: String::new(),
+            };
+            tx.put(ROOT, keys::STATUS, stamped(status, &stamp)?)?;
+            Ok(())
+        })?;
+        Ok(visit)
+    }
+
+    /// Loads a saved document (whole or as concatenated chunks) for editing
+    /// in `session`. Documents of a newer schema are refused.
+    pub fn load(bytes: &[u8], session: &Session) -> Result<Self> {
+        let doc = Automerge::load(bytes).map_err(|e| Error::NotAVisit(e.to_string()))?;
+        Self::from_automerge(doc, session)
+    }
+
+    /// Wraps an Automerge document after checking it is a visit this build reads.
+    pub fn from_automerge(doc: Automerge, session: &Session) -> Result<Self> {
+        let reader = Reader::new(&doc, None);
+        reader.check_schema()?;
+        reader
+            .json::<VisitMeta>(&ROOT, keys::META)?
+            .ok_or_else(|| Error::NotAVisit("no metadata".into()))?;
+        let mut visit = Self {
+            doc,
+            session: session.clone(),
+        };
+        visit.bind_session();
+        Ok(visit)
+    }
+
+    fn bind_session(&mut self) {
+        self.doc
+            .set_author(Some(Author::from(self.session.editor().author_bytes())));
+        self.doc.set_actor(self.session.actor().clone());
+    }
+
+    fn commit<O>(
+        &mut self,
+        message: &str,
+        f: impl FnOnce(&mut Transaction<'_>) -> Result<O>,
+    ) -> Result<O> {
+        let time = self.session.now().timestamp();
+        let message = message.to_owned();
+        self.doc
+            .transact_with(|_| CommitOptions::default().with_message(message).with_time(time), f)
+            .map(|ok| ok.result)
+            .map_err(|failed| failed.error)
+    }
+
+    // ----- reading -------------------------------------------------------
+
+    pub fn id(&self) -> Result<VisitId> {
+        Ok(self.meta()?.visit_id)
+    }
+
+    pub fn meta(&self) -> Result<VisitMeta> {
+        Reader::new(&self.doc, None)
+            .json(&ROOT, keys::META)?
+            .ok_or_else(|| Error::NotAVisit("no metadata".into()))
+    }
+
+    /// The whole visit as it stands now.
+    pub fn state(&self) -> Result<VisitState> {
+        Reader::new(&self.doc, None).state()
+    }
+
+    /// The visit as it stood at `heads` (any set of change hashes this
+    /// document holds).
+    pub fn state_at(&self, heads: &[ChangeHash]) -> Result<VisitState> {
+        self.check_heads(heads)?;
+        Reader::new(&self.doc, Some(heads)).state()
+    }
+
+    /// The state a supervisor approved most recently, if any.
+    pub fn approved_state(&self) -> Result<Option<VisitState>> {
+        let state = self.state()?;
+        match state.latest_approval() {
+            None => Ok(None),
+            Some(a) => self.state_at(&a.head_hashes()?).map(Some),
+        }
+    }
+
+    pub fn tally(&self) -> Result<Tally> {
+        Ok(self.state()?.tally())
+    }
+
+    pub fn conflicts(&self) -> Result<Vec<Conflict>> {
+        Ok(self.state()?.conflicts())
+    }
+
+    pub fn heads(&self) -> Vec<ChangeHash> {
+        self.doc.get_heads()
+    }
+
+    pub(crate) fn check_heads(&self, heads: &[ChangeHash]) -> Result<()> {
+        for h in heads {
+            if self.doc.get_change_by_hash(h).is_none() {
+                return Err(Error::UnknownHeads(h.to_string()));
+            }
+        }
+        Ok(())
+    }
+
+    /// The underlying document, read-only, for storage and transport.
+    pub fn automerge(&self) -> &Automerge {
+        &self.doc
+    }
+
+    pub fn session(&self) -> &Session {
+        &self.session
+    }
+
+    // ----- storage and merging -------------------------------------------
+
+    /// The whole document, compressed.
+    pub fn save(&self) -> Vec<u8> {
+        self.doc.save()
+    }
+
+    /// The changes made since `heads`, as an incremental chunk.
+    pub fn save_after(&self, heads: &[ChangeHash]) -> Vec<u8> {
+        self.doc.save_after(heads)
+    }
+
+    /// Applies saved bytes (a document or changes) from another replica.
+    pub fn load_incremental(&mut self, bytes: &[u8]) -> Result<()> {
+        let mut probe = self.doc.fork();
+        probe.load_incremental(bytes)?;
+        Reader::new(&probe, None).check_schema()?;
+        self.doc = probe;
+        self.bind_session();
+        Ok(())
+    }
+
+    /// Merges another replica of the same visit into this one.
+    pub fn merge(&mut self, other: &Visit) -> Result<()> {
+        if self.meta()?.visit_id != other.meta()?.visit_id {
+            return Err(Error::NotAVisit("merging two different visits".into()));
+        }
+        Reader::new(&other.doc, None).check_schema()?;
+        let mut theirs = other.doc.clone();
+        self.doc.merge(&mut theirs)?;
+        Ok(())
+    }
+
+    /// Change hashes whose dependencies have not arrived yet.
+    pub fn missing_deps(&self) -> Vec<ChangeHash> {
+        self.doc.get_missing_deps(&[])
+    }
+
+    // ----- recording -----------------------------------------------------
+
+    fn require_staff(&self, staff: &StaffId) -> Result<()> {
+        let obj = Reader::new(&self.doc, None).map(&ROOT, keys::STAFF)?;
+        match self.doc.get(&obj, staff.as_str())? {
+            Some(_) => Ok(()),
+            None => Err(Error::UnknownStaff(staff.to_string())),
+        }
+    }
+
+    fn require_check(&self, check: &CheckId) -> Result<()> {
+        let template: Template = Reader::new(&self.doc, None)
+            .json(&ROOT, keys::TEMPLATE)?
+            .ok_or_else(|| Error::NotAVisit("no template".into()))?;
+        match template.check(check) {
+            Some(_) => Ok(()),
+            None => Err(Error::UnknownCheck(check.to_string())),
+        }
+    }
+
+    fn require_finding(&self, finding: &FindingId) -> Result<automerge::ObjId> {
+        let obj = Reader::new(&self.doc, None).map(&ROOT, keys::FINDINGS)?;
+        match self.doc.get(&obj, finding.as_str())? {
+            Some((automerge::Value::Object(ObjType::Map), id)) => Ok(id),
+            _ => Err(Error::UnknownFinding(finding.to_string())),
+        }
+    }
+
+    fn container(&self, key: &str) -> Result<automerge::ObjId> {
+        Reader::new(&self.doc, None).map(&ROOT, key)
+    }
+
+    /// Writes a value into a field, stamped now. The write supersedes every
+    /// value this replica has seen, so it also settles a conflict there.
+    fn put_field(&mut self, message: &str, field: &FieldRef, value: FieldValue) -> Result<()> {
+        let stamp = self.session.stamp();
+        let (obj, key, payload) = match (field, value) {
+            (FieldRef::Attendance { staff }, FieldValue::Attendance(a)) => {
+                self.require_staff(staff)?;
+                (self.container(keys::ATTENDANCE)?, staff.to_string(), stamped(a, &stamp)?)
+            }
+            (FieldRef::Conduct { staff, check }, FieldValue::Conduct(c)) => {
+                self.require_staff(staff)?;
+                (self.container(keys::CONDUCT)?, conduct_key(staff, *check), stamped(c, &stamp)?)
+            }
+            (FieldRef::OfficeCheck { check }, FieldValue::OfficeCheck(c)) => {
+                self.require_check(check)?;
+                (self.container(keys::CHECKS)?, check.to_string(), stamped(c, &stamp)?)
+            }
+            (FieldRef::Finding { finding, field }, FieldValue::Finding(v)) if v.field() == *field => {
+                let obj = self.require_finding(finding)?;
+                (obj, field.key().to_owned(), stamped(v, &stamp)?)
+            }
+            (FieldRef::Status, FieldValue::Status(s)) => (ROOT, keys::STATUS.to_owned(), stamped(s, &stamp)?),
+            (field, _) => {
+                return Err(Error::InvalidValue {
+                    field: "value",
+                    value: field.to_string(),
+                    expected: "a value of the field's own kind",
+                });
+            }
+        };
+        self.commit(message, |tx| {
+            tx.put(&obj, key.as_str(), payload)?;
+            Ok(())
+        })
+    }
+
+    /// Records a staff member's attendance. `observed_at` defaults to now.
+    pub fn record_attendance(
+        &mut self,
+        staff: &StaffId,
+        mark: AttendanceMark,
+        note: &str,
+        observed_at: Option<DateTime<Utc>>,
+    ) -> Result<()> {
+        let observed_at = observed_at.unwrap_or_else(|| self.session.now());
+        let value = Attendance::new(mark, note, observed_at)?;
+        self.put_field(
+            "attendance",
+            &FieldRef::Attendance { staff: staff.clone() },
+            FieldValue::Attendance(value),
+        )
+    }
+
+    /// Records one conduct check on a staff member.
+    pub fn record_conduct(
+        &mut self,
+        staff: &StaffId,
+        check: ConductKind,
+        result: ConductResult,
+        note: &str,
+    ) -> Result<()> {
+        let note = text::optional("conduct note", note, text::MAX_NOTE)?;
+        self.put_field(
+            "conduct",
+            &FieldRef::Conduct {
+                staff: staff.clone(),
+                check,
+            },
+            FieldValue::Conduct(ConductEntry { result, note }),
+        )
+    }
+
+    /// Records an office check of the template.
+    pub fn record_check(&mut self, check: &CheckId, result: CheckResult, note: &str) -> Result<()> {
+        let note = text::optional("check note", note, text::MAX_NOTE)?;
+        self.put_field(
+            "office check",
+            &FieldRef::OfficeCheck { check: check.clone() },
+            FieldValue::OfficeCheck(CheckEntry { result, note }),
+        )
+    }
+
+    /// Adds a person found on site who was not on the roster.
+    pub fn add_staff(&mut self, member: StaffMember) -> Result<()> {
+        let obj = self.container(keys::STAFF)?;
+        if self.doc.get(&obj, member.id.as_str())?.is_some() {
+            return Err(Error::DuplicateStaff(member.id.to_string()));
+        }
+        if self.doc.length(&obj) >= MAX_STAFF {
+            return Err(Error::RosterTooLarge(self.doc.length(&obj) + 1, MAX_STAFF));
+        }
+        let mut clean = StaffMember::new(
+            member.id,
+            &member.name,
+            &member.position,
+            member.category,
+            member.on_payroll,
+        )?;
+        clean.found_on_site = true;
+        let payload = stamped(&clean, &self.session.stamp())?;
+        self.commit("add staff", |tx| {
+            tx.put(&obj, clean.id.as_str(), payload)?;
+            Ok(())
+        })
+    }
+
+    /// References a piece of evidence (a photo, by SHA-256) from an office
+    /// check. Evidence is a set: attaching the same hash twice is one entry.
+    pub fn attach_evidence(&mut self, check: &CheckId, hash: &EvidenceHash) -> Result<()> {
+        self.require_check(check)?;
+        let obj = self.container(keys::EVIDENCE)?;
+        let key = format!("{check}/{hash}");
+        if self.doc.get(&obj, key.as_str())?.is_some() {
+            return Ok(());
+        }
+        let payload = json(&self.session.stamp())?;
+        self.commit("attach evidence", |tx| {
+            tx.put(&obj, key.as_str(), payload)?;
+            Ok(())
+        })
+    }
+
+    /// Removes an evidence reference.
+    pub fn detach_evidence(&mut self, check: &CheckId, hash: &EvidenceHash) -> Result<()> {
+        self.require_check(check)?;
+        let obj = self.container(keys::EVIDENCE)?;
+        let key = format!("{check}/{hash}");
+        if self.doc.get(&obj, key.as_str())?.is_none() {
+            return Err(Error::InvalidValue {
+                field: "evidence",
+                value: hash.to_string(),
+                expected: "a hash attached to this check",
+            });
+        }
+        self.commit("detach evidence", |tx| {
+            tx.delete(&obj, key.as_str())?;
+            Ok(())
+        })
+    }
+
+    fn clean_finding_value(&self, value: FindingValue) -> Result<FindingValue> {
+        Ok(match value {
+            FindingValue::Category(s) => {
+                FindingValue::Category(text::required("finding category", &s, text::MAX_NAME)?)
+            }
+            FindingValue::Text(s) => {
+                FindingValue::Text(text::required("finding text", &s, text::MAX_FINDING_TEXT)?)
+            }
+            FindingValue::Recommendation(s) => FindingValue::Recommendation(text::optional(
+                "recommendation",
+                &s,
+                text::MAX_FINDING_TEXT,
+            )?),
+            FindingValue::RelatedStaff(ids) => {
+                let mut unique = Vec::new();
+                for id in ids {
+                    self.require_staff(&id)?;
+                    if !unique.contains(&id) {
+                        unique.push(id);
+                    }
+                }
+                FindingValue::RelatedStaff(unique)
+            }
+            v @ (FindingValue::Severity(_) | FindingValue::Withdrawn(_)) => v,
+        })
+    }
+
+    /// Records a new finding; returns its id.
+    pub fn add_finding(&mut self, finding: NewFinding) -> Result<FindingId> {
+        let values = [
+            FindingValue::Category(finding.category),
+            FindingValue::Severity(finding.severity),
+            FindingValue::Text(finding.text),
+            FindingValue::Recommendation(finding.recommendation),
+            FindingValue::RelatedStaff(finding.related_staff),
+        ]
+        .into_iter()
+        .map(|v| self.clean_finding_value(v))
+        .collect::<Result<Vec<_>>>()?;
+        let id = FindingId::generate();
+        let stamp = self.session.stamp();
+        let obj = self.container(keys::FINDINGS)?;
+        let created = json(&stamp)?;
+        let payloads = values
+            .into_iter()
+            .map(|v| Ok((v.field().key(), stamped(v, &stamp)?)))
+            .collect::<Result<Vec<_>>>()?;
+        self.commit("add finding", |tx| {
+            let f = tx.put_object(&obj, id.as_str(), ObjType::Map)?;
+            tx.put(&f, keys::CREATED, created)?;
+            for (k, p) in payloads {
+                tx.put(&f, k, p)?;
+            }
+            Ok(())
+        })?;
+        Ok(id)
+    }
+
+    /// Changes one field of a finding (withdrawing is `Withdrawn(true)`;
+    /// findings are never deleted).
+    pub fn update_finding(&mut self, finding: &FindingId, value: FindingValue) -> Result<()> {
+        let value = self.clean_finding_value(value)?;
+        let field = FieldRef::Finding {
+            finding: finding.clone(),
+            field: value.field(),
+        };
+        self.put_field("update finding", &field, FieldValue::Finding(value))
+    }
+
+    /// Replaces the narrative with `new_text`, as the smallest splice, so
+    /// that edits to different parts made on different devices both survive.
+    pub fn set_narrative(&mut self, new_text: &str) -> Result<()> {
+        let new_text = text::nfc(new_text);
+        let len = new_text.chars().count();
+        if len > text::MAX_NARRATIVE {
+            return Err(Error::TooLong {
+                field: "narrative",
+                len,
+                max: text::MAX_NARRATIVE,
+            });
+        }
+        let obj = self.narrative_obj()?;
+        if self.doc.text(&obj)? == new_text {
+            return Ok(());
+        }
+        self.commit("narrative", |tx| {
+            tx.update_text(&obj, &new_text)?;
+            Ok(())
+        })
+    }
+
+    /// Deletes `delete` characters at `pos` and inserts `insert` there.
+    pub fn splice_narrative(&mut self, pos: usize, delete: usize, insert: &str) -> Result<()> {
+        let insert = text::nfc(insert);
+        let obj = self.narrative_obj()?;
+        let len = self.doc.length(&obj);
+        if pos.checked_add(delete).is_none_or(|end| end > len) {
+            return Err(Error::NarrativeRange { pos, del: delete, len });
+        }
+        let new_len = len - delete + insert.chars().count();
+        if new_len > text::MAX_NARRATIVE {
+            return Err(Error::TooLong {
+                field: "narrative",
+                len: new_len,
+                max: text::MAX_NARRATIVE,
+            });
+        }
+        self.commit("narrative", |tx| {
+            tx.splice_text(&obj, pos, delete as isize, &insert)?;
+            Ok(())
+        })
+    }
+
+    fn narrative_obj(&self) -> Result<automerge::ObjId> {
+        match self.doc.get(ROOT, keys::NARRATIVE)? {
+            Some((automerge::Value::Object(ObjType::Text), id)) => Ok(id),
+            _ => Err(Error::Corrupt("narrative is not text".into())),
+        }
+    }
+
+    fn current_status(&self) -> Result<VisitStatus> {
+        let s: Stamped<StatusEntry> = Reader::new(&self.doc, None)
+            .json(&ROOT, keys::STATUS)?
+            .ok_or_else(|| Error::NotAVisit("no status".into()))?;
+        Ok(s.value.status)
+    }
+
+    fn move_to(&mut self, to: VisitStatus, note: &str) -> Result<()> {
+        let from = self.current_status()?;
+        if !from.can_move_to(to) {
+            return Err(Error::InvalidTransition {
+                from: from.key(),
+                to: to.key(),
+            });
+        }
+        let note = text::optional("status note", note, text::MAX_NOTE)?;
+        self.put_field(to.key(), &FieldRef::Status, FieldValue::Status(StatusEntry { status: to, note }))
+    }
+
+    /// Draft or returned → submitted.
+    pub fn submit(&mut self, note: &str) -> Result<()> {
+        self.move_to(VisitStatus::Submitted, note)
+    }
+
+    /// Submitted → returned, with the reason.
+    pub fn return_visit(&mut self, reason: &str) -> Result<()> {
+        if reason.trim().is_empty() {
+            return Err(Error::Empty { field: "return reason" });
+        }
+        self.move_to(VisitStatus::Returned, reason)
+    }
+
+    /// Submitted → approved. Records the heads approved (the document as it
+    /// stands before this change). Refused while conflicts remain.
+    pub fn approve(&mut self, note: &str) -> Result<Approval> {
+        let from = self.current_status()?;
+        if !from.can_move_to(VisitStatus::Approved) {
+            return Err(Error::InvalidTransition {
+                from: from.key(),
+                to: VisitStatus::Approved.key(),
+            });
+        }
+        let open = self.conflicts()?.len();
+        if open > 0 {
+            return Err(Error::UnresolvedConflicts(open));
+        }
+        let note = text::optional("status note", note, text::MAX_NOTE)?;
+        let stamp = self.session.stamp();
+        let approval = Approval {
+            id: format!("a-{}", uuid::Uuid::new_v4().simple()),
+            heads: self.doc.get_heads().iter().map(|h| h.to_string()).collect(),
+            stamp: stamp.clone(),
+        };
+        let obj = self.container(keys::APPROVALS)?;
+        let record = json(&approval)?;
+        let status = stamped(
+            StatusEntry {
+                status: VisitStatus::Approved,
+                note,
+            },
+            &stamp,
+        )?;
+        self.commit("approve", |tx| {
+            tx.put(&obj, approval.id.as_str(), record)?;
+            tx.put(ROOT, keys::STATUS, status)?;
+            Ok(())
+        })?;
+        Ok(approval)
+    }
+
+    /// Settles a conflict by writing candidate `candidate` (0 = the value
+    /// shown) as the field's value. The conflict disappears on every replica
+    /// that receives this change.
+    pub fn resolve(&mut self, field: &FieldRef, candidate: usize) -> Result<()> {
+        let conflict = self
+            .conflicts()?
+            .into_iter()
+            .find(|c| &c.field == field)
+            .ok_or_else(|| Error::NoConflict(field.to_string()))?;
+        let count = conflict.candidates.len();
+        let chosen = conflict
+            .candidates
+            .into_iter()
+            .nth(candidate)
+            .ok_or(Error::NoSuchCandidate {
+                field: field.to_string(),
+                count,
+                index: candidate,
+            })?;
+        self.put_field("resolve conflict", field, chosen.value)
+    }
+}
