@@ -15,7 +15,8 @@ use crate::visit::Visit;
 
 /// Viet Nam time (UTC+7, no daylight saving), for display only.
 pub fn vietnam_time(t: DateTime<Utc>) -> DateTime<FixedOffset> {
-    let ict = FixedOffset::east_opt(7 * 3600).unwrap_or_else(|| FixedOffset::east_opt(0).unwrap_or_else(|| unreachable!()));
+    let ict = FixedOffset::east_opt(7 * 3600)
+        .unwrap_or_else(|| FixedOffset::east_opt(0).unwrap_or_else(|| unreachable!()));
     t.with_timezone(&ict)
 }
 
@@ -93,8 +94,14 @@ impl DomainChange {
                     Lang::Vi => "(chưa ghi)".to_owned(),
                     Lang::En => "(not recorded)".to_owned(),
                 };
-                let b = before.as_ref().map(|v| v.describe(lang, state)).unwrap_or_else(|| none.clone());
-                let a = after.as_ref().map(|v| v.value.describe(lang, state)).unwrap_or(none);
+                let b = before
+                    .as_ref()
+                    .map(|v| v.describe(lang, state))
+                    .unwrap_or_else(|| none.clone());
+                let a = after
+                    .as_ref()
+                    .map(|v| v.value.describe(lang, state))
+                    .unwrap_or(none);
                 let mut line = format!("{}: {b} → {a}", field.describe(lang, state));
                 if let Some(s) = after {
                     line.push_str(", ");
@@ -177,8 +184,10 @@ pub fn diff_states(before: Option<&VisitState>, after: &VisitState) -> Vec<Domai
     };
     let bf = before.fields();
     let af = after.fields();
-    let conflicts_before: HashSet<FieldRef> = before.conflicts().into_iter().map(|c| c.field).collect();
-    let conflicts_after: HashSet<FieldRef> = after.conflicts().into_iter().map(|c| c.field).collect();
+    let conflicts_before: HashSet<FieldRef> =
+        before.conflicts().into_iter().map(|c| c.field).collect();
+    let conflicts_after: HashSet<FieldRef> =
+        after.conflicts().into_iter().map(|c| c.field).collect();
     let all: BTreeSet<&FieldRef> = bf.keys().chain(af.keys()).collect();
     for field in all {
         if let FieldRef::Finding { finding, .. } = field
@@ -189,7 +198,8 @@ pub fn diff_states(before: Option<&VisitState>, after: &VisitState) -> Vec<Domai
         let b = bf.get(field);
         let a = af.get(field);
         let value_changed = b.map(|s| &s.value) != a.map(|s| &s.value);
-        let conflict_changed = (conflicts_before.contains(field) || conflicts_after.contains(field))
+        let conflict_changed = (conflicts_before.contains(field)
+            || conflicts_after.contains(field))
             && candidate_values(before, field) != candidate_values(after, field);
         if value_changed || conflict_changed {
             let candidates = if conflicts_after.contains(field) {
@@ -233,7 +243,9 @@ pub fn diff_states(before: Option<&VisitState>, after: &VisitState) -> Vec<Domai
     }
     for a in &after.approvals {
         if !before.approvals.iter().any(|b| b.id == a.id) {
-            out.push(DomainChange::Approved { approval: a.clone() });
+            out.push(DomainChange::Approved {
+                approval: a.clone(),
+            });
         }
     }
     out
@@ -263,13 +275,22 @@ impl Visit {
     /// is meant for replay screens and audits, not for every tap.
     pub fn history(&self) -> Result<Vec<HistoryEntry>> {
         let doc = self.automerge();
-        let metas: Vec<_> = doc.get_changes_meta(&[]).into_iter().map(|m| m.into_owned()).collect();
+        let metas: Vec<_> = doc
+            .get_changes_meta(&[])
+            .into_iter()
+            .map(|m| m.into_owned())
+            .collect();
         let current = self.state()?;
         let not_approved: Option<HashSet<ChangeHash>> = match current.latest_approval() {
             None => None,
             Some(a) => {
                 let heads = a.head_hashes()?;
-                Some(doc.get_changes_meta(&heads).into_iter().map(|m| m.hash).collect())
+                Some(
+                    doc.get_changes_meta(&heads)
+                        .into_iter()
+                        .map(|m| m.hash)
+                        .collect(),
+                )
             }
         };
         let mut after_cache: HashMap<ChangeHash, VisitState> = HashMap::new();
@@ -329,7 +350,10 @@ impl Visit {
             .filter(|m| m.timestamp <= at.timestamp())
             .map(|m| (m.hash, m.deps.clone()))
             .collect();
-        let deps: HashSet<ChangeHash> = included.iter().flat_map(|(_, d)| d.iter().copied()).collect();
+        let deps: HashSet<ChangeHash> = included
+            .iter()
+            .flat_map(|(_, d)| d.iter().copied())
+            .collect();
         let mut heads: Vec<ChangeHash> = included
             .into_iter()
             .map(|(h, _)| h)

@@ -180,7 +180,10 @@ mod tests {
         assert!(StaffId::parse("a/b").is_err());
         assert!(StaffId::parse("Nguyễn").is_err());
         assert!(StaffId::parse(&"x".repeat(65)).is_err());
-        assert_eq!(StaffId::parse("ct-001.s-07").map(|s| s.0), Ok("ct-001.s-07".into()));
+        assert_eq!(
+            StaffId::parse("ct-001.s-07").map(|s| s.0),
+            Ok("ct-001.s-07".into())
+        );
     }
 
     #[test]

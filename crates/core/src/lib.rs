@@ -15,17 +15,18 @@ pub use automerge::{ActorId, ChangeHash};
 pub use error::{Error, Result};
 pub use history::{DomainChange, HistoryEntry, diff_states, format_time, vietnam_time};
 pub use ids::{
-    CampaignId, CheckId, DeviceId, EvidenceHash, FindingId, StaffId, TeamId, TemplateId, UnitCode, UserId,
-    VisitId,
+    CampaignId, CheckId, DeviceId, EvidenceHash, FindingId, StaffId, TeamId, TemplateId, UnitCode,
+    UserId, VisitId,
 };
 pub use model::{
     AbsenceReason, Attendance, AttendanceMark, CheckEntry, CheckResult, ConductEntry, ConductKind,
-    ConductResult, FindingField, Lang, NewFinding, Severity, StaffCategory, StaffMember, StatusEntry, Unit,
-    UnitKind, VisitMeta, VisitStatus,
+    ConductResult, FindingField, Lang, NewFinding, Severity, StaffCategory, StaffMember,
+    StatusEntry, Unit, UnitKind, VisitMeta, VisitStatus,
 };
 pub use session::{Editor, Session, Stamp, Stamped};
 pub use state::{
-    Approval, Conflict, FieldRef, FieldValue, FindingState, FindingValue, SCHEMA_VERSION, Slot, VisitState,
+    Approval, Conflict, FieldRef, FieldValue, FindingState, FindingValue, SCHEMA_VERSION, Slot,
+    VisitState,
 };
 pub use tally::{Percent, Tally};
 pub use template::{CheckDef, Label, TEMPLATE_FORMAT, Template};

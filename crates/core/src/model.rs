@@ -129,7 +129,10 @@ impl VisitStatus {
         use VisitStatus::*;
         matches!(
             (self, to),
-            (Draft, Submitted) | (Returned, Submitted) | (Submitted, Approved) | (Submitted, Returned)
+            (Draft, Submitted)
+                | (Returned, Submitted)
+                | (Submitted, Approved)
+                | (Submitted, Returned)
         )
     }
 }
@@ -376,16 +379,34 @@ mod tests {
 
     #[test]
     fn attendance_mark_rules() {
-        assert_eq!(AttendanceMark::parse("present", None), Ok(AttendanceMark::Present));
-        assert_eq!(AttendanceMark::parse("present", Some("training")), Err(Error::ReasonNotAllowed("present")));
-        assert_eq!(AttendanceMark::parse("late", Some("sick")), Err(Error::ReasonNotAllowed("late")));
-        assert_eq!(AttendanceMark::parse("absent", None), Err(Error::ReasonRequired));
+        assert_eq!(
+            AttendanceMark::parse("present", None),
+            Ok(AttendanceMark::Present)
+        );
+        assert_eq!(
+            AttendanceMark::parse("present", Some("training")),
+            Err(Error::ReasonNotAllowed("present"))
+        );
+        assert_eq!(
+            AttendanceMark::parse("late", Some("sick")),
+            Err(Error::ReasonNotAllowed("late"))
+        );
+        assert_eq!(
+            AttendanceMark::parse("absent", None),
+            Err(Error::ReasonRequired)
+        );
         assert_eq!(
             AttendanceMark::parse("absent", Some("business_trip")),
             Ok(AttendanceMark::Absent(AbsenceReason::BusinessTrip))
         );
-        assert!(matches!(AttendanceMark::parse("absent", Some("holiday")), Err(Error::InvalidValue { .. })));
-        assert!(matches!(AttendanceMark::parse("here", None), Err(Error::InvalidValue { .. })));
+        assert!(matches!(
+            AttendanceMark::parse("absent", Some("holiday")),
+            Err(Error::InvalidValue { .. })
+        ));
+        assert!(matches!(
+            AttendanceMark::parse("here", None),
+            Err(Error::InvalidValue { .. })
+        ));
     }
 
     #[test]

@@ -40,10 +40,20 @@ pub(crate) mod keys {
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum FieldRef {
-    Attendance { staff: StaffId },
-    Conduct { staff: StaffId, check: ConductKind },
-    OfficeCheck { check: CheckId },
-    Finding { finding: FindingId, field: FindingField },
+    Attendance {
+        staff: StaffId,
+    },
+    Conduct {
+        staff: StaffId,
+        check: ConductKind,
+    },
+    OfficeCheck {
+        check: CheckId,
+    },
+    Finding {
+        finding: FindingId,
+        field: FindingField,
+    },
     Status,
 }
 
@@ -94,13 +104,21 @@ impl FieldRef {
     /// The field in words, with staff names resolved from `state`.
     pub fn describe(&self, lang: Lang, state: &VisitState) -> String {
         match (self, lang) {
-            (FieldRef::Attendance { staff }, Lang::Vi) => format!("Điểm danh {}", state.staff_name(staff)),
-            (FieldRef::Attendance { staff }, Lang::En) => format!("Attendance of {}", state.staff_name(staff)),
+            (FieldRef::Attendance { staff }, Lang::Vi) => {
+                format!("Điểm danh {}", state.staff_name(staff))
+            }
+            (FieldRef::Attendance { staff }, Lang::En) => {
+                format!("Attendance of {}", state.staff_name(staff))
+            }
             (FieldRef::Conduct { staff, check }, Lang::Vi) => {
                 format!("{} – {}", state.staff_name(staff), check.label(lang))
             }
             (FieldRef::Conduct { staff, check }, Lang::En) => {
-                format!("{} of {}", capitalise(check.label(lang)), state.staff_name(staff))
+                format!(
+                    "{} of {}",
+                    capitalise(check.label(lang)),
+                    state.staff_name(staff)
+                )
             }
             (FieldRef::OfficeCheck { check }, _) => state
                 .template
@@ -108,10 +126,18 @@ impl FieldRef {
                 .map(|c| c.label.get(lang).to_owned())
                 .unwrap_or_else(|| check.to_string()),
             (FieldRef::Finding { finding, field }, Lang::Vi) => {
-                format!("Tồn tại {} – {}", short(finding.as_str()), field.label(lang))
+                format!(
+                    "Tồn tại {} – {}",
+                    short(finding.as_str()),
+                    field.label(lang)
+                )
             }
             (FieldRef::Finding { finding, field }, Lang::En) => {
-                format!("Finding {} – {}", short(finding.as_str()), field.label(lang))
+                format!(
+                    "Finding {} – {}",
+                    short(finding.as_str()),
+                    field.label(lang)
+                )
             }
             (FieldRef::Status, Lang::Vi) => "Trạng thái biên bản".into(),
             (FieldRef::Status, Lang::En) => "Visit status".into(),
@@ -128,7 +154,11 @@ fn capitalise(s: &str) -> String {
 }
 
 fn short(id: &str) -> &str {
-    let end = id.char_indices().nth(10).map(|(i, _)| i).unwrap_or(id.len());
+    let end = id
+        .char_indices()
+        .nth(10)
+        .map(|(i, _)| i)
+        .unwrap_or(id.len());
     &id[..end]
 }
 
@@ -184,7 +214,9 @@ impl FieldValue {
             FieldValue::OfficeCheck(c) => with_note(c.result.label(lang).into(), &c.note),
             FieldValue::Status(s) => with_note(s.status.label(lang).into(), &s.note),
             FieldValue::Finding(v) => match v {
-                FindingValue::Category(s) | FindingValue::Text(s) | FindingValue::Recommendation(s) => {
+                FindingValue::Category(s)
+                | FindingValue::Text(s)
+                | FindingValue::Recommendation(s) => {
                     format!("«{s}»")
                 }
                 FindingValue::Severity(s) => s.label(lang).into(),
@@ -241,7 +273,9 @@ pub struct FindingState {
 impl FindingState {
     fn text_of(&self, field: FindingField) -> &str {
         match self.fields.get(&field).map(|s| s.value()) {
-            Some(FindingValue::Category(s) | FindingValue::Text(s) | FindingValue::Recommendation(s)) => s,
+            Some(
+                FindingValue::Category(s) | FindingValue::Text(s) | FindingValue::Recommendation(s),
+            ) => s,
             _ => "",
         }
     }
@@ -261,7 +295,11 @@ impl FindingState {
         }
     }
     pub fn related_staff(&self) -> &[StaffId] {
-        match self.fields.get(&FindingField::RelatedStaff).map(|s| s.value()) {
+        match self
+            .fields
+            .get(&FindingField::RelatedStaff)
+            .map(|s| s.value())
+        {
             Some(FindingValue::RelatedStaff(ids)) => ids,
             _ => &[],
         }
@@ -288,7 +326,10 @@ impl Approval {
     pub fn head_hashes(&self) -> Result<Vec<ChangeHash>> {
         self.heads
             .iter()
-            .map(|h| h.parse::<ChangeHash>().map_err(|_| Error::Corrupt(format!("approval head {h}"))))
+            .map(|h| {
+                h.parse::<ChangeHash>()
+                    .map_err(|_| Error::Corrupt(format!("approval head {h}")))
+            })
             .collect()
     }
 }
@@ -366,7 +407,14 @@ impl VisitState {
             }
         }
         for (staff, slot) in &self.attendance {
-            push(&mut out, FieldRef::Attendance { staff: staff.clone() }, slot, FieldValue::Attendance);
+            push(
+                &mut out,
+                FieldRef::Attendance {
+                    staff: staff.clone(),
+                },
+                slot,
+                FieldValue::Attendance,
+            );
         }
         for ((staff, check), slot) in &self.conduct {
             let field = FieldRef::Conduct {
@@ -376,7 +424,14 @@ impl VisitState {
             push(&mut out, field, slot, FieldValue::Conduct);
         }
         for (check, slot) in &self.checks {
-            push(&mut out, FieldRef::OfficeCheck { check: check.clone() }, slot, FieldValue::OfficeCheck);
+            push(
+                &mut out,
+                FieldRef::OfficeCheck {
+                    check: check.clone(),
+                },
+                slot,
+                FieldValue::OfficeCheck,
+            );
         }
         for (id, finding) in &self.findings {
             for (field, slot) in &finding.fields {
@@ -400,12 +455,18 @@ impl VisitState {
             }
         }
         match field {
-            FieldRef::Attendance { staff } => self.attendance.get(staff).map(|s| wrap(s, FieldValue::Attendance)),
+            FieldRef::Attendance { staff } => self
+                .attendance
+                .get(staff)
+                .map(|s| wrap(s, FieldValue::Attendance)),
             FieldRef::Conduct { staff, check } => self
                 .conduct
                 .get(&(staff.clone(), *check))
                 .map(|s| wrap(s, FieldValue::Conduct)),
-            FieldRef::OfficeCheck { check } => self.checks.get(check).map(|s| wrap(s, FieldValue::OfficeCheck)),
+            FieldRef::OfficeCheck { check } => self
+                .checks
+                .get(check)
+                .map(|s| wrap(s, FieldValue::OfficeCheck)),
             FieldRef::Finding { finding, field } => self
                 .findings
                 .get(finding)
@@ -418,12 +479,20 @@ impl VisitState {
     /// Every field with a value, for comparing two points in history.
     pub fn fields(&self) -> BTreeMap<FieldRef, Stamped<FieldValue>> {
         let mut refs: Vec<FieldRef> = Vec::new();
-        refs.extend(self.attendance.keys().map(|s| FieldRef::Attendance { staff: s.clone() }));
+        refs.extend(
+            self.attendance
+                .keys()
+                .map(|s| FieldRef::Attendance { staff: s.clone() }),
+        );
         refs.extend(self.conduct.keys().map(|(s, c)| FieldRef::Conduct {
             staff: s.clone(),
             check: *c,
         }));
-        refs.extend(self.checks.keys().map(|c| FieldRef::OfficeCheck { check: c.clone() }));
+        refs.extend(
+            self.checks
+                .keys()
+                .map(|c| FieldRef::OfficeCheck { check: c.clone() }),
+        );
         for (id, f) in &self.findings {
             refs.extend(f.fields.keys().map(|field| FieldRef::Finding {
                 finding: id.clone(),
@@ -448,14 +517,22 @@ impl<'a> Reader<'a> {
         Self { doc, heads }
     }
 
-    fn get(&self, obj: &automerge::ObjId, key: &str) -> Result<Option<(Value<'a>, automerge::ObjId)>> {
+    fn get(
+        &self,
+        obj: &automerge::ObjId,
+        key: &str,
+    ) -> Result<Option<(Value<'a>, automerge::ObjId)>> {
         Ok(match self.heads {
             Some(h) => self.doc.get_at(obj, key, h)?,
             None => self.doc.get(obj, key)?,
         })
     }
 
-    fn get_all(&self, obj: &automerge::ObjId, key: &str) -> Result<Vec<(Value<'a>, automerge::ObjId)>> {
+    fn get_all(
+        &self,
+        obj: &automerge::ObjId,
+        key: &str,
+    ) -> Result<Vec<(Value<'a>, automerge::ObjId)>> {
         Ok(match self.heads {
             Some(h) => self.doc.get_all_at(obj, key, h)?,
             None => self.doc.get_all(obj, key)?,
@@ -497,7 +574,11 @@ impl<'a> Reader<'a> {
     }
 
     /// One JSON value stored at `key`; the winner if concurrent.
-    pub(crate) fn json<T: DeserializeOwned>(&self, obj: &automerge::ObjId, key: &str) -> Result<Option<T>> {
+    pub(crate) fn json<T: DeserializeOwned>(
+        &self,
+        obj: &automerge::ObjId,
+        key: &str,
+    ) -> Result<Option<T>> {
         match self.get(obj, key)? {
             None => Ok(None),
             Some((v, _)) => {
@@ -532,7 +613,9 @@ impl<'a> Reader<'a> {
             }
         }
         let Some(winner) = winner else {
-            return Err(Error::Corrupt(format!("{key}: winner missing from candidates")));
+            return Err(Error::Corrupt(format!(
+                "{key}: winner missing from candidates"
+            )));
         };
         let mut others: Vec<Stamped<T>> = Vec::new();
         for c in rest {
@@ -637,12 +720,21 @@ impl<'a> Reader<'a> {
             for field in FindingField::ALL {
                 if let Some(slot) = self.slot::<FindingValue>(&fobj, field.key())? {
                     if slot.candidates().any(|c| c.value.field() != *field) {
-                        return Err(Error::Corrupt(format!("finding {k}: value of the wrong field")));
+                        return Err(Error::Corrupt(format!(
+                            "finding {k}: value of the wrong field"
+                        )));
                     }
                     fields.insert(*field, slot);
                 }
             }
-            findings.insert(id.clone(), FindingState { id, created, fields });
+            findings.insert(
+                id.clone(),
+                FindingState {
+                    id,
+                    created,
+                    fields,
+                },
+            );
         }
 
         let narrative = self.text(&ROOT, keys::NARRATIVE)?;

@@ -111,7 +111,10 @@ mod tests {
         assert!(t.is_ok(), "{t:?}");
         let t = t.unwrap_or_else(|_| unreachable!());
         assert!(t.checks.len() >= 10);
-        assert!(t.check(&CheckId::parse("tthc-posted").unwrap_or_else(|_| unreachable!())).is_some());
+        assert!(
+            t.check(&CheckId::parse("tthc-posted").unwrap_or_else(|_| unreachable!()))
+                .is_some()
+        );
     }
 
     #[test]
@@ -119,7 +122,10 @@ mod tests {
         let bumped = STANDARD.replacen("\"format\": 1", "\"format\": 2", 1);
         assert_eq!(
             Template::from_json(&bumped),
-            Err(Error::UnknownTemplateFormat { found: 2, supported: 1 })
+            Err(Error::UnknownTemplateFormat {
+                found: 2,
+                supported: 1
+            })
         );
     }
 
@@ -132,6 +138,9 @@ mod tests {
         let mut empty = t;
         empty.checks.clear();
         assert!(matches!(empty.validate(), Err(Error::EmptyTemplate { .. })));
-        assert!(matches!(Template::from_json("{"), Err(Error::TemplateJson(_))));
+        assert!(matches!(
+            Template::from_json("{"),
+            Err(Error::TemplateJson(_))
+        ));
     }
 }

@@ -52,8 +52,14 @@ mod tests {
 
     #[test]
     fn empty_and_long_are_refused() {
-        assert_eq!(required("name", "  ", 10), Err(Error::Empty { field: "name" }));
-        assert!(matches!(required("name", "ơ".repeat(11).as_str(), 10), Err(Error::TooLong { len: 11, .. })));
+        assert_eq!(
+            required("name", "  ", 10),
+            Err(Error::Empty { field: "name" })
+        );
+        assert!(matches!(
+            required("name", "ơ".repeat(11).as_str(), 10),
+            Err(Error::TooLong { len: 11, .. })
+        ));
         assert_eq!(optional("note", "", 10), Ok(String::new()));
     }
 }

@@ -14,7 +14,8 @@ use crate::model::{
 };
 use crate::session::{Session, Stamp, Stamped};
 use crate::state::{
-    Approval, Conflict, FieldRef, FieldValue, FindingValue, Reader, SCHEMA_VERSION, VisitState, keys,
+    Approval, Conflict, FieldRef, FieldValue, FindingValue, Reader, SCHEMA_VERSION, VisitState,
+    keys,
 };
 use crate::tally::Tally;
 use crate::template::Template;
@@ -104,7 +105,7 @@ impl Visit {
             session: session.clone(),
         };
         visit.bind_session();
-        visit.commit("create visit", |tx| {
+        visit.commit("create visit", stamp.at, |tx| {
             tx.put(ROOT, keys::SCHEMA, ScalarValue::Uint(SCHEMA_VERSION))?;
             tx.put(ROOT, keys::META, json(&meta)?)?;
             tx.put(ROOT, keys::TEMPLATE, json(template)?)?;
@@ -161,15 +162,25 @@ impl Visit {
         self.doc.set_actor(self.session.actor().clone());
     }
 
+    /// Runs `f` as one change with device time `at` (whole seconds, as
+    /// Automerge records it); rolls back if `f` fails.
     fn commit<O>(
         &mut self,
         message: &str,
+        at: DateTime<Utc>,
         f: impl FnOnce(&mut Transaction<'_>) -> Result<O>,
     ) -> Result<O> {
-        let time = self.session.now().timestamp();
+        let time = at.timestamp();
         let message = message.to_owned();
         self.doc
-            .transact_with(|_| CommitOptions::default().with_message(message).with_time(time), f)
+            .transact_with(
+                |_| {
+                    CommitOptions::default()
+                        .with_message(message)
+                        .with_time(time)
+                },
+                f,
+            )
             .map(|ok| ok.result)
             .map_err(|failed| failed.error)
     }
@@ -314,21 +325,37 @@ impl Visit {
         let (obj, key, payload) = match (field, value) {
             (FieldRef::Attendance { staff }, FieldValue::Attendance(a)) => {
                 self.require_staff(staff)?;
-                (self.container(keys::ATTENDANCE)?, staff.to_string(), stamped(a, &stamp)?)
+                (
+                    self.container(keys::ATTENDANCE)?,
+                    staff.to_string(),
+                    stamped(a, &stamp)?,
+                )
             }
             (FieldRef::Conduct { staff, check }, FieldValue::Conduct(c)) => {
                 self.require_staff(staff)?;
-                (self.container(keys::CONDUCT)?, conduct_key(staff, *check), stamped(c, &stamp)?)
+                (
+                    self.container(keys::CONDUCT)?,
+                    conduct_key(staff, *check),
+                    stamped(c, &stamp)?,
+                )
             }
             (FieldRef::OfficeCheck { check }, FieldValue::OfficeCheck(c)) => {
                 self.require_check(check)?;
-                (self.container(keys::CHECKS)?, check.to_string(), stamped(c, &stamp)?)
+                (
+                    self.container(keys::CHECKS)?,
+                    check.to_string(),
+                    stamped(c, &stamp)?,
+                )
             }
-            (FieldRef::Finding { finding, field }, FieldValue::Finding(v)) if v.field() == *field => {
+            (FieldRef::Finding { finding, field }, FieldValue::Finding(v))
+                if v.field() == *field =>
+            {
                 let obj = self.require_finding(finding)?;
                 (obj, field.key().to_owned(), stamped(v, &stamp)?)
             }
-            (FieldRef::Status, FieldValue::Status(s)) => (ROOT, keys::STATUS.to_owned(), stamped(s, &stamp)?),
+            (FieldRef::Status, FieldValue::Status(s)) => {
+                (ROOT, keys::STATUS.to_owned(), stamped(s, &stamp)?)
+            }
             (field, _) => {
                 return Err(Error::InvalidValue {
                     field: "value",
@@ -337,7 +364,7 @@ impl Visit {
                 });
             }
         };
-        self.commit(message, |tx| {
+        self.commit(message, stamp.at, |tx| {
             tx.put(&obj, key.as_str(), payload)?;
             Ok(())
         })
@@ -355,7 +382,9 @@ impl Visit {
         let value = Attendance::new(mark, note, observed_at)?;
         self.put_field(
             "attendance",
-            &FieldRef::Attendance { staff: staff.clone() },
+            &FieldRef::Attendance {
+                staff: staff.clone(),
+            },
             FieldValue::Attendance(value),
         )
     }
@@ -384,7 +413,9 @@ impl Visit {
         let note = text::optional("check note", note, text::MAX_NOTE)?;
         self.put_field(
             "office check",
-            &FieldRef::OfficeCheck { check: check.clone() },
+            &FieldRef::OfficeCheck {
+                check: check.clone(),
+            },
             FieldValue::OfficeCheck(CheckEntry { result, note }),
         )
     }
@@ -406,8 +437,9 @@ impl Visit {
             member.on_payroll,
         )?;
         clean.found_on_site = true;
-        let payload = stamped(&clean, &self.session.stamp())?;
-        self.commit("add staff", |tx| {
+        let stamp = self.session.stamp();
+        let payload = stamped(&clean, &stamp)?;
+        self.commit("add staff", stamp.at, |tx| {
             tx.put(&obj, clean.id.as_str(), payload)?;
             Ok(())
         })
@@ -422,8 +454,9 @@ impl Visit {
         if self.doc.get(&obj, key.as_str())?.is_some() {
             return Ok(());
         }
-        let payload = json(&self.session.stamp())?;
-        self.commit("attach evidence", |tx| {
+        let stamp = self.session.stamp();
+        let payload = json(&stamp)?;
+        self.commit("attach evidence", stamp.at, |tx| {
             tx.put(&obj, key.as_str(), payload)?;
             Ok(())
         })
@@ -441,7 +474,7 @@ impl Visit {
                 expected: "a hash attached to this check",
             });
         }
-        self.commit("detach evidence", |tx| {
+        self.commit("detach evidence", self.session.now(), |tx| {
             tx.delete(&obj, key.as_str())?;
             Ok(())
         })
@@ -494,7 +527,7 @@ impl Visit {
             .into_iter()
             .map(|v| Ok((v.field().key(), stamped(v, &stamp)?)))
             .collect::<Result<Vec<_>>>()?;
-        self.commit("add finding", |tx| {
+        self.commit("add finding", stamp.at, |tx| {
             let f = tx.put_object(&obj, id.as_str(), ObjType::Map)?;
             tx.put(&f, keys::CREATED, created)?;
             for (k, p) in payloads {
@@ -532,7 +565,7 @@ impl Visit {
         if self.doc.text(&obj)? == new_text {
             return Ok(());
         }
-        self.commit("narrative", |tx| {
+        self.commit("narrative", self.session.now(), |tx| {
             tx.update_text(&obj, &new_text)?;
             Ok(())
         })
@@ -544,7 +577,11 @@ impl Visit {
         let obj = self.narrative_obj()?;
         let len = self.doc.length(&obj);
         if pos.checked_add(delete).is_none_or(|end| end > len) {
-            return Err(Error::NarrativeRange { pos, del: delete, len });
+            return Err(Error::NarrativeRange {
+                pos,
+                del: delete,
+                len,
+            });
         }
         let new_len = len - delete + insert.chars().count();
         if new_len > text::MAX_NARRATIVE {
@@ -554,7 +591,7 @@ impl Visit {
                 max: text::MAX_NARRATIVE,
             });
         }
-        self.commit("narrative", |tx| {
+        self.commit("narrative", self.session.now(), |tx| {
             tx.splice_text(&obj, pos, delete as isize, &insert)?;
             Ok(())
         })
@@ -583,7 +620,11 @@ impl Visit {
             });
         }
         let note = text::optional("status note", note, text::MAX_NOTE)?;
-        self.put_field(to.key(), &FieldRef::Status, FieldValue::Status(StatusEntry { status: to, note }))
+        self.put_field(
+            to.key(),
+            &FieldRef::Status,
+            FieldValue::Status(StatusEntry { status: to, note }),
+        )
     }
 
     /// Draft or returned → submitted.
@@ -594,7 +635,9 @@ impl Visit {
     /// Submitted → returned, with the reason.
     pub fn return_visit(&mut self, reason: &str) -> Result<()> {
         if reason.trim().is_empty() {
-            return Err(Error::Empty { field: "return reason" });
+            return Err(Error::Empty {
+                field: "return reason",
+            });
         }
         self.move_to(VisitStatus::Returned, reason)
     }
@@ -629,7 +672,7 @@ impl Visit {
             },
             &stamp,
         )?;
-        self.commit("approve", |tx| {
+        self.commit("approve", stamp.at, |tx| {
             tx.put(&obj, approval.id.as_str(), record)?;
             tx.put(ROOT, keys::STATUS, status)?;
             Ok(())
@@ -647,15 +690,16 @@ impl Visit {
             .find(|c| &c.field == field)
             .ok_or_else(|| Error::NoConflict(field.to_string()))?;
         let count = conflict.candidates.len();
-        let chosen = conflict
-            .candidates
-            .into_iter()
-            .nth(candidate)
-            .ok_or(Error::NoSuchCandidate {
-                field: field.to_string(),
-                count,
-                index: candidate,
-            })?;
+        let chosen =
+            conflict
+                .candidates
+                .into_iter()
+                .nth(candidate)
+                .ok_or(Error::NoSuchCandidate {
+                    field: field.to_string(),
+                    count,
+                    index: candidate,
+                })?;
         self.put_field("resolve conflict", field, chosen.value)
     }
 }

@@ -1,0 +1,471 @@
+//! The visit document: recording, validation, merging, conflicts, approval.
+
+mod common;
+
+use common::*;
+use kiemtra_core::*;
+
+#[test]
+fn a_new_visit_has_its_roster_template_and_draft_status() {
+    let v = create(12);
+    let s = v.state().expect("state");
+    assert_eq!(s.schema, SCHEMA_VERSION);
+    assert_eq!(s.staff.len(), 12);
+    assert_eq!(s.status(), VisitStatus::Draft);
+    assert_eq!(s.meta.unit.name, "UBND phường An Bình");
+    assert_eq!(s.meta.template_version, 1);
+    let t = v.tally().expect("tally");
+    assert_eq!((t.payroll, t.unrecorded, t.present), (11, 11, 0));
+}
+
+#[test]
+fn tallies_follow_attendance() {
+    let mut v = create(10);
+    v.record_attendance(&staff(0), AttendanceMark::Present, "", None)
+        .expect("rec");
+    v.record_attendance(&staff(1), AttendanceMark::Late, "đến 7h45", None)
+        .expect("rec");
+    v.record_attendance(&staff(2), absent(AbsenceReason::BusinessTrip), "", None)
+        .expect("rec");
+    v.record_attendance(&staff(3), absent(AbsenceReason::Training), "", None)
+        .expect("rec");
+    // Staff 9 is not on the payroll: recorded, but not counted.
+    v.record_attendance(&staff(9), absent(AbsenceReason::Unexcused), "", None)
+        .expect("rec");
+    let t = v.tally().expect("tally");
+    assert_eq!(t.payroll, 9);
+    assert_eq!(t.present, 2);
+    assert_eq!(t.late, 1);
+    assert_eq!(t.absent, 2);
+    assert_eq!(t.unrecorded, 5);
+    assert_eq!(t.reason_count(AbsenceReason::BusinessTrip), 1);
+    assert_eq!(t.reason_count(AbsenceReason::Unexcused), 0);
+    assert_eq!(t.present_pct().format(Lang::Vi), "22,22");
+    assert_eq!(
+        t.reason_pct(AbsenceReason::Training).format(Lang::En),
+        "50.00"
+    );
+}
+
+#[test]
+fn bad_input_is_refused_and_changes_nothing() {
+    let mut v = create(3);
+    let heads = v.heads();
+    let before = v.save();
+    let unknown = StaffId::parse("s-999").expect("id");
+    assert_eq!(
+        v.record_attendance(&unknown, AttendanceMark::Present, "", None),
+        Err(Error::UnknownStaff("s-999".into()))
+    );
+    assert_eq!(
+        v.record_check(&check("no-such-check"), CheckResult::Pass, ""),
+        Err(Error::UnknownCheck("no-such-check".into()))
+    );
+    assert!(matches!(
+        v.record_attendance(
+            &staff(0),
+            AttendanceMark::Present,
+            &"x".repeat(MAX_NOTE + 1),
+            None
+        ),
+        Err(Error::TooLong { .. })
+    ));
+    assert_eq!(
+        v.record_attendance(&staff(0), absent(AbsenceReason::Other), "", None),
+        Err(Error::NoteRequired)
+    );
+    assert!(matches!(
+        v.add_staff(StaffMember {
+            id: StaffId::generate(),
+            name: "   ".into(),
+            position: String::new(),
+            category: StaffCategory::Contract,
+            on_payroll: false,
+            found_on_site: true,
+        }),
+        Err(Error::Empty {
+            field: "staff name"
+        })
+    ));
+    assert!(matches!(
+        v.add_staff(roster(1).remove(0)),
+        Err(Error::DuplicateStaff(_))
+    ));
+    assert!(matches!(
+        v.add_finding(NewFinding {
+            category: "Niêm yết".into(),
+            severity: Severity::Minor,
+            text: "".into(),
+            recommendation: String::new(),
+            related_staff: vec![],
+        }),
+        Err(Error::Empty {
+            field: "finding text"
+        })
+    ));
+    assert!(matches!(
+        v.add_finding(NewFinding {
+            category: "Kỷ luật".into(),
+            severity: Severity::Minor,
+            text: "Vắng không lý do".into(),
+            recommendation: String::new(),
+            related_staff: vec![unknown.clone()],
+        }),
+        Err(Error::UnknownStaff(_))
+    ));
+    assert!(matches!(
+        v.update_finding(
+            &FindingId::parse("f-nope").expect("id"),
+            FindingValue::Withdrawn(true)
+        ),
+        Err(Error::UnknownFinding(_))
+    ));
+    assert!(matches!(
+        v.splice_narrative(5, 0, "x"),
+        Err(Error::NarrativeRange { .. })
+    ));
+    assert!(matches!(
+        v.approve(""),
+        Err(Error::InvalidTransition {
+            from: "draft",
+            to: "approved"
+        })
+    ));
+    assert!(matches!(v.return_visit("  "), Err(Error::Empty { .. })));
+    assert!(matches!(
+        v.resolve(&FieldRef::Status, 0),
+        Err(Error::NoConflict(_))
+    ));
+    assert!(matches!(
+        v.attach_evidence(
+            &check("no-such-check"),
+            &EvidenceHash::parse(&"a".repeat(64)).expect("hash")
+        ),
+        Err(Error::UnknownCheck(_))
+    ));
+    assert_eq!(
+        v.heads(),
+        heads,
+        "a refused operation must not add a change"
+    );
+    assert_eq!(
+        v.save(),
+        before,
+        "a refused operation must not change the document"
+    );
+}
+
+#[test]
+fn creation_refuses_bad_rosters_and_templates() {
+    let s = session("sup-1", "dev-sup", 0);
+    let mut dup = new_visit(3);
+    dup.roster.push(dup.roster[0].clone());
+    assert!(matches!(
+        Visit::create(dup, &template(), &s),
+        Err(Error::DuplicateStaff(_))
+    ));
+    let mut t = template();
+    t.format = 9;
+    assert!(matches!(
+        Visit::create(new_visit(3), &t, &s),
+        Err(Error::UnknownTemplateFormat { found: 9, .. })
+    ));
+    let mut big = new_visit(0);
+    big.roster = roster(MAX_STAFF + 1);
+    assert!(matches!(
+        Visit::create(big, &template(), &s),
+        Err(Error::RosterTooLarge(..))
+    ));
+}
+
+#[test]
+fn text_is_stored_as_nfc() {
+    let mut v = create(1);
+    let nfd_name = "Tr\u{1ea7}n Th\u{1ecb} Nga\u{300}"; // "Trần Thị Ngà" with a combining grave
+    let id = StaffId::generate();
+    v.add_staff(
+        StaffMember::new(id.clone(), nfd_name, "", StaffCategory::Contract, false).expect("staff"),
+    )
+    .expect("add");
+    let s = v.state().expect("state");
+    assert_eq!(s.staff_name(&id), "Trần Thị Ngà");
+    assert!(s.staff[&id].value.found_on_site);
+    v.set_narrative("Cu\u{300}ng ki\u{1ec3}m tra")
+        .expect("narrative");
+    assert_eq!(v.state().expect("state").narrative, "Cùng kiểm tra");
+}
+
+#[test]
+fn independent_edits_merge_without_conflict() {
+    let base = create(6);
+    let mut a = replica(&base, "insp-a", "dev-a", 10);
+    let mut b = replica(&base, "insp-b", "dev-b", 12);
+    a.record_attendance(&staff(0), AttendanceMark::Present, "", None)
+        .expect("a");
+    a.record_check(&check("tthc-posted"), CheckResult::Fail, "thiếu 3 thủ tục")
+        .expect("a");
+    a.set_narrative("Đoàn đến lúc 7 giờ 30.").expect("a");
+    b.record_attendance(&staff(1), absent(AbsenceReason::Sick), "", None)
+        .expect("b");
+    b.record_conduct(&staff(0), ConductKind::Badge, ConductResult::Violation, "")
+        .expect("b");
+    b.record_check(&check("hotline"), CheckResult::Pass, "")
+        .expect("b");
+    let fa = a
+        .add_finding(NewFinding {
+            category: "Niêm yết".into(),
+            severity: Severity::Moderate,
+            text: "Chưa niêm yết đầy đủ TTHC".into(),
+            recommendation: "Bổ sung ngay".into(),
+            related_staff: vec![],
+        })
+        .expect("finding a");
+    let fb = b
+        .add_finding(NewFinding {
+            category: "Kỷ luật".into(),
+            severity: Severity::Minor,
+            text: "Một công chức không đeo thẻ".into(),
+            recommendation: String::new(),
+            related_staff: vec![staff(0)],
+        })
+        .expect("finding b");
+    a.merge(&b).expect("merge");
+    b.merge(&a).expect("merge");
+    let (sa, sb) = (a.state().expect("a"), b.state().expect("b"));
+    assert_eq!(sa, sb);
+    assert!(sa.conflicts().is_empty(), "{:?}", sa.conflicts());
+    assert_eq!(sa.attendance.len(), 2);
+    assert_eq!(sa.checks.len(), 2);
+    assert_eq!(sa.conduct.len(), 1);
+    assert!(sa.findings.contains_key(&fa) && sa.findings.contains_key(&fb));
+}
+
+#[test]
+fn narrative_edits_to_different_parts_both_survive() {
+    let mut base = create(1);
+    base.set_narrative("Mở đầu. Kết luận.").expect("n");
+    let mut a = replica(&base, "insp-a", "dev-a", 10);
+    let mut b = replica(&base, "insp-b", "dev-b", 10);
+    a.splice_narrative(0, 0, "Sáng 31/8: ").expect("a");
+    b.set_narrative("Mở đầu. Kết luận: cần chấn chỉnh.")
+        .expect("b");
+    a.merge(&b).expect("merge");
+    let text = a.state().expect("state").narrative;
+    assert_eq!(text, "Sáng 31/8: Mở đầu. Kết luận: cần chấn chỉnh.");
+}
+
+#[test]
+fn concurrent_different_values_are_a_listed_conflict_until_resolved() {
+    let base = create(4);
+    let mut a = replica(&base, "insp-a", "dev-a", 10);
+    let mut b = replica(&base, "insp-b", "dev-b", 11);
+    a.record_attendance(&staff(2), AttendanceMark::Present, "", None)
+        .expect("a");
+    b.record_attendance(
+        &staff(2),
+        absent(AbsenceReason::BusinessTrip),
+        "đi Hà Nội",
+        None,
+    )
+    .expect("b");
+    // Same value on both sides is not a conflict.
+    a.record_check(&check("hotline"), CheckResult::Pass, "")
+        .expect("a");
+    b.record_check(&check("hotline"), CheckResult::Pass, "")
+        .expect("b");
+    a.merge(&b).expect("merge");
+    b.merge(&a).expect("merge");
+    let ca = a.conflicts().expect("conflicts");
+    assert_eq!(ca, b.conflicts().expect("conflicts"));
+    assert_eq!(ca.len(), 1);
+    let c = &ca[0];
+    assert_eq!(c.field, FieldRef::Attendance { staff: staff(2) });
+    assert_eq!(c.candidates.len(), 2);
+    let who: Vec<&str> = c.candidates.iter().map(|x| x.stamp.by.as_str()).collect();
+    assert!(who.contains(&"insp-a") && who.contains(&"insp-b"));
+    // The shown value is the same on both replicas.
+    assert_eq!(
+        a.state().expect("a").attendance[&staff(2)].winner,
+        b.state().expect("b").attendance[&staff(2)].winner
+    );
+    // Approval is refused while a conflict is open.
+    let mut sup = replica(&a, "sup-1", "dev-sup", 30);
+    sup.submit("").expect("submit");
+    assert_eq!(sup.approve(""), Err(Error::UnresolvedConflicts(1)));
+    // Resolve by choosing the business-trip record.
+    let idx = c
+        .candidates
+        .iter()
+        .position(|x| matches!(x.value, FieldValue::Attendance(ref at) if at.mark == absent(AbsenceReason::BusinessTrip)))
+        .expect("candidate");
+    assert!(matches!(
+        sup.resolve(&c.field, 7),
+        Err(Error::NoSuchCandidate { count: 2, .. })
+    ));
+    sup.resolve(&c.field, idx).expect("resolve");
+    assert!(sup.conflicts().expect("c").is_empty());
+    a.merge(&sup).expect("merge");
+    assert!(a.conflicts().expect("c").is_empty());
+    assert_eq!(
+        a.state().expect("a").attendance[&staff(2)].value().mark,
+        absent(AbsenceReason::BusinessTrip)
+    );
+    let approval = sup.approve("Đồng ý").expect("approve");
+    assert_eq!(sup.state().expect("s").status(), VisitStatus::Approved);
+    assert_eq!(approval.head_hashes().expect("heads").len(), 1);
+}
+
+#[test]
+fn approval_seals_a_point_and_later_edits_are_flagged() {
+    let mut v = create(3);
+    v.record_attendance(&staff(0), AttendanceMark::Present, "", None)
+        .expect("rec");
+    v.submit("").expect("submit");
+    let approval = v.approve("").expect("approve");
+    assert!(matches!(
+        v.submit(""),
+        Err(Error::InvalidTransition {
+            from: "approved",
+            ..
+        })
+    ));
+    v.record_attendance(&staff(1), absent(AbsenceReason::Leave), "", None)
+        .expect("late edit");
+    let approved = v.approved_state().expect("approved").expect("some");
+    assert_eq!(
+        approved.attendance.len(),
+        1,
+        "the approved state excludes the later edit"
+    );
+    assert_eq!(approved.meta, v.state().expect("s").meta);
+    let history = v.history().expect("history");
+    let last = history.last().expect("last");
+    assert!(last.after_approval);
+    let approving = history.iter().find(|h| {
+        h.changes
+            .iter()
+            .any(|c| matches!(c, DomainChange::Approved { .. }))
+    });
+    assert!(approving.is_some_and(|h| !h.after_approval));
+    assert_eq!(history.iter().filter(|h| h.after_approval).count(), 1);
+    assert_eq!(approval.heads.len(), 1);
+}
+
+#[test]
+fn return_and_resubmit() {
+    let mut v = create(2);
+    v.submit("").expect("submit");
+    v.return_visit("Thiếu chữ ký").expect("return");
+    let s = v.state().expect("s");
+    assert_eq!(s.status(), VisitStatus::Returned);
+    assert_eq!(s.status.value().note, "Thiếu chữ ký");
+    v.submit("Đã bổ sung").expect("resubmit");
+    assert_eq!(v.state().expect("s").status(), VisitStatus::Submitted);
+}
+
+#[test]
+fn newer_schema_is_refused() {
+    use automerge::transaction::Transactable;
+    let v = create(1);
+    let mut doc = automerge::Automerge::load(&v.save()).expect("load");
+    let mut tx = doc.transaction();
+    tx.put(
+        automerge::ROOT,
+        "schema",
+        automerge::ScalarValue::Uint(SCHEMA_VERSION + 1),
+    )
+    .expect("put");
+    tx.commit();
+    let err = Visit::load(&doc.save(), &session("x", "y", 0)).expect_err("refused");
+    assert_eq!(
+        err,
+        Error::NewerSchema {
+            found: SCHEMA_VERSION + 1,
+            supported: SCHEMA_VERSION
+        }
+    );
+    assert!(err.to_string().contains("Update the app"));
+    // Merging a newer replica into an older one is refused too.
+    let mut older = replica(&v, "a", "b", 0);
+    assert!(matches!(
+        older.load_incremental(&doc.save()),
+        Err(Error::NewerSchema { .. })
+    ));
+    assert_eq!(
+        older.state().expect("still readable").schema,
+        SCHEMA_VERSION
+    );
+}
+
+#[test]
+fn non_visit_bytes_are_refused() {
+    assert!(matches!(
+        Visit::load(b"not automerge", &session("x", "y", 0)),
+        Err(Error::NotAVisit(_))
+    ));
+    let empty = automerge::Automerge::new().save();
+    assert!(matches!(
+        Visit::load(&empty, &session("x", "y", 0)),
+        Err(Error::NotAVisit(_))
+    ));
+}
+
+#[test]
+fn evidence_is_a_set() {
+    let mut v = create(1);
+    let h = EvidenceHash::parse(&"ab".repeat(32)).expect("hash");
+    v.attach_evidence(&check("tthc-posted"), &h)
+        .expect("attach");
+    let heads = v.heads();
+    v.attach_evidence(&check("tthc-posted"), &h).expect("again");
+    assert_eq!(v.heads(), heads, "attaching twice adds nothing");
+    assert_eq!(
+        v.state().expect("s").evidence[&check("tthc-posted")].len(),
+        1
+    );
+    v.detach_evidence(&check("tthc-posted"), &h)
+        .expect("detach");
+    assert!(v.state().expect("s").evidence.is_empty());
+    assert!(v.detach_evidence(&check("tthc-posted"), &h).is_err());
+}
+
+#[test]
+fn findings_are_withdrawn_not_deleted() {
+    let mut v = create(2);
+    let f = v
+        .add_finding(NewFinding {
+            category: "Hồ sơ".into(),
+            severity: Severity::Serious,
+            text: "Hồ sơ bị ách tắc do lãnh đạo đi vắng".into(),
+            recommendation: "Kiểm điểm trách nhiệm".into(),
+            related_staff: vec![staff(1), staff(1)],
+        })
+        .expect("add");
+    let s = v.state().expect("s");
+    assert_eq!(s.findings[&f].related_staff(), &[staff(1)]);
+    assert_eq!(s.findings[&f].severity(), Some(Severity::Serious));
+    v.update_finding(&f, FindingValue::Withdrawn(true))
+        .expect("withdraw");
+    let s = v.state().expect("s");
+    assert!(s.findings[&f].withdrawn());
+    assert_eq!(
+        s.findings[&f].text(),
+        "Hồ sơ bị ách tắc do lãnh đạo đi vắng"
+    );
+}
+
+#[test]
+fn author_and_time_are_on_every_change_and_survive_save_and_load() {
+    let mut v = create(2);
+    v.record_attendance(&staff(0), AttendanceMark::Present, "", None)
+        .expect("rec");
+    let reloaded = replica(&v, "other", "dev-other", 0);
+    let history = reloaded.history().expect("history");
+    assert_eq!(history.len(), 2);
+    for h in &history {
+        let author = h.author.as_ref().expect("author recorded");
+        assert_eq!(author.user.as_str(), "sup-1");
+        assert_eq!(author.device.as_str(), "dev-sup");
+        assert!(h.device_time >= t0(), "device time set: {}", h.device_time);
+    }
+}
