@@ -1,7 +1,9 @@
 //! [`Visit`]: one inspection visit as one Automerge document, behind a typed API.
 
 use automerge::transaction::{CommitOptions, Transactable, Transaction};
-use automerge::{Author, Automerge, ChangeHash, ObjType, ROOT, ReadDoc, ScalarValue};
+use automerge::{
+    Author, Automerge, ChangeHash, LoadOptions, ObjType, OnPartialLoad, ROOT, ReadDoc, ScalarValue,
+};
 use chrono::{DateTime, NaiveDate, Utc};
 use serde::Serialize;
 use std::collections::BTreeSet;
@@ -63,6 +65,17 @@ fn stamped<T: Serialize>(value: T, stamp: &Stamp) -> Result<String> {
         value,
         stamp: stamp.clone(),
     })
+}
+
+/// Replicas of one visit share the change that created it, so `meta` has
+/// exactly one value; two values mean two different visits were mixed.
+fn check_same_visit(doc: &Automerge) -> Result<()> {
+    if doc.get_all(ROOT, keys::META)?.len() > 1 || doc.get_all(ROOT, keys::SCHEMA)?.len() > 1 {
+        return Err(Error::NotAVisit(
+            "these changes belong to another visit".into(),
+        ));
+    }
+    Ok(())
 }
 
 fn conduct_key(staff: &StaffId, kind: ConductKind) -> String {
@@ -260,10 +273,19 @@ impl Visit {
         self.doc.save_after(heads)
     }
 
-    /// Applies saved bytes (a document or changes) from another replica.
+    /// Applies saved bytes (a document or changes) from another replica of
+    /// this visit. The bytes must parse completely and their dependencies
+    /// must be present; bytes of another visit are refused. On any error
+    /// the document is unchanged.
     pub fn load_incremental(&mut self, bytes: &[u8]) -> Result<()> {
-        let mut probe = self.doc.fork();
-        probe.load_incremental(bytes)?;
+        let mut combined = self.doc.save();
+        combined.extend_from_slice(bytes);
+        let probe = Automerge::load_with_options(
+            &combined,
+            LoadOptions::new().on_partial_load(OnPartialLoad::Error),
+        )
+        .map_err(|e| Error::NotAVisit(format!("unreadable changes: {e}")))?;
+        check_same_visit(&probe)?;
         Reader::new(&probe, None).check_schema()?;
         self.doc = probe;
         self.bind_session();
@@ -276,8 +298,12 @@ impl Visit {
             return Err(Error::NotAVisit("merging two different visits".into()));
         }
         Reader::new(&other.doc, None).check_schema()?;
+        let mut probe = self.doc.fork();
         let mut theirs = other.doc.clone();
-        self.doc.merge(&mut theirs)?;
+        probe.merge(&mut theirs)?;
+        check_same_visit(&probe)?;
+        self.doc = probe;
+        self.bind_session();
         Ok(())
     }
 

@@ -469,3 +469,35 @@ fn author_and_time_are_on_every_change_and_survive_save_and_load() {
         assert!(h.device_time >= t0(), "device time set: {}", h.device_time);
     }
 }
+
+#[test]
+fn bytes_of_another_visit_or_garbage_are_refused_on_merge() {
+    let mut v = create(2);
+    let heads = v.heads();
+    let mut other_new = new_visit(2);
+    other_new.visit_id = VisitId::parse("v-other").expect("id");
+    let other = Visit::create(other_new, &template(), &session("x", "dev-x", 0)).expect("other");
+    assert!(matches!(
+        v.load_incremental(&other.save()),
+        Err(Error::NotAVisit(_))
+    ));
+    assert!(matches!(v.merge(&other), Err(Error::NotAVisit(_))));
+    // Same id, created separately: still a different document.
+    let twin = Visit::create(new_visit(2), &template(), &session("x", "dev-x", 0)).expect("twin");
+    assert!(matches!(v.merge(&twin), Err(Error::NotAVisit(_))));
+    assert!(matches!(
+        v.load_incremental(b"garbage"),
+        Err(Error::NotAVisit(_))
+    ));
+    let mut b = replica(&v, "b", "dev-b", 0);
+    b.record_attendance(&staff(0), AttendanceMark::Present, "", None)
+        .expect("rec");
+    let changes = b.save_after(&heads);
+    assert!(matches!(
+        v.load_incremental(&changes[..changes.len() - 2]),
+        Err(Error::NotAVisit(_))
+    ));
+    assert_eq!(v.heads(), heads);
+    v.load_incremental(&changes).expect("whole changes apply");
+    assert_eq!(v.heads(), b.heads());
+}

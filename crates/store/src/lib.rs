@@ -1,1 +1,9 @@
-//! placeholder
+#![doc = include_str!("../README.md")]
+
+mod error;
+mod schema;
+mod store;
+
+pub use error::{Error, Result};
+pub use schema::SCHEMA_VERSION;
+pub use store::{COMPACT_AFTER, Store, VisitSummary};

@@ -1,0 +1,443 @@
+//! [`Store`]: visits in SQLite, durable per edit.
+
+use automerge::ChangeHash;
+use kiemtra_core::{Editor, NewVisit, Session, Tally, Template, Visit, VisitId};
+use rusqlite::{Connection, OptionalExtension, params};
+use serde::{Deserialize, Serialize};
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+use crate::error::{Error, Result};
+use crate::schema;
+
+/// Incremental chunks a visit may collect before it is compacted into one snapshot.
+pub const COMPACT_AFTER: u32 = 64;
+/// Visits kept open in memory.
+const CACHE: usize = 32;
+
+/// What a listing shows of a visit, read from the index without loading the document.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct VisitSummary {
+    pub id: VisitId,
+    pub unit_code: String,
+    pub unit_name: String,
+    pub unit_kind: String,
+    pub campaign: String,
+    pub team: String,
+    pub scheduled_on: String,
+    pub status: String,
+    pub conflicts: u32,
+    pub tally: Tally,
+    /// Hex change hashes of the document's heads.
+    pub heads: Vec<String>,
+    pub updated_at: String,
+}
+
+struct OpenVisit {
+    visit: Visit,
+    saved_heads: Vec<ChangeHash>,
+    chunks: u32,
+}
+
+/// A local store of visits: the phone's, or the server's.
+///
+/// One connection, the only writer. Every mutating call commits one SQLite
+/// transaction before it returns.
+pub struct Store {
+    conn: Connection,
+    path: PathBuf,
+    session: Session,
+    open: HashMap<VisitId, OpenVisit>,
+}
+
+fn heads_json(heads: &[ChangeHash]) -> String {
+    let hex: Vec<String> = heads.iter().map(|h| h.to_string()).collect();
+    serde_json::to_string(&hex).unwrap_or_else(|_| "[]".into())
+}
+
+fn parse_heads(json: &str) -> Result<Vec<ChangeHash>> {
+    let hex: Vec<String> = serde_json::from_str(json).map_err(|e| Error::Corrupt(e.to_string()))?;
+    hex.iter()
+        .map(|h| {
+            h.parse::<ChangeHash>()
+                .map_err(|_| Error::Corrupt(format!("bad head {h}")))
+        })
+        .collect()
+}
+
+impl Store {
+    /// Opens (creating if needed) the store at `path` for `editor`, with a
+    /// fresh actor id for this session.
+    pub fn open(path: impl AsRef<Path>, editor: Editor) -> Result<Self> {
+        Self::open_with_session(path, Session::new(editor))
+    }
+
+    /// Opens the store with a given session (clock, actor).
+    pub fn open_with_session(path: impl AsRef<Path>, session: Session) -> Result<Self> {
+        let path = path.as_ref().to_path_buf();
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir)
+                .map_err(|e| Error::Database(format!("{}: {e}", dir.display())))?;
+        }
+        let mut conn = Connection::open(&path)?;
+        schema::configure(&conn)?;
+        schema::migrate(&mut conn, &path.display().to_string())?;
+        Ok(Self {
+            conn,
+            path,
+            session,
+            open: HashMap::new(),
+        })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+    pub fn session(&self) -> &Session {
+        &self.session
+    }
+    /// The database schema version (see the numbered migrations).
+    pub fn schema_version(&self) -> Result<usize> {
+        schema::user_version(&self.conn)
+    }
+
+    /// Creates a visit and stores it.
+    pub fn create_visit(&mut self, new: NewVisit, template: &Template) -> Result<VisitSummary> {
+        if self.exists(&new.visit_id)? {
+            return Err(Error::VisitExists(new.visit_id));
+        }
+        let visit = Visit::create(new, template, &self.session)?;
+        self.insert_new(visit)
+    }
+
+    /// Stores a whole visit document received from elsewhere (a sync peer, a file).
+    pub fn import_visit(&mut self, bytes: &[u8]) -> Result<VisitSummary> {
+        let visit = Visit::load(bytes, &self.session)?;
+        let id = visit.id()?;
+        if self.exists(&id)? {
+            return self.apply_remote(&id, bytes);
+        }
+        self.insert_new(visit)
+    }
+
+    fn insert_new(&mut self, visit: Visit) -> Result<VisitSummary> {
+        let id = visit.id()?;
+        let summary = summarise(&visit)?;
+        let snapshot = visit.save();
+        let tx = self.conn.transaction()?;
+        write_summary(&tx, &summary, true)?;
+        tx.execute(
+            "INSERT INTO visit_chunks (visit_id, kind, data) VALUES (?1, 'snapshot', ?2)",
+            params![id.as_str(), snapshot],
+        )?;
+        tx.commit()?;
+        self.remember(
+            id,
+            OpenVisit {
+                saved_heads: visit.heads(),
+                visit,
+                chunks: 1,
+            },
+        );
+        Ok(summary)
+    }
+
+    fn exists(&self, id: &VisitId) -> Result<bool> {
+        Ok(self
+            .conn
+            .query_row("SELECT 1 FROM visits WHERE id = ?1", [id.as_str()], |_| {
+                Ok(())
+            })
+            .optional()?
+            .is_some())
+    }
+
+    fn remember(&mut self, id: VisitId, open: OpenVisit) {
+        if self.open.len() >= CACHE && !self.open.contains_key(&id) {
+            if let Some(k) = self.open.keys().next().cloned() {
+                self.open.remove(&k);
+            }
+        }
+        self.open.insert(id, open);
+    }
+
+    fn load(&self, id: &VisitId) -> Result<OpenVisit> {
+        let mut stmt = self
+            .conn
+            .prepare_cached("SELECT data FROM visit_chunks WHERE visit_id = ?1 ORDER BY seq")?;
+        let chunks: Vec<Vec<u8>> = stmt
+            .query_map([id.as_str()], |r| r.get(0))?
+            .collect::<Result<_, _>>()?;
+        if chunks.is_empty() {
+            return Err(Error::UnknownVisit(id.clone()));
+        }
+        let count = chunks.len() as u32;
+        let visit = Visit::load(&chunks.concat(), &self.session)?;
+        Ok(OpenVisit {
+            saved_heads: visit.heads(),
+            visit,
+            chunks: count,
+        })
+    }
+
+    fn opened(&mut self, id: &VisitId) -> Result<&mut OpenVisit> {
+        if !self.open.contains_key(id) {
+            let open = self.load(id)?;
+            self.remember(id.clone(), open);
+        }
+        self.open
+            .get_mut(id)
+            .ok_or_else(|| Error::UnknownVisit(id.clone()))
+    }
+
+    /// The visit, for reading.
+    pub fn visit(&mut self, id: &VisitId) -> Result<&Visit> {
+        Ok(&self.opened(id)?.visit)
+    }
+
+    /// Runs `f` on the visit and makes what it changed durable before
+    /// returning. If `f` fails nothing is written; if writing fails the
+    /// in-memory copy is dropped so that memory never runs ahead of disk.
+    pub fn edit<T>(
+        &mut self,
+        id: &VisitId,
+        f: impl FnOnce(&mut Visit) -> kiemtra_core::Result<T>,
+    ) -> Result<T> {
+        let open = self.opened(id)?;
+        let out = f(&mut open.visit)?;
+        if let Err(e) = self.persist(id) {
+            self.open.remove(id);
+            return Err(e);
+        }
+        Ok(out)
+    }
+
+    /// Merges bytes from another replica (a whole document or changes).
+    pub fn apply_remote(&mut self, id: &VisitId, bytes: &[u8]) -> Result<VisitSummary> {
+        let open = self.opened(id)?;
+        open.visit.load_incremental(bytes)?;
+        if open.visit.id()? != *id {
+            self.open.remove(id);
+            return Err(Error::Visit(kiemtra_core::Error::NotAVisit(format!(
+                "bytes for another visit were applied to {id}"
+            ))));
+        }
+        if let Err(e) = self.persist(id) {
+            self.open.remove(id);
+            return Err(e);
+        }
+        self.summary(id)
+    }
+
+    /// Appends what is new since the last save as one chunk and refreshes
+    /// the summary row, in one transaction; compacts when chunks pile up.
+    fn persist(&mut self, id: &VisitId) -> Result<()> {
+        let open = self
+            .open
+            .get_mut(id)
+            .ok_or_else(|| Error::UnknownVisit(id.clone()))?;
+        let bytes = open.visit.save_after(&open.saved_heads);
+        if bytes.is_empty() {
+            return Ok(());
+        }
+        let summary = summarise(&open.visit)?;
+        let tx = self.conn.transaction()?;
+        tx.execute(
+            "INSERT INTO visit_chunks (visit_id, kind, data) VALUES (?1, 'changes', ?2)",
+            params![id.as_str(), bytes],
+        )?;
+        write_summary(&tx, &summary, false)?;
+        tx.commit()?;
+        open.saved_heads = open.visit.heads();
+        open.chunks += 1;
+        if open.chunks > COMPACT_AFTER {
+            self.compact(id)?;
+        }
+        Ok(())
+    }
+
+    /// Replaces a visit's chunks with one snapshot holding the whole history.
+    pub fn compact(&mut self, id: &VisitId) -> Result<()> {
+        let open = self.opened(id)?;
+        let snapshot = open.visit.save();
+        let heads = open.visit.heads();
+        let tx = self.conn.transaction()?;
+        tx.execute(
+            "DELETE FROM visit_chunks WHERE visit_id = ?1",
+            [id.as_str()],
+        )?;
+        tx.execute(
+            "INSERT INTO visit_chunks (visit_id, kind, data) VALUES (?1, 'snapshot', ?2)",
+            params![id.as_str(), snapshot],
+        )?;
+        tx.commit()?;
+        if let Some(open) = self.open.get_mut(id) {
+            open.saved_heads = heads;
+            open.chunks = 1;
+        }
+        Ok(())
+    }
+
+    /// Number of stored chunks of a visit (1 after compaction).
+    pub fn chunk_count(&self, id: &VisitId) -> Result<u32> {
+        Ok(self.conn.query_row(
+            "SELECT count(*) FROM visit_chunks WHERE visit_id = ?1",
+            [id.as_str()],
+            |r| r.get(0),
+        )?)
+    }
+
+    /// Every visit's summary, newest schedule first, from the index alone.
+    pub fn list_visits(&self) -> Result<Vec<VisitSummary>> {
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT id, unit_code, unit_name, unit_kind, campaign, team, scheduled_on, status,
+                    conflicts, tally, heads, updated_at
+             FROM visits ORDER BY scheduled_on DESC, unit_name",
+        )?;
+        let rows = stmt.query_map([], read_summary)?;
+        rows.map(|r| r.map_err(Error::from).and_then(|x| x))
+            .collect()
+    }
+
+    pub fn summary(&self, id: &VisitId) -> Result<VisitSummary> {
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT id, unit_code, unit_name, unit_kind, campaign, team, scheduled_on, status,
+                    conflicts, tally, heads, updated_at
+             FROM visits WHERE id = ?1",
+        )?;
+        stmt.query_row([id.as_str()], read_summary)
+            .optional()?
+            .ok_or_else(|| Error::UnknownVisit(id.clone()))?
+    }
+
+    /// Deletes a visit and everything stored about it.
+    pub fn delete_visit(&mut self, id: &VisitId) -> Result<()> {
+        let n = self
+            .conn
+            .execute("DELETE FROM visits WHERE id = ?1", [id.as_str()])?;
+        self.open.remove(id);
+        if n == 0 {
+            return Err(Error::UnknownVisit(id.clone()));
+        }
+        Ok(())
+    }
+
+    /// The heads `peer` last confirmed holding of this visit.
+    pub fn confirmed_heads(&self, id: &VisitId, peer: &str) -> Result<Option<Vec<ChangeHash>>> {
+        let json: Option<String> = self
+            .conn
+            .query_row(
+                "SELECT confirmed_heads FROM sync_state WHERE visit_id = ?1 AND peer = ?2",
+                params![id.as_str(), peer],
+                |r| r.get(0),
+            )
+            .optional()?;
+        json.map(|j| parse_heads(&j)).transpose()
+    }
+
+    /// Records that `peer` confirmed holding `heads` of this visit.
+    pub fn set_confirmed_heads(
+        &mut self,
+        id: &VisitId,
+        peer: &str,
+        heads: &[ChangeHash],
+    ) -> Result<()> {
+        if !self.exists(id)? {
+            return Err(Error::UnknownVisit(id.clone()));
+        }
+        self.conn.execute(
+            "INSERT INTO sync_state (visit_id, peer, confirmed_heads, updated_at)
+             VALUES (?1, ?2, ?3, ?4)
+             ON CONFLICT (visit_id, peer) DO UPDATE SET confirmed_heads = excluded.confirmed_heads,
+                                                        updated_at = excluded.updated_at",
+            params![
+                id.as_str(),
+                peer,
+                heads_json(heads),
+                self.session.now().to_rfc3339()
+            ],
+        )?;
+        Ok(())
+    }
+
+    /// Forgets what `peer` confirmed (forces a full exchange next time).
+    pub fn clear_confirmed_heads(&mut self, peer: &str) -> Result<()> {
+        self.conn
+            .execute("DELETE FROM sync_state WHERE peer = ?1", [peer])?;
+        Ok(())
+    }
+}
+
+fn summarise(visit: &Visit) -> Result<VisitSummary> {
+    let state = visit.state()?;
+    let meta = &state.meta;
+    Ok(VisitSummary {
+        id: meta.visit_id.clone(),
+        unit_code: meta.unit.code.to_string(),
+        unit_name: meta.unit.name.clone(),
+        unit_kind: meta.unit.kind.key().into(),
+        campaign: meta.campaign.to_string(),
+        team: meta.team.to_string(),
+        scheduled_on: meta.scheduled_on.to_string(),
+        status: state.status().key().into(),
+        conflicts: state.conflicts().len() as u32,
+        tally: state.tally(),
+        heads: visit.heads().iter().map(|h| h.to_string()).collect(),
+        updated_at: visit.session().now().to_rfc3339(),
+    })
+}
+
+fn write_summary(tx: &rusqlite::Transaction<'_>, s: &VisitSummary, insert: bool) -> Result<()> {
+    let tally = serde_json::to_string(&s.tally).map_err(|e| Error::Corrupt(e.to_string()))?;
+    let heads = serde_json::to_string(&s.heads).map_err(|e| Error::Corrupt(e.to_string()))?;
+    let sql = if insert {
+        "INSERT INTO visits (id, unit_code, unit_name, unit_kind, campaign, team, scheduled_on, status,
+                             conflicts, tally, heads, updated_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)"
+    } else {
+        "UPDATE visits SET unit_code = ?2, unit_name = ?3, unit_kind = ?4, campaign = ?5, team = ?6,
+                scheduled_on = ?7, status = ?8, conflicts = ?9, tally = ?10, heads = ?11, updated_at = ?12
+         WHERE id = ?1"
+    };
+    tx.execute(
+        sql,
+        params![
+            s.id.as_str(),
+            s.unit_code,
+            s.unit_name,
+            s.unit_kind,
+            s.campaign,
+            s.team,
+            s.scheduled_on,
+            s.status,
+            s.conflicts,
+            tally,
+            heads,
+            s.updated_at
+        ],
+    )?;
+    Ok(())
+}
+
+fn read_summary(r: &rusqlite::Row<'_>) -> rusqlite::Result<Result<VisitSummary>> {
+    let id: String = r.get(0)?;
+    let tally: String = r.get(9)?;
+    let heads: String = r.get(10)?;
+    let build = || -> Result<VisitSummary> {
+        Ok(VisitSummary {
+            id: VisitId::parse(&id)?,
+            unit_code: r.get(1)?,
+            unit_name: r.get(2)?,
+            unit_kind: r.get(3)?,
+            campaign: r.get(4)?,
+            team: r.get(5)?,
+            scheduled_on: r.get(6)?,
+            status: r.get(7)?,
+            conflicts: r.get(8)?,
+            tally: serde_json::from_str(&tally).map_err(|e| Error::Corrupt(e.to_string()))?,
+            heads: serde_json::from_str(&heads).map_err(|e| Error::Corrupt(e.to_string()))?,
+            updated_at: r.get(11)?,
+        })
+    };
+    Ok(build())
+}
