@@ -1,6 +1,7 @@
 #![doc = include_str!("../README.md")]
 
 mod error;
+mod fixture;
 mod history;
 mod ids;
 mod model;
@@ -13,6 +14,9 @@ mod visit;
 
 pub use automerge::{ActorId, ChangeHash};
 pub use error::{Error, Result};
+pub use fixture::{
+    AttendanceFixture, CAMPAIGN_FORMAT, CampaignFixture, CampaignInfo, StaffFixture, UnitFixture,
+};
 pub use history::{DomainChange, HistoryEntry, diff_states, format_time, vietnam_time};
 pub use ids::{
     CampaignId, CheckId, DeviceId, EvidenceHash, FindingId, StaffId, TeamId, TemplateId, UnitCode,
@@ -28,7 +32,7 @@ pub use state::{
     Approval, Conflict, FieldRef, FieldValue, FindingState, FindingValue, SCHEMA_VERSION, Slot,
     VisitState,
 };
-pub use tally::{Percent, Tally};
+pub use tally::{Percent, Tally, format_count};
 pub use template::{CheckDef, Label, TEMPLATE_FORMAT, Template};
 pub use text::{MAX_FINDING_TEXT, MAX_NAME, MAX_NARRATIVE, MAX_NOTE};
 pub use visit::{MAX_STAFF, NewVisit, Visit};

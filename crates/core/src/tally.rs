@@ -39,6 +39,23 @@ impl fmt::Display for Percent {
     }
 }
 
+/// A count with the thousands separator of the language: `1.404` or `1,404`.
+pub fn format_count(n: u32, lang: Lang) -> String {
+    let sep = match lang {
+        Lang::Vi => '.',
+        Lang::En => ',',
+    };
+    let digits = n.to_string();
+    let mut out = String::with_capacity(digits.len() + digits.len() / 3);
+    for (i, c) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i) % 3 == 0 {
+            out.push(sep);
+        }
+        out.push(c);
+    }
+    out
+}
+
 /// Attendance figures for the staff on payroll.
 ///
 /// `present` counts everyone at work, on time or late (the article's "có
@@ -127,5 +144,9 @@ mod tests {
         assert_eq!(Percent::of(2, 3).format(Lang::En), "66.67");
         assert_eq!(Percent::of(0, 0).format(Lang::En), "0.00");
         assert_eq!(Percent::of(5, 5).to_string(), "100.00%");
+        assert_eq!(format_count(1404, Lang::Vi), "1.404");
+        assert_eq!(format_count(1404, Lang::En), "1,404");
+        assert_eq!(format_count(12_000_000, Lang::Vi), "12.000.000");
+        assert_eq!(format_count(333, Lang::Vi), "333");
     }
 }
