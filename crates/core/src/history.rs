@@ -15,8 +15,8 @@ use crate::visit::Visit;
 
 /// Viet Nam time (UTC+7, no daylight saving), for display only.
 pub fn vietnam_time(t: DateTime<Utc>) -> DateTime<FixedOffset> {
-    let ict = FixedOffset::east_opt(7 * 3600)
-        .unwrap_or_else(|| FixedOffset::east_opt(0).unwrap_or_else(|| unreachable!()));
+    const ICT_SECONDS: i32 = 7 * 3600;
+    let ict = FixedOffset::east_opt(ICT_SECONDS).expect("UTC+7 is within ±24 h");
     t.with_timezone(&ict)
 }
 

@@ -107,12 +107,10 @@ mod tests {
 
     #[test]
     fn the_standard_template_parses() {
-        let t = Template::from_json(STANDARD);
-        assert!(t.is_ok(), "{t:?}");
-        let t = t.unwrap_or_else(|_| unreachable!());
+        let t = Template::from_json(STANDARD).expect("standard template parses");
         assert!(t.checks.len() >= 10);
         assert!(
-            t.check(&CheckId::parse("tthc-posted").unwrap_or_else(|_| unreachable!()))
+            t.check(&CheckId::parse("tthc-posted").expect("id"))
                 .is_some()
         );
     }
@@ -131,7 +129,7 @@ mod tests {
 
     #[test]
     fn duplicate_and_empty_checks_are_refused() {
-        let t = Template::from_json(STANDARD).unwrap_or_else(|_| unreachable!());
+        let t = Template::from_json(STANDARD).expect("standard template parses");
         let mut dup = t.clone();
         dup.checks.push(dup.checks[0].clone());
         assert!(matches!(dup.validate(), Err(Error::DuplicateCheck { .. })));

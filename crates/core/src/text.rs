@@ -45,7 +45,7 @@ mod tests {
     fn decomposed_vietnamese_becomes_nfc() {
         // "Nguyễn" written with combining marks (NFD).
         let nfd = "Nguye\u{302}\u{303}n";
-        let s = required("name", nfd, MAX_NAME).unwrap_or_default();
+        let s = required("name", nfd, MAX_NAME).expect("valid name");
         assert_eq!(s, "Nguyễn");
         assert_ne!(s.len(), nfd.len());
     }

@@ -10,7 +10,8 @@ use std::path::{Path, PathBuf};
 use crate::error::{Error, Result};
 use crate::schema;
 
-/// Incremental chunks a visit may collect before it is compacted into one snapshot.
+/// Incremental chunks a visit may collect before it is compacted into one
+/// snapshot (when next opened from disk, or by [`Store::compact_all`]).
 pub const COMPACT_AFTER: u32 = 64;
 /// Visits kept open in memory.
 const CACHE: usize = 32;
@@ -153,10 +154,11 @@ impl Store {
     }
 
     fn remember(&mut self, id: VisitId, open: OpenVisit) {
-        if self.open.len() >= CACHE && !self.open.contains_key(&id) {
-            if let Some(k) = self.open.keys().next().cloned() {
-                self.open.remove(&k);
-            }
+        if self.open.len() >= CACHE
+            && !self.open.contains_key(&id)
+            && let Some(k) = self.open.keys().next().cloned()
+        {
+            self.open.remove(&k);
         }
         self.open.insert(id, open);
     }
@@ -183,7 +185,11 @@ impl Store {
     fn opened(&mut self, id: &VisitId) -> Result<&mut OpenVisit> {
         if !self.open.contains_key(id) {
             let open = self.load(id)?;
+            let due = open.chunks > COMPACT_AFTER;
             self.remember(id.clone(), open);
+            if due {
+                self.compact(id)?;
+            }
         }
         self.open
             .get_mut(id)
@@ -230,7 +236,9 @@ impl Store {
     }
 
     /// Appends what is new since the last save as one chunk and refreshes
-    /// the summary row, in one transaction; compacts when chunks pile up.
+    /// the summary row, in one transaction. Compaction is kept off this
+    /// path (it saves the whole document): it runs when a visit with more
+    /// than [`COMPACT_AFTER`] chunks is next opened from disk, or on request.
     fn persist(&mut self, id: &VisitId) -> Result<()> {
         let open = self
             .open
@@ -250,9 +258,6 @@ impl Store {
         tx.commit()?;
         open.saved_heads = open.visit.heads();
         open.chunks += 1;
-        if open.chunks > COMPACT_AFTER {
-            self.compact(id)?;
-        }
         Ok(())
     }
 
@@ -276,6 +281,23 @@ impl Store {
             open.chunks = 1;
         }
         Ok(())
+    }
+
+    /// Compacts every visit with more than [`COMPACT_AFTER`] chunks; for
+    /// idle moments (the app in the background, the server at night).
+    /// Returns how many visits were compacted.
+    pub fn compact_all(&mut self) -> Result<usize> {
+        let due: Vec<String> = {
+            let mut stmt = self.conn.prepare(
+                "SELECT visit_id FROM visit_chunks GROUP BY visit_id HAVING count(*) > ?1",
+            )?;
+            stmt.query_map([COMPACT_AFTER], |r| r.get(0))?
+                .collect::<Result<_, _>>()?
+        };
+        for id in &due {
+            self.compact(&VisitId::parse(id)?)?;
+        }
+        Ok(due.len())
     }
 
     /// Number of stored chunks of a visit (1 after compaction).

@@ -128,10 +128,10 @@ fn acknowledged_edits_survive_sigkill() {
         let (tx, rx) = std::sync::mpsc::channel::<usize>();
         let reader = std::thread::spawn(move || {
             for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                if let Some(n) = line.strip_prefix("ack ").and_then(|n| n.parse().ok()) {
-                    if tx.send(n).is_err() {
-                        break;
-                    }
+                if let Some(n) = line.strip_prefix("ack ").and_then(|n| n.parse().ok())
+                    && tx.send(n).is_err()
+                {
+                    break;
                 }
             }
         });

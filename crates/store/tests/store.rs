@@ -132,9 +132,13 @@ fn chunks_are_compacted_without_losing_history() {
             })
             .expect("edit");
     }
-    let chunks = store.chunk_count(&vid("v-1")).expect("chunks");
-    assert!(chunks < COMPACT_AFTER, "compaction ran: {chunks} chunks");
+    // Edits only append; compaction stays off the tap path.
+    assert_eq!(
+        store.chunk_count(&vid("v-1")).expect("chunks"),
+        edits as u32 + 1
+    );
     drop(store);
+    // Opening the visit from disk compacts it, keeping every change.
     let mut store = Store::open(&path, editor("insp-1")).expect("reopen");
     let history = store
         .visit(&vid("v-1"))
@@ -146,8 +150,56 @@ fn chunks_are_compacted_without_losing_history() {
         edits + 1,
         "every change is still in the history"
     );
-    store.compact(&vid("v-1")).expect("compact");
     assert_eq!(store.chunk_count(&vid("v-1")).expect("chunks"), 1);
+    drop(store);
+    let mut store = Store::open(&path, editor("insp-1")).expect("reopen");
+    assert_eq!(
+        store
+            .visit(&vid("v-1"))
+            .expect("visit")
+            .history()
+            .expect("history")
+            .len(),
+        edits + 1
+    );
+    store
+        .edit(&vid("v-1"), |v| {
+            v.record_attendance(&staff(0), AttendanceMark::Present, "", None)
+        })
+        .expect("edit after compaction");
+    assert_eq!(store.chunk_count(&vid("v-1")).expect("chunks"), 2);
+}
+
+#[test]
+fn compact_all_compacts_only_visits_that_are_due() {
+    let dir = tempfile::tempdir().expect("dir");
+    let mut store = Store::open(dir.path().join("s.db"), editor("insp-1")).expect("open");
+    store
+        .create_visit(new_visit("v-1", 3), &template())
+        .expect("create");
+    store
+        .create_visit(new_visit("v-2", 3), &template())
+        .expect("create");
+    for i in 0..=COMPACT_AFTER as usize {
+        store
+            .edit(&vid("v-1"), |v| {
+                v.record_attendance(&staff(i % 3), AttendanceMark::Late, &i.to_string(), None)
+            })
+            .expect("edit");
+    }
+    store
+        .edit(&vid("v-2"), |v| {
+            v.record_attendance(&staff(0), AttendanceMark::Late, "", None)
+        })
+        .expect("edit");
+    let before = store.visit(&vid("v-1")).expect("v").state().expect("s");
+    assert_eq!(store.compact_all().expect("compact"), 1);
+    assert_eq!(store.chunk_count(&vid("v-1")).expect("c"), 1);
+    assert_eq!(store.chunk_count(&vid("v-2")).expect("c"), 2);
+    assert_eq!(
+        store.visit(&vid("v-1")).expect("v").state().expect("s"),
+        before
+    );
 }
 
 #[test]
