@@ -1,0 +1,12 @@
+#![doc = include_str!("../README.md")]
+
+mod error;
+mod message;
+mod wire;
+
+pub use error::DecodeError;
+pub use message::{
+    Cursor, Hash, MAX_VISITS, MEDIA_TYPE, PROTOCOL_VERSION, SyncRequest, SyncResponse, VisitOffer,
+    VisitResult, VisitStatus,
+};
+pub use wire::{MAX_HEADS, MAX_ID, MAX_MESSAGE};

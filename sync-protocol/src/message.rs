@@ -1,0 +1,269 @@
+//! The two messages of `POST /v1/sync` and their encoding.
+
+use std::collections::HashSet;
+
+use crate::error::DecodeError;
+use crate::wire::{MAX_ID, MAX_MESSAGE, Reader, Writer};
+
+/// The protocol version this crate speaks.
+pub const PROTOCOL_VERSION: u8 = 1;
+/// Media type of both messages.
+pub const MEDIA_TYPE: &str = "application/x-kiemtra-sync";
+const REQUEST_MAGIC: &[u8; 4] = b"KTSQ";
+const RESPONSE_MAGIC: &[u8; 4] = b"KTSR";
+/// Most visits one message may carry.
+pub const MAX_VISITS: usize = 10_000;
+
+/// A 32-byte Automerge change hash.
+pub type Hash = [u8; 32];
+
+/// Where a device is in the server's feed of visit updates: the sequence
+/// number of the last entry it has seen and that entry's nonce, which lets
+/// the server notice a cursor from a database it no longer is.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
+pub struct Cursor {
+    pub seq: u64,
+    pub nonce: u64,
+}
+
+/// One visit the device holds.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VisitOffer {
+    pub visit_id: String,
+    /// The device's current heads.
+    pub heads: Vec<Hash>,
+    /// The heads the server last confirmed; `None` when the device has no
+    /// confirmation (never synced this visit, or state was reset).
+    pub confirmed: Option<Vec<Hash>>,
+    /// Automerge bytes of what the device has beyond `confirmed` (all of it
+    /// when `confirmed` is `None`); empty when there is nothing new.
+    pub changes: Vec<u8>,
+}
+
+/// A device's sync request.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct SyncRequest {
+    pub cursor: Cursor,
+    /// Most response bytes the device wants in one answer (the server may send fewer).
+    pub max_response: u64,
+    pub visits: Vec<VisitOffer>,
+}
+
+/// What the server did with one visit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum VisitStatus {
+    /// Applied; `heads` are the server's, `changes` what the device lacks.
+    Ok = 0,
+    /// The server lacks changes the device thought it had (a restored
+    /// server): send everything after the server heads you know.
+    Resend = 1,
+    /// Not processed this time (response budget); offer it again.
+    Deferred = 2,
+    /// The device's user may not read or write this visit.
+    Denied = 3,
+    /// The changes are malformed or not of this visit; nothing stored.
+    Invalid = 4,
+    /// The server has no such visit and was sent nothing to create it from.
+    Unknown = 5,
+}
+
+impl VisitStatus {
+    fn from_u8(v: u8) -> Result<Self, DecodeError> {
+        Ok(match v {
+            0 => Self::Ok,
+            1 => Self::Resend,
+            2 => Self::Deferred,
+            3 => Self::Denied,
+            4 => Self::Invalid,
+            5 => Self::Unknown,
+            value => {
+                return Err(DecodeError::UnknownValue {
+                    what: "visit status",
+                    value,
+                });
+            }
+        })
+    }
+}
+
+/// The server's answer for one visit.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VisitResult {
+    pub visit_id: String,
+    pub status: VisitStatus,
+    /// The server's heads after applying (empty unless `Ok` or `Resend`).
+    pub heads: Vec<Hash>,
+    /// What the device lacks: changes, or a whole document for a visit new to it.
+    pub changes: Vec<u8>,
+    /// Why, for errors; empty otherwise.
+    pub message: String,
+}
+
+/// The server's sync response.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct SyncResponse {
+    pub cursor: Cursor,
+    /// More is waiting (budget reached): sync again with the new cursor.
+    pub more: bool,
+    pub visits: Vec<VisitResult>,
+}
+
+const FLAG_CONFIRMED: u8 = 0b01;
+const FLAG_CONFIRMED_IS_HEADS: u8 = 0b10;
+
+impl SyncRequest {
+    pub fn encode(&self) -> Vec<u8> {
+        let mut w = Writer::new();
+        w.buf.extend_from_slice(REQUEST_MAGIC);
+        w.u8(PROTOCOL_VERSION);
+        w.varint(self.cursor.seq);
+        w.u64_le(self.cursor.nonce);
+        w.varint(self.max_response);
+        w.varint(self.visits.len() as u64);
+        for v in &self.visits {
+            w.str(&v.visit_id);
+            let flags = match &v.confirmed {
+                None => 0,
+                Some(c) if *c == v.heads => FLAG_CONFIRMED | FLAG_CONFIRMED_IS_HEADS,
+                Some(_) => FLAG_CONFIRMED,
+            };
+            w.u8(flags);
+            w.hashes(&v.heads);
+            if let Some(c) = &v.confirmed
+                && flags & FLAG_CONFIRMED_IS_HEADS == 0
+            {
+                w.hashes(c);
+            }
+            w.bytes(&v.changes);
+        }
+        w.buf
+    }
+
+    /// Decodes a request; `max_changes` bounds each visit's change bytes.
+    pub fn decode(bytes: &[u8], max_changes: usize) -> Result<Self, DecodeError> {
+        let mut r = Reader::new(bytes);
+        r.expect_bytes(REQUEST_MAGIC, "magic")?;
+        check_version(r.u8("version")?)?;
+        let cursor = Cursor {
+            seq: r.varint("cursor")?,
+            nonce: r.u64_le("cursor nonce")?,
+        };
+        let max_response = r.varint("max_response")?;
+        let n = r.len("visit count", MAX_VISITS)?;
+        let mut seen = HashSet::new();
+        let mut visits = Vec::with_capacity(n.min(1024));
+        for _ in 0..n {
+            let visit_id = r.str("visit id", MAX_ID)?;
+            if !seen.insert(visit_id.clone()) {
+                return Err(DecodeError::DuplicateVisit(visit_id));
+            }
+            let flags = r.u8("flags")?;
+            if flags & !(FLAG_CONFIRMED | FLAG_CONFIRMED_IS_HEADS) != 0
+                || flags == FLAG_CONFIRMED_IS_HEADS
+            {
+                return Err(DecodeError::UnknownValue {
+                    what: "flags",
+                    value: flags,
+                });
+            }
+            let heads = r.hashes("heads")?;
+            let confirmed = if flags & FLAG_CONFIRMED == 0 {
+                None
+            } else if flags & FLAG_CONFIRMED_IS_HEADS != 0 {
+                Some(heads.clone())
+            } else {
+                Some(r.hashes("confirmed heads")?)
+            };
+            let changes = r.bytes("changes", max_changes)?.to_vec();
+            visits.push(VisitOffer {
+                visit_id,
+                heads,
+                confirmed,
+                changes,
+            });
+        }
+        r.finish()?;
+        Ok(Self {
+            cursor,
+            max_response,
+            visits,
+        })
+    }
+}
+
+impl SyncResponse {
+    pub fn encode(&self) -> Vec<u8> {
+        let mut w = Writer::new();
+        w.buf.extend_from_slice(RESPONSE_MAGIC);
+        w.u8(PROTOCOL_VERSION);
+        w.varint(self.cursor.seq);
+        w.u64_le(self.cursor.nonce);
+        w.u8(u8::from(self.more));
+        w.varint(self.visits.len() as u64);
+        for v in &self.visits {
+            w.str(&v.visit_id);
+            w.u8(v.status as u8);
+            w.hashes(&v.heads);
+            w.bytes(&v.changes);
+            w.str(&v.message);
+        }
+        w.buf
+    }
+
+    /// Decodes a response; `max_changes` bounds each visit's change bytes.
+    pub fn decode(bytes: &[u8], max_changes: usize) -> Result<Self, DecodeError> {
+        let mut r = Reader::new(bytes);
+        r.expect_bytes(RESPONSE_MAGIC, "magic")?;
+        check_version(r.u8("version")?)?;
+        let cursor = Cursor {
+            seq: r.varint("cursor")?,
+            nonce: r.u64_le("cursor nonce")?,
+        };
+        let more = match r.u8("more")? {
+            0 => false,
+            1 => true,
+            value => {
+                return Err(DecodeError::UnknownValue {
+                    what: "more",
+                    value,
+                });
+            }
+        };
+        let n = r.len("visit count", MAX_VISITS)?;
+        let mut seen = HashSet::new();
+        let mut visits = Vec::with_capacity(n.min(1024));
+        for _ in 0..n {
+            let visit_id = r.str("visit id", MAX_ID)?;
+            if !seen.insert(visit_id.clone()) {
+                return Err(DecodeError::DuplicateVisit(visit_id));
+            }
+            let status = VisitStatus::from_u8(r.u8("status")?)?;
+            let heads = r.hashes("heads")?;
+            let changes = r.bytes("changes", max_changes)?.to_vec();
+            let message = r.str("message", MAX_MESSAGE)?;
+            visits.push(VisitResult {
+                visit_id,
+                status,
+                heads,
+                changes,
+                message,
+            });
+        }
+        r.finish()?;
+        Ok(Self {
+            cursor,
+            more,
+            visits,
+        })
+    }
+}
+
+fn check_version(found: u8) -> Result<(), DecodeError> {
+    if found != PROTOCOL_VERSION {
+        return Err(DecodeError::UnsupportedVersion {
+            found,
+            supported: PROTOCOL_VERSION,
+        });
+    }
+    Ok(())
+}

@@ -1,0 +1,157 @@
+//! The binary encoding: LEB128 varints, length-prefixed byte strings, raw
+//! 32-byte hashes. Decoding is strict: every length is bounded, every byte
+//! is consumed, nothing is guessed.
+
+use crate::error::DecodeError;
+
+/// Longest identifier on the wire (visit ids, messages are separate).
+pub const MAX_ID: usize = 64;
+/// Most heads one visit may list.
+pub const MAX_HEADS: usize = 256;
+/// Longest per-visit message.
+pub const MAX_MESSAGE: usize = 1024;
+
+pub(crate) struct Writer {
+    pub(crate) buf: Vec<u8>,
+}
+
+impl Writer {
+    pub(crate) fn new() -> Self {
+        Self { buf: Vec::new() }
+    }
+    pub(crate) fn u8(&mut self, v: u8) {
+        self.buf.push(v);
+    }
+    pub(crate) fn u64_le(&mut self, v: u64) {
+        self.buf.extend_from_slice(&v.to_le_bytes());
+    }
+    pub(crate) fn varint(&mut self, mut v: u64) {
+        loop {
+            let byte = (v & 0x7f) as u8;
+            v >>= 7;
+            if v == 0 {
+                self.buf.push(byte);
+                return;
+            }
+            self.buf.push(byte | 0x80);
+        }
+    }
+    pub(crate) fn bytes(&mut self, b: &[u8]) {
+        self.varint(b.len() as u64);
+        self.buf.extend_from_slice(b);
+    }
+    pub(crate) fn str(&mut self, s: &str) {
+        self.bytes(s.as_bytes());
+    }
+    pub(crate) fn hashes(&mut self, hs: &[[u8; 32]]) {
+        self.varint(hs.len() as u64);
+        for h in hs {
+            self.buf.extend_from_slice(h);
+        }
+    }
+}
+
+pub(crate) struct Reader<'a> {
+    buf: &'a [u8],
+    pos: usize,
+}
+
+impl<'a> Reader<'a> {
+    pub(crate) fn new(buf: &'a [u8]) -> Self {
+        Self { buf, pos: 0 }
+    }
+    fn take(&mut self, n: usize, what: &'static str) -> Result<&'a [u8], DecodeError> {
+        let end = self
+            .pos
+            .checked_add(n)
+            .ok_or(DecodeError::Truncated(what))?;
+        let s = self
+            .buf
+            .get(self.pos..end)
+            .ok_or(DecodeError::Truncated(what))?;
+        self.pos = end;
+        Ok(s)
+    }
+    pub(crate) fn u8(&mut self, what: &'static str) -> Result<u8, DecodeError> {
+        Ok(self.take(1, what)?[0])
+    }
+    pub(crate) fn u64_le(&mut self, what: &'static str) -> Result<u64, DecodeError> {
+        let b = self.take(8, what)?;
+        let mut a = [0u8; 8];
+        a.copy_from_slice(b);
+        Ok(u64::from_le_bytes(a))
+    }
+    pub(crate) fn varint(&mut self, what: &'static str) -> Result<u64, DecodeError> {
+        let mut v: u64 = 0;
+        for i in 0..10 {
+            let b = self.u8(what)?;
+            let part = u64::from(b & 0x7f);
+            if i == 9 && (b & 0x7e) != 0 {
+                return Err(DecodeError::BadVarint(what));
+            }
+            v |= part << (7 * i);
+            if b & 0x80 == 0 {
+                // Refuse overlong encodings (a trailing zero group).
+                if i > 0 && b == 0 {
+                    return Err(DecodeError::BadVarint(what));
+                }
+                return Ok(v);
+            }
+        }
+        Err(DecodeError::BadVarint(what))
+    }
+    pub(crate) fn len(&mut self, what: &'static str, max: usize) -> Result<usize, DecodeError> {
+        let n = self.varint(what)?;
+        if n > max as u64 {
+            return Err(DecodeError::TooLong {
+                what,
+                len: n,
+                max: max as u64,
+            });
+        }
+        Ok(n as usize)
+    }
+    pub(crate) fn bytes(
+        &mut self,
+        what: &'static str,
+        max: usize,
+    ) -> Result<&'a [u8], DecodeError> {
+        let n = self.len(what, max)?;
+        self.take(n, what)
+    }
+    pub(crate) fn str(&mut self, what: &'static str, max: usize) -> Result<String, DecodeError> {
+        let b = self.bytes(what, max)?;
+        std::str::from_utf8(b)
+            .map(str::to_owned)
+            .map_err(|_| DecodeError::BadUtf8(what))
+    }
+    pub(crate) fn hashes(&mut self, what: &'static str) -> Result<Vec<[u8; 32]>, DecodeError> {
+        let n = self.len(what, MAX_HEADS)?;
+        let mut out = Vec::with_capacity(n);
+        for _ in 0..n {
+            let mut h = [0u8; 32];
+            h.copy_from_slice(self.take(32, what)?);
+            out.push(h);
+        }
+        Ok(out)
+    }
+    pub(crate) fn expect_bytes(
+        &mut self,
+        expected: &[u8],
+        what: &'static str,
+    ) -> Result<(), DecodeError> {
+        if self.take(expected.len(), what)? != expected {
+            return Err(DecodeError::BadMagic);
+        }
+        Ok(())
+    }
+    pub(crate) fn remaining(&self) -> usize {
+        self.buf.len() - self.pos
+    }
+    pub(crate) fn finish(&self) -> Result<(), DecodeError> {
+        if self.remaining() != 0 {
+            return Err(DecodeError::TrailingBytes(self.remaining()));
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,139 @@
+//! The test vectors of SPEC.md: bytes in, messages out, and back.
+
+use kiemtra_sync_protocol::*;
+
+fn hex(name: &str) -> Vec<u8> {
+    let path = format!("{}/vectors/{name}", env!("CARGO_MANIFEST_DIR"));
+    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"));
+    let t = text.trim();
+    (0..t.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(&t[i..i + 2], 16).expect("hex"))
+        .collect()
+}
+
+const LIMIT: usize = 1 << 20;
+
+#[test]
+fn request_1() {
+    let expected = SyncRequest {
+        cursor: Cursor { seq: 300, nonce: 1 },
+        max_response: 1 << 20,
+        visits: vec![VisitOffer {
+            visit_id: "v-1".into(),
+            heads: vec![[0x11; 32]],
+            confirmed: None,
+            changes: vec![0x85, 0x6f],
+        }],
+    };
+    assert_eq!(
+        SyncRequest::decode(&hex("request-1.hex"), LIMIT),
+        Ok(expected.clone())
+    );
+    assert_eq!(expected.encode(), hex("request-1.hex"));
+}
+
+#[test]
+fn request_2_confirmed_heads_both_ways() {
+    let expected = SyncRequest {
+        cursor: Cursor::default(),
+        max_response: 0,
+        visits: vec![
+            VisitOffer {
+                visit_id: "v-1".into(),
+                heads: vec![[0x22; 32]],
+                confirmed: Some(vec![[0x11; 32]]),
+                changes: vec![],
+            },
+            VisitOffer {
+                visit_id: "v-2".into(),
+                heads: vec![[0x11; 32]],
+                confirmed: Some(vec![[0x11; 32]]),
+                changes: vec![],
+            },
+        ],
+    };
+    assert_eq!(
+        SyncRequest::decode(&hex("request-2.hex"), LIMIT),
+        Ok(expected.clone())
+    );
+    assert_eq!(expected.encode(), hex("request-2.hex"));
+}
+
+#[test]
+fn response_1() {
+    let expected = SyncResponse {
+        cursor: Cursor {
+            seq: 7,
+            nonce: 0xdead_beef,
+        },
+        more: false,
+        visits: vec![
+            VisitResult {
+                visit_id: "v-1".into(),
+                status: VisitStatus::Ok,
+                heads: vec![[0x22; 32]],
+                changes: vec![],
+                message: String::new(),
+            },
+            VisitResult {
+                visit_id: "v-2".into(),
+                status: VisitStatus::Denied,
+                heads: vec![],
+                changes: vec![],
+                message: "team".into(),
+            },
+        ],
+    };
+    assert_eq!(
+        SyncResponse::decode(&hex("response-1.hex"), LIMIT),
+        Ok(expected.clone())
+    );
+    assert_eq!(expected.encode(), hex("response-1.hex"));
+}
+
+#[test]
+fn bad_vectors_are_refused_with_the_documented_error() {
+    let cases: [(&str, DecodeError); 7] = [
+        ("bad-magic.hex", DecodeError::BadMagic),
+        (
+            "bad-version.hex",
+            DecodeError::UnsupportedVersion {
+                found: 2,
+                supported: 1,
+            },
+        ),
+        ("bad-truncated.hex", DecodeError::Truncated("visit id")),
+        ("bad-trailing.hex", DecodeError::TrailingBytes(1)),
+        (
+            "bad-duplicate.hex",
+            DecodeError::DuplicateVisit("v-1".into()),
+        ),
+        ("bad-overlong-varint.hex", DecodeError::BadVarint("cursor")),
+        (
+            "bad-flags.hex",
+            DecodeError::UnknownValue {
+                what: "flags",
+                value: 4,
+            },
+        ),
+    ];
+    for (file, err) in cases {
+        assert_eq!(SyncRequest::decode(&hex(file), LIMIT), Err(err), "{file}");
+    }
+}
+
+#[test]
+fn change_bytes_over_the_limit_are_refused() {
+    let mut req = SyncRequest::decode(&hex("request-1.hex"), LIMIT).expect("decode");
+    req.visits[0].changes = vec![0; 100];
+    let bytes = req.encode();
+    assert!(matches!(
+        SyncRequest::decode(&bytes, 99),
+        Err(DecodeError::TooLong {
+            what: "changes",
+            ..
+        })
+    ));
+    assert!(SyncRequest::decode(&bytes, 100).is_ok());
+}
