@@ -1,1 +1,13 @@
-//! wip
+#![doc = include_str!("../README.md")]
+
+mod auth;
+mod engine;
+mod metrics;
+mod problem;
+mod routes;
+mod secrets;
+mod startup;
+
+pub use auth::{ROLES, create_enrollment_code, now};
+pub use problem::Problem;
+pub use startup::{Application, Settings, StartError, open_store};

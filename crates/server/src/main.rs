@@ -1,1 +1,154 @@
-fn main() {}
+//! `kiemtra-server`: runs the sync server, or administers its database.
+
+use clap::{Parser, Subcommand};
+use kiemtra_server::{Application, Settings};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+#[derive(Parser)]
+#[command(
+    name = "kiemtra-server",
+    version,
+    about = "The kiemtra sync server (embedded SQLite by default)"
+)]
+struct Cli {
+    /// Address to listen on.
+    #[arg(
+        long,
+        env = "KIEMTRA_LISTEN",
+        default_value = "127.0.0.1:8080",
+        global = true
+    )]
+    listen: String,
+    /// Folder for the embedded database.
+    #[arg(
+        long,
+        env = "KIEMTRA_DATA",
+        default_value = "kiemtra-data",
+        global = true
+    )]
+    data: PathBuf,
+    /// PEM certificate chain; with --tls-key, serve HTTPS.
+    #[arg(long, env = "KIEMTRA_TLS_CERT", requires = "tls_key")]
+    tls_cert: Option<PathBuf>,
+    /// PEM private key.
+    #[arg(long, env = "KIEMTRA_TLS_KEY", requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
+    /// Log as JSON lines instead of text.
+    #[arg(long, env = "KIEMTRA_LOG_JSON")]
+    log_json: bool,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the server (the default).
+    Serve,
+    /// Create a single-use enrollment code for a user's new device.
+    ///
+    /// Example: kiemtra-server enroll-code --user insp-an --team team-1 --role inspector
+    EnrollCode {
+        #[arg(long)]
+        user: String,
+        #[arg(long)]
+        team: String,
+        #[arg(long, default_value = "inspector")]
+        role: String,
+        /// Hours the code stays valid.
+        #[arg(long, default_value_t = 24)]
+        ttl_hours: i64,
+    },
+    /// Revoke a device: its next request is refused.
+    Revoke { device_id: String },
+    /// List enrolled devices.
+    Devices,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    if cli.log_json {
+        tracing_subscriber::fmt()
+            .json()
+            .with_env_filter(filter)
+            .with_writer(std::io::stderr)
+            .init();
+    } else {
+        let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
+        tracing_subscriber::fmt()
+            .with_env_filter(filter)
+            .with_ansi(ansi)
+            .with_writer(std::io::stderr)
+            .init();
+    }
+    match run(cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("kiemtra-server: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
+    match cli.command.unwrap_or(Command::Serve) {
+        Command::Serve => {
+            let settings = Settings {
+                listen: cli.listen,
+                data: cli.data,
+                tls: cli.tls_cert.zip(cli.tls_key),
+                ..Settings::default()
+            };
+            let rt = tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()?;
+            rt.block_on(async move {
+                let app = Application::build(settings)?;
+                // Tests and scripts read the chosen port from this line.
+                println!("listening on port {}", app.port());
+                app.run_until_stopped().await?;
+                Ok::<_, Box<dyn std::error::Error>>(())
+            })
+        }
+        Command::EnrollCode {
+            user,
+            team,
+            role,
+            ttl_hours,
+        } => {
+            let mut store = kiemtra_server::open_store(&cli.data)?;
+            let code = kiemtra_server::create_enrollment_code(
+                &mut store,
+                &user,
+                &team,
+                &role,
+                chrono::Duration::hours(ttl_hours),
+            )?;
+            println!("{code}");
+            Ok(())
+        }
+        Command::Revoke { device_id } => {
+            let mut store = kiemtra_server::open_store(&cli.data)?;
+            store.revoke_device(&device_id, &kiemtra_server::now())?;
+            println!("revoked {device_id}");
+            Ok(())
+        }
+        Command::Devices => {
+            let store = kiemtra_server::open_store(&cli.data)?;
+            for d in store.devices()? {
+                println!(
+                    "{}\t{}\t{}\t{}\t{}\t{}",
+                    d.device_id,
+                    d.user_id,
+                    d.team,
+                    d.role,
+                    d.name,
+                    d.revoked_at.as_deref().unwrap_or("active")
+                );
+            }
+            Ok(())
+        }
+    }
+}

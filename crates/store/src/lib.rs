@@ -1,9 +1,11 @@
 #![doc = include_str!("../README.md")]
 
 mod error;
+mod registry;
 mod schema;
 mod store;
 
 pub use error::{Error, Result};
+pub use registry::{DeviceRecord, EnrollmentRefusal, FeedEntry};
 pub use schema::SCHEMA_VERSION;
 pub use store::{COMPACT_AFTER, Store, VisitSummary};

@@ -10,11 +10,12 @@ static MIGRATIONS: LazyLock<Migrations<'static>> = LazyLock::new(|| {
     Migrations::new(vec![
         M::up(include_str!("../migrations/001_visits.sql")),
         M::up(include_str!("../migrations/002_sync_state.sql")),
+        M::up(include_str!("../migrations/003_sync_server.sql")),
     ])
 });
 
 /// The schema version a fully migrated store has.
-pub const SCHEMA_VERSION: usize = 2;
+pub const SCHEMA_VERSION: usize = 3;
 
 pub(crate) fn migrations() -> &'static Migrations<'static> {
     &MIGRATIONS

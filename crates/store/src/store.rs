@@ -49,6 +49,12 @@ pub struct Store {
     path: PathBuf,
     session: Session,
     open: HashMap<VisitId, OpenVisit>,
+    feed: bool,
+}
+
+fn sorted(mut heads: Vec<ChangeHash>) -> Vec<ChangeHash> {
+    heads.sort();
+    heads
 }
 
 fn heads_json(heads: &[ChangeHash]) -> String {
@@ -88,7 +94,22 @@ impl Store {
             path,
             session,
             open: HashMap::new(),
+            feed: false,
         })
+    }
+
+    /// Records every stored update of a visit in the feed that devices
+    /// follow with a cursor (the server's mode).
+    pub fn with_feed(mut self) -> Self {
+        self.feed = true;
+        self
+    }
+
+    pub(crate) fn conn(&self) -> &Connection {
+        &self.conn
+    }
+    pub(crate) fn conn_mut(&mut self) -> &mut Connection {
+        &mut self.conn
     }
 
     pub fn path(&self) -> &Path {
@@ -127,6 +148,9 @@ impl Store {
         let snapshot = visit.save();
         let tx = self.conn.transaction()?;
         write_summary(&tx, &summary, true)?;
+        if self.feed {
+            append_feed(&tx, &summary)?;
+        }
         tx.execute(
             "INSERT INTO visit_chunks (visit_id, kind, data) VALUES (?1, 'snapshot', ?2)",
             params![id.as_str(), snapshot],
@@ -183,6 +207,24 @@ impl Store {
     }
 
     fn opened(&mut self, id: &VisitId) -> Result<&mut OpenVisit> {
+        // Another process sharing the database may have appended changes:
+        // a cached copy whose heads differ from the index is reloaded.
+        if let Some(open) = self.open.get(id) {
+            let stored: Option<String> = self
+                .conn
+                .query_row(
+                    "SELECT heads FROM visits WHERE id = ?1",
+                    [id.as_str()],
+                    |r| r.get(0),
+                )
+                .optional()?;
+            let fresh = stored.is_some_and(|h| {
+                parse_heads(&h).is_ok_and(|h| sorted(h) == sorted(open.saved_heads.clone()))
+            });
+            if !fresh {
+                self.open.remove(id);
+            }
+        }
         if !self.open.contains_key(id) {
             let open = self.load(id)?;
             let due = open.chunks > COMPACT_AFTER;
@@ -255,6 +297,9 @@ impl Store {
             params![id.as_str(), bytes],
         )?;
         write_summary(&tx, &summary, false)?;
+        if self.feed {
+            append_feed(&tx, &summary)?;
+        }
         tx.commit()?;
         open.saved_heads = open.visit.heads();
         open.chunks += 1;
@@ -407,6 +452,15 @@ fn summarise(visit: &Visit) -> Result<VisitSummary> {
         heads: visit.heads().iter().map(|h| h.to_string()).collect(),
         updated_at: visit.session().now().to_rfc3339(),
     })
+}
+
+fn append_feed(tx: &rusqlite::Transaction<'_>, s: &VisitSummary) -> Result<()> {
+    let nonce = (uuid::Uuid::new_v4().as_u128() as u64 >> 1) as i64;
+    tx.execute(
+        "INSERT INTO feed (visit_id, team, nonce) VALUES (?1, ?2, ?3)",
+        params![s.id.as_str(), s.team, nonce],
+    )?;
+    Ok(())
 }
 
 fn write_summary(tx: &rusqlite::Transaction<'_>, s: &VisitSummary, insert: bool) -> Result<()> {

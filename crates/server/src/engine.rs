@@ -1,0 +1,292 @@
+//! The sync engine: one request in, one response out, over the store. No
+//! state is kept between requests except what the database holds.
+
+use kiemtra_core::{ChangeHash, Visit, VisitId};
+use kiemtra_store::{DeviceRecord, Store};
+use kiemtra_sync_protocol::{
+    Cursor, Hash, SyncRequest, SyncResponse, VisitOffer, VisitResult, VisitStatus,
+};
+use std::collections::HashSet;
+use std::sync::atomic::Ordering::Relaxed;
+
+use crate::metrics::Metrics;
+
+fn to_hash(h: &Hash) -> ChangeHash {
+    ChangeHash(*h)
+}
+
+fn from_hashes(hs: &[ChangeHash]) -> Vec<Hash> {
+    hs.iter().map(|h| h.0).collect()
+}
+
+fn sorted(mut v: Vec<ChangeHash>) -> Vec<ChangeHash> {
+    v.sort();
+    v
+}
+
+fn result(
+    visit_id: &str,
+    status: VisitStatus,
+    heads: Vec<Hash>,
+    changes: Vec<u8>,
+    message: String,
+) -> VisitResult {
+    VisitResult {
+        visit_id: visit_id.to_owned(),
+        status,
+        heads,
+        changes,
+        message,
+    }
+}
+
+fn refuse(visit_id: &str, status: VisitStatus, message: impl Into<String>) -> VisitResult {
+    result(visit_id, status, Vec::new(), Vec::new(), message.into())
+}
+
+/// Answers a sync request for `device` within `budget` response bytes.
+pub fn sync(
+    store: &mut Store,
+    device: &DeviceRecord,
+    req: &SyncRequest,
+    budget: usize,
+    metrics: &Metrics,
+) -> Result<SyncResponse, kiemtra_store::Error> {
+    let mut used = 0usize;
+    let mut more = false;
+    let mut visits = Vec::new();
+    for offer in &req.visits {
+        if let Some(r) = offer_result(store, device, offer, budget, &mut used, metrics) {
+            match r.status {
+                VisitStatus::Deferred => more = true,
+                VisitStatus::Denied | VisitStatus::Invalid | VisitStatus::Unknown => {
+                    metrics.visit_errors.fetch_add(1, Relaxed);
+                }
+                _ => {}
+            }
+            visits.push(r);
+        }
+    }
+
+    // Visits of the device's team it does not hold yet, from the feed.
+    let (head_seq, head_nonce) = store.feed_head()?;
+    let valid_cursor =
+        req.cursor.seq > 0 && store.feed_nonce(req.cursor.seq)? == Some(req.cursor.nonce);
+    let (after, mut cursor) = if valid_cursor {
+        (req.cursor.seq, req.cursor)
+    } else {
+        (0, Cursor::default())
+    };
+    let offered: HashSet<&str> = req.visits.iter().map(|v| v.visit_id.as_str()).collect();
+    let mut complete = true;
+    for entry in store.feed_since(&device.team, after, head_seq)? {
+        if !offered.contains(entry.visit_id.as_str()) {
+            let id = VisitId::parse(&entry.visit_id)?;
+            let visit = store.visit(&id)?;
+            let doc = visit.save();
+            if used > 0 && used + doc.len() > budget {
+                more = true;
+                complete = false;
+                break;
+            }
+            used += doc.len();
+            metrics.visits_sent.fetch_add(1, Relaxed);
+            visits.push(result(
+                &entry.visit_id,
+                VisitStatus::Ok,
+                from_hashes(&visit.heads()),
+                doc,
+                String::new(),
+            ));
+        }
+        cursor = Cursor {
+            seq: entry.seq,
+            nonce: entry.nonce,
+        };
+    }
+    if complete {
+        cursor = Cursor {
+            seq: head_seq,
+            nonce: head_nonce,
+        };
+    }
+    Ok(SyncResponse {
+        cursor,
+        more,
+        visits,
+    })
+}
+
+/// What the server does with one offered visit; `None` when the device and
+/// the server already agree and there is nothing to say.
+fn offer_result(
+    store: &mut Store,
+    device: &DeviceRecord,
+    offer: &VisitOffer,
+    budget: usize,
+    used: &mut usize,
+    metrics: &Metrics,
+) -> Option<VisitResult> {
+    let vid = offer.visit_id.as_str();
+    let id = match VisitId::parse(vid) {
+        Ok(id) => id,
+        Err(e) => return Some(refuse(vid, VisitStatus::Invalid, e.to_string())),
+    };
+    let summary = match store.summary(&id) {
+        Ok(s) => s,
+        Err(kiemtra_store::Error::UnknownVisit(_)) => {
+            return Some(new_visit(store, device, offer, &id, metrics));
+        }
+        Err(e) => return Some(refuse(vid, VisitStatus::Invalid, e.to_string())),
+    };
+    if summary.team != device.team {
+        return Some(refuse(
+            vid,
+            VisitStatus::Denied,
+            "this visit belongs to another team",
+        ));
+    }
+    // A confirmation naming changes the server does not have: the server
+    // was restored from an older copy. Ask for everything after what it has.
+    let visit = match store.visit(&id) {
+        Ok(v) => v,
+        Err(e) => return Some(refuse(vid, VisitStatus::Invalid, e.to_string())),
+    };
+    if let Some(confirmed) = &offer.confirmed
+        && confirmed.iter().any(|h| !visit.has_change(&to_hash(h)))
+    {
+        return Some(result(
+            vid,
+            VisitStatus::Resend,
+            from_hashes(&visit.heads()),
+            Vec::new(),
+            String::new(),
+        ));
+    }
+    let applied = !offer.changes.is_empty();
+    if applied {
+        if let Err(e) = store.apply_remote(&id, &offer.changes) {
+            return Some(refuse(vid, VisitStatus::Invalid, e.to_string()));
+        }
+        metrics.visits_applied.fetch_add(1, Relaxed);
+    }
+    let visit = match store.visit(&id) {
+        Ok(v) => v,
+        Err(e) => return Some(refuse(vid, VisitStatus::Invalid, e.to_string())),
+    };
+    let server_heads = visit.heads();
+    let device_heads: Vec<ChangeHash> = offer.heads.iter().map(to_hash).collect();
+    if device_heads.iter().any(|h| !visit.has_change(h)) {
+        // The device holds changes it did not send (its confirmation was
+        // ahead of this server): ask for them.
+        return Some(result(
+            vid,
+            VisitStatus::Resend,
+            from_hashes(&server_heads),
+            Vec::new(),
+            String::new(),
+        ));
+    }
+    if sorted(server_heads.clone()) == sorted(device_heads.clone()) {
+        let confirmed_now = offer.confirmed.as_ref().is_some_and(|c| {
+            sorted(c.iter().map(to_hash).collect()) == sorted(server_heads.clone())
+        });
+        if !applied && confirmed_now {
+            return None;
+        }
+        return Some(result(
+            vid,
+            VisitStatus::Ok,
+            from_hashes(&server_heads),
+            Vec::new(),
+            String::new(),
+        ));
+    }
+    let missing = visit.save_after(&device_heads);
+    if *used > 0 && *used + missing.len() > budget {
+        return Some(refuse(vid, VisitStatus::Deferred, ""));
+    }
+    *used += missing.len();
+    metrics.visits_sent.fetch_add(1, Relaxed);
+    Some(result(
+        vid,
+        VisitStatus::Ok,
+        from_hashes(&server_heads),
+        missing,
+        String::new(),
+    ))
+}
+
+/// A visit the server does not hold: created on the device, or lost by a
+/// restored server.
+fn new_visit(
+    store: &mut Store,
+    device: &DeviceRecord,
+    offer: &VisitOffer,
+    id: &VisitId,
+    metrics: &Metrics,
+) -> VisitResult {
+    let vid = offer.visit_id.as_str();
+    if offer.changes.is_empty() {
+        return if offer.confirmed.is_some() {
+            result(
+                vid,
+                VisitStatus::Resend,
+                Vec::new(),
+                Vec::new(),
+                String::new(),
+            )
+        } else {
+            refuse(vid, VisitStatus::Unknown, "no such visit")
+        };
+    }
+    let visit = match Visit::load(&offer.changes, store.session()) {
+        Ok(v) => v,
+        // Only a part of the history arrived (the device thought the server
+        // had the rest): ask for all of it.
+        Err(_) if offer.confirmed.is_some() => {
+            return result(
+                vid,
+                VisitStatus::Resend,
+                Vec::new(),
+                Vec::new(),
+                String::new(),
+            );
+        }
+        Err(e) => return refuse(vid, VisitStatus::Invalid, e.to_string()),
+    };
+    match visit.meta() {
+        Ok(meta) if meta.visit_id != *id => {
+            return refuse(
+                vid,
+                VisitStatus::Invalid,
+                "the document is of another visit",
+            );
+        }
+        Ok(meta) if meta.team.as_str() != device.team => {
+            return refuse(
+                vid,
+                VisitStatus::Denied,
+                "this visit belongs to another team",
+            );
+        }
+        Ok(_) => {}
+        Err(e) => return refuse(vid, VisitStatus::Invalid, e.to_string()),
+    }
+    if visit.missing_deps().first().is_some() {
+        return refuse(vid, VisitStatus::Invalid, "the document is missing changes");
+    }
+    match store.import_visit(&offer.changes) {
+        Ok(summary) => {
+            metrics.visits_applied.fetch_add(1, Relaxed);
+            let heads: Vec<Hash> = summary
+                .heads
+                .iter()
+                .filter_map(|h| h.parse::<ChangeHash>().ok())
+                .map(|h| h.0)
+                .collect();
+            result(vid, VisitStatus::Ok, heads, Vec::new(), String::new())
+        }
+        Err(e) => refuse(vid, VisitStatus::Invalid, e.to_string()),
+    }
+}

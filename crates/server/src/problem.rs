@@ -1,0 +1,112 @@
+//! Errors as `application/problem+json` (RFC 9457) with a stable `type`.
+
+use actix_web::http::StatusCode;
+use actix_web::{HttpResponse, ResponseError};
+use serde::Serialize;
+
+/// Every error a handler can answer with. `kind` is the stable machine-readable
+/// part of the problem type: `urn:kiemtra:problem:<kind>`.
+#[derive(Debug, thiserror::Error)]
+pub enum Problem {
+    #[error("{0}")]
+    BadRequest(String),
+    #[error("{0}")]
+    BadMessage(String),
+    #[error("{0}")]
+    UnsupportedVersion(String),
+    #[error("authentication required: send Authorization: Bearer <device token>")]
+    Unauthenticated,
+    #[error("the device token is not valid")]
+    BadCredentials,
+    #[error("this device has been revoked")]
+    Revoked,
+    #[error("enrollment code refused: {0}")]
+    Enrollment(&'static str),
+    #[error("{0}")]
+    NotFound(String),
+    #[error("the request body is larger than {0} bytes")]
+    TooLarge(usize),
+    #[error("expected Content-Type {0}")]
+    UnsupportedMediaType(&'static str),
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+#[derive(Serialize)]
+struct Body<'a> {
+    #[serde(rename = "type")]
+    kind: String,
+    title: &'a str,
+    status: u16,
+    detail: String,
+}
+
+impl Problem {
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Problem::BadRequest(_) => "bad-request",
+            Problem::BadMessage(_) => "bad-message",
+            Problem::UnsupportedVersion(_) => "unsupported-version",
+            Problem::Unauthenticated => "unauthenticated",
+            Problem::BadCredentials => "bad-credentials",
+            Problem::Revoked => "device-revoked",
+            Problem::Enrollment(_) => "enrollment-refused",
+            Problem::NotFound(_) => "not-found",
+            Problem::TooLarge(_) => "too-large",
+            Problem::UnsupportedMediaType(_) => "unsupported-media-type",
+            Problem::Internal(_) => "internal",
+        }
+    }
+    fn title(&self) -> &'static str {
+        match self {
+            Problem::BadRequest(_) => "Bad request",
+            Problem::BadMessage(_) => "Malformed sync message",
+            Problem::UnsupportedVersion(_) => "Unsupported protocol version",
+            Problem::Unauthenticated => "Authentication required",
+            Problem::BadCredentials => "Invalid credentials",
+            Problem::Revoked => "Device revoked",
+            Problem::Enrollment(_) => "Enrollment refused",
+            Problem::NotFound(_) => "Not found",
+            Problem::TooLarge(_) => "Request too large",
+            Problem::UnsupportedMediaType(_) => "Unsupported media type",
+            Problem::Internal(_) => "Internal error",
+        }
+    }
+}
+
+impl ResponseError for Problem {
+    fn status_code(&self) -> StatusCode {
+        match self {
+            Problem::BadRequest(_) | Problem::BadMessage(_) | Problem::UnsupportedVersion(_) => {
+                StatusCode::BAD_REQUEST
+            }
+            Problem::Unauthenticated | Problem::BadCredentials | Problem::Revoked => {
+                StatusCode::UNAUTHORIZED
+            }
+            Problem::Enrollment(_) => StatusCode::FORBIDDEN,
+            Problem::NotFound(_) => StatusCode::NOT_FOUND,
+            Problem::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            Problem::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            Problem::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    fn error_response(&self) -> HttpResponse {
+        let status = self.status_code();
+        let body = Body {
+            kind: format!("urn:kiemtra:problem:{}", self.kind()),
+            title: self.title(),
+            status: status.as_u16(),
+            detail: self.to_string(),
+        };
+        let mut resp = HttpResponse::build(status);
+        resp.content_type("application/problem+json");
+        if matches!(
+            self,
+            Problem::Unauthenticated | Problem::BadCredentials | Problem::Revoked
+        ) {
+            resp.insert_header(("WWW-Authenticate", "Bearer"));
+        }
+        resp.json(body)
+    }
+}

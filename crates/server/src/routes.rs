@@ -1,0 +1,205 @@
+//! HTTP handlers. Each answers errors as problem+json.
+
+use actix_web::{HttpRequest, HttpResponse, web};
+use futures_util::StreamExt;
+use kiemtra_core::VisitId;
+use kiemtra_sync_protocol::{DecodeError, MEDIA_TYPE, SyncRequest};
+use serde::{Deserialize, Serialize};
+use std::sync::atomic::Ordering::Relaxed;
+use std::time::Instant;
+
+use crate::auth;
+use crate::engine;
+use crate::problem::Problem;
+use crate::startup::AppState;
+
+pub async fn healthz() -> HttpResponse {
+    HttpResponse::Ok().json(serde_json::json!({ "status": "ok" }))
+}
+
+pub async fn metrics(state: web::Data<AppState>) -> HttpResponse {
+    HttpResponse::Ok()
+        .content_type("text/plain; version=0.0.4")
+        .body(state.metrics.render())
+}
+
+#[derive(Deserialize)]
+pub struct EnrollRequest {
+    code: String,
+    device_name: String,
+}
+
+#[derive(Serialize)]
+struct EnrollResponse {
+    device_id: String,
+    token: String,
+    user_id: String,
+    team: String,
+    role: String,
+}
+
+pub async fn enroll(
+    state: web::Data<AppState>,
+    body: web::Json<EnrollRequest>,
+) -> Result<HttpResponse, Problem> {
+    let body = body.into_inner();
+    let st = state.clone();
+    let (record, token) = web::block(move || {
+        let mut store = st.store();
+        auth::enroll(&mut store, &body.code, &body.device_name)
+    })
+    .await
+    .map_err(|e| Problem::Internal(e.to_string()))??;
+    state.metrics.enrollments.fetch_add(1, Relaxed);
+    tracing::info!(device = %record.device_id, user = %record.user_id, team = %record.team, "device enrolled");
+    Ok(HttpResponse::Created().json(EnrollResponse {
+        device_id: record.device_id,
+        token,
+        user_id: record.user_id,
+        team: record.team,
+        role: record.role,
+    }))
+}
+
+/// Authenticates on the blocking pool (the lookup reads the database).
+async fn authenticate(
+    state: &web::Data<AppState>,
+    req: &HttpRequest,
+) -> Result<kiemtra_store::DeviceRecord, Problem> {
+    let outcome = match auth::bearer(req) {
+        Ok(token) => {
+            let st = state.clone();
+            web::block(move || auth::device(&st.store(), &token))
+                .await
+                .map_err(|e| Problem::Internal(e.to_string()))?
+        }
+        Err(e) => Err(e),
+    };
+    if outcome.is_err() {
+        state.metrics.auth_failures.fetch_add(1, Relaxed);
+    }
+    outcome
+}
+
+async fn read_body(mut payload: web::Payload, limit: usize) -> Result<Vec<u8>, Problem> {
+    let mut body = Vec::new();
+    while let Some(chunk) = payload.next().await {
+        let chunk = chunk.map_err(|e| Problem::BadRequest(format!("reading the body: {e}")))?;
+        if body.len() + chunk.len() > limit {
+            return Err(Problem::TooLarge(limit));
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body)
+}
+
+pub async fn sync(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    payload: web::Payload,
+) -> Result<HttpResponse, Problem> {
+    let started = Instant::now();
+    let outcome = sync_inner(&state, &req, payload).await;
+    state.metrics.observe_latency(started.elapsed());
+    if outcome.is_err() {
+        state.metrics.sync_errors.fetch_add(1, Relaxed);
+    }
+    outcome
+}
+
+async fn sync_inner(
+    state: &web::Data<AppState>,
+    req: &HttpRequest,
+    payload: web::Payload,
+) -> Result<HttpResponse, Problem> {
+    let device = authenticate(state, req).await?;
+    let media = req
+        .headers()
+        .get("Content-Type")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    if media != MEDIA_TYPE {
+        return Err(Problem::UnsupportedMediaType(MEDIA_TYPE));
+    }
+    let body = read_body(payload, state.limits.max_body).await?;
+    state
+        .metrics
+        .bytes_received
+        .fetch_add(body.len() as u64, Relaxed);
+    let request = SyncRequest::decode(&body, state.limits.max_body).map_err(|e| match e {
+        DecodeError::UnsupportedVersion { .. } => Problem::UnsupportedVersion(e.to_string()),
+        other => Problem::BadMessage(other.to_string()),
+    })?;
+    let budget = match request.max_response {
+        0 => state.limits.max_response,
+        n => (n as usize).min(state.limits.max_response),
+    };
+    let st = state.clone();
+    let visits = request.visits.len();
+    let response = web::block(move || {
+        let mut store = st.store();
+        engine::sync(&mut store, &device, &request, budget, &st.metrics)
+    })
+    .await
+    .map_err(|e| Problem::Internal(e.to_string()))?
+    .map_err(|e| Problem::Internal(e.to_string()))?;
+    let bytes = response.encode();
+    state.metrics.syncs.fetch_add(1, Relaxed);
+    state
+        .metrics
+        .bytes_sent
+        .fetch_add(bytes.len() as u64, Relaxed);
+    tracing::debug!(
+        visits,
+        answered = response.visits.len(),
+        more = response.more,
+        bytes = bytes.len(),
+        "sync"
+    );
+    Ok(HttpResponse::Ok().content_type(MEDIA_TYPE).body(bytes))
+}
+
+/// The visits of the device's team, as summaries.
+pub async fn list_visits(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+) -> Result<HttpResponse, Problem> {
+    let device = authenticate(&state, &req).await?;
+    let st = state.clone();
+    let list = web::block(move || st.store().list_visits())
+        .await
+        .map_err(|e| Problem::Internal(e.to_string()))?
+        .map_err(|e| Problem::Internal(e.to_string()))?;
+    let mine: Vec<_> = list.into_iter().filter(|s| s.team == device.team).collect();
+    Ok(HttpResponse::Ok().json(mine))
+}
+
+/// One visit's summary; 404 for unknown visits and for other teams' visits alike.
+pub async fn get_visit(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    path: web::Path<String>,
+) -> Result<HttpResponse, Problem> {
+    let device = authenticate(&state, &req).await?;
+    let id = VisitId::parse(&path.into_inner()).map_err(|e| Problem::BadRequest(e.to_string()))?;
+    let st = state.clone();
+    let lookup = id.clone();
+    let summary = web::block(move || st.store().summary(&lookup))
+        .await
+        .map_err(|e| Problem::Internal(e.to_string()))?;
+    match summary {
+        Ok(s) if s.team == device.team => Ok(HttpResponse::Ok().json(s)),
+        Ok(_) | Err(kiemtra_store::Error::UnknownVisit(_)) => {
+            Err(Problem::NotFound(format!("no visit {id}")))
+        }
+        Err(e) => Err(Problem::Internal(e.to_string())),
+    }
+}
+
+pub async fn not_found(req: HttpRequest) -> Result<HttpResponse, Problem> {
+    Err(Problem::NotFound(format!(
+        "no route {} {}",
+        req.method(),
+        req.path()
+    )))
+}

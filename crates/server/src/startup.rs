@@ -1,0 +1,186 @@
+//! Building and running the server.
+
+use actix_web::dev::Server;
+use actix_web::{App, HttpServer, web};
+use kiemtra_core::{DeviceId, Editor, UserId};
+use kiemtra_store::Store;
+use std::net::TcpListener;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use crate::metrics::Metrics;
+use crate::problem::Problem;
+use crate::routes;
+
+/// Where and how the server runs. Every field has a default that works with
+/// no configuration at all.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// Address to listen on; port 0 picks a free port.
+    pub listen: String,
+    /// Folder holding the embedded database (`kiemtra.db`).
+    pub data: PathBuf,
+    /// Largest request body, bytes.
+    pub max_body: usize,
+    /// Largest sync response the server builds, bytes (before continuation).
+    pub max_response: usize,
+    /// Worker threads for HTTP (Automerge work runs on the blocking pool).
+    pub workers: usize,
+    /// Time allowed to receive a request's headers.
+    pub request_timeout: Duration,
+    /// PEM certificate chain and private key; TLS (rustls) when both are set.
+    pub tls: Option<(PathBuf, PathBuf)>,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Self {
+            listen: "127.0.0.1:8080".into(),
+            data: PathBuf::from("kiemtra-data"),
+            max_body: 64 << 20,
+            max_response: 8 << 20,
+            workers: 2,
+            request_timeout: Duration::from_secs(30),
+            tls: None,
+        }
+    }
+}
+
+pub struct Limits {
+    pub max_body: usize,
+    pub max_response: usize,
+}
+
+/// Shared by all workers. The store has one connection and is the only
+/// writer; one sync at a time holds it, so two syncs of one visit can never
+/// interleave.
+pub struct AppState {
+    store: Mutex<Store>,
+    pub metrics: Metrics,
+    pub limits: Limits,
+}
+
+impl AppState {
+    pub fn store(&self) -> MutexGuard<'_, Store> {
+        // A panic while holding the lock cannot leave SQLite half-written
+        // (transactions roll back), so a poisoned lock is still usable.
+        self.store.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+/// Opens the server's store in `data`.
+pub fn open_store(data: &std::path::Path) -> Result<Store, kiemtra_store::Error> {
+    let editor = Editor::new(
+        UserId::parse("server").map_err(kiemtra_store::Error::Visit)?,
+        DeviceId::parse("server").map_err(kiemtra_store::Error::Visit)?,
+    );
+    Ok(Store::open(data.join("kiemtra.db"), editor)?.with_feed())
+}
+
+pub struct Application {
+    port: u16,
+    server: Server,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("cannot listen on {0}: {1}")]
+    Listen(String, std::io::Error),
+    #[error(transparent)]
+    Store(#[from] kiemtra_store::Error),
+    #[error("TLS: {0}")]
+    Tls(String),
+}
+
+fn tls_config(
+    cert: &std::path::Path,
+    key: &std::path::Path,
+) -> Result<rustls::ServerConfig, StartError> {
+    let read = |p: &std::path::Path| {
+        std::fs::read(p).map_err(|e| StartError::Tls(format!("{}: {e}", p.display())))
+    };
+    let certs = rustls_pemfile::certs(&mut read(cert)?.as_slice())
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| StartError::Tls(format!("certificate: {e}")))?;
+    let key = rustls_pemfile::private_key(&mut read(key)?.as_slice())
+        .map_err(|e| StartError::Tls(format!("key: {e}")))?
+        .ok_or_else(|| StartError::Tls("no private key in the key file".into()))?;
+    rustls::ServerConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+        .with_safe_default_protocol_versions()
+        .map_err(|e| StartError::Tls(e.to_string()))?
+        .with_no_client_auth()
+        .with_single_cert(certs, key)
+        .map_err(|e| StartError::Tls(e.to_string()))
+}
+
+impl Application {
+    pub fn build(settings: Settings) -> Result<Self, StartError> {
+        let store = open_store(&settings.data)?;
+        let state = web::Data::new(AppState {
+            store: Mutex::new(store),
+            metrics: Metrics::default(),
+            limits: Limits {
+                max_body: settings.max_body,
+                max_response: settings.max_response,
+            },
+        });
+        let listener = TcpListener::bind(&settings.listen)
+            .map_err(|e| StartError::Listen(settings.listen.clone(), e))?;
+        let port = listener
+            .local_addr()
+            .map_err(|e| StartError::Listen(settings.listen.clone(), e))?
+            .port();
+        let json = web::JsonConfig::default()
+            .limit(16 * 1024)
+            .error_handler(|err, _| Problem::BadRequest(err.to_string()).into());
+        let server = HttpServer::new(move || {
+            App::new()
+                .app_data(state.clone())
+                .app_data(json.clone())
+                .wrap(actix_web::middleware::from_fn(log_request))
+                .route("/healthz", web::get().to(routes::healthz))
+                .route("/metrics", web::get().to(routes::metrics))
+                .route("/v1/enroll", web::post().to(routes::enroll))
+                .route("/v1/sync", web::post().to(routes::sync))
+                .route("/v1/visits", web::get().to(routes::list_visits))
+                .route("/v1/visits/{id}", web::get().to(routes::get_visit))
+                .default_service(web::to(routes::not_found))
+        })
+        .workers(settings.workers.max(1))
+        .client_request_timeout(settings.request_timeout)
+        .shutdown_timeout(30);
+        let server = match &settings.tls {
+            Some((cert, key)) => server
+                .listen_rustls_0_23(listener, tls_config(cert, key)?)
+                .map_err(|e| StartError::Listen(settings.listen.clone(), e))?,
+            None => server
+                .listen(listener)
+                .map_err(|e| StartError::Listen(settings.listen.clone(), e))?,
+        }
+        .run();
+        tracing::info!(port, data = %settings.data.display(), tls = settings.tls.is_some(), "kiemtra-server listening");
+        Ok(Self { port, server })
+    }
+
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// Runs until SIGINT/SIGTERM; in-flight requests are finished first.
+    pub async fn run_until_stopped(self) -> std::io::Result<()> {
+        self.server.await
+    }
+}
+
+async fn log_request(
+    req: actix_web::dev::ServiceRequest,
+    next: actix_web::middleware::Next<impl actix_web::body::MessageBody>,
+) -> Result<actix_web::dev::ServiceResponse<impl actix_web::body::MessageBody>, actix_web::Error> {
+    let started = std::time::Instant::now();
+    let method = req.method().to_string();
+    let path = req.path().to_owned();
+    let res = next.call(req).await?;
+    tracing::info!(%method, %path, status = res.status().as_u16(), micros = started.elapsed().as_micros() as u64, "request");
+    Ok(res)
+}

@@ -1,0 +1,214 @@
+//! Server-side records: enrolled devices, enrollment codes, the visit feed;
+//! and device-side settings. Secrets arrive already hashed: the store never
+//! sees a code or token in plaintext.
+
+use rusqlite::{OptionalExtension, params};
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+use crate::store::Store;
+
+/// An enrolled device as the server knows it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeviceRecord {
+    pub device_id: String,
+    pub user_id: String,
+    pub team: String,
+    pub role: String,
+    pub name: String,
+    pub enrolled_at: String,
+    pub revoked_at: Option<String>,
+}
+
+/// Why an enrollment code was refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EnrollmentRefusal {
+    Unknown,
+    Used,
+    Expired,
+}
+
+/// One entry of the feed: the latest update of a visit.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FeedEntry {
+    pub visit_id: String,
+    pub seq: u64,
+    pub nonce: u64,
+}
+
+fn read_device(r: &rusqlite::Row<'_>) -> rusqlite::Result<DeviceRecord> {
+    Ok(DeviceRecord {
+        device_id: r.get(0)?,
+        user_id: r.get(1)?,
+        team: r.get(2)?,
+        role: r.get(3)?,
+        name: r.get(4)?,
+        enrolled_at: r.get(5)?,
+        revoked_at: r.get(6)?,
+    })
+}
+
+const DEVICE_COLUMNS: &str = "device_id, user_id, team, role, name, enrolled_at, revoked_at";
+
+impl Store {
+    /// Records a new enrollment code (by its digest).
+    pub fn create_enrollment_code(
+        &mut self,
+        code_hash: &[u8],
+        user_id: &str,
+        team: &str,
+        role: &str,
+        created_at: &str,
+        expires_at: &str,
+    ) -> Result<()> {
+        self.conn().execute(
+            "INSERT INTO enrollment_codes (code_hash, user_id, team, role, created_at, expires_at)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            params![code_hash, user_id, team, role, created_at, expires_at],
+        )?;
+        Ok(())
+    }
+
+    /// Redeems a code once: on success the device is enrolled with the
+    /// code's user, team and role, and the code can never be used again.
+    /// Times are RFC 3339 UTC strings, which compare in time order.
+    pub fn redeem_enrollment_code(
+        &mut self,
+        code_hash: &[u8],
+        now: &str,
+        device_id: &str,
+        device_name: &str,
+        token_hash: &[u8],
+    ) -> Result<std::result::Result<DeviceRecord, EnrollmentRefusal>> {
+        let tx = self.conn_mut().transaction()?;
+        let row: Option<(String, String, String, String, Option<String>)> = tx
+            .query_row(
+                "SELECT user_id, team, role, expires_at, used_at FROM enrollment_codes WHERE code_hash = ?1",
+                [code_hash],
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)),
+            )
+            .optional()?;
+        let Some((user_id, team, role, expires_at, used_at)) = row else {
+            return Ok(Err(EnrollmentRefusal::Unknown));
+        };
+        if used_at.is_some() {
+            return Ok(Err(EnrollmentRefusal::Used));
+        }
+        if expires_at.as_str() <= now {
+            return Ok(Err(EnrollmentRefusal::Expired));
+        }
+        tx.execute(
+            "UPDATE enrollment_codes SET used_at = ?2, device_id = ?3 WHERE code_hash = ?1",
+            params![code_hash, now, device_id],
+        )?;
+        tx.execute(
+            "INSERT INTO devices (device_id, user_id, team, role, name, token_hash, enrolled_at)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+            params![device_id, user_id, team, role, device_name, token_hash, now],
+        )?;
+        tx.commit()?;
+        Ok(Ok(DeviceRecord {
+            device_id: device_id.into(),
+            user_id,
+            team,
+            role,
+            name: device_name.into(),
+            enrolled_at: now.into(),
+            revoked_at: None,
+        }))
+    }
+
+    /// The device holding a token (by digest), revoked or not.
+    pub fn device_by_token(&self, token_hash: &[u8]) -> Result<Option<DeviceRecord>> {
+        Ok(self
+            .conn()
+            .query_row(
+                &format!("SELECT {DEVICE_COLUMNS} FROM devices WHERE token_hash = ?1"),
+                [token_hash],
+                read_device,
+            )
+            .optional()?)
+    }
+
+    pub fn devices(&self) -> Result<Vec<DeviceRecord>> {
+        let mut stmt = self.conn().prepare(&format!(
+            "SELECT {DEVICE_COLUMNS} FROM devices ORDER BY enrolled_at"
+        ))?;
+        let rows = stmt.query_map([], read_device)?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// Revokes a device; its next request is refused.
+    pub fn revoke_device(&mut self, device_id: &str, now: &str) -> Result<()> {
+        let n = self.conn().execute(
+            "UPDATE devices SET revoked_at = ?2 WHERE device_id = ?1 AND revoked_at IS NULL",
+            params![device_id, now],
+        )?;
+        if n == 0 {
+            return Err(Error::Corrupt(format!("no active device {device_id}")));
+        }
+        Ok(())
+    }
+
+    /// The newest feed entry (0, 0 when the feed is empty).
+    pub fn feed_head(&self) -> Result<(u64, u64)> {
+        Ok(self
+            .conn()
+            .query_row(
+                "SELECT seq, nonce FROM feed ORDER BY seq DESC LIMIT 1",
+                [],
+                |r| Ok((r.get::<_, i64>(0)? as u64, r.get::<_, i64>(1)? as u64)),
+            )
+            .optional()?
+            .unwrap_or((0, 0)))
+    }
+
+    /// The nonce of the feed entry `seq`, if it exists.
+    pub fn feed_nonce(&self, seq: u64) -> Result<Option<u64>> {
+        Ok(self
+            .conn()
+            .query_row("SELECT nonce FROM feed WHERE seq = ?1", [seq as i64], |r| {
+                r.get::<_, i64>(0).map(|n| n as u64)
+            })
+            .optional()?)
+    }
+
+    /// Visits of `team` updated after `after` and no later than `upto`, each
+    /// once with its latest entry, oldest first.
+    pub fn feed_since(&self, team: &str, after: u64, upto: u64) -> Result<Vec<FeedEntry>> {
+        let mut stmt = self.conn().prepare_cached(
+            "SELECT f.visit_id, f.seq, f.nonce FROM feed f
+             JOIN (SELECT visit_id, max(seq) AS seq FROM feed
+                   WHERE team = ?1 AND seq > ?2 AND seq <= ?3 GROUP BY visit_id) m
+               ON f.seq = m.seq
+             ORDER BY f.seq",
+        )?;
+        let rows = stmt.query_map(params![team, after as i64, upto as i64], |r| {
+            Ok(FeedEntry {
+                visit_id: r.get(0)?,
+                seq: r.get::<_, i64>(1)? as u64,
+                nonce: r.get::<_, i64>(2)? as u64,
+            })
+        })?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// A device-side setting (cursor, credentials, server URL).
+    pub fn setting(&self, key: &str) -> Result<Option<String>> {
+        Ok(self
+            .conn()
+            .query_row("SELECT value FROM settings WHERE key = ?1", [key], |r| {
+                r.get(0)
+            })
+            .optional()?)
+    }
+
+    pub fn set_setting(&mut self, key: &str, value: &str) -> Result<()> {
+        self.conn().execute(
+            "INSERT INTO settings (key, value) VALUES (?1, ?2)
+             ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+            params![key, value],
+        )?;
+        Ok(())
+    }
+}
