@@ -34,6 +34,9 @@ struct Cli {
     /// PEM private key.
     #[arg(long, env = "KIEMTRA_TLS_KEY", requires = "tls_cert")]
     tls_key: Option<PathBuf>,
+    /// Largest request body in bytes.
+    #[arg(long, env = "KIEMTRA_MAX_BODY", default_value_t = 64 << 20)]
+    max_body: usize,
     /// Log as JSON lines instead of text.
     #[arg(long, env = "KIEMTRA_LOG_JSON")]
     log_json: bool,
@@ -58,6 +61,9 @@ enum Command {
         /// Hours the code stays valid.
         #[arg(long, default_value_t = 24)]
         ttl_hours: i64,
+        /// How many codes to create (one per line).
+        #[arg(long, default_value_t = 1)]
+        count: u32,
     },
     /// Revoke a device: its next request is refused.
     Revoke { device_id: String },
@@ -99,6 +105,7 @@ fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
                 listen: cli.listen,
                 data: cli.data,
                 tls: cli.tls_cert.zip(cli.tls_key),
+                max_body: cli.max_body,
                 ..Settings::default()
             };
             let rt = tokio::runtime::Builder::new_multi_thread()
@@ -117,16 +124,15 @@ fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
             team,
             role,
             ttl_hours,
+            count,
         } => {
             let mut store = kiemtra_server::open_store(&cli.data)?;
-            let code = kiemtra_server::create_enrollment_code(
-                &mut store,
-                &user,
-                &team,
-                &role,
-                chrono::Duration::hours(ttl_hours),
-            )?;
-            println!("{code}");
+            for _ in 0..count {
+                let ttl = chrono::Duration::hours(ttl_hours);
+                let code =
+                    kiemtra_server::create_enrollment_code(&mut store, &user, &team, &role, ttl)?;
+                println!("{code}");
+            }
             Ok(())
         }
         Command::Revoke { device_id } => {

@@ -1,0 +1,461 @@
+//! Enrollment and sync over HTTP.
+
+use kiemtra_core::{ChangeHash, VisitId};
+use kiemtra_store::Store;
+use kiemtra_sync_protocol::{
+    Cursor, MEDIA_TYPE, SyncRequest, SyncResponse, VisitOffer, VisitStatus,
+};
+use ring::rand::{SecureRandom, SystemRandom};
+use serde::{Deserialize, Serialize};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use crate::error::Error;
+
+/// The sync peer name under which the store keeps what the server confirmed.
+pub const PEER: &str = "server";
+
+/// What a device received at enrollment; kept in its store's settings.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Credentials {
+    pub server: String,
+    pub device_id: String,
+    pub token: String,
+    pub user_id: String,
+    pub team: String,
+    pub role: String,
+}
+
+impl Credentials {
+    pub fn save(&self, store: &mut Store) -> Result<(), Error> {
+        let json = serde_json::to_string(self).map_err(|e| Error::Decode(e.to_string()))?;
+        store.set_setting("sync.credentials", &json)?;
+        Ok(())
+    }
+    pub fn load(store: &Store) -> Result<Self, Error> {
+        let json = store
+            .setting("sync.credentials")?
+            .ok_or(Error::NotEnrolled)?;
+        serde_json::from_str(&json).map_err(|e| Error::Decode(e.to_string()))
+    }
+}
+
+/// Limits and patience of the client.
+#[derive(Debug, Clone)]
+pub struct SyncOptions {
+    /// Time allowed for one HTTP exchange.
+    pub timeout: Duration,
+    /// Attempts per request (network errors, 5xx and 429 are retried).
+    pub max_attempts: u32,
+    /// First backoff; doubles each retry, with full jitter, up to `max_backoff`.
+    pub base_backoff: Duration,
+    pub max_backoff: Duration,
+    /// Change bytes the client puts in one request before continuing in the next.
+    pub max_request: usize,
+    /// Response bytes the client asks the server to stay under.
+    pub max_response: u64,
+    /// Most request rounds in one `sync` call.
+    pub max_rounds: u32,
+}
+
+impl Default for SyncOptions {
+    fn default() -> Self {
+        Self {
+            timeout: Duration::from_secs(60),
+            max_attempts: 8,
+            base_backoff: Duration::from_millis(200),
+            max_backoff: Duration::from_secs(15),
+            max_request: 4 << 20,
+            max_response: 8 << 20,
+            max_rounds: 64,
+        }
+    }
+}
+
+/// Reported after every request of a sync.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Progress {
+    pub visits_done: usize,
+    pub visits_total: usize,
+    pub bytes_sent: u64,
+    pub bytes_received: u64,
+}
+
+/// A visit the server would not take, with its reason.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VisitError {
+    pub visit_id: String,
+    pub status: VisitStatus,
+    pub message: String,
+}
+
+/// What one `sync` call did.
+#[derive(Debug, Clone, Default)]
+pub struct SyncReport {
+    /// HTTP requests that got an answer (retries not counted).
+    pub requests: u32,
+    /// Attempts that failed and were retried.
+    pub retries: u32,
+    pub bytes_sent: u64,
+    pub bytes_received: u64,
+    pub visits_uploaded: usize,
+    pub visits_downloaded: usize,
+    pub errors: Vec<VisitError>,
+}
+
+/// Enrolls this device with a code from an administrator.
+pub async fn enroll(server: &str, code: &str, device_name: &str) -> Result<Credentials, Error> {
+    #[derive(Deserialize)]
+    struct Enrolled {
+        device_id: String,
+        token: String,
+        user_id: String,
+        team: String,
+        role: String,
+    }
+    let http = reqwest::Client::builder()
+        .timeout(Duration::from_secs(30))
+        .build()
+        .map_err(|e| Error::Network(e.to_string()))?;
+    let server = server.trim_end_matches('/').to_owned();
+    let resp = http
+        .post(format!("{server}/v1/enroll"))
+        .json(&serde_json::json!({ "code": code, "device_name": device_name }))
+        .send()
+        .await
+        .map_err(|e| Error::Network(e.to_string()))?;
+    if !resp.status().is_success() {
+        return Err(refused(resp).await);
+    }
+    let e: Enrolled = resp
+        .json()
+        .await
+        .map_err(|e| Error::Decode(e.to_string()))?;
+    Ok(Credentials {
+        server,
+        device_id: e.device_id,
+        token: e.token,
+        user_id: e.user_id,
+        team: e.team,
+        role: e.role,
+    })
+}
+
+async fn refused(resp: reqwest::Response) -> Error {
+    let status = resp.status().as_u16();
+    let body: serde_json::Value = resp.json().await.unwrap_or_default();
+    Error::Refused {
+        status,
+        kind: body["type"]
+            .as_str()
+            .unwrap_or("")
+            .trim_start_matches("urn:kiemtra:problem:")
+            .to_owned(),
+        detail: body["detail"].as_str().unwrap_or("").to_owned(),
+    }
+}
+
+/// Syncs a device store with its server.
+pub struct SyncClient {
+    http: reqwest::Client,
+    creds: Credentials,
+    options: SyncOptions,
+    cancel: Arc<AtomicBool>,
+}
+
+fn heads_of(summary_heads: &[String]) -> Vec<ChangeHash> {
+    let mut v: Vec<ChangeHash> = summary_heads
+        .iter()
+        .filter_map(|h| h.parse().ok())
+        .collect();
+    v.sort();
+    v
+}
+
+fn sorted(mut v: Vec<ChangeHash>) -> Vec<ChangeHash> {
+    v.sort();
+    v
+}
+
+fn parse_cursor(s: Option<String>) -> Cursor {
+    s.and_then(|s| {
+        let (a, b) = s.split_once(':')?;
+        Some(Cursor {
+            seq: a.parse().ok()?,
+            nonce: b.parse().ok()?,
+        })
+    })
+    .unwrap_or_default()
+}
+
+impl SyncClient {
+    pub fn new(creds: Credentials, options: SyncOptions) -> Result<Self, Error> {
+        let http = reqwest::Client::builder()
+            .timeout(options.timeout)
+            .connect_timeout(options.timeout.min(Duration::from_secs(15)))
+            .build()
+            .map_err(|e| Error::Network(e.to_string()))?;
+        Ok(Self {
+            http,
+            creds,
+            options,
+            cancel: Arc::new(AtomicBool::new(false)),
+        })
+    }
+
+    /// A handle that cancels a running sync at its next step when set.
+    pub fn cancel_handle(&self) -> Arc<AtomicBool> {
+        self.cancel.clone()
+    }
+
+    pub fn credentials(&self) -> &Credentials {
+        &self.creds
+    }
+
+    /// Sends every visit with unsynced changes, receives what the device
+    /// lacks (including visits new to it), and records what the server
+    /// confirmed — only after the answer has been received and applied.
+    /// One request in the steady state; more when the server asks for a
+    /// fuller exchange or either side has more than fits in one message.
+    pub async fn sync(
+        &self,
+        store: &mut Store,
+        progress: &mut (dyn FnMut(&Progress) + Send),
+    ) -> Result<SyncReport, Error> {
+        let mut report = SyncReport::default();
+        let mut done = 0usize;
+        for _round in 0..self.options.max_rounds {
+            if self.cancel.load(Ordering::Relaxed) {
+                return Err(Error::Cancelled);
+            }
+            let cursor = parse_cursor(store.setting("sync.cursor")?);
+            let (request, local_more, offered_changes) = self.build_request(store, cursor)?;
+            let body = request.encode();
+            let answer = self.post(body.clone(), &mut report).await?;
+            report.requests += 1;
+            report.bytes_sent += body.len() as u64;
+            report.bytes_received += answer.len() as u64;
+            let response = SyncResponse::decode(&answer, usize::MAX)
+                .map_err(|e| Error::Decode(e.to_string()))?;
+            let mut again = local_more || response.more;
+            report.visits_uploaded += offered_changes;
+            for r in &response.visits {
+                if self.cancel.load(Ordering::Relaxed) {
+                    return Err(Error::Cancelled);
+                }
+                again |= self.apply_result(store, r, &mut report)?;
+            }
+            store.set_setting(
+                "sync.cursor",
+                &format!("{}:{}", response.cursor.seq, response.cursor.nonce),
+            )?;
+            done += response.visits.len();
+            progress(&Progress {
+                visits_done: done,
+                visits_total: done + usize::from(again),
+                bytes_sent: report.bytes_sent,
+                bytes_received: report.bytes_received,
+            });
+            if !again {
+                return Ok(report);
+            }
+        }
+        Ok(report)
+    }
+
+    /// Offers: every visit with its heads; with changes when the server has
+    /// not confirmed them all. Returns the request, whether visits were left
+    /// out for the next round, and how many offers carry changes.
+    fn build_request(
+        &self,
+        store: &mut Store,
+        cursor: Cursor,
+    ) -> Result<(SyncRequest, bool, usize), Error> {
+        let mut visits = Vec::new();
+        let mut size = 0usize;
+        let mut left_out = false;
+        let mut with_changes = 0;
+        for summary in store.list_visits()? {
+            let heads = heads_of(&summary.heads);
+            let confirmed = store
+                .confirmed_heads(&summary.id, PEER)?
+                .map(sorted)
+                .filter(|c| !c.is_empty());
+            if confirmed.as_ref() == Some(&heads) {
+                visits.push(VisitOffer {
+                    visit_id: summary.id.to_string(),
+                    heads: heads.iter().map(|h| h.0).collect(),
+                    confirmed: confirmed.map(|c| c.iter().map(|h| h.0).collect()),
+                    changes: Vec::new(),
+                });
+                continue;
+            }
+            if size > 0 && size >= self.options.max_request {
+                left_out = true;
+                continue;
+            }
+            let visit = store.visit(&summary.id)?;
+            let changes = match &confirmed {
+                None => visit.save(),
+                Some(c) => {
+                    let known: Vec<ChangeHash> =
+                        c.iter().copied().filter(|h| visit.has_change(h)).collect();
+                    if known.is_empty() {
+                        visit.save()
+                    } else {
+                        visit.save_after(&known)
+                    }
+                }
+            };
+            size += changes.len() + 100;
+            with_changes += 1;
+            visits.push(VisitOffer {
+                visit_id: summary.id.to_string(),
+                heads: visit.heads().iter().map(|h| h.0).collect(),
+                confirmed: confirmed.map(|c| c.iter().map(|h| h.0).collect()),
+                changes,
+            });
+        }
+        Ok((
+            SyncRequest {
+                cursor,
+                max_response: self.options.max_response,
+                visits,
+            },
+            left_out,
+            with_changes,
+        ))
+    }
+
+    /// Applies one visit's answer; returns whether another round is needed.
+    fn apply_result(
+        &self,
+        store: &mut Store,
+        r: &kiemtra_sync_protocol::VisitResult,
+        report: &mut SyncReport,
+    ) -> Result<bool, Error> {
+        let id = match VisitId::parse(&r.visit_id) {
+            Ok(id) => id,
+            Err(e) => {
+                report.errors.push(VisitError {
+                    visit_id: r.visit_id.clone(),
+                    status: VisitStatus::Invalid,
+                    message: format!("server sent a bad visit id: {e}"),
+                });
+                return Ok(false);
+            }
+        };
+        let server_heads: Vec<ChangeHash> = r.heads.iter().map(|h| ChangeHash(*h)).collect();
+        match r.status {
+            VisitStatus::Ok => {
+                let held = store.summary(&id).is_ok();
+                let applied = if r.changes.is_empty() {
+                    Ok(())
+                } else if held {
+                    store.apply_remote(&id, &r.changes).map(|_| ())
+                } else {
+                    store.import_visit(&r.changes).map(|_| ())
+                };
+                match applied {
+                    Ok(()) => {
+                        if !r.changes.is_empty() {
+                            report.visits_downloaded += 1;
+                        }
+                        store.set_confirmed_heads(&id, PEER, &server_heads)?;
+                    }
+                    Err(e) => report.errors.push(VisitError {
+                        visit_id: r.visit_id.clone(),
+                        status: VisitStatus::Invalid,
+                        message: format!("could not apply the server's changes: {e}"),
+                    }),
+                }
+                Ok(false)
+            }
+            VisitStatus::Resend => {
+                // The server lacks what we thought it had: confirm only the
+                // server heads we know, so the next round sends the rest.
+                let visit = store.visit(&id)?;
+                let known: Vec<ChangeHash> = server_heads
+                    .into_iter()
+                    .filter(|h| visit.has_change(h))
+                    .collect();
+                store.set_confirmed_heads(&id, PEER, &known)?;
+                Ok(true)
+            }
+            VisitStatus::Deferred => Ok(true),
+            status => {
+                report.errors.push(VisitError {
+                    visit_id: r.visit_id.clone(),
+                    status,
+                    message: r.message.clone(),
+                });
+                Ok(false)
+            }
+        }
+    }
+
+    /// POSTs a sync message, retrying network failures, 5xx and 429 with
+    /// exponential backoff and full jitter. Safe because sync is idempotent.
+    async fn post(&self, body: Vec<u8>, report: &mut SyncReport) -> Result<Vec<u8>, Error> {
+        let url = format!("{}/v1/sync", self.creds.server);
+        let mut last = String::new();
+        for attempt in 0..self.options.max_attempts {
+            if self.cancel.load(Ordering::Relaxed) {
+                return Err(Error::Cancelled);
+            }
+            if attempt > 0 {
+                report.retries += 1;
+                tokio::time::sleep(self.backoff(attempt)).await;
+            }
+            let sent = self
+                .http
+                .post(&url)
+                .bearer_auth(&self.creds.token)
+                .header("Content-Type", MEDIA_TYPE)
+                .body(body.clone())
+                .send()
+                .await;
+            let resp = match sent {
+                Ok(r) => r,
+                Err(e) => {
+                    last = e.to_string();
+                    continue;
+                }
+            };
+            let status = resp.status();
+            if status.is_success() {
+                match resp.bytes().await {
+                    Ok(b) => return Ok(b.to_vec()),
+                    Err(e) => {
+                        last = e.to_string();
+                        continue;
+                    }
+                }
+            }
+            if status.is_server_error() || status.as_u16() == 429 {
+                last = format!("HTTP {status}");
+                continue;
+            }
+            return Err(refused(resp).await);
+        }
+        Err(Error::Network(format!(
+            "gave up after {} attempts: {last}",
+            self.options.max_attempts
+        )))
+    }
+
+    fn backoff(&self, attempt: u32) -> Duration {
+        let cap = self
+            .options
+            .base_backoff
+            .saturating_mul(1u32 << attempt.min(16))
+            .min(self.options.max_backoff);
+        let mut b = [0u8; 4];
+        let r = SystemRandom::new()
+            .fill(&mut b)
+            .map(|_| u32::from_le_bytes(b))
+            .unwrap_or(u32::MAX / 2);
+        cap.mul_f64(f64::from(r) / f64::from(u32::MAX))
+    }
+}

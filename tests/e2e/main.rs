@@ -1,0 +1,6 @@
+//! End-to-end scenarios: the real `kiemtra-server` binary, several device
+//! stores, faults. Run with `cargo test --workspace` (or `-p kiemtra-server --test e2e`).
+
+#[allow(dead_code)]
+mod harness;
+mod merge;
