@@ -1,6 +1,8 @@
 //! End-to-end scenarios: the real `kiemtra-server` binary, several device
 //! stores, faults. Run with `cargo test --workspace` (or `-p kiemtra-server --test e2e`).
 
+mod bad_input;
+mod concurrency;
 mod faults;
 #[allow(dead_code)]
 mod harness;

@@ -273,7 +273,7 @@ fn new_visit(
         Ok(_) => {}
         Err(e) => return refuse(vid, VisitStatus::Invalid, e.to_string()),
     }
-    if visit.missing_deps().first().is_some() {
+    if !visit.missing_deps().is_empty() {
         return refuse(vid, VisitStatus::Invalid, "the document is missing changes");
     }
     match store.import_visit(&offer.changes) {
