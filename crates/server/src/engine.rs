@@ -82,19 +82,26 @@ pub fn sync(
     for entry in store.feed_since(&device.team, after, head_seq)? {
         if !offered.contains(entry.visit_id.as_str()) {
             let id = VisitId::parse(&entry.visit_id)?;
-            let visit = store.visit(&id)?;
-            let doc = visit.save();
+            // The stored chunks are a loadable document: no load and save here.
+            let doc = store.stored_bytes(&id)?;
             if used > 0 && used + doc.len() > budget {
                 more = true;
                 complete = false;
                 break;
             }
             used += doc.len();
+            let heads: Vec<Hash> = store
+                .summary(&id)?
+                .heads
+                .iter()
+                .filter_map(|h| h.parse::<ChangeHash>().ok())
+                .map(|h| h.0)
+                .collect();
             metrics.visits_sent.fetch_add(1, Relaxed);
             visits.push(result(
                 &entry.visit_id,
                 VisitStatus::Ok,
-                from_hashes(&visit.heads()),
+                heads,
                 doc,
                 String::new(),
             ));
@@ -276,7 +283,7 @@ fn new_visit(
     if !visit.missing_deps().is_empty() {
         return refuse(vid, VisitStatus::Invalid, "the document is missing changes");
     }
-    match store.import_visit(&offer.changes) {
+    match store.insert_loaded(visit, &offer.changes) {
         Ok(summary) => {
             metrics.visits_applied.fetch_add(1, Relaxed);
             let heads: Vec<Hash> = summary

@@ -135,17 +135,28 @@ impl Store {
     /// Stores a whole visit document received from elsewhere (a sync peer, a file).
     pub fn import_visit(&mut self, bytes: &[u8]) -> Result<VisitSummary> {
         let visit = Visit::load(bytes, &self.session)?;
+        self.insert_loaded(visit, bytes)
+    }
+
+    /// Stores a visit already loaded from `bytes` (a whole saved document),
+    /// keeping those bytes as its snapshot rather than saving it again.
+    /// If the visit is already stored, the bytes are merged into it.
+    pub fn insert_loaded(&mut self, visit: Visit, bytes: &[u8]) -> Result<VisitSummary> {
         let id = visit.id()?;
         if self.exists(&id)? {
             return self.apply_remote(&id, bytes);
         }
-        self.insert_new(visit)
+        self.insert_with_snapshot(visit, bytes.to_vec())
     }
 
     fn insert_new(&mut self, visit: Visit) -> Result<VisitSummary> {
+        let snapshot = visit.save();
+        self.insert_with_snapshot(visit, snapshot)
+    }
+
+    fn insert_with_snapshot(&mut self, visit: Visit, snapshot: Vec<u8>) -> Result<VisitSummary> {
         let id = visit.id()?;
         let summary = summarise(&visit)?;
-        let snapshot = visit.save();
         let tx = self.conn.transaction()?;
         write_summary(&tx, &summary, true)?;
         if self.feed {
@@ -188,17 +199,8 @@ impl Store {
     }
 
     fn load(&self, id: &VisitId) -> Result<OpenVisit> {
-        let mut stmt = self
-            .conn
-            .prepare_cached("SELECT data FROM visit_chunks WHERE visit_id = ?1 ORDER BY seq")?;
-        let chunks: Vec<Vec<u8>> = stmt
-            .query_map([id.as_str()], |r| r.get(0))?
-            .collect::<Result<_, _>>()?;
-        if chunks.is_empty() {
-            return Err(Error::UnknownVisit(id.clone()));
-        }
-        let count = chunks.len() as u32;
-        let visit = Visit::load(&chunks.concat(), &self.session)?;
+        let count = self.chunk_count(id)?;
+        let visit = Visit::load(&self.stored_bytes(id)?, &self.session)?;
         Ok(OpenVisit {
             saved_heads: visit.heads(),
             visit,
@@ -343,6 +345,22 @@ impl Store {
             self.compact(&VisitId::parse(id)?)?;
         }
         Ok(due.len())
+    }
+
+    /// The visit as stored: its chunks, concatenated (a snapshot and any
+    /// incremental changes after it), loadable as a whole document. Cheaper
+    /// than loading and saving the visit.
+    pub fn stored_bytes(&self, id: &VisitId) -> Result<Vec<u8>> {
+        let mut stmt = self
+            .conn
+            .prepare_cached("SELECT data FROM visit_chunks WHERE visit_id = ?1 ORDER BY seq")?;
+        let chunks: Vec<Vec<u8>> = stmt
+            .query_map([id.as_str()], |r| r.get(0))?
+            .collect::<Result<_, _>>()?;
+        if chunks.is_empty() {
+            return Err(Error::UnknownVisit(id.clone()));
+        }
+        Ok(chunks.concat())
     }
 
     /// Number of stored chunks of a visit (1 after compaction).
