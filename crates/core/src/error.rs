@@ -72,6 +72,8 @@ pub enum Error {
         "this visit was written with document schema {found}; this build reads up to {supported}. Update the app."
     )]
     NewerSchema { found: u64, supported: u64 },
+    #[error("changes arrived without what they depend on ({0}); a fuller exchange is needed")]
+    MissingChanges(String),
     #[error("not a kiemtra visit document: {0}")]
     NotAVisit(String),
     #[error("the visit document is damaged: {0}")]

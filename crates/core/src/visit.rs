@@ -2,7 +2,8 @@
 
 use automerge::transaction::{CommitOptions, Transactable, Transaction};
 use automerge::{
-    Author, Automerge, ChangeHash, LoadOptions, ObjType, OnPartialLoad, ROOT, ReadDoc, ScalarValue,
+    Author, Automerge, Change, ChangeHash, LoadOptions, ObjType, OnPartialLoad, ROOT, ReadDoc,
+    ScalarValue,
 };
 use chrono::{DateTime, NaiveDate, Utc};
 use serde::Serialize;
@@ -65,6 +66,48 @@ fn stamped<T: Serialize>(value: T, stamp: &Stamp) -> Result<String> {
         value,
         stamp: stamp.clone(),
     })
+}
+
+/// Splits bytes into Automerge chunks by their headers (magic, checksum,
+/// type, LEB128 length). `Some` when every chunk is a change chunk (type 1,
+/// or 2 compressed); `None` when a whole document is among them. Parsing the
+/// chunks themselves is left to automerge.
+fn change_chunks(bytes: &[u8]) -> Result<Option<Vec<&[u8]>>> {
+    const MAGIC: [u8; 4] = [0x85, 0x6f, 0x4a, 0x83];
+    let bad = |why: &str| Error::NotAVisit(format!("unreadable changes: {why}"));
+    let mut out = Vec::new();
+    let mut pos = 0;
+    while pos < bytes.len() {
+        let rest = &bytes[pos..];
+        if rest.len() < 9 || rest[..4] != MAGIC {
+            return Err(bad("not an Automerge chunk"));
+        }
+        let kind = rest[8];
+        let (mut len, mut shift, mut i) = (0usize, 0u32, 9usize);
+        loop {
+            let b = *rest.get(i).ok_or_else(|| bad("truncated chunk header"))?;
+            if shift > 56 {
+                return Err(bad("chunk length too large"));
+            }
+            len |= usize::from(b & 0x7f) << shift;
+            shift += 7;
+            i += 1;
+            if b & 0x80 == 0 {
+                break;
+            }
+        }
+        let end = i
+            .checked_add(len)
+            .filter(|e| *e <= rest.len())
+            .ok_or_else(|| bad("truncated chunk"))?;
+        match kind {
+            0 => return Ok(None),
+            1 | 2 => out.push(&rest[..end]),
+            _ => return Err(bad("unknown chunk type")),
+        }
+        pos += end;
+    }
+    Ok(Some(out))
 }
 
 /// Replicas of one visit share the change that created it, so `meta` has
@@ -277,19 +320,67 @@ impl Visit {
     /// this visit. The bytes must parse completely and their dependencies
     /// must be present; bytes of another visit are refused. On any error
     /// the document is unchanged.
+    ///
+    /// Change chunks (what `save_after` produces) are parsed one by one and
+    /// applied to a copy, so the cost follows the new changes, not the
+    /// history; bytes holding a whole document are checked by loading the
+    /// document and them together.
     pub fn load_incremental(&mut self, bytes: &[u8]) -> Result<()> {
-        let mut combined = self.doc.save();
-        combined.extend_from_slice(bytes);
-        let probe = Automerge::load_with_options(
-            &combined,
-            LoadOptions::new().on_partial_load(OnPartialLoad::Error),
-        )
-        .map_err(|e| Error::NotAVisit(format!("unreadable changes: {e}")))?;
+        let probe = match change_chunks(bytes)? {
+            Some(chunks) => self.probe_changes(chunks)?,
+            None => {
+                let mut combined = self.doc.save();
+                combined.extend_from_slice(bytes);
+                Automerge::load_with_options(
+                    &combined,
+                    LoadOptions::new().on_partial_load(OnPartialLoad::Error),
+                )
+                .map_err(|e| Error::NotAVisit(format!("unreadable changes: {e}")))?
+            }
+        };
         check_same_visit(&probe)?;
         Reader::new(&probe, None).check_schema()?;
         self.doc = probe;
         self.bind_session();
         Ok(())
+    }
+
+    fn probe_changes(&self, chunks: Vec<&[u8]>) -> Result<Automerge> {
+        let changes = chunks
+            .into_iter()
+            .map(|c| {
+                Change::from_bytes(c.to_vec())
+                    .map_err(|e| Error::NotAVisit(format!("unreadable change: {e}")))
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let incoming: std::collections::HashSet<ChangeHash> =
+            changes.iter().map(|c| c.hash()).collect();
+        for c in &changes {
+            if self.doc.get_change_by_hash(&c.hash()).is_some() {
+                continue;
+            }
+            if c.deps().is_empty() {
+                // Every replica of a visit shares its one creating change.
+                return Err(Error::NotAVisit(
+                    "these changes belong to another visit".into(),
+                ));
+            }
+            if let Some(missing) = c
+                .deps()
+                .iter()
+                .find(|d| !incoming.contains(d) && self.doc.get_change_by_hash(d).is_none())
+            {
+                return Err(Error::MissingChanges(missing.to_string()));
+            }
+        }
+        let mut probe = self.doc.clone();
+        probe.apply_changes(changes)?;
+        if !probe.get_missing_deps(&[]).is_empty() {
+            return Err(Error::MissingChanges(
+                "dependencies of the received changes".into(),
+            ));
+        }
+        Ok(probe)
     }
 
     /// Merges another replica of the same visit into this one.

@@ -501,3 +501,30 @@ fn bytes_of_another_visit_or_garbage_are_refused_on_merge() {
     v.load_incremental(&changes).expect("whole changes apply");
     assert_eq!(v.heads(), b.heads());
 }
+
+#[test]
+fn changes_whose_dependencies_are_missing_are_refused_as_such() {
+    let v = create(2);
+    let mut b = replica(&v, "b", "dev-b", 0);
+    let base = b.heads();
+    b.record_attendance(&staff(0), AttendanceMark::Present, "", None)
+        .expect("first");
+    let middle = b.heads();
+    b.record_attendance(&staff(1), AttendanceMark::Late, "", None)
+        .expect("second");
+    // Only the second change, without the first it depends on.
+    let second_only = b.save_after(&middle);
+    let mut a = replica(&v, "a", "dev-a", 0);
+    let before = a.save();
+    assert!(matches!(
+        a.load_incremental(&second_only),
+        Err(Error::MissingChanges(_))
+    ));
+    assert_eq!(a.save(), before);
+    a.load_incremental(&b.save_after(&base))
+        .expect("both changes apply");
+    assert_eq!(a.heads(), b.heads());
+    // Applying them again changes nothing (idempotent).
+    a.load_incremental(&b.save_after(&base)).expect("again");
+    assert_eq!(a.heads(), b.heads());
+}

@@ -172,8 +172,24 @@ fn offer_result(
     }
     let applied = !offer.changes.is_empty();
     if applied {
-        if let Err(e) = store.apply_remote(&id, &offer.changes) {
-            return Some(refuse(vid, VisitStatus::Invalid, e.to_string()));
+        match store.apply_remote(&id, &offer.changes) {
+            Ok(_) => {}
+            Err(kiemtra_store::Error::Visit(kiemtra_core::Error::MissingChanges(_))) => {
+                let heads = store.summary(&id).map(|s| s.heads).unwrap_or_default();
+                let heads = heads
+                    .iter()
+                    .filter_map(|h| h.parse::<ChangeHash>().ok())
+                    .map(|h| h.0)
+                    .collect();
+                return Some(result(
+                    vid,
+                    VisitStatus::Resend,
+                    heads,
+                    Vec::new(),
+                    String::new(),
+                ));
+            }
+            Err(e) => return Some(refuse(vid, VisitStatus::Invalid, e.to_string())),
         }
         metrics.visits_applied.fetch_add(1, Relaxed);
     }

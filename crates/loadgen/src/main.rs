@@ -1,0 +1,93 @@
+//! `kiemtra-loadgen`: measures sync against a real `kiemtra-server` process.
+//!
+//! Build both in release mode first:
+//! `cargo build --release -p kiemtra-server -p kiemtra-loadgen`, then
+//! `target/release/kiemtra-loadgen standard` (or `history`, `shaped`).
+
+mod server;
+mod shaper;
+mod workload;
+
+use clap::{Parser, Subcommand};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+#[derive(Parser)]
+#[command(name = "kiemtra-loadgen", about = "Sync benchmarks against a real kiemtra-server")]
+struct Cli {
+    /// The server binary (default: beside this one).
+    #[arg(long)]
+    server: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// 200 visits × 60 staff × 500 single-change edits recorded offline on one
+    /// device, uploaded, then downloaded by 1 and by 4 fresh devices at once.
+    Standard {
+        #[arg(long, default_value_t = 200)]
+        visits: usize,
+        #[arg(long, default_value_t = 500)]
+        edits: usize,
+    },
+    /// One new change synced into a visit with a long history, against the
+    /// same into a fresh visit.
+    History {
+        #[arg(long, default_value_t = 10_000)]
+        changes: usize,
+    },
+    /// A day's work (10 visits) over a link shaped in-process to the given
+    /// rate, round trip and loss.
+    Shaped {
+        #[arg(long, default_value_t = 10)]
+        visits: usize,
+        #[arg(long, default_value_t = 500)]
+        edits: usize,
+        #[arg(long, default_value_t = 384)]
+        kbit: u64,
+        #[arg(long, default_value_t = 300)]
+        rtt_ms: u64,
+        /// Percent of connections reset mid-transfer (the in-process model of loss).
+        #[arg(long, default_value_t = 1.0)]
+        loss: f64,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let server_bin = cli.server.unwrap_or_else(|| {
+        std::env::current_exe()
+            .ok()
+            .and_then(|p| p.parent().map(|d| d.join("kiemtra-server")))
+            .unwrap_or_else(|| PathBuf::from("kiemtra-server"))
+    });
+    let rt = match tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("kiemtra-loadgen: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let outcome = rt.block_on(async move {
+        match cli.command {
+            Command::Standard { visits, edits } => workload::standard(&server_bin, visits, edits).await,
+            Command::History { changes } => workload::history(&server_bin, changes).await,
+            Command::Shaped {
+                visits,
+                edits,
+                kbit,
+                rtt_ms,
+                loss,
+            } => workload::shaped(&server_bin, visits, edits, kbit, rtt_ms, loss).await,
+        }
+    });
+    match outcome {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("kiemtra-loadgen: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
