@@ -240,16 +240,20 @@ impl SyncClient {
                 .map_err(|e| Error::Decode(e.to_string()))?;
             let mut again = local_more || response.more;
             report.visits_uploaded += offered_changes;
-            for r in &response.visits {
-                if self.cancel.load(Ordering::Relaxed) {
-                    return Err(Error::Cancelled);
-                }
-                again |= self.apply_result(store, r, &mut report)?;
+            if self.cancel.load(Ordering::Relaxed) {
+                return Err(Error::Cancelled);
             }
-            store.set_setting(
-                "sync.cursor",
-                &format!("{}:{}", response.cursor.seq, response.cursor.nonce),
-            )?;
+            // The whole answer is applied in one transaction (one disk sync),
+            // with the cursor stored alongside.
+            again |= store.batch(|store| {
+                let mut again = false;
+                for r in &response.visits {
+                    again |= apply_result(store, r, &mut report)?;
+                }
+                let cursor = format!("{}:{}", response.cursor.seq, response.cursor.nonce);
+                store.set_setting("sync.cursor", &cursor)?;
+                Ok(again)
+            })?;
             done += response.visits.len();
             progress(&Progress {
                 visits_done: done,
@@ -295,14 +299,15 @@ impl SyncClient {
                 left_out = true;
                 continue;
             }
-            let visit = store.visit(&summary.id)?;
             let changes = match &confirmed {
-                None => visit.save(),
+                // Nothing confirmed: the whole document, as stored (no load and save).
+                None => store.stored_bytes(&summary.id)?,
                 Some(c) => {
+                    let visit = store.visit(&summary.id)?;
                     let known: Vec<ChangeHash> =
                         c.iter().copied().filter(|h| visit.has_change(h)).collect();
                     if known.is_empty() {
-                        visit.save()
+                        store.stored_bytes(&summary.id)?
                     } else {
                         visit.save_after(&known)
                     }
@@ -312,7 +317,7 @@ impl SyncClient {
             with_changes += 1;
             visits.push(VisitOffer {
                 visit_id: summary.id.to_string(),
-                heads: visit.heads().iter().map(|h| h.0).collect(),
+                heads: heads.iter().map(|h| h.0).collect(),
                 confirmed: confirmed.map(|c| c.iter().map(|h| h.0).collect()),
                 changes,
             });
@@ -326,73 +331,6 @@ impl SyncClient {
             left_out,
             with_changes,
         ))
-    }
-
-    /// Applies one visit's answer; returns whether another round is needed.
-    fn apply_result(
-        &self,
-        store: &mut Store,
-        r: &kiemtra_sync_protocol::VisitResult,
-        report: &mut SyncReport,
-    ) -> Result<bool, Error> {
-        let id = match VisitId::parse(&r.visit_id) {
-            Ok(id) => id,
-            Err(e) => {
-                report.errors.push(VisitError {
-                    visit_id: r.visit_id.clone(),
-                    status: VisitStatus::Invalid,
-                    message: format!("server sent a bad visit id: {e}"),
-                });
-                return Ok(false);
-            }
-        };
-        let server_heads: Vec<ChangeHash> = r.heads.iter().map(|h| ChangeHash(*h)).collect();
-        match r.status {
-            VisitStatus::Ok => {
-                let held = store.summary(&id).is_ok();
-                let applied = if r.changes.is_empty() {
-                    Ok(())
-                } else if held {
-                    store.apply_remote(&id, &r.changes).map(|_| ())
-                } else {
-                    store.import_visit(&r.changes).map(|_| ())
-                };
-                match applied {
-                    Ok(()) => {
-                        if !r.changes.is_empty() {
-                            report.visits_downloaded += 1;
-                        }
-                        store.set_confirmed_heads(&id, PEER, &server_heads)?;
-                    }
-                    Err(e) => report.errors.push(VisitError {
-                        visit_id: r.visit_id.clone(),
-                        status: VisitStatus::Invalid,
-                        message: format!("could not apply the server's changes: {e}"),
-                    }),
-                }
-                Ok(false)
-            }
-            VisitStatus::Resend => {
-                // The server lacks what we thought it had: confirm only the
-                // server heads we know, so the next round sends the rest.
-                let visit = store.visit(&id)?;
-                let known: Vec<ChangeHash> = server_heads
-                    .into_iter()
-                    .filter(|h| visit.has_change(h))
-                    .collect();
-                store.set_confirmed_heads(&id, PEER, &known)?;
-                Ok(true)
-            }
-            VisitStatus::Deferred => Ok(true),
-            status => {
-                report.errors.push(VisitError {
-                    visit_id: r.visit_id.clone(),
-                    status,
-                    message: r.message.clone(),
-                });
-                Ok(false)
-            }
-        }
     }
 
     /// POSTs a sync message, retrying network failures, 5xx and 429 with
@@ -457,5 +395,71 @@ impl SyncClient {
             .map(|_| u32::from_le_bytes(b))
             .unwrap_or(u32::MAX / 2);
         cap.mul_f64(f64::from(r) / f64::from(u32::MAX))
+    }
+}
+
+/// Applies one visit's answer; returns whether another round is needed.
+fn apply_result(
+    store: &mut Store,
+    r: &kiemtra_sync_protocol::VisitResult,
+    report: &mut SyncReport,
+) -> kiemtra_store::Result<bool> {
+    let id = match VisitId::parse(&r.visit_id) {
+        Ok(id) => id,
+        Err(e) => {
+            report.errors.push(VisitError {
+                visit_id: r.visit_id.clone(),
+                status: VisitStatus::Invalid,
+                message: format!("server sent a bad visit id: {e}"),
+            });
+            return Ok(false);
+        }
+    };
+    let server_heads: Vec<ChangeHash> = r.heads.iter().map(|h| ChangeHash(*h)).collect();
+    match r.status {
+        VisitStatus::Ok => {
+            let held = store.summary(&id).is_ok();
+            let applied = if r.changes.is_empty() {
+                Ok(())
+            } else if held {
+                store.apply_remote(&id, &r.changes).map(|_| ())
+            } else {
+                store.import_visit(&r.changes).map(|_| ())
+            };
+            match applied {
+                Ok(()) => {
+                    if !r.changes.is_empty() {
+                        report.visits_downloaded += 1;
+                    }
+                    store.set_confirmed_heads(&id, PEER, &server_heads)?;
+                }
+                Err(e) => report.errors.push(VisitError {
+                    visit_id: r.visit_id.clone(),
+                    status: VisitStatus::Invalid,
+                    message: format!("could not apply the server's changes: {e}"),
+                }),
+            }
+            Ok(false)
+        }
+        VisitStatus::Resend => {
+            // The server lacks what we thought it had: confirm only the
+            // server heads we know, so the next round sends the rest.
+            let visit = store.visit(&id)?;
+            let known: Vec<ChangeHash> = server_heads
+                .into_iter()
+                .filter(|h| visit.has_change(h))
+                .collect();
+            store.set_confirmed_heads(&id, PEER, &known)?;
+            Ok(true)
+        }
+        VisitStatus::Deferred => Ok(true),
+        status => {
+            report.errors.push(VisitError {
+                visit_id: r.visit_id.clone(),
+                status,
+                message: r.message.clone(),
+            });
+            Ok(false)
+        }
     }
 }

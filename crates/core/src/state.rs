@@ -546,6 +546,43 @@ impl<'a> Reader<'a> {
         }
     }
 
+    /// Every key of a map with its shown value (when a string) and whether
+    /// other values are concurrent with it: one pass over the map.
+    fn entries(&self, obj: &automerge::ObjId) -> Vec<(String, Option<String>, bool)> {
+        let to_entry = |item: automerge::iter::MapRangeItem<'_>| {
+            let value = match item.value {
+                automerge::ValueRef::Scalar(automerge::ScalarValueRef::Str(s)) => Some(s.into_owned()),
+                _ => None,
+            };
+            (item.key.into_owned(), value, item.conflict)
+        };
+        match self.heads {
+            Some(h) => self.doc.map_range_at(obj, .., h).map(to_entry).collect(),
+            None => self.doc.map_range(obj, ..).map(to_entry).collect(),
+        }
+    }
+
+    /// The slot behind one entry: decoded from the entry when there is no
+    /// conflict, otherwise read whole with every candidate.
+    fn slot_of<T: DeserializeOwned + PartialEq>(
+        &self,
+        obj: &automerge::ObjId,
+        entry: &(String, Option<String>, bool),
+    ) -> Result<Option<Slot<T>>> {
+        let (key, value, conflict) = entry;
+        match (value, conflict) {
+            (Some(json), false) => {
+                let winner: Stamped<T> =
+                    serde_json::from_str(json).map_err(|e| Error::Corrupt(format!("{key}: {e}")))?;
+                Ok(Some(Slot {
+                    winner,
+                    others: Vec::new(),
+                }))
+            }
+            _ => self.slot(obj, key),
+        }
+    }
+
     pub(crate) fn map(&self, parent: &automerge::ObjId, key: &str) -> Result<automerge::ObjId> {
         match self.get(parent, key)? {
             Some((Value::Object(ObjType::Map), id)) => Ok(id),
@@ -662,39 +699,40 @@ impl<'a> Reader<'a> {
 
         let staff_obj = self.map(&ROOT, keys::STAFF)?;
         let mut staff = BTreeMap::new();
-        for k in self.keys(&staff_obj) {
-            if let Some(s) = self.json::<Stamped<StaffMember>>(&staff_obj, &k)? {
-                staff.insert(s.value.id.clone(), s);
-            }
+        for (key, value, _) in self.entries(&staff_obj) {
+            let json = value.ok_or_else(|| Error::Corrupt(format!("staff {key} is not a record")))?;
+            let s: Stamped<StaffMember> =
+                serde_json::from_str(&json).map_err(|e| Error::Corrupt(format!("staff {key}: {e}")))?;
+            staff.insert(s.value.id.clone(), s);
         }
 
         let att_obj = self.map(&ROOT, keys::ATTENDANCE)?;
         let mut attendance = BTreeMap::new();
-        for k in self.keys(&att_obj) {
-            let id = StaffId::parse(&k).map_err(|e| Error::Corrupt(e.to_string()))?;
-            if let Some(slot) = self.slot(&att_obj, &k)? {
+        for entry in self.entries(&att_obj) {
+            let id = StaffId::parse(&entry.0).map_err(|e| Error::Corrupt(e.to_string()))?;
+            if let Some(slot) = self.slot_of(&att_obj, &entry)? {
                 attendance.insert(id, slot);
             }
         }
 
         let conduct_obj = self.map(&ROOT, keys::CONDUCT)?;
         let mut conduct = BTreeMap::new();
-        for k in self.keys(&conduct_obj) {
-            let (staff, check) = split_pair(&k)?;
+        for entry in self.entries(&conduct_obj) {
+            let (staff, check) = split_pair(&entry.0)?;
             let key = (
                 StaffId::parse(staff).map_err(|e| Error::Corrupt(e.to_string()))?,
                 ConductKind::parse(check).map_err(|e| Error::Corrupt(e.to_string()))?,
             );
-            if let Some(slot) = self.slot(&conduct_obj, &k)? {
+            if let Some(slot) = self.slot_of(&conduct_obj, &entry)? {
                 conduct.insert(key, slot);
             }
         }
 
         let checks_obj = self.map(&ROOT, keys::CHECKS)?;
         let mut checks = BTreeMap::new();
-        for k in self.keys(&checks_obj) {
-            let id = CheckId::parse(&k).map_err(|e| Error::Corrupt(e.to_string()))?;
-            if let Some(slot) = self.slot(&checks_obj, &k)? {
+        for entry in self.entries(&checks_obj) {
+            let id = CheckId::parse(&entry.0).map_err(|e| Error::Corrupt(e.to_string()))?;
+            if let Some(slot) = self.slot_of(&checks_obj, &entry)? {
                 checks.insert(id, slot);
             }
         }
@@ -713,28 +751,26 @@ impl<'a> Reader<'a> {
         for k in self.keys(&findings_obj) {
             let id = FindingId::parse(&k).map_err(|e| Error::Corrupt(e.to_string()))?;
             let fobj = self.map(&findings_obj, &k)?;
-            let created: Stamp = self
-                .json(&fobj, keys::CREATED)?
-                .ok_or_else(|| Error::Corrupt(format!("finding {k} has no creation stamp")))?;
+            let mut created: Option<Stamp> = None;
             let mut fields = BTreeMap::new();
-            for field in FindingField::ALL {
-                if let Some(slot) = self.slot::<FindingValue>(&fobj, field.key())? {
+            for entry in self.entries(&fobj) {
+                if entry.0 == keys::CREATED {
+                    let json = entry.1.as_deref().unwrap_or("");
+                    created = Some(serde_json::from_str(json).map_err(|e| Error::Corrupt(format!("finding {k}: {e}")))?);
+                    continue;
+                }
+                let Some(field) = FindingField::ALL.iter().find(|f| f.key() == entry.0) else {
+                    continue;
+                };
+                if let Some(slot) = self.slot_of::<FindingValue>(&fobj, &entry)? {
                     if slot.candidates().any(|c| c.value.field() != *field) {
-                        return Err(Error::Corrupt(format!(
-                            "finding {k}: value of the wrong field"
-                        )));
+                        return Err(Error::Corrupt(format!("finding {k}: value of the wrong field")));
                     }
                     fields.insert(*field, slot);
                 }
             }
-            findings.insert(
-                id.clone(),
-                FindingState {
-                    id,
-                    created,
-                    fields,
-                },
-            );
+            let created = created.ok_or_else(|| Error::Corrupt(format!("finding {k} has no creation stamp")))?;
+            findings.insert(id.clone(), FindingState { id, created, fields });
         }
 
         let narrative = self.text(&ROOT, keys::NARRATIVE)?;
@@ -744,10 +780,9 @@ impl<'a> Reader<'a> {
 
         let appr_obj = self.map(&ROOT, keys::APPROVALS)?;
         let mut approvals = Vec::new();
-        for k in self.keys(&appr_obj) {
-            if let Some(a) = self.json::<Approval>(&appr_obj, &k)? {
-                approvals.push(a);
-            }
+        for (key, value, _) in self.entries(&appr_obj) {
+            let json = value.ok_or_else(|| Error::Corrupt(format!("approval {key} is not a record")))?;
+            approvals.push(serde_json::from_str::<Approval>(&json).map_err(|e| Error::Corrupt(format!("approval {key}: {e}")))?);
         }
 
         Ok(VisitState {

@@ -13,7 +13,10 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 #[derive(Parser)]
-#[command(name = "kiemtra-loadgen", about = "Sync benchmarks against a real kiemtra-server")]
+#[command(
+    name = "kiemtra-loadgen",
+    about = "Sync benchmarks against a real kiemtra-server"
+)]
 struct Cli {
     /// The server binary (default: beside this one).
     #[arg(long)]
@@ -63,7 +66,11 @@ fn main() -> ExitCode {
             .and_then(|p| p.parent().map(|d| d.join("kiemtra-server")))
             .unwrap_or_else(|| PathBuf::from("kiemtra-server"))
     });
-    let rt = match tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build() {
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("kiemtra-loadgen: {e}");
@@ -72,7 +79,9 @@ fn main() -> ExitCode {
     };
     let outcome = rt.block_on(async move {
         match cli.command {
-            Command::Standard { visits, edits } => workload::standard(&server_bin, visits, edits).await,
+            Command::Standard { visits, edits } => {
+                workload::standard(&server_bin, visits, edits).await
+            }
             Command::History { changes } => workload::history(&server_bin, changes).await,
             Command::Shaped {
                 visits,

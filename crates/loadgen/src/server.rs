@@ -22,7 +22,9 @@ impl Server {
             .map_err(|e| format!("starting {}: {e}", bin.display()))?;
         let stdout = child.stdout.take().ok_or("no stdout")?;
         let mut line = String::new();
-        BufReader::new(stdout).read_line(&mut line).map_err(|e| e.to_string())?;
+        BufReader::new(stdout)
+            .read_line(&mut line)
+            .map_err(|e| e.to_string())?;
         let port: u16 = line
             .trim()
             .strip_prefix("listening on port ")
@@ -36,7 +38,11 @@ impl Server {
     }
 
     pub fn port(&self) -> u16 {
-        self.url.rsplit(':').next().and_then(|p| p.parse().ok()).unwrap_or(0)
+        self.url
+            .rsplit(':')
+            .next()
+            .and_then(|p| p.parse().ok())
+            .unwrap_or(0)
     }
 
     /// Peak resident set size so far (VmHWM), in KiB.

@@ -153,6 +153,32 @@ fn offer_result(
             "this visit belongs to another team",
         ));
     }
+    // In sync already: answered from the index, without loading the visit.
+    if offer.changes.is_empty() {
+        let stored: Vec<ChangeHash> = sorted(
+            summary
+                .heads
+                .iter()
+                .filter_map(|h| h.parse().ok())
+                .collect(),
+        );
+        if stored == sorted(offer.heads.iter().map(to_hash).collect()) {
+            let confirmed = offer
+                .confirmed
+                .as_ref()
+                .map(|c| sorted(c.iter().map(to_hash).collect()));
+            if confirmed.as_ref() == Some(&stored) {
+                return None;
+            }
+            return Some(result(
+                vid,
+                VisitStatus::Ok,
+                from_hashes(&stored),
+                Vec::new(),
+                String::new(),
+            ));
+        }
+    }
     // A confirmation naming changes the server does not have: the server
     // was restored from an older copy. Ask for everything after what it has.
     let visit = match store.visit(&id) {

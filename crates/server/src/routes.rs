@@ -138,7 +138,9 @@ async fn sync_inner(
     let visits = request.visits.len();
     let response = web::block(move || {
         let mut store = st.store();
-        engine::sync(&mut store, &device, &request, budget, &st.metrics)
+        // One transaction per request: one disk sync, and a request that
+        // fails part-way stores nothing (the client retries it whole).
+        store.batch(|store| engine::sync(store, &device, &request, budget, &st.metrics))
     })
     .await
     .map_err(|e| Problem::Internal(e.to_string()))?

@@ -80,7 +80,7 @@ impl Store {
         device_name: &str,
         token_hash: &[u8],
     ) -> Result<std::result::Result<DeviceRecord, EnrollmentRefusal>> {
-        let tx = self.conn_mut().transaction()?;
+        let tx = self.conn_mut().savepoint()?;
         let row: Option<(String, String, String, String, Option<String>)> = tx
             .query_row(
                 "SELECT user_id, team, role, expires_at, used_at FROM enrollment_codes WHERE code_hash = ?1",

@@ -157,7 +157,7 @@ impl Store {
     fn insert_with_snapshot(&mut self, visit: Visit, snapshot: Vec<u8>) -> Result<VisitSummary> {
         let id = visit.id()?;
         let summary = summarise(&visit)?;
-        let tx = self.conn.transaction()?;
+        let tx = self.conn.savepoint()?;
         write_summary(&tx, &summary, true)?;
         if self.feed {
             append_feed(&tx, &summary)?;
@@ -293,7 +293,7 @@ impl Store {
             return Ok(());
         }
         let summary = summarise(&open.visit)?;
-        let tx = self.conn.transaction()?;
+        let tx = self.conn.savepoint()?;
         tx.execute(
             "INSERT INTO visit_chunks (visit_id, kind, data) VALUES (?1, 'changes', ?2)",
             params![id.as_str(), bytes],
@@ -313,7 +313,7 @@ impl Store {
         let open = self.opened(id)?;
         let snapshot = open.visit.save();
         let heads = open.visit.heads();
-        let tx = self.conn.transaction()?;
+        let tx = self.conn.savepoint()?;
         tx.execute(
             "DELETE FROM visit_chunks WHERE visit_id = ?1",
             [id.as_str()],
@@ -395,6 +395,29 @@ impl Store {
             .ok_or_else(|| Error::UnknownVisit(id.clone()))?
     }
 
+    /// Runs `f` as one SQLite transaction: everything it stores becomes
+    /// durable together, with one disk sync, when it returns `Ok`; nothing
+    /// of it is stored if it fails (and open visits are reloaded from disk).
+    /// Used for a whole sync request or response.
+    pub fn batch<T>(&mut self, f: impl FnOnce(&mut Store) -> Result<T>) -> Result<T> {
+        self.conn.execute_batch("BEGIN IMMEDIATE")?;
+        match f(self) {
+            Ok(v) => match self.conn.execute_batch("COMMIT") {
+                Ok(()) => Ok(v),
+                Err(e) => {
+                    let _ = self.conn.execute_batch("ROLLBACK");
+                    self.open.clear();
+                    Err(e.into())
+                }
+            },
+            Err(e) => {
+                let _ = self.conn.execute_batch("ROLLBACK");
+                self.open.clear();
+                Err(e)
+            }
+        }
+    }
+
     /// Deletes a visit and everything stored about it.
     pub fn delete_visit(&mut self, id: &VisitId) -> Result<()> {
         let n = self
@@ -472,7 +495,7 @@ fn summarise(visit: &Visit) -> Result<VisitSummary> {
     })
 }
 
-fn append_feed(tx: &rusqlite::Transaction<'_>, s: &VisitSummary) -> Result<()> {
+fn append_feed(tx: &rusqlite::Savepoint<'_>, s: &VisitSummary) -> Result<()> {
     let nonce = (uuid::Uuid::new_v4().as_u128() as u64 >> 1) as i64;
     tx.execute(
         "INSERT INTO feed (visit_id, team, nonce) VALUES (?1, ?2, ?3)",
@@ -481,7 +504,7 @@ fn append_feed(tx: &rusqlite::Transaction<'_>, s: &VisitSummary) -> Result<()> {
     Ok(())
 }
 
-fn write_summary(tx: &rusqlite::Transaction<'_>, s: &VisitSummary, insert: bool) -> Result<()> {
+fn write_summary(tx: &rusqlite::Savepoint<'_>, s: &VisitSummary, insert: bool) -> Result<()> {
     let tally = serde_json::to_string(&s.tally).map_err(|e| Error::Corrupt(e.to_string()))?;
     let heads = serde_json::to_string(&s.heads).map_err(|e| Error::Corrupt(e.to_string()))?;
     let sql = if insert {

@@ -1,0 +1,430 @@
+//! The measured scenarios.
+
+use chrono::NaiveDate;
+use kiemtra_client::{Credentials, SyncClient, SyncOptions, SyncReport};
+use kiemtra_core::*;
+use kiemtra_store::Store;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use crate::server::Server;
+use crate::shaper::{Link, Shaper};
+
+const TEMPLATE: &str = include_str!("../../../fixtures/templates/standard-v1.json");
+const STAFF: usize = 60;
+
+fn staff(i: usize) -> Result<StaffId, String> {
+    StaffId::parse(&format!("s-{i:03}")).map_err(|e| e.to_string())
+}
+
+fn new_visit(n: usize, team: &str) -> Result<NewVisit, String> {
+    let roster = (0..STAFF)
+        .map(|i| {
+            StaffMember::new(
+                staff(i)?,
+                &format!("Nguyễn Thị Thu {i}"),
+                "Chuyên viên",
+                StaffCategory::CivilServant,
+                true,
+            )
+            .map_err(|e| e.to_string())
+        })
+        .collect::<Result<Vec<_>, String>>()?;
+    Ok(NewVisit {
+        visit_id: VisitId::parse(&format!("v-{n:04}")).map_err(|e| e.to_string())?,
+        unit: Unit::new(
+            UnitCode::parse(&format!("u-{n:04}")).map_err(|e| e.to_string())?,
+            "UBND xã Thạnh Lợi",
+            UnitKind::CommuneCommittee,
+            "Huyện Vĩnh Thạnh",
+        )
+        .map_err(|e| e.to_string())?,
+        campaign: CampaignId::parse("bench").map_err(|e| e.to_string())?,
+        team: TeamId::parse(team).map_err(|e| e.to_string())?,
+        scheduled_on: NaiveDate::from_ymd_opt(2015, 9, 1).ok_or("date")?,
+        roster,
+    })
+}
+
+/// One phone tap: a single change, as the app commits each.
+fn tap(v: &mut Visit, k: usize) -> Result<(), Error> {
+    let s = |i: usize| StaffId::parse(&format!("s-{:03}", i % STAFF));
+    let checks = [
+        "tthc-posted",
+        "feedback-phone-posted",
+        "hotline",
+        "rating-forms",
+        "one-stop-staffed",
+    ];
+    match k {
+        0..60 => v.record_attendance(&s(k)?, AttendanceMark::Present, "", None),
+        60..300 => {
+            let kind = ConductKind::ALL[(k - 60) / STAFF];
+            v.record_conduct(&s(k)?, kind, ConductResult::Compliant, "")
+        }
+        300..315 => v.record_check(
+            &CheckId::parse(checks[k % checks.len()])?,
+            CheckResult::Pass,
+            "",
+        ),
+        315..320 => v
+            .add_finding(NewFinding {
+                category: "Kỷ luật".into(),
+                severity: Severity::Minor,
+                text: format!("Tồn tại số {k}"),
+                recommendation: "Chấn chỉnh".into(),
+                related_staff: vec![s(k)?],
+            })
+            .map(|_| ()),
+        320..340 => {
+            let len = v.state()?.narrative.chars().count();
+            v.splice_narrative(len, 0, "Ghi nhận thêm. ")
+        }
+        _ => {
+            let mark = if k % 3 == 0 {
+                AttendanceMark::Absent(AbsenceReason::BusinessTrip)
+            } else {
+                AttendanceMark::Late
+            };
+            v.record_attendance(&s(k)?, mark, "", None)
+        }
+    }
+}
+
+pub struct Recorded {
+    pub raw_change_bytes: usize,
+    pub saved_bytes: usize,
+    pub changes: usize,
+}
+
+/// Records `visits` visits of `edits` single-change taps each, in memory, then
+/// stores them in the device store.
+fn record(
+    store: &mut Store,
+    team: &str,
+    first: usize,
+    visits: usize,
+    edits: usize,
+) -> Result<Recorded, String> {
+    let template = Template::from_json(TEMPLATE).map_err(|e| e.to_string())?;
+    let mut out = Recorded {
+        raw_change_bytes: 0,
+        saved_bytes: 0,
+        changes: 0,
+    };
+    for n in first..first + visits {
+        let mut v = Visit::create(new_visit(n, team)?, &template, store.session())
+            .map_err(|e| e.to_string())?;
+        for k in 0..edits {
+            tap(&mut v, k).map_err(|e| e.to_string())?;
+        }
+        let changes = v.automerge().get_changes(&[]);
+        out.changes += changes.len();
+        out.raw_change_bytes += changes.iter().map(|c| c.raw_bytes().len()).sum::<usize>();
+        let saved = v.save();
+        out.saved_bytes += saved.len();
+        store.insert_loaded(v, &saved).map_err(|e| e.to_string())?;
+    }
+    Ok(out)
+}
+
+struct Phone {
+    store: Store,
+    client: SyncClient,
+}
+
+async fn enroll(
+    server: &Server,
+    bin: &Path,
+    url: &str,
+    user: &str,
+    team: &str,
+    dir: &Path,
+) -> Result<Phone, String> {
+    let code = server.enroll_code(bin, user, team)?;
+    let mut creds: Credentials = kiemtra_client::enroll(&server.url, &code, user)
+        .await
+        .map_err(|e| e.to_string())?;
+    creds.server = url.to_owned();
+    let editor = Editor::new(
+        UserId::parse(&creds.user_id).map_err(|e| e.to_string())?,
+        DeviceId::parse(&creds.device_id).map_err(|e| e.to_string())?,
+    );
+    let mut store = Store::open(dir.join("device.db"), editor).map_err(|e| e.to_string())?;
+    creds.save(&mut store).map_err(|e| e.to_string())?;
+    let client = SyncClient::new(creds, SyncOptions::default()).map_err(|e| e.to_string())?;
+    Ok(Phone { store, client })
+}
+
+async fn sync(p: &mut Phone) -> Result<SyncReport, String> {
+    let r = p
+        .client
+        .sync(&mut p.store, &mut |_| {})
+        .await
+        .map_err(|e| e.to_string())?;
+    if !r.errors.is_empty() {
+        return Err(format!("per-visit errors: {:?}", r.errors));
+    }
+    Ok(r)
+}
+
+fn mb(b: usize) -> String {
+    format!("{:.2} MB", b as f64 / 1e6)
+}
+
+fn line(phase: &str, r: &SyncReport, wall: Duration) {
+    println!(
+        "| {phase} | {} | {} | {} | {} | {:.3} s |",
+        r.requests,
+        mb(r.bytes_sent as usize),
+        mb(r.bytes_received as usize),
+        r.visits_uploaded.max(r.visits_downloaded),
+        wall.as_secs_f64()
+    );
+}
+
+pub async fn standard(bin: &Path, visits: usize, edits: usize) -> Result<(), String> {
+    let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
+    let server = Server::start(bin, &dir.path().join("server"))?;
+    let mut a = enroll(
+        &server,
+        bin,
+        &server.url,
+        "insp-a",
+        "team-1",
+        &dir.path().join("a"),
+    )
+    .await?;
+    let t = Instant::now();
+    let rec = record(&mut a.store, "team-1", 0, visits, edits)?;
+    println!(
+        "recorded {visits} visits × {STAFF} staff × {edits} edits = {} changes in {:.1} s; raw change bytes {}; saved documents {}",
+        rec.changes,
+        t.elapsed().as_secs_f64(),
+        mb(rec.raw_change_bytes),
+        mb(rec.saved_bytes)
+    );
+    println!(
+        "\n| phase | requests | bytes up | bytes down | visits | wall |\n|---|---|---|---|---|---|"
+    );
+    let t = Instant::now();
+    let up = sync(&mut a).await?;
+    line("upload (1 device)", &up, t.elapsed());
+    let rss_upload = server.peak_rss_kib();
+
+    let mut one = enroll(
+        &server,
+        bin,
+        &server.url,
+        "insp-b",
+        "team-1",
+        &dir.path().join("b"),
+    )
+    .await?;
+    let t = Instant::now();
+    let down = sync(&mut one).await?;
+    line("download (1 fresh device)", &down, t.elapsed());
+
+    let mut four = Vec::new();
+    for i in 0..4 {
+        four.push(
+            enroll(
+                &server,
+                bin,
+                &server.url,
+                &format!("insp-c{i}"),
+                "team-1",
+                &dir.path().join(format!("c{i}")),
+            )
+            .await?,
+        );
+    }
+    let t = Instant::now();
+    let tasks: Vec<_> = four
+        .into_iter()
+        .map(|mut p| tokio::spawn(async move { sync(&mut p).await }))
+        .collect();
+    let mut total = SyncReport::default();
+    for task in tasks {
+        let r = task.await.map_err(|e| e.to_string())??;
+        total.requests += r.requests;
+        total.bytes_sent += r.bytes_sent;
+        total.bytes_received += r.bytes_received;
+        total.visits_downloaded += r.visits_downloaded;
+    }
+    line(
+        "download (4 fresh devices at once, totals)",
+        &total,
+        t.elapsed(),
+    );
+
+    // Steady state: one edit in one visit, then sync.
+    a.store
+        .edit(&VisitId::parse("v-0000").map_err(|e| e.to_string())?, |v| {
+            v.record_attendance(&StaffId::parse("s-007")?, AttendanceMark::Late, "", None)
+        })
+        .map_err(|e| e.to_string())?;
+    let t = Instant::now();
+    let steady = sync(&mut a).await?;
+    line(
+        "steady state: 1 new change, all visits offered",
+        &steady,
+        t.elapsed(),
+    );
+
+    println!(
+        "\nserver peak RSS: {:.1} MiB after upload, {:.1} MiB at the end",
+        rss_upload as f64 / 1024.0,
+        server.peak_rss_kib() as f64 / 1024.0
+    );
+    println!(
+        "upload wire bytes / saved document bytes = {:.3} (+{} bytes per visit of framing)",
+        up.bytes_sent as f64 / rec.saved_bytes as f64,
+        (up.bytes_sent as usize).saturating_sub(rec.saved_bytes) / visits.max(1)
+    );
+    Ok(())
+}
+
+pub async fn history(bin: &Path, changes: usize) -> Result<(), String> {
+    let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
+    let server = Server::start(bin, &dir.path().join("server"))?;
+    let mut a = enroll(
+        &server,
+        bin,
+        &server.url,
+        "insp-a",
+        "team-1",
+        &dir.path().join("a"),
+    )
+    .await?;
+    let template = Template::from_json(TEMPLATE).map_err(|e| e.to_string())?;
+    let long_id = VisitId::parse("v-0000").map_err(|e| e.to_string())?;
+    let fresh_id = VisitId::parse("v-0001").map_err(|e| e.to_string())?;
+    let mut long = Visit::create(new_visit(0, "team-1")?, &template, a.store.session())
+        .map_err(|e| e.to_string())?;
+    for k in 0..changes {
+        let mark = if k % 2 == 0 {
+            AttendanceMark::Present
+        } else {
+            AttendanceMark::Late
+        };
+        long.record_attendance(&staff(k % STAFF)?, mark, "", None)
+            .map_err(|e| e.to_string())?;
+    }
+    let saved = long.save();
+    a.store
+        .insert_loaded(long, &saved)
+        .map_err(|e| e.to_string())?;
+    a.store
+        .create_visit(new_visit(1, "team-1")?, &template)
+        .map_err(|e| e.to_string())?;
+    sync(&mut a).await?;
+    println!(
+        "visit with {} changes of history ({}), and a fresh visit, both synced",
+        changes + 1,
+        mb(saved.len())
+    );
+    println!("\n| case | median sync wall | p90 | bytes up | bytes down |\n|---|---|---|---|---|");
+    let mut medians = Vec::new();
+    for (label, id) in [
+        ("one new change, long history", &long_id),
+        ("one new change, fresh visit", &fresh_id),
+    ] {
+        let mut times = Vec::new();
+        let mut last = SyncReport::default();
+        for k in 0..30 {
+            a.store
+                .edit(id, |v| {
+                    v.record_attendance(
+                        &StaffId::parse(&format!("s-{:03}", k % STAFF))?,
+                        AttendanceMark::Present,
+                        &format!("{k}"),
+                        None,
+                    )
+                })
+                .map_err(|e| e.to_string())?;
+            let t = Instant::now();
+            last = sync(&mut a).await?;
+            times.push(t.elapsed());
+        }
+        times.sort();
+        let median = times[times.len() / 2];
+        medians.push(median);
+        println!(
+            "| {label} | {:.2} ms | {:.2} ms | {} B | {} B |",
+            median.as_secs_f64() * 1e3,
+            times[times.len() * 9 / 10].as_secs_f64() * 1e3,
+            last.bytes_sent,
+            last.bytes_received
+        );
+    }
+    println!(
+        "\nratio long/fresh (median): {:.2}",
+        medians[0].as_secs_f64() / medians[1].as_secs_f64()
+    );
+    Ok(())
+}
+
+pub async fn shaped(
+    bin: &Path,
+    visits: usize,
+    edits: usize,
+    kbit: u64,
+    rtt_ms: u64,
+    loss: f64,
+) -> Result<(), String> {
+    let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
+    let server = Server::start(bin, &dir.path().join("server"))?;
+    let upstream = std::net::SocketAddr::from(([127, 0, 0, 1], server.port()));
+    let rtt = Duration::from_millis(rtt_ms);
+    let link = Link {
+        bytes_per_sec: kbit as f64 * 1000.0 / 8.0,
+        one_way: rtt / 2,
+        loss: loss / 100.0,
+        rto: rtt.max(Duration::from_millis(200)),
+    };
+    let shaper = Shaper::start(upstream, link)
+        .await
+        .map_err(|e| e.to_string())?;
+    let url = format!("http://127.0.0.1:{}", shaper.port);
+    let mut a = enroll(
+        &server,
+        bin,
+        &url,
+        "insp-a",
+        "team-1",
+        &dir.path().join("a"),
+    )
+    .await?;
+    let rec = record(&mut a.store, "team-1", 0, visits, edits)?;
+    println!(
+        "a day's work: {visits} visits × {edits} edits ({} changes, raw {}, saved {}); link {kbit} kbit/s, {rtt_ms} ms round trip, {loss}% segment loss",
+        rec.changes,
+        mb(rec.raw_change_bytes),
+        mb(rec.saved_bytes)
+    );
+    println!(
+        "\n| phase | requests | bytes up | bytes down | visits | wall |\n|---|---|---|---|---|---|"
+    );
+    let t = Instant::now();
+    let up = sync(&mut a).await?;
+    line("upload a day's work over the shaped link", &up, t.elapsed());
+    let mut b = enroll(
+        &server,
+        bin,
+        &url,
+        "insp-b",
+        "team-1",
+        &dir.path().join("b"),
+    )
+    .await?;
+    let t = Instant::now();
+    let down = sync(&mut b).await?;
+    line(
+        "a supervisor's phone receives it over the same link",
+        &down,
+        t.elapsed(),
+    );
+    drop(shaper);
+    Ok(())
+}
