@@ -1,6 +1,6 @@
 //! Enrollment and sync over HTTP.
 
-use kiemtra_core::{ChangeHash, VisitId};
+use kiemtra_core::{ChangeHash, Visit, VisitId};
 use kiemtra_store::Store;
 use kiemtra_sync_protocol::{
     Cursor, MEDIA_TYPE, SyncRequest, SyncResponse, VisitOffer, VisitStatus,
@@ -247,8 +247,18 @@ impl SyncClient {
             // with the cursor stored alongside.
             again |= store.batch(|store| {
                 let mut again = false;
-                for r in &response.visits {
-                    again |= apply_result(store, r, &mut report)?;
+                // Visits new to this device are loaded (validated) in
+                // parallel, a window at a time; storing stays sequential.
+                let mut loaded = std::collections::HashMap::new();
+                for (i, r) in response.visits.iter().enumerate() {
+                    if i % LOAD_WINDOW == 0 {
+                        loaded = preload(
+                            store,
+                            &response.visits[i..(i + LOAD_WINDOW).min(response.visits.len())],
+                            i,
+                        );
+                    }
+                    again |= apply_result(store, r, loaded.remove(&i), &mut report)?;
                 }
                 let cursor = format!("{}:{}", response.cursor.seq, response.cursor.nonce);
                 store.set_setting("sync.cursor", &cursor)?;
@@ -399,9 +409,41 @@ impl SyncClient {
 }
 
 /// Applies one visit's answer; returns whether another round is needed.
+/// Visits new to the device loaded in parallel at a time.
+const LOAD_WINDOW: usize = 16;
+
+/// Loads, in parallel, the documents in `window` (starting at index
+/// `offset` of the response) of visits this device does not hold yet.
+fn preload(
+    store: &Store,
+    window: &[kiemtra_sync_protocol::VisitResult],
+    offset: usize,
+) -> std::collections::HashMap<usize, kiemtra_core::Result<Visit>> {
+    let fresh: Vec<usize> = window
+        .iter()
+        .enumerate()
+        .filter(|(_, r)| {
+            r.status == VisitStatus::Ok
+                && !r.changes.is_empty()
+                && VisitId::parse(&r.visit_id).is_ok_and(|id| store.summary(&id).is_err())
+        })
+        .map(|(i, _)| i)
+        .collect();
+    let docs: Vec<&[u8]> = fresh
+        .iter()
+        .map(|i| window[*i].changes.as_slice())
+        .collect();
+    fresh
+        .into_iter()
+        .map(|i| i + offset)
+        .zip(Visit::load_all(&docs, store.session()))
+        .collect()
+}
+
 fn apply_result(
     store: &mut Store,
     r: &kiemtra_sync_protocol::VisitResult,
+    preloaded: Option<kiemtra_core::Result<Visit>>,
     report: &mut SyncReport,
 ) -> kiemtra_store::Result<bool> {
     let id = match VisitId::parse(&r.visit_id) {
@@ -424,7 +466,11 @@ fn apply_result(
             } else if held {
                 store.apply_remote(&id, &r.changes).map(|_| ())
             } else {
-                store.import_visit(&r.changes).map(|_| ())
+                match preloaded {
+                    Some(Ok(visit)) => store.insert_loaded(visit, &r.changes).map(|_| ()),
+                    Some(Err(e)) => Err(e.into()),
+                    None => store.import_visit(&r.changes).map(|_| ()),
+                }
             };
             match applied {
                 Ok(()) => {

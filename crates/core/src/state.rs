@@ -551,7 +551,9 @@ impl<'a> Reader<'a> {
     fn entries(&self, obj: &automerge::ObjId) -> Vec<(String, Option<String>, bool)> {
         let to_entry = |item: automerge::iter::MapRangeItem<'_>| {
             let value = match item.value {
-                automerge::ValueRef::Scalar(automerge::ScalarValueRef::Str(s)) => Some(s.into_owned()),
+                automerge::ValueRef::Scalar(automerge::ScalarValueRef::Str(s)) => {
+                    Some(s.into_owned())
+                }
                 _ => None,
             };
             (item.key.into_owned(), value, item.conflict)
@@ -572,8 +574,8 @@ impl<'a> Reader<'a> {
         let (key, value, conflict) = entry;
         match (value, conflict) {
             (Some(json), false) => {
-                let winner: Stamped<T> =
-                    serde_json::from_str(json).map_err(|e| Error::Corrupt(format!("{key}: {e}")))?;
+                let winner: Stamped<T> = serde_json::from_str(json)
+                    .map_err(|e| Error::Corrupt(format!("{key}: {e}")))?;
                 Ok(Some(Slot {
                     winner,
                     others: Vec::new(),
@@ -700,9 +702,10 @@ impl<'a> Reader<'a> {
         let staff_obj = self.map(&ROOT, keys::STAFF)?;
         let mut staff = BTreeMap::new();
         for (key, value, _) in self.entries(&staff_obj) {
-            let json = value.ok_or_else(|| Error::Corrupt(format!("staff {key} is not a record")))?;
-            let s: Stamped<StaffMember> =
-                serde_json::from_str(&json).map_err(|e| Error::Corrupt(format!("staff {key}: {e}")))?;
+            let json =
+                value.ok_or_else(|| Error::Corrupt(format!("staff {key} is not a record")))?;
+            let s: Stamped<StaffMember> = serde_json::from_str(&json)
+                .map_err(|e| Error::Corrupt(format!("staff {key}: {e}")))?;
             staff.insert(s.value.id.clone(), s);
         }
 
@@ -756,7 +759,10 @@ impl<'a> Reader<'a> {
             for entry in self.entries(&fobj) {
                 if entry.0 == keys::CREATED {
                     let json = entry.1.as_deref().unwrap_or("");
-                    created = Some(serde_json::from_str(json).map_err(|e| Error::Corrupt(format!("finding {k}: {e}")))?);
+                    created = Some(
+                        serde_json::from_str(json)
+                            .map_err(|e| Error::Corrupt(format!("finding {k}: {e}")))?,
+                    );
                     continue;
                 }
                 let Some(field) = FindingField::ALL.iter().find(|f| f.key() == entry.0) else {
@@ -764,13 +770,23 @@ impl<'a> Reader<'a> {
                 };
                 if let Some(slot) = self.slot_of::<FindingValue>(&fobj, &entry)? {
                     if slot.candidates().any(|c| c.value.field() != *field) {
-                        return Err(Error::Corrupt(format!("finding {k}: value of the wrong field")));
+                        return Err(Error::Corrupt(format!(
+                            "finding {k}: value of the wrong field"
+                        )));
                     }
                     fields.insert(*field, slot);
                 }
             }
-            let created = created.ok_or_else(|| Error::Corrupt(format!("finding {k} has no creation stamp")))?;
-            findings.insert(id.clone(), FindingState { id, created, fields });
+            let created = created
+                .ok_or_else(|| Error::Corrupt(format!("finding {k} has no creation stamp")))?;
+            findings.insert(
+                id.clone(),
+                FindingState {
+                    id,
+                    created,
+                    fields,
+                },
+            );
         }
 
         let narrative = self.text(&ROOT, keys::NARRATIVE)?;
@@ -781,8 +797,12 @@ impl<'a> Reader<'a> {
         let appr_obj = self.map(&ROOT, keys::APPROVALS)?;
         let mut approvals = Vec::new();
         for (key, value, _) in self.entries(&appr_obj) {
-            let json = value.ok_or_else(|| Error::Corrupt(format!("approval {key} is not a record")))?;
-            approvals.push(serde_json::from_str::<Approval>(&json).map_err(|e| Error::Corrupt(format!("approval {key}: {e}")))?);
+            let json =
+                value.ok_or_else(|| Error::Corrupt(format!("approval {key} is not a record")))?;
+            approvals.push(
+                serde_json::from_str::<Approval>(&json)
+                    .map_err(|e| Error::Corrupt(format!("approval {key}: {e}")))?,
+            );
         }
 
         Ok(VisitState {

@@ -197,6 +197,38 @@ impl Visit {
         Self::from_automerge(doc, session)
     }
 
+    /// Loads several saved documents, spread over the machine's cores (plain
+    /// scoped threads; no runtime). Results are in input order.
+    pub fn load_all(docs: &[&[u8]], session: &Session) -> Vec<Result<Self>> {
+        let threads = std::thread::available_parallelism()
+            .map_or(1, |n| n.get())
+            .min(docs.len().max(1));
+        if threads <= 1 || docs.len() < 4 {
+            return docs.iter().map(|d| Self::load(d, session)).collect();
+        }
+        let per = docs.len().div_ceil(threads);
+        std::thread::scope(|scope| {
+            let handles: Vec<_> = docs
+                .chunks(per)
+                .map(|part| {
+                    scope.spawn(move || {
+                        part.iter()
+                            .map(|d| Self::load(d, session))
+                            .collect::<Vec<_>>()
+                    })
+                })
+                .collect();
+            handles
+                .into_iter()
+                .flat_map(|h| {
+                    h.join().unwrap_or_else(|_| {
+                        vec![Err(Error::Corrupt("a loading thread panicked".into()))]
+                    })
+                })
+                .collect()
+        })
+    }
+
     /// Wraps an Automerge document after checking it is a visit this build reads.
     pub fn from_automerge(doc: Automerge, session: &Session) -> Result<Self> {
         let reader = Reader::new(&doc, None);

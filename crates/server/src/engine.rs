@@ -11,6 +11,9 @@ use std::sync::atomic::Ordering::Relaxed;
 
 use crate::metrics::Metrics;
 
+/// Visits new to the server loaded in parallel at a time.
+const LOAD_WINDOW: usize = 16;
+
 fn to_hash(h: &Hash) -> ChangeHash {
     ChangeHash(*h)
 }
@@ -55,8 +58,37 @@ pub fn sync(
     let mut used = 0usize;
     let mut more = false;
     let mut visits = Vec::new();
-    for offer in &req.visits {
-        if let Some(r) = offer_result(store, device, offer, budget, &mut used, metrics) {
+    // Documents of visits new to the server are loaded (and so validated)
+    // in parallel, a window at a time to bound memory; storing stays
+    // sequential.
+    let mut loaded: std::collections::HashMap<usize, kiemtra_core::Result<Visit>> =
+        std::collections::HashMap::new();
+    for (i, offer) in req.visits.iter().enumerate() {
+        if i % LOAD_WINDOW == 0 {
+            let end = (i + LOAD_WINDOW).min(req.visits.len());
+            let fresh: Vec<usize> = (i..end)
+                .filter(|j| {
+                    let o = &req.visits[*j];
+                    !o.changes.is_empty()
+                        && VisitId::parse(&o.visit_id).is_ok_and(|id| {
+                            matches!(
+                                store.summary(&id),
+                                Err(kiemtra_store::Error::UnknownVisit(_))
+                            )
+                        })
+                })
+                .collect();
+            let docs: Vec<&[u8]> = fresh
+                .iter()
+                .map(|j| req.visits[*j].changes.as_slice())
+                .collect();
+            loaded = fresh
+                .into_iter()
+                .zip(Visit::load_all(&docs, store.session()))
+                .collect();
+        }
+        let preloaded = loaded.remove(&i);
+        if let Some(r) = offer_result(store, device, offer, preloaded, budget, &mut used, metrics) {
             match r.status {
                 VisitStatus::Deferred => more = true,
                 VisitStatus::Denied | VisitStatus::Invalid | VisitStatus::Unknown => {
@@ -130,6 +162,7 @@ fn offer_result(
     store: &mut Store,
     device: &DeviceRecord,
     offer: &VisitOffer,
+    preloaded: Option<kiemtra_core::Result<Visit>>,
     budget: usize,
     used: &mut usize,
     metrics: &Metrics,
@@ -142,7 +175,7 @@ fn offer_result(
     let summary = match store.summary(&id) {
         Ok(s) => s,
         Err(kiemtra_store::Error::UnknownVisit(_)) => {
-            return Some(new_visit(store, device, offer, &id, metrics));
+            return Some(new_visit(store, device, offer, preloaded, &id, metrics));
         }
         Err(e) => return Some(refuse(vid, VisitStatus::Invalid, e.to_string())),
     };
@@ -272,6 +305,7 @@ fn new_visit(
     store: &mut Store,
     device: &DeviceRecord,
     offer: &VisitOffer,
+    preloaded: Option<kiemtra_core::Result<Visit>>,
     id: &VisitId,
     metrics: &Metrics,
 ) -> VisitResult {
@@ -289,7 +323,8 @@ fn new_visit(
             refuse(vid, VisitStatus::Unknown, "no such visit")
         };
     }
-    let visit = match Visit::load(&offer.changes, store.session()) {
+    let loaded = preloaded.unwrap_or_else(|| Visit::load(&offer.changes, store.session()));
+    let visit = match loaded {
         Ok(v) => v,
         // Only a part of the history arrived (the device thought the server
         // had the rest): ask for all of it.
