@@ -81,7 +81,7 @@ fn tap(v: &mut Visit, k: usize) -> Result<(), Error> {
             v.splice_narrative(len, 0, "Ghi nhận thêm. ")
         }
         _ => {
-            let mark = if k % 3 == 0 {
+            let mark = if k.is_multiple_of(3) {
                 AttendanceMark::Absent(AbsenceReason::BusinessTrip)
             } else {
                 AttendanceMark::Late
