@@ -1,8 +1,8 @@
 # Everyday commands. Each line is a plain command you can type by hand.
 
-# Print the fixture campaign's tallies (the README's run command).
-run:
-    cargo run -p kiemtra-cli -- fixture-tally
+# Run the sync server on its embedded SQLite default (the README's run command).
+serve:
+    cargo run --release -p kiemtra-server
 
 # Every test (the README's test command).
 test:
@@ -17,6 +17,14 @@ check:
 bench:
     cargo bench -p kiemtra-core --bench visit
     cargo bench -p kiemtra-store --bench store
+    cargo build --release -p kiemtra-server -p kiemtra-loadgen
+    target/release/kiemtra-loadgen standard
+    target/release/kiemtra-loadgen history
+    target/release/kiemtra-loadgen shaped
+
+# The fixture campaign's tallies, in Vietnamese and English.
+tally:
+    cargo run -p kiemtra-cli -- fixture-tally
 
 # Regenerate the campaign fixture (deterministic; the diff should be empty).
 fixtures:

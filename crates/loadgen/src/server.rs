@@ -58,6 +58,21 @@ impl Server {
             .unwrap_or(0)
     }
 
+    /// CPU time the server process has used so far (user + system), seconds.
+    pub fn cpu_seconds(&self) -> f64 {
+        std::fs::read_to_string(format!("/proc/{}/stat", self.child.id()))
+            .ok()
+            .and_then(|s| {
+                // Fields after the command name (which is in parentheses).
+                let rest = s.rsplit_once(')')?.1;
+                let f: Vec<&str> = rest.split_whitespace().collect();
+                let utime: f64 = f.get(11)?.parse().ok()?;
+                let stime: f64 = f.get(12)?.parse().ok()?;
+                Some((utime + stime) / 100.0)
+            })
+            .unwrap_or(0.0)
+    }
+
     pub fn enroll_code(&self, bin: &Path, user: &str, team: &str) -> Result<String, String> {
         let out = Command::new(bin)
             .args(["enroll-code", "--user", user, "--team", team, "--data"])

@@ -172,9 +172,9 @@ fn mb(b: usize) -> String {
     format!("{:.2} MB", b as f64 / 1e6)
 }
 
-fn line(phase: &str, r: &SyncReport, wall: Duration) {
+fn line(phase: &str, r: &SyncReport, wall: Duration, server_cpu: f64) {
     println!(
-        "| {phase} | {} | {} | {} | {} | {:.3} s |",
+        "| {phase} | {} | {} | {} | {} | {:.3} s | {server_cpu:.2} s |",
         r.requests,
         mb(r.bytes_sent as usize),
         mb(r.bytes_received as usize),
@@ -205,11 +205,11 @@ pub async fn standard(bin: &Path, visits: usize, edits: usize) -> Result<(), Str
         mb(rec.saved_bytes)
     );
     println!(
-        "\n| phase | requests | bytes up | bytes down | visits | wall |\n|---|---|---|---|---|---|"
+        "\n| phase | requests | bytes up | bytes down | visits | wall | server CPU |\n|---|---|---|---|---|---|---|"
     );
-    let t = Instant::now();
+    let (t, c) = (Instant::now(), server.cpu_seconds());
     let up = sync(&mut a).await?;
-    line("upload (1 device)", &up, t.elapsed());
+    line("upload (1 device)", &up, t.elapsed(), server.cpu_seconds() - c);
     let rss_upload = server.peak_rss_kib();
 
     let mut one = enroll(
@@ -221,9 +221,9 @@ pub async fn standard(bin: &Path, visits: usize, edits: usize) -> Result<(), Str
         &dir.path().join("b"),
     )
     .await?;
-    let t = Instant::now();
+    let (t, c) = (Instant::now(), server.cpu_seconds());
     let down = sync(&mut one).await?;
-    line("download (1 fresh device)", &down, t.elapsed());
+    line("download (1 fresh device)", &down, t.elapsed(), server.cpu_seconds() - c);
 
     let mut four = Vec::new();
     for i in 0..4 {
@@ -239,7 +239,7 @@ pub async fn standard(bin: &Path, visits: usize, edits: usize) -> Result<(), Str
             .await?,
         );
     }
-    let t = Instant::now();
+    let (t, c) = (Instant::now(), server.cpu_seconds());
     let tasks: Vec<_> = four
         .into_iter()
         .map(|mut p| tokio::spawn(async move { sync(&mut p).await }))
@@ -255,8 +255,7 @@ pub async fn standard(bin: &Path, visits: usize, edits: usize) -> Result<(), Str
     line(
         "download (4 fresh devices at once, totals)",
         &total,
-        t.elapsed(),
-    );
+        t.elapsed(), server.cpu_seconds() - c);
 
     // Steady state: one edit in one visit, then sync.
     a.store
@@ -264,13 +263,12 @@ pub async fn standard(bin: &Path, visits: usize, edits: usize) -> Result<(), Str
             v.record_attendance(&StaffId::parse("s-007")?, AttendanceMark::Late, "", None)
         })
         .map_err(|e| e.to_string())?;
-    let t = Instant::now();
+    let (t, c) = (Instant::now(), server.cpu_seconds());
     let steady = sync(&mut a).await?;
     line(
         "steady state: 1 new change, all visits offered",
         &steady,
-        t.elapsed(),
-    );
+        t.elapsed(), server.cpu_seconds() - c);
 
     println!(
         "\nserver peak RSS: {:.1} MiB after upload, {:.1} MiB at the end",
@@ -404,11 +402,11 @@ pub async fn shaped(
         mb(rec.saved_bytes)
     );
     println!(
-        "\n| phase | requests | bytes up | bytes down | visits | wall |\n|---|---|---|---|---|---|"
+        "\n| phase | requests | bytes up | bytes down | visits | wall | server CPU |\n|---|---|---|---|---|---|---|"
     );
-    let t = Instant::now();
+    let (t, c) = (Instant::now(), server.cpu_seconds());
     let up = sync(&mut a).await?;
-    line("upload a day's work over the shaped link", &up, t.elapsed());
+    line("upload a day's work over the shaped link", &up, t.elapsed(), server.cpu_seconds() - c);
     let mut b = enroll(
         &server,
         bin,
@@ -418,13 +416,12 @@ pub async fn shaped(
         &dir.path().join("b"),
     )
     .await?;
-    let t = Instant::now();
+    let (t, c) = (Instant::now(), server.cpu_seconds());
     let down = sync(&mut b).await?;
     line(
         "a supervisor's phone receives it over the same link",
         &down,
-        t.elapsed(),
-    );
+        t.elapsed(), server.cpu_seconds() - c);
     drop(shaper);
     Ok(())
 }

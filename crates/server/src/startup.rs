@@ -75,7 +75,9 @@ pub fn open_store(data: &std::path::Path) -> Result<Store, kiemtra_store::Error>
         UserId::parse("server").map_err(kiemtra_store::Error::Visit)?,
         DeviceId::parse("server").map_err(kiemtra_store::Error::Visit)?,
     );
-    Ok(Store::open(data.join("kiemtra.db"), editor)?.with_feed())
+    // A server touches each visit briefly per sync; a small cache keeps its
+    // memory flat however many visits it holds.
+    Ok(Store::open(data.join("kiemtra.db"), editor)?.with_feed().with_cache(8))
 }
 
 pub struct Application {

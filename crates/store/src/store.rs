@@ -13,7 +13,7 @@ use crate::schema;
 /// Incremental chunks a visit may collect before it is compacted into one
 /// snapshot (when next opened from disk, or by [`Store::compact_all`]).
 pub const COMPACT_AFTER: u32 = 64;
-/// Visits kept open in memory.
+/// Visits kept open in memory by default.
 const CACHE: usize = 32;
 
 /// What a listing shows of a visit, read from the index without loading the document.
@@ -49,6 +49,7 @@ pub struct Store {
     path: PathBuf,
     session: Session,
     open: HashMap<VisitId, OpenVisit>,
+    cache: usize,
     feed: bool,
 }
 
@@ -94,8 +95,15 @@ impl Store {
             path,
             session,
             open: HashMap::new(),
+            cache: CACHE,
             feed: false,
         })
+    }
+
+    /// Keeps at most `visits` documents open in memory (at least 1).
+    pub fn with_cache(mut self, visits: usize) -> Self {
+        self.cache = visits.max(1);
+        self
     }
 
     /// Records every stored update of a visit in the feed that devices
@@ -189,7 +197,7 @@ impl Store {
     }
 
     fn remember(&mut self, id: VisitId, open: OpenVisit) {
-        if self.open.len() >= CACHE
+        if self.open.len() >= self.cache
             && !self.open.contains_key(&id)
             && let Some(k) = self.open.keys().next().cloned()
         {
