@@ -69,6 +69,18 @@ impl ServerProcess {
         SocketAddr::from(([127, 0, 0, 1], self.port))
     }
 
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Sends SIGTERM (through `kill`, no unsafe code) and waits for the exit.
+    pub fn terminate(mut self) -> std::process::ExitStatus {
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status();
+        self.child.wait().expect("wait for the server")
+    }
+
     /// SIGKILL, no chance to clean up.
     pub fn kill(mut self) {
         let _ = self.child.kill();
@@ -277,6 +289,8 @@ pub enum ProxyMode {
 /// restarts) and which can lose responses or duplicate requests.
 pub struct Proxy {
     pub port: u16,
+    /// Bytes forwarded from clients to the server so far.
+    pub forwarded: Arc<std::sync::atomic::AtomicU64>,
     mode: Arc<AtomicU8>,
     upstream: Arc<Mutex<SocketAddr>>,
     task: tokio::task::JoinHandle<()>,
@@ -288,18 +302,21 @@ impl Proxy {
         let port = listener.local_addr().expect("addr").port();
         let mode = Arc::new(AtomicU8::new(ProxyMode::Pass as u8));
         let upstream = Arc::new(Mutex::new(upstream));
-        let (m, u) = (mode.clone(), upstream.clone());
+        let forwarded = Arc::new(std::sync::atomic::AtomicU64::new(0));
+        let (m, u, f) = (mode.clone(), upstream.clone(), forwarded.clone());
         let task = tokio::spawn(async move {
             while let Ok((client, _)) = listener.accept().await {
                 let mode = m.load(Ordering::SeqCst);
                 let target = *u.lock().expect("upstream");
+                let f = f.clone();
                 tokio::spawn(async move {
-                    let _ = relay(client, target, mode).await;
+                    let _ = relay(client, target, mode, f).await;
                 });
             }
         });
         Self {
             port,
+            forwarded,
             mode,
             upstream,
             task,
@@ -325,7 +342,12 @@ impl Drop for Proxy {
     }
 }
 
-async fn relay(mut client: TcpStream, target: SocketAddr, mode: u8) -> std::io::Result<()> {
+async fn relay(
+    mut client: TcpStream,
+    target: SocketAddr,
+    mode: u8,
+    forwarded: Arc<std::sync::atomic::AtomicU64>,
+) -> std::io::Result<()> {
     let mut up = TcpStream::connect(target).await?;
     let mut twin = if mode == ProxyMode::Duplicate as u8 {
         Some(TcpStream::connect(target).await?)
@@ -341,6 +363,7 @@ async fn relay(mut client: TcpStream, target: SocketAddr, mode: u8) -> std::io::
                 let n = n?;
                 if n == 0 { return Ok(()); }
                 up.write_all(&from_client[..n]).await?;
+                forwarded.fetch_add(n as u64, Ordering::SeqCst);
                 if let Some(t) = twin.as_mut() { t.write_all(&from_client[..n]).await?; }
             }
             n = up.read(&mut from_up) => {

@@ -7,3 +7,4 @@ mod faults;
 #[allow(dead_code)]
 mod harness;
 mod merge;
+mod operations;

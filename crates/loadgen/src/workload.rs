@@ -209,7 +209,12 @@ pub async fn standard(bin: &Path, visits: usize, edits: usize) -> Result<(), Str
     );
     let (t, c) = (Instant::now(), server.cpu_seconds());
     let up = sync(&mut a).await?;
-    line("upload (1 device)", &up, t.elapsed(), server.cpu_seconds() - c);
+    line(
+        "upload (1 device)",
+        &up,
+        t.elapsed(),
+        server.cpu_seconds() - c,
+    );
     let rss_upload = server.peak_rss_kib();
 
     let mut one = enroll(
@@ -223,7 +228,12 @@ pub async fn standard(bin: &Path, visits: usize, edits: usize) -> Result<(), Str
     .await?;
     let (t, c) = (Instant::now(), server.cpu_seconds());
     let down = sync(&mut one).await?;
-    line("download (1 fresh device)", &down, t.elapsed(), server.cpu_seconds() - c);
+    line(
+        "download (1 fresh device)",
+        &down,
+        t.elapsed(),
+        server.cpu_seconds() - c,
+    );
 
     let mut four = Vec::new();
     for i in 0..4 {
@@ -255,7 +265,9 @@ pub async fn standard(bin: &Path, visits: usize, edits: usize) -> Result<(), Str
     line(
         "download (4 fresh devices at once, totals)",
         &total,
-        t.elapsed(), server.cpu_seconds() - c);
+        t.elapsed(),
+        server.cpu_seconds() - c,
+    );
 
     // Steady state: one edit in one visit, then sync.
     a.store
@@ -268,7 +280,9 @@ pub async fn standard(bin: &Path, visits: usize, edits: usize) -> Result<(), Str
     line(
         "steady state: 1 new change, all visits offered",
         &steady,
-        t.elapsed(), server.cpu_seconds() - c);
+        t.elapsed(),
+        server.cpu_seconds() - c,
+    );
 
     println!(
         "\nserver peak RSS: {:.1} MiB after upload, {:.1} MiB at the end",
@@ -406,7 +420,12 @@ pub async fn shaped(
     );
     let (t, c) = (Instant::now(), server.cpu_seconds());
     let up = sync(&mut a).await?;
-    line("upload a day's work over the shaped link", &up, t.elapsed(), server.cpu_seconds() - c);
+    line(
+        "upload a day's work over the shaped link",
+        &up,
+        t.elapsed(),
+        server.cpu_seconds() - c,
+    );
     let mut b = enroll(
         &server,
         bin,
@@ -421,7 +440,9 @@ pub async fn shaped(
     line(
         "a supervisor's phone receives it over the same link",
         &down,
-        t.elapsed(), server.cpu_seconds() - c);
+        t.elapsed(),
+        server.cpu_seconds() - c,
+    );
     drop(shaper);
     Ok(())
 }

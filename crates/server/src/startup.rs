@@ -77,7 +77,9 @@ pub fn open_store(data: &std::path::Path) -> Result<Store, kiemtra_store::Error>
     );
     // A server touches each visit briefly per sync; a small cache keeps its
     // memory flat however many visits it holds.
-    Ok(Store::open(data.join("kiemtra.db"), editor)?.with_feed().with_cache(8))
+    Ok(Store::open(data.join("kiemtra.db"), editor)?
+        .with_feed()
+        .with_cache(8))
 }
 
 pub struct Application {
