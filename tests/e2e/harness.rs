@@ -165,6 +165,10 @@ impl Device {
         self.store = open_device_store(&self.dir, &creds);
     }
 
+    pub fn set_options(&mut self, options: kiemtra_client::SyncOptions) {
+        self.client = SyncClient::new(self.client.credentials().clone(), options).expect("client");
+    }
+
     pub fn repoint(&mut self, url: &str) {
         let mut creds = self.client.credentials().clone();
         creds.server = url.to_owned();

@@ -3,6 +3,7 @@
 
 mod bad_input;
 mod concurrency;
+mod continuation;
 mod faults;
 #[allow(dead_code)]
 mod harness;
