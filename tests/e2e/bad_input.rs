@@ -202,6 +202,46 @@ async fn malformed_unauthenticated_and_oversized_requests_are_refused() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_body_that_stalls_gets_a_timeout_and_stores_nothing() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let dir = tempfile::tempdir().expect("dir");
+    let server =
+        ServerProcess::start_with(&dir.path().join("server"), &["--body-timeout-secs", "1"]);
+    let a = Device::enroll(
+        &server.data,
+        &server.url(),
+        "insp-a",
+        "team-1",
+        "inspector",
+        &dir.path().join("a"),
+    )
+    .await;
+    let token = a.client.credentials().token.clone();
+    let mut conn = tokio::net::TcpStream::connect(server.addr())
+        .await
+        .expect("connect");
+    let head = format!(
+        "POST /v1/sync HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer {token}\r\nContent-Type: {MEDIA_TYPE}\r\nContent-Length: 1000\r\n\r\nKTSQ"
+    );
+    conn.write_all(head.as_bytes()).await.expect("write");
+    // ...and never the rest of the body.
+    let mut answer = Vec::new();
+    let read = tokio::time::timeout(
+        std::time::Duration::from_secs(10),
+        conn.read_to_end(&mut answer),
+    )
+    .await;
+    assert!(read.is_ok(), "the server answered within its body timeout");
+    let text = String::from_utf8_lossy(&answer);
+    assert!(text.starts_with("HTTP/1.1 408"), "{text}");
+    assert!(
+        text.contains("urn:kiemtra:problem:request-timeout"),
+        "{text}"
+    );
+    assert_eq!(server_visit_count(&server.data), 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn per_visit_errors_do_not_fail_the_batch_and_store_nothing_for_that_visit() {
     let dir = tempfile::tempdir().expect("dir");
     let server = ServerProcess::start(&dir.path().join("server"));

@@ -37,6 +37,9 @@ struct Cli {
     /// Largest request body in bytes.
     #[arg(long, env = "KIEMTRA_MAX_BODY", default_value_t = 64 << 20)]
     max_body: usize,
+    /// Seconds allowed to receive a sync request's body.
+    #[arg(long, env = "KIEMTRA_BODY_TIMEOUT_SECS", default_value_t = 120)]
+    body_timeout_secs: u64,
     /// Log as JSON lines instead of text.
     #[arg(long, env = "KIEMTRA_LOG_JSON")]
     log_json: bool,
@@ -106,6 +109,7 @@ fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
                 data: cli.data,
                 tls: cli.tls_cert.zip(cli.tls_key),
                 max_body: cli.max_body,
+                body_timeout: std::time::Duration::from_secs(cli.body_timeout_secs),
                 ..Settings::default()
             };
             let rt = tokio::runtime::Builder::new_multi_thread()

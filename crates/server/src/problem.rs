@@ -26,6 +26,8 @@ pub enum Problem {
     NotFound(String),
     #[error("the request body is larger than {0} bytes")]
     TooLarge(usize),
+    #[error("the request body did not arrive within {0} seconds")]
+    Timeout(u64),
     #[error("expected Content-Type {0}")]
     UnsupportedMediaType(&'static str),
     #[error("internal error: {0}")]
@@ -53,6 +55,7 @@ impl Problem {
             Problem::Enrollment(_) => "enrollment-refused",
             Problem::NotFound(_) => "not-found",
             Problem::TooLarge(_) => "too-large",
+            Problem::Timeout(_) => "request-timeout",
             Problem::UnsupportedMediaType(_) => "unsupported-media-type",
             Problem::Internal(_) => "internal",
         }
@@ -68,6 +71,7 @@ impl Problem {
             Problem::Enrollment(_) => "Enrollment refused",
             Problem::NotFound(_) => "Not found",
             Problem::TooLarge(_) => "Request too large",
+            Problem::Timeout(_) => "Request timeout",
             Problem::UnsupportedMediaType(_) => "Unsupported media type",
             Problem::Internal(_) => "Internal error",
         }
@@ -86,6 +90,7 @@ impl ResponseError for Problem {
             Problem::Enrollment(_) => StatusCode::FORBIDDEN,
             Problem::NotFound(_) => StatusCode::NOT_FOUND,
             Problem::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            Problem::Timeout(_) => StatusCode::REQUEST_TIMEOUT,
             Problem::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Problem::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }

@@ -121,7 +121,10 @@ async fn sync_inner(
     if media != MEDIA_TYPE {
         return Err(Problem::UnsupportedMediaType(MEDIA_TYPE));
     }
-    let body = read_body(payload, state.limits.max_body).await?;
+    let limit = state.limits.body_timeout;
+    let body = tokio::time::timeout(limit, read_body(payload, state.limits.max_body))
+        .await
+        .map_err(|_| Problem::Timeout(limit.as_secs()))??;
     state
         .metrics
         .bytes_received

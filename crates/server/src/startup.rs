@@ -29,6 +29,8 @@ pub struct Settings {
     pub workers: usize,
     /// Time allowed to receive a request's headers.
     pub request_timeout: Duration,
+    /// Time allowed to receive a sync request's body.
+    pub body_timeout: Duration,
     /// PEM certificate chain and private key; TLS (rustls) when both are set.
     pub tls: Option<(PathBuf, PathBuf)>,
 }
@@ -42,6 +44,7 @@ impl Default for Settings {
             max_response: 8 << 20,
             workers: 2,
             request_timeout: Duration::from_secs(30),
+            body_timeout: Duration::from_secs(120),
             tls: None,
         }
     }
@@ -49,6 +52,7 @@ impl Default for Settings {
 
 pub struct Limits {
     pub max_body: usize,
+    pub body_timeout: Duration,
     pub max_response: usize,
 }
 
@@ -126,6 +130,7 @@ impl Application {
             metrics: Metrics::default(),
             limits: Limits {
                 max_body: settings.max_body,
+                body_timeout: settings.body_timeout,
                 max_response: settings.max_response,
             },
         });
