@@ -24,6 +24,8 @@ pub enum DecodeError {
     UnknownValue { what: &'static str, value: u8 },
     #[error("{0} unexpected bytes after the message")]
     TrailingBytes(usize),
+    #[error("a signature is 64 bytes, not {0}")]
+    BadSignatureLength(usize),
     #[error("visit {0} appears twice in one message")]
     DuplicateVisit(String),
 }

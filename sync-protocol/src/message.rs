@@ -6,7 +6,7 @@ use crate::error::DecodeError;
 use crate::wire::{MAX_ID, MAX_MESSAGE, Reader, Writer};
 
 /// The protocol version this crate speaks.
-pub const PROTOCOL_VERSION: u8 = 1;
+pub const PROTOCOL_VERSION: u8 = 2;
 /// Media type of both messages.
 pub const MEDIA_TYPE: &str = "application/x-kiemtra-sync";
 const REQUEST_MAGIC: &[u8; 4] = b"KTSQ";
@@ -16,6 +16,40 @@ pub const MAX_VISITS: usize = 10_000;
 
 /// A 32-byte Automerge change hash.
 pub type Hash = [u8; 32];
+
+/// Most signatures one visit may carry in a message.
+pub const MAX_SIGNATURES: usize = 4096;
+/// Most change hashes one signature may cover.
+pub const MAX_SIGNED: usize = 100_000;
+
+/// A device's Ed25519 signature over a batch of changes it authored in one
+/// visit. The signed bytes are [`Signature::message`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Signature {
+    /// The signing device's id.
+    pub signer: String,
+    /// The change hashes covered.
+    pub hashes: Vec<Hash>,
+    /// 64 bytes.
+    pub signature: Vec<u8>,
+}
+
+impl Signature {
+    /// The bytes a device signs: a domain tag, the visit id, a zero byte,
+    /// then the change hashes sorted ascending.
+    pub fn message(visit_id: &str, hashes: &[Hash]) -> Vec<u8> {
+        let mut sorted = hashes.to_vec();
+        sorted.sort();
+        let mut m = Vec::with_capacity(24 + visit_id.len() + 32 * sorted.len());
+        m.extend_from_slice(b"kiemtra-changes-v1\0");
+        m.extend_from_slice(visit_id.as_bytes());
+        m.push(0);
+        for h in &sorted {
+            m.extend_from_slice(h);
+        }
+        m
+    }
+}
 
 /// Where a device is in the server's feed of visit updates: the sequence
 /// number of the last entry it has seen and that entry's nonce, which lets
@@ -38,6 +72,9 @@ pub struct VisitOffer {
     /// Automerge bytes of what the device has beyond `confirmed` (all of it
     /// when `confirmed` is `None`); empty when there is nothing new.
     pub changes: Vec<u8>,
+    /// Signatures covering the changes in `changes` (the device's own, and
+    /// those it received with changes of others).
+    pub signatures: Vec<Signature>,
 }
 
 /// A device's sync request.
@@ -95,6 +132,8 @@ pub struct VisitResult {
     pub heads: Vec<Hash>,
     /// What the device lacks: changes, or a whole document for a visit new to it.
     pub changes: Vec<u8>,
+    /// Signatures covering the changes sent.
+    pub signatures: Vec<Signature>,
     /// Why, for errors; empty otherwise.
     pub message: String,
 }
@@ -135,6 +174,7 @@ impl SyncRequest {
                 w.hashes(c);
             }
             w.bytes(&v.changes);
+            write_signatures(&mut w, &v.signatures);
         }
         w.buf
     }
@@ -175,11 +215,13 @@ impl SyncRequest {
                 Some(r.hashes("confirmed heads")?)
             };
             let changes = r.bytes("changes", max_changes)?.to_vec();
+            let signatures = read_signatures(&mut r)?;
             visits.push(VisitOffer {
                 visit_id,
                 heads,
                 confirmed,
                 changes,
+                signatures,
             });
         }
         r.finish()?;
@@ -205,6 +247,7 @@ impl SyncResponse {
             w.u8(v.status as u8);
             w.hashes(&v.heads);
             w.bytes(&v.changes);
+            write_signatures(&mut w, &v.signatures);
             w.str(&v.message);
         }
         w.buf
@@ -240,12 +283,14 @@ impl SyncResponse {
             let status = VisitStatus::from_u8(r.u8("status")?)?;
             let heads = r.hashes("heads")?;
             let changes = r.bytes("changes", max_changes)?.to_vec();
+            let signatures = read_signatures(&mut r)?;
             let message = r.str("message", MAX_MESSAGE)?;
             visits.push(VisitResult {
                 visit_id,
                 status,
                 heads,
                 changes,
+                signatures,
                 message,
             });
         }
@@ -256,6 +301,37 @@ impl SyncResponse {
             visits,
         })
     }
+}
+
+fn write_signatures(w: &mut Writer, sigs: &[Signature]) {
+    w.varint(sigs.len() as u64);
+    for s in sigs {
+        w.str(&s.signer);
+        w.varint(s.hashes.len() as u64);
+        for h in &s.hashes {
+            w.buf.extend_from_slice(h);
+        }
+        w.bytes(&s.signature);
+    }
+}
+
+fn read_signatures(r: &mut Reader<'_>) -> Result<Vec<Signature>, DecodeError> {
+    let n = r.len("signature count", MAX_SIGNATURES)?;
+    let mut out = Vec::with_capacity(n.min(64));
+    for _ in 0..n {
+        let signer = r.str("signer", MAX_ID)?;
+        let hashes = r.many_hashes("signed hashes", MAX_SIGNED)?;
+        let signature = r.bytes("signature", 64)?.to_vec();
+        if signature.len() != 64 {
+            return Err(DecodeError::BadSignatureLength(signature.len()));
+        }
+        out.push(Signature {
+            signer,
+            hashes,
+            signature,
+        });
+    }
+    Ok(out)
 }
 
 fn check_version(found: u8) -> Result<(), DecodeError> {

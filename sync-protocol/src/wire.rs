@@ -126,7 +126,14 @@ impl<'a> Reader<'a> {
             .map_err(|_| DecodeError::BadUtf8(what))
     }
     pub(crate) fn hashes(&mut self, what: &'static str) -> Result<Vec<[u8; 32]>, DecodeError> {
-        let n = self.len(what, MAX_HEADS)?;
+        self.many_hashes(what, MAX_HEADS)
+    }
+    pub(crate) fn many_hashes(
+        &mut self,
+        what: &'static str,
+        max: usize,
+    ) -> Result<Vec<[u8; 32]>, DecodeError> {
+        let n = self.len(what, max)?;
         let mut out = Vec::with_capacity(n);
         for _ in 0..n {
             let mut h = [0u8; 32];

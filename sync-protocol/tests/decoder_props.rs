@@ -17,9 +17,14 @@ fn offer() -> impl Strategy<Value = VisitOffer> {
     )
         .prop_map(|(visit_id, heads, confirmed, changes)| VisitOffer {
             visit_id,
-            heads,
+            heads: heads.clone(),
             confirmed,
             changes,
+            signatures: vec![Signature {
+                signer: "d-1".into(),
+                hashes: heads,
+                signature: vec![7; 64],
+            }],
         })
 }
 
@@ -61,6 +66,7 @@ fn result() -> impl Strategy<Value = VisitResult> {
             ][s as usize],
             heads,
             changes,
+            signatures: vec![],
             message,
         })
 }

@@ -24,6 +24,7 @@ fn request_1() {
             heads: vec![[0x11; 32]],
             confirmed: None,
             changes: vec![0x85, 0x6f],
+            signatures: vec![],
         }],
     };
     assert_eq!(
@@ -44,12 +45,14 @@ fn request_2_confirmed_heads_both_ways() {
                 heads: vec![[0x22; 32]],
                 confirmed: Some(vec![[0x11; 32]]),
                 changes: vec![],
+                signatures: vec![],
             },
             VisitOffer {
                 visit_id: "v-2".into(),
                 heads: vec![[0x11; 32]],
                 confirmed: Some(vec![[0x11; 32]]),
                 changes: vec![],
+                signatures: vec![],
             },
         ],
     };
@@ -58,6 +61,40 @@ fn request_2_confirmed_heads_both_ways() {
         Ok(expected.clone())
     );
     assert_eq!(expected.encode(), hex("request-2.hex"));
+}
+
+#[test]
+fn request_3_with_a_signature() {
+    let expected = SyncRequest {
+        cursor: Cursor::default(),
+        max_response: 0,
+        visits: vec![VisitOffer {
+            visit_id: "v-1".into(),
+            heads: vec![[0x33; 32]],
+            confirmed: None,
+            changes: vec![0x85, 0x6f],
+            signatures: vec![Signature {
+                signer: "d-1".into(),
+                hashes: vec![[0x33; 32]],
+                signature: vec![0x44; 64],
+            }],
+        }],
+    };
+    assert_eq!(
+        SyncRequest::decode(&hex("request-3.hex"), LIMIT),
+        Ok(expected.clone())
+    );
+    assert_eq!(expected.encode(), hex("request-3.hex"));
+}
+
+#[test]
+fn the_signed_message_is_domain_separated_and_order_free() {
+    let a = Signature::message("v-1", &[[2; 32], [1; 32]]);
+    let b = Signature::message("v-1", &[[1; 32], [2; 32]]);
+    assert_eq!(a, b);
+    assert!(a.starts_with(b"kiemtra-changes-v1\0v-1\0"));
+    assert_eq!(a.len(), 19 + 4 + 64);
+    assert_ne!(a, Signature::message("v-2", &[[1; 32], [2; 32]]));
 }
 
 #[test]
@@ -74,6 +111,7 @@ fn response_1() {
                 status: VisitStatus::Ok,
                 heads: vec![[0x22; 32]],
                 changes: vec![],
+                signatures: vec![],
                 message: String::new(),
             },
             VisitResult {
@@ -81,6 +119,7 @@ fn response_1() {
                 status: VisitStatus::Denied,
                 heads: vec![],
                 changes: vec![],
+                signatures: vec![],
                 message: "team".into(),
             },
         ],
@@ -94,14 +133,18 @@ fn response_1() {
 
 #[test]
 fn bad_vectors_are_refused_with_the_documented_error() {
-    let cases: [(&str, DecodeError); 7] = [
+    let cases: [(&str, DecodeError); 8] = [
         ("bad-magic.hex", DecodeError::BadMagic),
         (
             "bad-version.hex",
             DecodeError::UnsupportedVersion {
-                found: 2,
-                supported: 1,
+                found: 3,
+                supported: 2,
             },
+        ),
+        (
+            "bad-signature-length.hex",
+            DecodeError::BadSignatureLength(3),
         ),
         ("bad-truncated.hex", DecodeError::Truncated("visit id")),
         ("bad-trailing.hex", DecodeError::TrailingBytes(1)),

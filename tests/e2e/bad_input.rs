@@ -113,6 +113,7 @@ async fn malformed_unauthenticated_and_oversized_requests_are_refused() {
         cursor: Cursor::default(),
         max_response: 0,
         visits: vec![VisitOffer {
+            signatures: vec![],
             visit_id: "v-1".into(),
             heads: vec![],
             confirmed: None,
@@ -132,12 +133,14 @@ async fn malformed_unauthenticated_and_oversized_requests_are_refused() {
         max_response: 0,
         visits: vec![
             VisitOffer {
+                signatures: vec![],
                 visit_id: "v-1".into(),
                 heads: vec![],
                 confirmed: None,
                 changes: vec![],
             },
             VisitOffer {
+                signatures: vec![],
                 visit_id: "v-2".into(),
                 heads: vec![],
                 confirmed: None,
@@ -289,35 +292,50 @@ async fn per_visit_errors_do_not_fail_the_batch_and_store_nothing_for_that_visit
         .record_attendance(&staff(0), AttendanceMark::Present, "", None)
         .expect("rec");
     let foreign = other.store.visit(&vid("v-team2")).expect("v").save();
+    let fresh_hashes = fresh.change_hashes_after(&[]);
+    let fresh_signature = kiemtra_sync_protocol::Signature {
+        signer: a.client.credentials().device_id.clone(),
+        hashes: fresh_hashes.iter().map(|h| h.0).collect(),
+        signature: a
+            .client
+            .credentials()
+            .sign("v-new", &fresh_hashes)
+            .expect("sign"),
+    };
     let request = SyncRequest {
         cursor: Cursor::default(),
         max_response: 0,
         visits: vec![
             VisitOffer {
+                signatures: vec![fresh_signature],
                 visit_id: "v-new".into(),
                 heads: fresh.heads().iter().map(|h| h.0).collect(),
                 confirmed: None,
                 changes: fresh.save(),
             },
             VisitOffer {
+                signatures: vec![],
                 visit_id: "v-1".into(),
                 heads: vec![],
                 confirmed: None,
                 changes: b"garbage".to_vec(),
             },
             VisitOffer {
+                signatures: vec![],
                 visit_id: "v-team2".into(),
                 heads: vec![],
                 confirmed: None,
                 changes: foreign,
             },
             VisitOffer {
+                signatures: vec![],
                 visit_id: "v-ghost".into(),
                 heads: vec![],
                 confirmed: None,
                 changes: vec![],
             },
             VisitOffer {
+                signatures: vec![],
                 visit_id: "bad id!".into(),
                 heads: vec![],
                 confirmed: None,

@@ -3,9 +3,10 @@
 use kiemtra_core::{ChangeHash, Visit, VisitId};
 use kiemtra_store::Store;
 use kiemtra_sync_protocol::{
-    Cursor, MEDIA_TYPE, SyncRequest, SyncResponse, VisitOffer, VisitStatus,
+    Cursor, MEDIA_TYPE, Signature, SyncRequest, SyncResponse, VisitOffer, VisitStatus,
 };
 use ring::rand::{SecureRandom, SystemRandom};
+use ring::signature::{Ed25519KeyPair, KeyPair};
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -25,9 +26,27 @@ pub struct Credentials {
     pub user_id: String,
     pub team: String,
     pub role: String,
+    /// The device's Ed25519 private key (PKCS#8, hex). It never leaves the
+    /// device store; the server holds only the public key.
+    #[serde(default)]
+    pub signing_key: String,
 }
 
 impl Credentials {
+    fn key_pair(&self) -> Result<Ed25519KeyPair, Error> {
+        let bytes = hex_decode(&self.signing_key).ok_or(Error::NotEnrolled)?;
+        Ed25519KeyPair::from_pkcs8(&bytes).map_err(|_| Error::NotEnrolled)
+    }
+
+    /// Signs a batch of this device's own changes of one visit.
+    pub fn sign(&self, visit_id: &str, hashes: &[ChangeHash]) -> Result<Vec<u8>, Error> {
+        let raw: Vec<[u8; 32]> = hashes.iter().map(|h| h.0).collect();
+        Ok(self
+            .key_pair()?
+            .sign(&Signature::message(visit_id, &raw))
+            .as_ref()
+            .to_vec())
+    }
     pub fn save(&self, store: &mut Store) -> Result<(), Error> {
         let json = serde_json::to_string(self).map_err(|e| Error::Decode(e.to_string()))?;
         store.set_setting("sync.credentials", &json)?;
@@ -104,8 +123,28 @@ pub struct SyncReport {
     pub errors: Vec<VisitError>,
 }
 
-/// Enrolls this device with a code from an administrator.
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn hex_decode(s: &str) -> Option<Vec<u8>> {
+    if s.len() % 2 != 0 {
+        return None;
+    }
+    (0..s.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(s.get(i..i + 2)?, 16).ok())
+        .collect()
+}
+
+/// Enrolls this device with a code from an administrator. A new Ed25519
+/// key pair is made here; only its public half is sent.
 pub async fn enroll(server: &str, code: &str, device_name: &str) -> Result<Credentials, Error> {
+    let pkcs8 = Ed25519KeyPair::generate_pkcs8(&SystemRandom::new())
+        .map_err(|_| Error::Network("no system randomness".into()))?;
+    let pair = Ed25519KeyPair::from_pkcs8(pkcs8.as_ref())
+        .map_err(|_| Error::Network("key generation failed".into()))?;
+    let public_key = hex(pair.public_key().as_ref());
     #[derive(Deserialize)]
     struct Enrolled {
         device_id: String,
@@ -121,7 +160,7 @@ pub async fn enroll(server: &str, code: &str, device_name: &str) -> Result<Crede
     let server = server.trim_end_matches('/').to_owned();
     let resp = http
         .post(format!("{server}/v1/enroll"))
-        .json(&serde_json::json!({ "code": code, "device_name": device_name }))
+        .json(&serde_json::json!({ "code": code, "device_name": device_name, "public_key": public_key }))
         .send()
         .await
         .map_err(|e| Error::Network(e.to_string()))?;
@@ -139,6 +178,7 @@ pub async fn enroll(server: &str, code: &str, device_name: &str) -> Result<Crede
         user_id: e.user_id,
         team: e.team,
         role: e.role,
+        signing_key: hex(pkcs8.as_ref()),
     })
 }
 
@@ -302,6 +342,7 @@ impl SyncClient {
                     heads: heads.iter().map(|h| h.0).collect(),
                     confirmed: confirmed.map(|c| c.iter().map(|h| h.0).collect()),
                     changes: Vec::new(),
+                    signatures: Vec::new(),
                 });
                 continue;
             }
@@ -309,20 +350,47 @@ impl SyncClient {
                 left_out = true;
                 continue;
             }
-            let changes = match &confirmed {
+            let visit = store.visit(&summary.id)?;
+            let known: Vec<ChangeHash> = confirmed
+                .iter()
+                .flatten()
+                .copied()
+                .filter(|h| visit.has_change(h))
+                .collect();
+            let payload_hashes = visit.change_hashes_after(&known);
+            let device = kiemtra_core::DeviceId::parse(&self.creds.device_id)
+                .map_err(kiemtra_store::Error::from)?;
+            let mine = visit.changes_by(&known, &device);
+            let changes = if known.is_empty() {
                 // Nothing confirmed: the whole document, as stored (no load and save).
-                None => store.stored_bytes(&summary.id)?,
-                Some(c) => {
-                    let visit = store.visit(&summary.id)?;
-                    let known: Vec<ChangeHash> =
-                        c.iter().copied().filter(|h| visit.has_change(h)).collect();
-                    if known.is_empty() {
-                        store.stored_bytes(&summary.id)?
-                    } else {
-                        visit.save_after(&known)
-                    }
-                }
+                store.stored_bytes(&summary.id)?
+            } else {
+                visit.save_after(&known)
             };
+            // Sign this device's own changes that no kept signature covers
+            // yet; keep the signature so a retry sends the same one.
+            let signed = store.signed_hashes(&summary.id)?;
+            let unsigned: Vec<ChangeHash> =
+                mine.into_iter().filter(|h| !signed.contains(h)).collect();
+            if !unsigned.is_empty() {
+                let signature = self.creds.sign(summary.id.as_str(), &unsigned)?;
+                let record = kiemtra_store::SignatureRecord {
+                    signer: self.creds.device_id.clone(),
+                    hashes: unsigned,
+                    signature,
+                    received_at: store.session().now().to_rfc3339(),
+                };
+                store.record_signatures(&summary.id, &[record])?;
+            }
+            let signatures = store
+                .signatures_covering(&summary.id, &payload_hashes)?
+                .into_iter()
+                .map(|s| Signature {
+                    signer: s.signer,
+                    hashes: s.hashes.iter().map(|h| h.0).collect(),
+                    signature: s.signature,
+                })
+                .collect();
             size += changes.len() + 100;
             with_changes += 1;
             visits.push(VisitOffer {
@@ -330,6 +398,7 @@ impl SyncClient {
                 heads: heads.iter().map(|h| h.0).collect(),
                 confirmed: confirmed.map(|c| c.iter().map(|h| h.0).collect()),
                 changes,
+                signatures,
             });
         }
         Ok((
@@ -477,6 +546,18 @@ fn apply_result(
                     if !r.changes.is_empty() {
                         report.visits_downloaded += 1;
                     }
+                    let received_at = store.session().now().to_rfc3339();
+                    let records: Vec<kiemtra_store::SignatureRecord> = r
+                        .signatures
+                        .iter()
+                        .map(|s| kiemtra_store::SignatureRecord {
+                            signer: s.signer.clone(),
+                            hashes: s.hashes.iter().map(|h| ChangeHash(*h)).collect(),
+                            signature: s.signature.clone(),
+                            received_at: received_at.clone(),
+                        })
+                        .collect();
+                    store.record_signatures(&id, &records)?;
                     store.set_confirmed_heads(&id, PEER, &server_heads)?;
                 }
                 Err(e) => report.errors.push(VisitError {

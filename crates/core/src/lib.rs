@@ -12,7 +12,7 @@ mod template;
 mod text;
 mod visit;
 
-pub use automerge::{ActorId, ChangeHash};
+pub use automerge::{ActorId, Change, ChangeHash};
 pub use error::{Error, Result};
 pub use fixture::{
     AttendanceFixture, CAMPAIGN_FORMAT, CampaignFixture, CampaignInfo, StaffFixture, UnitFixture,

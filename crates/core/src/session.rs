@@ -26,6 +26,13 @@ impl Editor {
         format!("{}/{}", self.device, self.user).into_bytes()
     }
 
+    /// The editor a change names in its author field, if it names one.
+    pub fn of_change(change: &automerge::Change) -> Option<Self> {
+        change
+            .author()
+            .and_then(|a| Self::from_author_bytes(a.as_bytes()))
+    }
+
     /// Parses the author field back; `None` for authors not written by kiemtra.
     pub(crate) fn from_author_bytes(bytes: &[u8]) -> Option<Self> {
         let s = std::str::from_utf8(bytes).ok()?;

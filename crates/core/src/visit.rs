@@ -15,7 +15,7 @@ use crate::model::{
     Attendance, AttendanceMark, CheckEntry, CheckResult, ConductEntry, ConductKind, ConductResult,
     NewFinding, StaffMember, StatusEntry, Unit, VisitMeta, VisitStatus,
 };
-use crate::session::{Session, Stamp, Stamped};
+use crate::session::{Editor, Session, Stamp, Stamped};
 use crate::state::{
     Approval, Conflict, FieldRef, FieldValue, FindingValue, Reader, SCHEMA_VERSION, VisitState,
     keys,
@@ -108,6 +108,11 @@ fn change_chunks(bytes: &[u8]) -> Result<Option<Vec<&[u8]>>> {
         pos += end;
     }
     Ok(Some(out))
+}
+
+fn author_of_actor(doc: &Automerge, actor: &automerge::ActorId) -> Option<Editor> {
+    doc.get_author_for_actor(actor)
+        .and_then(|a| Editor::from_author_bytes(a.as_bytes()))
 }
 
 /// Replicas of one visit share the change that created it, so `meta` has
@@ -428,6 +433,93 @@ impl Visit {
         self.doc = probe;
         self.bind_session();
         Ok(())
+    }
+
+    /// The changes in `bytes` (change chunks or a whole document) that this
+    /// visit does not hold yet, each with the editor it names, checked the
+    /// same way `load_incremental` checks them but not applied.
+    ///
+    /// Automerge writes the author into an actor's first change only; a
+    /// later change names the author of its actor's first change, found in
+    /// the same bytes or in this visit.
+    pub fn incoming_changes(&self, bytes: &[u8]) -> Result<Vec<(Change, Option<Editor>)>> {
+        let (all, loaded) = match change_chunks(bytes)? {
+            Some(chunks) => (
+                chunks
+                    .into_iter()
+                    .map(|c| {
+                        Change::from_bytes(c.to_vec())
+                            .map_err(|e| Error::NotAVisit(format!("unreadable change: {e}")))
+                    })
+                    .collect::<Result<Vec<_>>>()?,
+                None,
+            ),
+            None => {
+                let doc = Automerge::load_with_options(bytes, LoadOptions::new().on_partial_load(OnPartialLoad::Error))
+                    .map_err(|e| Error::NotAVisit(format!("unreadable document: {e}")))?;
+                (doc.get_changes(&[]), Some(doc))
+            }
+        };
+        let first_authors: std::collections::HashMap<automerge::ActorId, Editor> = all
+            .iter()
+            .filter_map(|c| Some((c.actor_id().clone(), Editor::of_change(c)?)))
+            .collect();
+        Ok(all
+            .into_iter()
+            .filter(|c| self.doc.get_change_by_hash(&c.hash()).is_none())
+            .map(|c| {
+                let author = Editor::of_change(&c)
+                    .or_else(|| first_authors.get(c.actor_id()).cloned())
+                    .or_else(|| author_of_actor(&self.doc, c.actor_id()))
+                    .or_else(|| loaded.as_ref().and_then(|d| author_of_actor(d, c.actor_id())));
+                (c, author)
+            })
+            .collect())
+    }
+
+    /// Every change of the document with the editor it names, in causal order.
+    pub fn changes_with_authors(&self) -> Vec<(Change, Option<Editor>)> {
+        self.doc
+            .get_changes(&[])
+            .into_iter()
+            .map(|c| {
+                let author = author_of_actor(&self.doc, c.actor_id());
+                (c, author)
+            })
+            .collect()
+    }
+
+    /// Hashes of the changes not covered by `heads` (all of them for `[]`).
+    pub fn change_hashes_after(&self, heads: &[ChangeHash]) -> Vec<ChangeHash> {
+        self.doc
+            .get_changes_meta(heads)
+            .into_iter()
+            .map(|m| m.hash)
+            .collect()
+    }
+
+    /// Hashes of the changes after `heads` whose author field names `device`.
+    pub fn changes_by(
+        &self,
+        heads: &[ChangeHash],
+        device: &crate::ids::DeviceId,
+    ) -> Vec<ChangeHash> {
+        self.doc
+            .get_changes_meta(heads)
+            .into_iter()
+            .filter(|m| {
+                m.author
+                    .as_ref()
+                    .and_then(|a| crate::session::Editor::from_author_bytes(a.as_bytes()))
+                    .is_some_and(|e| &e.device == device)
+            })
+            .map(|m| m.hash)
+            .collect()
+    }
+
+    /// Every change of the document, in causal order.
+    pub fn changes(&self) -> Vec<Change> {
+        self.doc.get_changes(&[])
     }
 
     /// Change hashes whose dependencies have not arrived yet.

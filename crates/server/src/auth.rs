@@ -88,7 +88,21 @@ pub fn enroll(
     store: &mut Store,
     code: &str,
     device_name: &str,
+    public_key: &str,
 ) -> Result<(DeviceRecord, String), Problem> {
+    let key: Option<Vec<u8>> = (public_key.len() == 64)
+        .then(|| {
+            (0..64)
+                .step_by(2)
+                .map(|i| u8::from_str_radix(public_key.get(i..i + 2)?, 16).ok())
+                .collect()
+        })
+        .flatten();
+    let Some(public_key) = key else {
+        return Err(Problem::BadRequest(
+            "public_key must be an Ed25519 public key: 64 hex characters".into(),
+        ));
+    };
     let name = device_name.trim();
     if name.is_empty() || name.chars().count() > 100 {
         return Err(Problem::BadRequest(
@@ -104,6 +118,7 @@ pub fn enroll(
             &device_id,
             name,
             &secrets::sha256(&token),
+            &public_key,
         )
         .map_err(|e| Problem::Internal(e.to_string()))?;
     match outcome {

@@ -10,6 +10,7 @@ use std::collections::HashSet;
 use std::sync::atomic::Ordering::Relaxed;
 
 use crate::metrics::Metrics;
+use crate::trust;
 
 /// Visits new to the server loaded in parallel at a time.
 const LOAD_WINDOW: usize = 16;
@@ -39,8 +40,20 @@ fn result(
         status,
         heads,
         changes,
+        signatures: Vec::new(),
         message,
     }
+}
+
+fn to_wire(records: Vec<kiemtra_store::SignatureRecord>) -> Vec<kiemtra_sync_protocol::Signature> {
+    records
+        .into_iter()
+        .map(|s| kiemtra_sync_protocol::Signature {
+            signer: s.signer,
+            hashes: s.hashes.iter().map(|h| h.0).collect(),
+            signature: s.signature,
+        })
+        .collect()
 }
 
 fn refuse(visit_id: &str, status: VisitStatus, message: impl Into<String>) -> VisitResult {
@@ -130,13 +143,9 @@ pub fn sync(
                 .map(|h| h.0)
                 .collect();
             metrics.visits_sent.fetch_add(1, Relaxed);
-            visits.push(result(
-                &entry.visit_id,
-                VisitStatus::Ok,
-                heads,
-                doc,
-                String::new(),
-            ));
+            let mut r = result(&entry.visit_id, VisitStatus::Ok, heads, doc, String::new());
+            r.signatures = to_wire(store.signatures_of(&id)?);
+            visits.push(r);
         }
         cursor = Cursor {
             seq: entry.seq,
@@ -231,7 +240,35 @@ fn offer_result(
     }
     let applied = !offer.changes.is_empty();
     if applied {
-        match store.apply_remote(&id, &offer.changes) {
+        if !trust::WRITERS.contains(&device.role.as_str()) {
+            return Some(refuse(
+                vid,
+                VisitStatus::Denied,
+                format!("{}s never write visit contents", device.role),
+            ));
+        }
+        let incoming = match store
+            .visit(&id)
+            .and_then(|v| Ok(v.incoming_changes(&offer.changes)?))
+        {
+            Ok(c) => c,
+            Err(e) => return Some(refuse(vid, VisitStatus::Invalid, e.to_string())),
+        };
+        let keep = match trust::check(
+            store,
+            vid,
+            &summary.team,
+            &incoming,
+            &offer.signatures,
+            &crate::auth::now(),
+        ) {
+            Ok(keep) => keep,
+            Err((status, message)) => return Some(refuse(vid, status, message)),
+        };
+        match store
+            .apply_remote(&id, &offer.changes)
+            .and_then(|_| store.record_signatures(&id, &keep))
+        {
             Ok(_) => {}
             Err(kiemtra_store::Error::Visit(kiemtra_core::Error::MissingChanges(_))) => {
                 let heads = store.summary(&id).map(|s| s.heads).unwrap_or_default();
@@ -290,13 +327,19 @@ fn offer_result(
     }
     *used += missing.len();
     metrics.visits_sent.fetch_add(1, Relaxed);
-    Some(result(
+    let sent = visit.change_hashes_after(&device_heads);
+    let mut r = result(
         vid,
         VisitStatus::Ok,
         from_hashes(&server_heads),
         missing,
         String::new(),
-    ))
+    );
+    r.signatures = match store.signatures_covering(&id, &sent) {
+        Ok(s) => to_wire(s),
+        Err(e) => return Some(refuse(vid, VisitStatus::Invalid, e.to_string())),
+    };
+    Some(r)
 }
 
 /// A visit the server does not hold: created on the device, or lost by a
@@ -360,7 +403,29 @@ fn new_visit(
     if !visit.missing_deps().is_empty() {
         return refuse(vid, VisitStatus::Invalid, "the document is missing changes");
     }
-    match store.insert_loaded(visit, &offer.changes) {
+    if !trust::WRITERS.contains(&device.role.as_str()) {
+        return refuse(
+            vid,
+            VisitStatus::Denied,
+            format!("{}s never write visit contents", device.role),
+        );
+    }
+    let team = visit.meta().map(|m| m.team.to_string()).unwrap_or_default();
+    let keep = match trust::check(
+        store,
+        vid,
+        &team,
+        &visit.changes_with_authors(),
+        &offer.signatures,
+        &crate::auth::now(),
+    ) {
+        Ok(keep) => keep,
+        Err((status, message)) => return refuse(vid, status, message),
+    };
+    match store
+        .insert_loaded(visit, &offer.changes)
+        .and_then(|summary| store.record_signatures(id, &keep).map(|_| summary))
+    {
         Ok(summary) => {
             metrics.visits_applied.fetch_add(1, Relaxed);
             let heads: Vec<Hash> = summary

@@ -7,6 +7,7 @@ mod problem;
 mod routes;
 mod secrets;
 mod startup;
+mod trust;
 
 pub use auth::{ROLES, create_enrollment_code, now};
 pub use problem::Problem;

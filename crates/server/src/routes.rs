@@ -27,6 +27,8 @@ pub async fn metrics(state: web::Data<AppState>) -> HttpResponse {
 pub struct EnrollRequest {
     code: String,
     device_name: String,
+    /// The device's Ed25519 public key, 64 hex characters.
+    public_key: String,
 }
 
 #[derive(Serialize)]
@@ -46,7 +48,7 @@ pub async fn enroll(
     let st = state.clone();
     let (record, token) = web::block(move || {
         let mut store = st.store();
-        auth::enroll(&mut store, &body.code, &body.device_name)
+        auth::enroll(&mut store, &body.code, &body.device_name, &body.public_key)
     })
     .await
     .map_err(|e| Problem::Internal(e.to_string()))??;

@@ -2,8 +2,11 @@
 //! and device-side settings. Secrets arrive already hashed: the store never
 //! sees a code or token in plaintext.
 
+use automerge::ChangeHash;
+use kiemtra_core::VisitId;
 use rusqlite::{OptionalExtension, params};
 use serde::{Deserialize, Serialize};
+use std::collections::HashSet;
 
 use crate::error::{Error, Result};
 use crate::store::Store;
@@ -18,6 +21,17 @@ pub struct DeviceRecord {
     pub name: String,
     pub enrolled_at: String,
     pub revoked_at: Option<String>,
+    /// The device's Ed25519 public key (32 bytes).
+    pub public_key: Vec<u8>,
+}
+
+/// A device's signature over a batch of change hashes of one visit.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SignatureRecord {
+    pub signer: String,
+    pub hashes: Vec<ChangeHash>,
+    pub signature: Vec<u8>,
+    pub received_at: String,
 }
 
 /// Why an enrollment code was refused.
@@ -45,10 +59,27 @@ fn read_device(r: &rusqlite::Row<'_>) -> rusqlite::Result<DeviceRecord> {
         name: r.get(4)?,
         enrolled_at: r.get(5)?,
         revoked_at: r.get(6)?,
+        public_key: r.get(7)?,
     })
 }
 
-const DEVICE_COLUMNS: &str = "device_id, user_id, team, role, name, enrolled_at, revoked_at";
+const DEVICE_COLUMNS: &str =
+    "device_id, user_id, team, role, name, enrolled_at, revoked_at, public_key";
+
+fn pack(hashes: &[ChangeHash]) -> Vec<u8> {
+    hashes.iter().flat_map(|h| h.0).collect()
+}
+
+fn unpack(bytes: &[u8]) -> Vec<ChangeHash> {
+    bytes
+        .chunks_exact(32)
+        .map(|c| {
+            let mut h = [0u8; 32];
+            h.copy_from_slice(c);
+            ChangeHash(h)
+        })
+        .collect()
+}
 
 impl Store {
     /// Records a new enrollment code (by its digest).
@@ -79,6 +110,7 @@ impl Store {
         device_id: &str,
         device_name: &str,
         token_hash: &[u8],
+        public_key: &[u8],
     ) -> Result<std::result::Result<DeviceRecord, EnrollmentRefusal>> {
         let tx = self.conn_mut().savepoint()?;
         let row: Option<(String, String, String, String, Option<String>)> = tx
@@ -102,9 +134,9 @@ impl Store {
             params![code_hash, now, device_id],
         )?;
         tx.execute(
-            "INSERT INTO devices (device_id, user_id, team, role, name, token_hash, enrolled_at)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-            params![device_id, user_id, team, role, device_name, token_hash, now],
+            "INSERT INTO devices (device_id, user_id, team, role, name, token_hash, enrolled_at, public_key)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+            params![device_id, user_id, team, role, device_name, token_hash, now, public_key],
         )?;
         tx.commit()?;
         Ok(Ok(DeviceRecord {
@@ -115,6 +147,7 @@ impl Store {
             name: device_name.into(),
             enrolled_at: now.into(),
             revoked_at: None,
+            public_key: public_key.to_vec(),
         }))
     }
 
@@ -128,6 +161,126 @@ impl Store {
                 read_device,
             )
             .optional()?)
+    }
+
+    /// A device by its id, revoked or not.
+    pub fn device(&self, device_id: &str) -> Result<Option<DeviceRecord>> {
+        Ok(self
+            .conn()
+            .query_row(
+                &format!("SELECT {DEVICE_COLUMNS} FROM devices WHERE device_id = ?1"),
+                [device_id],
+                read_device,
+            )
+            .optional()?)
+    }
+
+    /// Keeps signatures for a visit; each covered change remembers the
+    /// first signature that covered it and when that arrived.
+    pub fn record_signatures(&mut self, visit: &VisitId, sigs: &[SignatureRecord]) -> Result<()> {
+        let tx = self.conn_mut().savepoint()?;
+        for s in sigs {
+            tx.execute(
+                "INSERT INTO signatures (visit_id, signer, hashes, signature, received_at) VALUES (?1, ?2, ?3, ?4, ?5)",
+                params![visit.as_str(), s.signer, pack(&s.hashes), s.signature, s.received_at],
+            )?;
+            let id = tx.last_insert_rowid();
+            for h in &s.hashes {
+                tx.execute(
+                    "INSERT OR IGNORE INTO signed_changes (visit_id, hash, signature_id, received_at) VALUES (?1, ?2, ?3, ?4)",
+                    params![visit.as_str(), h.0.as_slice(), id, s.received_at],
+                )?;
+            }
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// The changes of a visit that some kept signature covers.
+    pub fn signed_hashes(&self, visit: &VisitId) -> Result<HashSet<ChangeHash>> {
+        let mut stmt = self
+            .conn()
+            .prepare_cached("SELECT hash FROM signed_changes WHERE visit_id = ?1")?;
+        let rows = stmt.query_map([visit.as_str()], |r| r.get::<_, Vec<u8>>(0))?;
+        let mut out = HashSet::new();
+        for r in rows {
+            out.extend(unpack(&r?));
+        }
+        Ok(out)
+    }
+
+    /// The kept signatures that cover any of `hashes` (one query per visit:
+    /// a visit has about one signature per sync, however many changes).
+    pub fn signatures_covering(
+        &self,
+        visit: &VisitId,
+        hashes: &[ChangeHash],
+    ) -> Result<Vec<SignatureRecord>> {
+        let wanted: HashSet<&ChangeHash> = hashes.iter().collect();
+        let mut stmt = self.conn().prepare_cached(
+            "SELECT signer, hashes, signature, received_at FROM signatures WHERE visit_id = ?1 ORDER BY id",
+        )?;
+        let rows = stmt.query_map([visit.as_str()], |r| {
+            Ok(SignatureRecord {
+                signer: r.get(0)?,
+                hashes: unpack(&r.get::<_, Vec<u8>>(1)?),
+                signature: r.get(2)?,
+                received_at: r.get(3)?,
+            })
+        })?;
+        let mut out = Vec::new();
+        for row in rows {
+            let s = row?;
+            if s.hashes.iter().any(|h| wanted.contains(h)) {
+                out.push(s);
+            }
+        }
+        Ok(out)
+    }
+
+    /// Every kept signature of a visit.
+    pub fn signatures_of(&self, visit: &VisitId) -> Result<Vec<SignatureRecord>> {
+        let mut stmt = self.conn().prepare_cached(
+            "SELECT signer, hashes, signature, received_at FROM signatures WHERE visit_id = ?1 ORDER BY id",
+        )?;
+        let rows = stmt.query_map([visit.as_str()], |r| {
+            Ok(SignatureRecord {
+                signer: r.get(0)?,
+                hashes: unpack(&r.get::<_, Vec<u8>>(1)?),
+                signature: r.get(2)?,
+                received_at: r.get(3)?,
+            })
+        })?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// Every kept signature of a visit with the time each covered change
+    /// was first received, for audits.
+    pub fn change_receipts(&self, visit: &VisitId) -> Result<Vec<(ChangeHash, SignatureRecord)>> {
+        let mut stmt = self.conn().prepare(
+            "SELECT c.hash, s.signer, s.hashes, s.signature, c.received_at
+             FROM signed_changes c JOIN signatures s ON s.id = c.signature_id
+             WHERE c.visit_id = ?1",
+        )?;
+        let rows = stmt.query_map([visit.as_str()], |r| {
+            Ok((
+                r.get::<_, Vec<u8>>(0)?,
+                SignatureRecord {
+                    signer: r.get(1)?,
+                    hashes: unpack(&r.get::<_, Vec<u8>>(2)?),
+                    signature: r.get(3)?,
+                    received_at: r.get(4)?,
+                },
+            ))
+        })?;
+        let mut out = Vec::new();
+        for row in rows {
+            let (h, s) = row?;
+            if let Some(hash) = unpack(&h).first() {
+                out.push((*hash, s));
+            }
+        }
+        Ok(out)
     }
 
     pub fn devices(&self) -> Result<Vec<DeviceRecord>> {

@@ -11,11 +11,12 @@ static MIGRATIONS: LazyLock<Migrations<'static>> = LazyLock::new(|| {
         M::up(include_str!("../migrations/001_visits.sql")),
         M::up(include_str!("../migrations/002_sync_state.sql")),
         M::up(include_str!("../migrations/003_sync_server.sql")),
+        M::up(include_str!("../migrations/004_signatures.sql")),
     ])
 });
 
 /// The schema version a fully migrated store has.
-pub const SCHEMA_VERSION: usize = 3;
+pub const SCHEMA_VERSION: usize = 4;
 
 pub(crate) fn migrations() -> &'static Migrations<'static> {
     &MIGRATIONS

@@ -1,0 +1,172 @@
+//! The acceptance rule for changes arriving in a sync request.
+//!
+//! Every change the server does not hold yet must name its author (device
+//! and user, in Automerge's author field) and be covered by a signature of
+//! exactly that device's key over a batch of change hashes. The device must
+//! be enrolled and unrevoked, belong to the user it names, be of the visit's
+//! team, and have a role that writes. A signature only ever vouches for the
+//! changes its device authored: a change slipped into someone's history in
+//! their name fails, whoever forwards it.
+
+use kiemtra_core::{Change, ChangeHash, Editor};
+use kiemtra_store::{DeviceRecord, SignatureRecord, Store};
+use kiemtra_sync_protocol::{Signature, VisitStatus};
+use ring::signature::{ED25519, UnparsedPublicKey};
+use std::collections::HashMap;
+
+/// Roles whose devices may write visit contents.
+pub const WRITERS: [&str; 2] = ["inspector", "supervisor"];
+
+/// Why a visit's changes were refused: the status to answer and a message
+/// naming the change and the rule.
+pub type Refusal = (VisitStatus, String);
+
+fn short(h: &ChangeHash) -> String {
+    h.to_string().chars().take(12).collect()
+}
+
+/// Checks `changes` (those new to the server) of visit `visit_id` of team
+/// `team` against `signatures`. On success returns the signatures that
+/// cover them, stamped with the receive time `now`, for keeping.
+pub fn check(
+    store: &Store,
+    visit_id: &str,
+    team: &str,
+    changes: &[(Change, Option<Editor>)],
+    signatures: &[Signature],
+    now: &str,
+) -> Result<Vec<SignatureRecord>, Refusal> {
+    let internal = |e: kiemtra_store::Error| (VisitStatus::Invalid, e.to_string());
+    let mut devices: HashMap<String, Option<DeviceRecord>> = HashMap::new();
+    let mut device = |id: &str| -> Result<Option<DeviceRecord>, Refusal> {
+        if !devices.contains_key(id) {
+            devices.insert(id.to_owned(), store.device(id).map_err(internal)?);
+        }
+        Ok(devices.get(id).cloned().flatten())
+    };
+    let new: std::collections::HashSet<ChangeHash> = changes.iter().map(|(c, _)| c.hash()).collect();
+    // Verify every signature that covers a new change; remember who signed what.
+    let mut signed_by: HashMap<ChangeHash, String> = HashMap::new();
+    let mut keep = Vec::new();
+    for s in signatures {
+        let hashes: Vec<ChangeHash> = s.hashes.iter().map(|h| ChangeHash(*h)).collect();
+        if !hashes.iter().any(|h| new.contains(h)) {
+            continue;
+        }
+        let Some(signer) = device(&s.signer)? else {
+            return Err((
+                VisitStatus::Denied,
+                format!("signature by unknown device {}", s.signer),
+            ));
+        };
+        let message = Signature::message(visit_id, &s.hashes);
+        if UnparsedPublicKey::new(&ED25519, &signer.public_key)
+            .verify(&message, &s.signature)
+            .is_err()
+        {
+            return Err((
+                VisitStatus::Invalid,
+                format!(
+                    "the signature of device {} does not verify over the changes it lists",
+                    s.signer
+                ),
+            ));
+        }
+        for h in &hashes {
+            signed_by.insert(*h, s.signer.clone());
+        }
+        keep.push(SignatureRecord {
+            signer: s.signer.clone(),
+            hashes,
+            signature: s.signature.clone(),
+            received_at: now.to_owned(),
+        });
+    }
+    for (c, author) in changes {
+        let h = c.hash();
+        let Some(author) = author else {
+            return Err((
+                VisitStatus::Invalid,
+                format!("change {} names no author", short(&h)),
+            ));
+        };
+        let Some(record) = device(author.device.as_str())? else {
+            return Err((
+                VisitStatus::Denied,
+                format!(
+                    "change {} names device {}, which is not enrolled",
+                    short(&h),
+                    author.device
+                ),
+            ));
+        };
+        if record.user_id != author.user.as_str() {
+            return Err((
+                VisitStatus::Invalid,
+                format!(
+                    "change {} names user {} on device {}, which belongs to {}",
+                    short(&h),
+                    author.user,
+                    author.device,
+                    record.user_id
+                ),
+            ));
+        }
+        if record.revoked_at.is_some() {
+            return Err((
+                VisitStatus::Denied,
+                format!(
+                    "change {} is by device {}, which is revoked",
+                    short(&h),
+                    author.device
+                ),
+            ));
+        }
+        if record.team != team {
+            return Err((
+                VisitStatus::Denied,
+                format!(
+                    "change {} is by device {} of another team",
+                    short(&h),
+                    author.device
+                ),
+            ));
+        }
+        if !WRITERS.contains(&record.role.as_str()) {
+            return Err((
+                VisitStatus::Denied,
+                format!(
+                    "change {} is by a {} device; {}s never write visit contents",
+                    short(&h),
+                    record.role,
+                    record.role
+                ),
+            ));
+        }
+        match signed_by.get(&h) {
+            Some(signer) if signer == author.device.as_str() => {}
+            Some(signer) => {
+                return Err((
+                    VisitStatus::Invalid,
+                    format!(
+                        "change {} names device {}, but was signed by {}",
+                        short(&h),
+                        author.device,
+                        signer
+                    ),
+                ));
+            }
+            None => {
+                return Err((
+                    VisitStatus::Invalid,
+                    format!(
+                        "change {} by device {} carries no signature",
+                        short(&h),
+                        author.device
+                    ),
+                ));
+            }
+        }
+    }
+    Ok(keep)
+}
