@@ -455,8 +455,11 @@ impl Visit {
                 None,
             ),
             None => {
-                let doc = Automerge::load_with_options(bytes, LoadOptions::new().on_partial_load(OnPartialLoad::Error))
-                    .map_err(|e| Error::NotAVisit(format!("unreadable document: {e}")))?;
+                let doc = Automerge::load_with_options(
+                    bytes,
+                    LoadOptions::new().on_partial_load(OnPartialLoad::Error),
+                )
+                .map_err(|e| Error::NotAVisit(format!("unreadable document: {e}")))?;
                 (doc.get_changes(&[]), Some(doc))
             }
         };
@@ -471,7 +474,11 @@ impl Visit {
                 let author = Editor::of_change(&c)
                     .or_else(|| first_authors.get(c.actor_id()).cloned())
                     .or_else(|| author_of_actor(&self.doc, c.actor_id()))
-                    .or_else(|| loaded.as_ref().and_then(|d| author_of_actor(d, c.actor_id())));
+                    .or_else(|| {
+                        loaded
+                            .as_ref()
+                            .and_then(|d| author_of_actor(d, c.actor_id()))
+                    });
                 (c, author)
             })
             .collect())

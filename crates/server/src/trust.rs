@@ -44,7 +44,8 @@ pub fn check(
         }
         Ok(devices.get(id).cloned().flatten())
     };
-    let new: std::collections::HashSet<ChangeHash> = changes.iter().map(|(c, _)| c.hash()).collect();
+    let new: std::collections::HashSet<ChangeHash> =
+        changes.iter().map(|(c, _)| c.hash()).collect();
     // Verify every signature that covers a new change; remember who signed what.
     let mut signed_by: HashMap<ChangeHash, String> = HashMap::new();
     let mut keep = Vec::new();
