@@ -9,3 +9,4 @@ mod faults;
 mod harness;
 mod merge;
 mod operations;
+mod trust;

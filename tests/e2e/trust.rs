@@ -1,0 +1,324 @@
+//! The acceptance rule: every refused change gets a clear per-visit error and
+//! nothing of it is stored.
+
+use crate::harness::*;
+use kiemtra_core::*;
+use kiemtra_sync_protocol::{
+    Cursor, MEDIA_TYPE, Signature, SyncRequest, SyncResponse, VisitOffer, VisitStatus,
+};
+
+/// A change to `id` made with `by`'s session (so it names `by` as author),
+/// on top of what the server holds; returns the bytes and their hashes.
+fn change_by(
+    by: &Device,
+    base: &[u8],
+    id: &VisitId,
+) -> (Vec<u8>, Vec<ChangeHash>, Vec<ChangeHash>) {
+    let mut v = Visit::load(base, by.store.session()).expect("load");
+    let heads = v.heads();
+    v.record_attendance(
+        &staff(1),
+        AttendanceMark::Absent(AbsenceReason::Unexcused),
+        "",
+        None,
+    )
+    .expect("record");
+    let _ = id;
+    (
+        v.save_after(&heads),
+        v.change_hashes_after(&heads),
+        v.heads(),
+    )
+}
+
+fn sign(by: &Device, id: &str, hashes: &[ChangeHash]) -> Signature {
+    let creds = by.client.credentials();
+    Signature {
+        signer: creds.device_id.clone(),
+        hashes: hashes.iter().map(|h| h.0).collect(),
+        signature: creds.sign(id, hashes).expect("sign"),
+    }
+}
+
+/// Sends one offer as `via` and returns the visit's answer.
+async fn offer(
+    url: &str,
+    via: &Device,
+    id: &str,
+    heads: Vec<ChangeHash>,
+    changes: Vec<u8>,
+    signatures: Vec<Signature>,
+) -> (VisitStatus, String) {
+    let request = SyncRequest {
+        cursor: Cursor::default(),
+        max_response: 0,
+        visits: vec![VisitOffer {
+            visit_id: id.into(),
+            heads: heads.iter().map(|h| h.0).collect(),
+            confirmed: None,
+            changes,
+            signatures,
+        }],
+    };
+    let resp = reqwest::Client::new()
+        .post(format!("{url}/v1/sync"))
+        .bearer_auth(&via.client.credentials().token)
+        .header("Content-Type", MEDIA_TYPE)
+        .body(request.encode())
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(
+        resp.status(),
+        reqwest::StatusCode::OK,
+        "{:?}",
+        resp.text().await
+    );
+    let answer =
+        SyncResponse::decode(&resp.bytes().await.expect("body"), usize::MAX).expect("decode");
+    let r = answer
+        .visits
+        .into_iter()
+        .find(|v| v.visit_id == id)
+        .expect("answered");
+    (r.status, r.message)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn forged_unauthorised_and_tampered_changes_are_refused_and_nothing_is_stored() {
+    let dir = tempfile::tempdir().expect("dir");
+    let server = ServerProcess::start(&dir.path().join("server"));
+    let (data, url) = (server.data.clone(), server.url());
+    let d = |n: &str| dir.path().join(n);
+    let mut a = Device::enroll(&data, &url, "insp-a", "team-1", "inspector", &d("a")).await;
+    let mut b = Device::enroll(&data, &url, "insp-b", "team-1", "inspector", &d("b")).await;
+    let z = Device::enroll(&data, &url, "insp-z", "team-2", "inspector", &d("z")).await;
+    let auditor = Device::enroll(&data, &url, "audit-1", "team-1", "auditor", &d("aud")).await;
+    let admin = Device::enroll(&data, &url, "admin-1", "team-1", "administrator", &d("adm")).await;
+    let id = vid("v-1");
+    a.store
+        .create_visit(new_visit("v-1", "team-1", 4), &template())
+        .expect("create");
+    a.sync().await;
+    b.sync().await;
+    let base = a.store.visit(&id).expect("v").save();
+    let before = server_state(&data, &id);
+    let expect = |got: (VisitStatus, String), status: VisitStatus, words: &str| {
+        assert_eq!(got.0, status, "{}", got.1);
+        assert!(got.1.contains(words), "expected {words:?} in {:?}", got.1);
+    };
+
+    // Signed with another device's key, under the author's name.
+    let (bytes, hashes, heads) = change_by(&a, &base, &id);
+    let mut forged = sign(&b, "v-1", &hashes);
+    forged.signer = a.client.credentials().device_id.clone();
+    expect(
+        offer(&url, &a, "v-1", heads.clone(), bytes.clone(), vec![forged]).await,
+        VisitStatus::Invalid,
+        "does not verify",
+    );
+    // Names a device that did not sign it (a valid signature by someone else).
+    expect(
+        offer(
+            &url,
+            &b,
+            "v-1",
+            heads.clone(),
+            bytes.clone(),
+            vec![sign(&b, "v-1", &hashes)],
+        )
+        .await,
+        VisitStatus::Invalid,
+        "was signed by",
+    );
+    // Stripped signature.
+    expect(
+        offer(&url, &a, "v-1", heads.clone(), bytes.clone(), vec![]).await,
+        VisitStatus::Invalid,
+        "carries no signature",
+    );
+    // A signature over other visit's message does not cover these changes here.
+    expect(
+        offer(
+            &url,
+            &a,
+            "v-1",
+            heads.clone(),
+            bytes.clone(),
+            vec![sign(&a, "v-2", &hashes)],
+        )
+        .await,
+        VisitStatus::Invalid,
+        "does not verify",
+    );
+    // Altered change bytes.
+    let mut altered = bytes.clone();
+    let mid = altered.len() / 2;
+    altered[mid] ^= 0xff;
+    expect(
+        offer(
+            &url,
+            &a,
+            "v-1",
+            heads.clone(),
+            altered,
+            vec![sign(&a, "v-1", &hashes)],
+        )
+        .await,
+        VisitStatus::Invalid,
+        "unreadable",
+    );
+
+    // A device of another team: its own write, and its change forwarded by a team member.
+    let (zb, zh, zheads) = change_by(&z, &base, &id);
+    expect(
+        offer(
+            &url,
+            &z,
+            "v-1",
+            zheads.clone(),
+            zb.clone(),
+            vec![sign(&z, "v-1", &zh)],
+        )
+        .await,
+        VisitStatus::Denied,
+        "another team",
+    );
+    expect(
+        offer(&url, &b, "v-1", zheads, zb, vec![sign(&z, "v-1", &zh)]).await,
+        VisitStatus::Denied,
+        "another team",
+    );
+    // An auditor's write and an administrator's edit of visit contents.
+    let (ab, ah, aheads) = change_by(&auditor, &base, &id);
+    expect(
+        offer(
+            &url,
+            &auditor,
+            "v-1",
+            aheads.clone(),
+            ab.clone(),
+            vec![sign(&auditor, "v-1", &ah)],
+        )
+        .await,
+        VisitStatus::Denied,
+        "auditors never write",
+    );
+    expect(
+        offer(
+            &url,
+            &b,
+            "v-1",
+            aheads,
+            ab,
+            vec![sign(&auditor, "v-1", &ah)],
+        )
+        .await,
+        VisitStatus::Denied,
+        "auditors never write",
+    );
+    let (mb, mh, mheads) = change_by(&admin, &base, &id);
+    expect(
+        offer(
+            &url,
+            &admin,
+            "v-1",
+            mheads,
+            mb,
+            vec![sign(&admin, "v-1", &mh)],
+        )
+        .await,
+        VisitStatus::Denied,
+        "administrators never write",
+    );
+
+    assert_eq!(
+        server_state(&data, &id),
+        before,
+        "nothing of any refused change was stored"
+    );
+
+    // The genuine change, properly signed, is accepted.
+    expect(
+        offer(
+            &url,
+            &a,
+            "v-1",
+            heads.clone(),
+            bytes.clone(),
+            vec![sign(&a, "v-1", &hashes)],
+        )
+        .await,
+        VisitStatus::Ok,
+        "",
+    );
+    assert_ne!(server_state(&data, &id), before);
+
+    // From a revoked device: its next change, forwarded by a team member, is refused.
+    let accepted = {
+        let mut v = Visit::load(&base, a.store.session()).expect("load");
+        v.load_incremental(&bytes).expect("accepted change");
+        v.save()
+    };
+    let (rb, rh, rheads) = change_by(&a, &accepted, &id);
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_kiemtra-server"))
+        .args(["revoke", &a.client.credentials().device_id, "--data"])
+        .arg(&data)
+        .output()
+        .expect("revoke");
+    assert!(out.status.success());
+    let after_accept = server_state(&data, &id);
+    expect(
+        offer(&url, &b, "v-1", rheads, rb, vec![sign(&a, "v-1", &rh)]).await,
+        VisitStatus::Denied,
+        "revoked",
+    );
+    assert_eq!(server_state(&data, &id), after_accept);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn signatures_travel_with_changes_to_other_devices() {
+    let dir = tempfile::tempdir().expect("dir");
+    let server = ServerProcess::start(&dir.path().join("server"));
+    let mut a = Device::enroll(
+        &server.data,
+        &server.url(),
+        "insp-a",
+        "team-1",
+        "inspector",
+        &dir.path().join("a"),
+    )
+    .await;
+    let mut b = Device::enroll(
+        &server.data,
+        &server.url(),
+        "insp-b",
+        "team-1",
+        "inspector",
+        &dir.path().join("b"),
+    )
+    .await;
+    let id = vid("v-1");
+    a.store
+        .create_visit(new_visit("v-1", "team-1", 4), &template())
+        .expect("create");
+    a.store
+        .edit(&id, |v| {
+            v.record_attendance(&staff(0), AttendanceMark::Present, "", None)
+        })
+        .expect("edit");
+    a.sync().await;
+    b.sync().await;
+    let all = b.store.visit(&id).expect("v").change_hashes_after(&[]);
+    let signed = b.store.signed_hashes(&id).expect("signed");
+    assert_eq!(all.len(), 2);
+    assert!(
+        all.iter().all(|h| signed.contains(h)),
+        "b holds a's signatures for every change it received"
+    );
+    let sigs = b.store.signatures_covering(&id, &all).expect("sigs");
+    assert!(
+        sigs.iter()
+            .all(|s| s.signer == a.client.credentials().device_id)
+    );
+}
