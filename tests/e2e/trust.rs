@@ -322,3 +322,105 @@ async fn signatures_travel_with_changes_to_other_devices() {
             .all(|s| s.signer == a.client.credentials().device_id)
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn only_supervisors_approve_return_or_settle_conflicts() {
+    let dir = tempfile::tempdir().expect("dir");
+    let server = ServerProcess::start(&dir.path().join("server"));
+    let (data, url) = (server.data.clone(), server.url());
+    let d = |n: &str| dir.path().join(n);
+    let mut a = Device::enroll(&data, &url, "insp-a", "team-1", "inspector", &d("a")).await;
+    let mut b = Device::enroll(&data, &url, "insp-b", "team-1", "inspector", &d("b")).await;
+    let mut sup = Device::enroll(&data, &url, "sup-1", "team-1", "supervisor", &d("s")).await;
+    let id = vid("v-1");
+    a.store
+        .create_visit(new_visit("v-1", "team-1", 4), &template())
+        .expect("create");
+    a.sync().await;
+    b.sync().await;
+    a.store
+        .edit(&id, |v| {
+            v.record_attendance(&staff(2), AttendanceMark::Present, "", None)
+        })
+        .expect("a");
+    b.store
+        .edit(&id, |v| {
+            v.record_attendance(&staff(2), AttendanceMark::Late, "", None)
+        })
+        .expect("b");
+    a.sync().await;
+    b.sync().await;
+    a.sync().await;
+    assert_eq!(a.state(&id).conflicts().len(), 1);
+
+    // Inspectors' attempts, each from its own copy so one refusal does not hide another.
+    let attempts: [(&str, fn(&mut Visit) -> kiemtra_core::Result<()>); 3] = [
+        ("settle a conflict", |v| {
+            v.resolve(&FieldRef::Attendance { staff: staff(2) }, 0)
+        }),
+        ("approve the visit", |v| {
+            v.resolve(&FieldRef::Attendance { staff: staff(2) }, 0)?;
+            v.submit("")?;
+            v.approve("").map(|_| ())
+        }),
+        ("return the visit", |v| {
+            v.submit("")?;
+            v.return_visit("thiếu chữ ký")
+        }),
+    ];
+    let before = server_state(&data, &id);
+    for (what, attempt) in attempts {
+        let shared = d(&format!("copy-{}", what.replace(' ', "-")));
+        std::fs::create_dir_all(&shared).expect("dir");
+        for f in ["device.db", "device.db-wal", "device.db-shm"] {
+            if a.dir.join(f).exists() {
+                std::fs::copy(a.dir.join(f), shared.join(f)).expect("copy db");
+            }
+        }
+        let mut copy = Device {
+            store: open_device_store(&shared, a.client.credentials()),
+            client: kiemtra_client::SyncClient::new(a.client.credentials().clone(), fast_options())
+                .expect("client"),
+            dir: shared.clone(),
+        };
+        // The first two attempts need the submit to be a separate, allowed change.
+        copy.store.edit(&id, attempt).expect("local edit");
+        let report = copy
+            .client
+            .sync(&mut copy.store, &mut |_| {})
+            .await
+            .expect("sync");
+        let err = report
+            .errors
+            .iter()
+            .find(|e| e.visit_id == "v-1")
+            .unwrap_or_else(|| panic!("{what}: not refused"));
+        assert_eq!(err.status, VisitStatus::Denied, "{what}: {}", err.message);
+        assert!(
+            err.message.contains("only a supervisor may"),
+            "{what}: {}",
+            err.message
+        );
+        assert_eq!(server_state(&data, &id), before, "{what}: nothing stored");
+    }
+
+    // The supervisor may do all three.
+    sup.sync().await;
+    sup.store
+        .edit(&id, |v| {
+            v.resolve(&FieldRef::Attendance { staff: staff(2) }, 0)
+        })
+        .expect("resolve");
+    sup.store.edit(&id, |v| v.submit("")).expect("submit");
+    sup.store
+        .edit(&id, |v| v.return_visit("bổ sung ảnh"))
+        .expect("return");
+    sup.store.edit(&id, |v| v.submit("")).expect("resubmit");
+    sup.store
+        .edit(&id, |v| v.approve("").map(|_| ()))
+        .expect("approve");
+    sup.sync().await;
+    let s = server_state(&data, &id).expect("state");
+    assert_eq!(s.status(), kiemtra_core::VisitStatus::Approved);
+    assert!(s.conflicts().is_empty());
+}

@@ -484,6 +484,42 @@ impl Visit {
             .collect())
     }
 
+    /// What a change does that only a supervisor may do — approve or return
+    /// the visit, record an approval, or settle a conflict (a write that
+    /// supersedes two or more concurrent values) — in words, or `None`.
+    pub fn supervisor_only(&self, change: &Change) -> Option<&'static str> {
+        use automerge::legacy::{Key, ObjectId, OpType};
+        let approvals = match self.doc.get(ROOT, keys::APPROVALS) {
+            Ok(Some((_, automerge::ObjId::Id(counter, actor, _)))) => Some((counter, actor)),
+            _ => None,
+        };
+        for op in change.decode().operations {
+            if let ObjectId::Id(id) = &op.obj
+                && approvals
+                    .as_ref()
+                    .is_some_and(|(c, a)| *c == id.0 && *a == id.1)
+            {
+                return Some("record an approval");
+            }
+            if let (ObjectId::Root, Key::Map(k), OpType::Put(ScalarValue::Str(json))) =
+                (&op.obj, &op.key, &op.action)
+                && k.as_str() == keys::STATUS
+                && let Ok(s) = serde_json::from_str::<Stamped<StatusEntry>>(json)
+            {
+                match s.value.status {
+                    VisitStatus::Approved => return Some("approve the visit"),
+                    VisitStatus::Returned => return Some("return the visit"),
+                    _ => {}
+                }
+            }
+            if matches!((&op.key, &op.action), (Key::Map(_), OpType::Put(_))) && op.pred.len() >= 2
+            {
+                return Some("settle a conflict");
+            }
+        }
+        None
+    }
+
     /// Every change of the document with the editor it names, in causal order.
     pub fn changes_with_authors(&self) -> Vec<(Change, Option<Editor>)> {
         self.doc

@@ -254,8 +254,13 @@ fn offer_result(
             Ok(c) => c,
             Err(e) => return Some(refuse(vid, VisitStatus::Invalid, e.to_string())),
         };
+        let limits = match store.visit(&id) {
+            Ok(v) => trust::supervisor_only(v, &incoming),
+            Err(e) => return Some(refuse(vid, VisitStatus::Invalid, e.to_string())),
+        };
         let keep = match trust::check(
             store,
+            &limits,
             vid,
             &summary.team,
             &incoming,
@@ -411,11 +416,14 @@ fn new_visit(
         );
     }
     let team = visit.meta().map(|m| m.team.to_string()).unwrap_or_default();
+    let changes = visit.changes_with_authors();
+    let limits = trust::supervisor_only(&visit, &changes);
     let keep = match trust::check(
         store,
+        &limits,
         vid,
         &team,
-        &visit.changes_with_authors(),
+        &changes,
         &offer.signatures,
         &crate::auth::now(),
     ) {

@@ -8,7 +8,19 @@
 //! changes its device authored: a change slipped into someone's history in
 //! their name fails, whoever forwards it.
 
-use kiemtra_core::{Change, ChangeHash, Editor};
+use kiemtra_core::{Change, ChangeHash, Editor, Visit};
+
+/// What each change does that only a supervisor may do (see
+/// `Visit::supervisor_only`), for `check`.
+pub fn supervisor_only(
+    visit: &Visit,
+    changes: &[(Change, Option<Editor>)],
+) -> HashMap<ChangeHash, &'static str> {
+    changes
+        .iter()
+        .filter_map(|(c, _)| visit.supervisor_only(c).map(|w| (c.hash(), w)))
+        .collect()
+}
 use kiemtra_store::{DeviceRecord, SignatureRecord, Store};
 use kiemtra_sync_protocol::{Signature, VisitStatus};
 use ring::signature::{ED25519, UnparsedPublicKey};
@@ -30,6 +42,7 @@ fn short(h: &ChangeHash) -> String {
 /// cover them, stamped with the receive time `now`, for keeping.
 pub fn check(
     store: &Store,
+    supervisor_only: &HashMap<ChangeHash, &'static str>,
     visit_id: &str,
     team: &str,
     changes: &[(Change, Option<Editor>)],
@@ -141,6 +154,17 @@ pub fn check(
                     short(&h),
                     record.role,
                     record.role
+                ),
+            ));
+        }
+        if record.role == "inspector"
+            && let Some(what) = supervisor_only.get(&h)
+        {
+            return Err((
+                VisitStatus::Denied,
+                format!(
+                    "change {} by an inspector would {what}; only a supervisor may",
+                    short(&h)
                 ),
             ));
         }
