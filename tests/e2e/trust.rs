@@ -354,7 +354,8 @@ async fn only_supervisors_approve_return_or_settle_conflicts() {
     assert_eq!(a.state(&id).conflicts().len(), 1);
 
     // Inspectors' attempts, each from its own copy so one refusal does not hide another.
-    let attempts: [(&str, fn(&mut Visit) -> kiemtra_core::Result<()>); 3] = [
+    type Attempt = fn(&mut Visit) -> kiemtra_core::Result<()>;
+    let attempts: [(&str, Attempt); 3] = [
         ("settle a conflict", |v| {
             v.resolve(&FieldRef::Attendance { staff: staff(2) }, 0)
         }),
