@@ -201,8 +201,14 @@ pub fn editor(creds: &Credentials) -> Editor {
     )
 }
 
+/// A device store whose session carries the enrolled role, as the app opens it.
 pub fn open_device_store(dir: &Path, creds: &Credentials) -> Store {
-    Store::open(dir.join("device.db"), editor(creds)).expect("device store")
+    let role = Role::parse(&creds.role).expect("role");
+    Store::open_with_session(
+        dir.join("device.db"),
+        Session::new(editor(creds)).with_role(role),
+    )
+    .expect("device store")
 }
 
 pub fn fast_options() -> SyncOptions {

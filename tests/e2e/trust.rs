@@ -7,14 +7,16 @@ use kiemtra_sync_protocol::{
     Cursor, MEDIA_TYPE, Signature, SyncRequest, SyncResponse, VisitOffer, VisitStatus,
 };
 
-/// A change to `id` made with `by`'s session (so it names `by` as author),
-/// on top of what the server holds; returns the bytes and their hashes.
+/// A change to `id` made with `by`'s identity (so it names `by` as author)
+/// by a tampered app that skips the local role checks, on top of what the
+/// server holds; returns the bytes and their hashes.
 fn change_by(
     by: &Device,
     base: &[u8],
     id: &VisitId,
 ) -> (Vec<u8>, Vec<ChangeHash>, Vec<ChangeHash>) {
-    let mut v = Visit::load(base, by.store.session()).expect("load");
+    let tampered = by.store.session().clone().with_role(Role::Supervisor);
+    let mut v = Visit::load(base, &tampered).expect("load");
     let heads = v.heads();
     v.record_attendance(
         &staff(1),
@@ -369,6 +371,12 @@ async fn only_supervisors_approve_return_or_settle_conflicts() {
             v.return_visit("thiếu chữ ký")
         }),
     ];
+    // The honest app refuses these before anything is written.
+    let field = FieldRef::Attendance { staff: staff(2) };
+    assert!(matches!(
+        a.store.edit(&id, |v| v.resolve(&field, 0)),
+        Err(kiemtra_store::Error::Visit(Error::SupervisorOnly(_)))
+    ));
     let before = server_state(&data, &id);
     for (what, attempt) in attempts {
         let shared = d(&format!("copy-{}", what.replace(' ', "-")));
@@ -378,8 +386,11 @@ async fn only_supervisors_approve_return_or_settle_conflicts() {
                 std::fs::copy(a.dir.join(f), shared.join(f)).expect("copy db");
             }
         }
+        // A tampered copy of the inspector's app, without the local role checks.
+        let tampered = Session::new(editor(a.client.credentials())).with_role(Role::Supervisor);
         let mut copy = Device {
-            store: open_device_store(&shared, a.client.credentials()),
+            store: kiemtra_store::Store::open_with_session(shared.join("device.db"), tampered)
+                .expect("store"),
             client: kiemtra_client::SyncClient::new(a.client.credentials().clone(), fast_options())
                 .expect("client"),
             dir: shared.clone(),

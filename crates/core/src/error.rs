@@ -56,6 +56,10 @@ pub enum Error {
         from: &'static str,
         to: &'static str,
     },
+    #[error("only a supervisor may {0}")]
+    SupervisorOnly(&'static str),
+    #[error("{0}s never write visit contents")]
+    ReadOnlyRole(&'static str),
     #[error("{0} unresolved conflict(s) must be resolved before approval")]
     UnresolvedConflicts(usize),
     #[error("no conflict on {0}")]

@@ -24,7 +24,7 @@ pub use ids::{
 };
 pub use model::{
     AbsenceReason, Attendance, AttendanceMark, CheckEntry, CheckResult, ConductEntry, ConductKind,
-    ConductResult, FindingField, Lang, NewFinding, Severity, StaffCategory, StaffMember,
+    ConductResult, FindingField, Lang, NewFinding, Role, Severity, StaffCategory, StaffMember,
     StatusEntry, Unit, UnitKind, VisitMeta, VisitStatus,
 };
 pub use session::{Editor, Session, Stamp, Stamped};

@@ -115,6 +115,18 @@ domain_enum!(
 });
 
 domain_enum!(
+    /// What a user may do. Inspectors record their team's visits; supervisors
+    /// also settle conflicts, approve and return; auditors read everything
+    /// and write nothing; administrators manage people and units, never
+    /// visit contents.
+    Role, "role" {
+    Inspector => "inspector", "kiểm tra viên", "inspector";
+    Supervisor => "supervisor", "trưởng đoàn", "supervisor";
+    Auditor => "auditor", "kiểm toán viên", "auditor";
+    Administrator => "administrator", "quản trị viên", "administrator";
+});
+
+domain_enum!(
     /// A staff member's category.
     StaffCategory, "staff category" {
     Leader => "leader", "lãnh đạo", "leader";

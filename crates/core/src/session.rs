@@ -7,6 +7,7 @@ use std::fmt;
 use std::sync::Arc;
 
 use crate::ids::{DeviceId, UserId};
+use crate::model::Role;
 
 /// The person and device behind an edit. Recorded in every value written
 /// (see [`Stamp`]) and as the Automerge author of every change.
@@ -62,6 +63,7 @@ pub struct Session {
     editor: Editor,
     actor: ActorId,
     clock: ClockFn,
+    role: Role,
 }
 
 impl fmt::Debug for Session {
@@ -80,7 +82,19 @@ impl Session {
             editor,
             actor: ActorId::from(uuid::Uuid::new_v4().as_bytes().as_slice()),
             clock: Arc::new(Utc::now),
+            role: Role::Supervisor,
         }
+    }
+
+    /// Sets the editor's role (a new session is a supervisor's). The visit
+    /// refuses locally what the server would refuse from this role.
+    pub fn with_role(mut self, role: Role) -> Self {
+        self.role = role;
+        self
+    }
+
+    pub fn role(&self) -> Role {
+        self.role
     }
 
     /// Replaces the clock (tests, simulations, replays).

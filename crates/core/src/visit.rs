@@ -13,7 +13,7 @@ use crate::error::{Error, Result};
 use crate::ids::{CampaignId, CheckId, EvidenceHash, FindingId, StaffId, TeamId, VisitId};
 use crate::model::{
     Attendance, AttendanceMark, CheckEntry, CheckResult, ConductEntry, ConductKind, ConductResult,
-    NewFinding, StaffMember, StatusEntry, Unit, VisitMeta, VisitStatus,
+    NewFinding, Role, StaffMember, StatusEntry, Unit, VisitMeta, VisitStatus,
 };
 use crate::session::{Editor, Session, Stamp, Stamped};
 use crate::state::{
@@ -602,9 +602,28 @@ impl Visit {
         Reader::new(&self.doc, None).map(&ROOT, key)
     }
 
+    /// Refuses writes by roles that never write.
+    fn check_writer(&self) -> Result<()> {
+        match self.session.role() {
+            Role::Auditor => Err(Error::ReadOnlyRole("auditor")),
+            Role::Administrator => Err(Error::ReadOnlyRole("administrator")),
+            Role::Inspector | Role::Supervisor => Ok(()),
+        }
+    }
+
+    fn check_supervisor(&self, what: &'static str) -> Result<()> {
+        self.check_writer()?;
+        if self.session.role() != Role::Supervisor {
+            return Err(Error::SupervisorOnly(what));
+        }
+        Ok(())
+    }
+
     /// Writes a value into a field, stamped now. The write supersedes every
-    /// value this replica has seen, so it also settles a conflict there.
+    /// value this replica has seen, so it also settles a conflict there —
+    /// which only a supervisor may do.
     fn put_field(&mut self, message: &str, field: &FieldRef, value: FieldValue) -> Result<()> {
+        self.check_writer()?;
         let stamp = self.session.stamp();
         let (obj, key, payload) = match (field, value) {
             (FieldRef::Attendance { staff }, FieldValue::Attendance(a)) => {
@@ -648,6 +667,9 @@ impl Visit {
                 });
             }
         };
+        if self.doc.get_all(&obj, key.as_str())?.len() > 1 {
+            self.check_supervisor("settle a conflict")?;
+        }
         self.commit(message, stamp.at, |tx| {
             tx.put(&obj, key.as_str(), payload)?;
             Ok(())
@@ -706,6 +728,7 @@ impl Visit {
 
     /// Adds a person found on site who was not on the roster.
     pub fn add_staff(&mut self, member: StaffMember) -> Result<()> {
+        self.check_writer()?;
         let obj = self.container(keys::STAFF)?;
         if self.doc.get(&obj, member.id.as_str())?.is_some() {
             return Err(Error::DuplicateStaff(member.id.to_string()));
@@ -732,6 +755,7 @@ impl Visit {
     /// References a piece of evidence (a photo, by SHA-256) from an office
     /// check. Evidence is a set: attaching the same hash twice is one entry.
     pub fn attach_evidence(&mut self, check: &CheckId, hash: &EvidenceHash) -> Result<()> {
+        self.check_writer()?;
         self.require_check(check)?;
         let obj = self.container(keys::EVIDENCE)?;
         let key = format!("{check}/{hash}");
@@ -748,6 +772,7 @@ impl Visit {
 
     /// Removes an evidence reference.
     pub fn detach_evidence(&mut self, check: &CheckId, hash: &EvidenceHash) -> Result<()> {
+        self.check_writer()?;
         self.require_check(check)?;
         let obj = self.container(keys::EVIDENCE)?;
         let key = format!("{check}/{hash}");
@@ -793,6 +818,7 @@ impl Visit {
 
     /// Records a new finding; returns its id.
     pub fn add_finding(&mut self, finding: NewFinding) -> Result<FindingId> {
+        self.check_writer()?;
         let values = [
             FindingValue::Category(finding.category),
             FindingValue::Severity(finding.severity),
@@ -836,6 +862,7 @@ impl Visit {
     /// Replaces the narrative with `new_text`, as the smallest splice, so
     /// that edits to different parts made on different devices both survive.
     pub fn set_narrative(&mut self, new_text: &str) -> Result<()> {
+        self.check_writer()?;
         let new_text = text::nfc(new_text);
         let len = new_text.chars().count();
         if len > text::MAX_NARRATIVE {
@@ -857,6 +884,7 @@ impl Visit {
 
     /// Deletes `delete` characters at `pos` and inserts `insert` there.
     pub fn splice_narrative(&mut self, pos: usize, delete: usize, insert: &str) -> Result<()> {
+        self.check_writer()?;
         let insert = text::nfc(insert);
         let obj = self.narrative_obj()?;
         let len = self.doc.length(&obj);
@@ -896,6 +924,11 @@ impl Visit {
     }
 
     fn move_to(&mut self, to: VisitStatus, note: &str) -> Result<()> {
+        match to {
+            VisitStatus::Returned => self.check_supervisor("return the visit")?,
+            VisitStatus::Approved => self.check_supervisor("approve the visit")?,
+            _ => self.check_writer()?,
+        }
         let from = self.current_status()?;
         if !from.can_move_to(to) {
             return Err(Error::InvalidTransition {
@@ -929,6 +962,7 @@ impl Visit {
     /// Submitted → approved. Records the heads approved (the document as it
     /// stands before this change). Refused while conflicts remain.
     pub fn approve(&mut self, note: &str) -> Result<Approval> {
+        self.check_supervisor("approve the visit")?;
         let from = self.current_status()?;
         if !from.can_move_to(VisitStatus::Approved) {
             return Err(Error::InvalidTransition {
@@ -968,6 +1002,7 @@ impl Visit {
     /// shown) as the field's value. The conflict disappears on every replica
     /// that receives this change.
     pub fn resolve(&mut self, field: &FieldRef, candidate: usize) -> Result<()> {
+        self.check_supervisor("settle a conflict")?;
         let conflict = self
             .conflicts()?
             .into_iter()

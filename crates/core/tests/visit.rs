@@ -528,3 +528,65 @@ fn changes_whose_dependencies_are_missing_are_refused_as_such() {
     a.load_incremental(&b.save_after(&base)).expect("again");
     assert_eq!(a.heads(), b.heads());
 }
+
+#[test]
+fn roles_are_enforced_locally_before_anything_is_written() {
+    let base = create(3);
+    let inspector = |user: &str, device: &str| session(user, device, 5).with_role(Role::Inspector);
+    let mut a = Visit::load(&base.save(), &inspector("insp-a", "dev-a")).expect("a");
+    let mut b = Visit::load(&base.save(), &inspector("insp-b", "dev-b")).expect("b");
+    a.record_attendance(&staff(0), AttendanceMark::Present, "", None)
+        .expect("a");
+    b.record_attendance(&staff(0), AttendanceMark::Late, "", None)
+        .expect("b");
+    a.merge(&b).expect("merge");
+    let heads = a.heads();
+    let field = FieldRef::Attendance { staff: staff(0) };
+    assert_eq!(
+        a.resolve(&field, 0),
+        Err(Error::SupervisorOnly("settle a conflict"))
+    );
+    assert_eq!(
+        a.record_attendance(&staff(0), AttendanceMark::Present, "", None),
+        Err(Error::SupervisorOnly("settle a conflict")),
+        "overwriting a field in conflict settles it"
+    );
+    a.record_attendance(&staff(1), AttendanceMark::Present, "", None)
+        .expect("other fields stay writable");
+    a.submit("").expect("inspectors submit");
+    assert_eq!(
+        a.return_visit("x"),
+        Err(Error::SupervisorOnly("return the visit"))
+    );
+    assert!(matches!(
+        a.approve(""),
+        Err(Error::SupervisorOnly("approve the visit"))
+    ));
+    assert_eq!(a.heads().len(), 1);
+    assert_ne!(a.heads(), heads);
+
+    for (role, name) in [
+        (Role::Auditor, "auditor"),
+        (Role::Administrator, "administrator"),
+    ] {
+        let mut r = Visit::load(&base.save(), &session("u", "d", 0).with_role(role)).expect("load");
+        let before = r.heads();
+        assert_eq!(
+            r.record_attendance(&staff(1), AttendanceMark::Present, "", None),
+            Err(Error::ReadOnlyRole(name))
+        );
+        assert_eq!(r.set_narrative("x"), Err(Error::ReadOnlyRole(name)));
+        assert!(matches!(
+            r.add_finding(NewFinding {
+                category: "x".into(),
+                severity: Severity::Minor,
+                text: "x".into(),
+                recommendation: String::new(),
+                related_staff: vec![],
+            }),
+            Err(Error::ReadOnlyRole(_))
+        ));
+        assert_eq!(r.heads(), before);
+        assert!(r.state().is_ok(), "{name}s still read");
+    }
+}
