@@ -38,6 +38,11 @@ impl Credentials {
         Ed25519KeyPair::from_pkcs8(&bytes).map_err(|_| Error::NotEnrolled)
     }
 
+    /// Signs arbitrary bytes with the device key (used for approvals).
+    pub fn sign_bytes(&self, message: &[u8]) -> Result<Vec<u8>, Error> {
+        Ok(self.key_pair()?.sign(message).as_ref().to_vec())
+    }
+
     /// Signs a batch of this device's own changes of one visit.
     pub fn sign(&self, visit_id: &str, hashes: &[ChangeHash]) -> Result<Vec<u8>, Error> {
         let raw: Vec<[u8; 32]> = hashes.iter().map(|h| h.0).collect();

@@ -320,9 +320,27 @@ pub struct Approval {
     pub heads: Vec<String>,
     #[serde(flatten)]
     pub stamp: Stamp,
+    /// The approving device's Ed25519 signature over
+    /// [`Approval::message`], hex; empty when approved without a key.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub signature: String,
 }
 
 impl Approval {
+    /// The bytes an approving device signs: a domain tag, the visit id, a
+    /// zero byte and the approved heads, sorted.
+    pub fn message(visit_id: &str, heads: &[ChangeHash]) -> Vec<u8> {
+        let mut sorted = heads.to_vec();
+        sorted.sort();
+        let mut m = b"kiemtra-approval-v1\0".to_vec();
+        m.extend_from_slice(visit_id.as_bytes());
+        m.push(0);
+        for h in sorted {
+            m.extend_from_slice(&h.0);
+        }
+        m
+    }
+
     pub fn head_hashes(&self) -> Result<Vec<ChangeHash>> {
         self.heads
             .iter()

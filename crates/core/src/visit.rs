@@ -962,6 +962,16 @@ impl Visit {
     /// Submitted → approved. Records the heads approved (the document as it
     /// stands before this change). Refused while conflicts remain.
     pub fn approve(&mut self, note: &str) -> Result<Approval> {
+        self.approve_signed(note, &|_| Vec::new())
+    }
+
+    /// Approves, signing (visit id, approved heads) with `sign` — the
+    /// approving device's key (see [`Approval::message`]).
+    pub fn approve_signed(
+        &mut self,
+        note: &str,
+        sign: &dyn Fn(&[u8]) -> Vec<u8>,
+    ) -> Result<Approval> {
         self.check_supervisor("approve the visit")?;
         let from = self.current_status()?;
         if !from.can_move_to(VisitStatus::Approved) {
@@ -976,10 +986,17 @@ impl Visit {
         }
         let note = text::optional("status note", note, text::MAX_NOTE)?;
         let stamp = self.session.stamp();
+        let heads = self.doc.get_heads();
+        let visit_id = self.meta()?.visit_id;
+        let signature: String = sign(&Approval::message(visit_id.as_str(), &heads))
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
         let approval = Approval {
             id: format!("a-{}", uuid::Uuid::new_v4().simple()),
-            heads: self.doc.get_heads().iter().map(|h| h.to_string()).collect(),
+            heads: heads.iter().map(|h| h.to_string()).collect(),
             stamp: stamp.clone(),
+            signature,
         };
         let obj = self.container(keys::APPROVALS)?;
         let record = json(&approval)?;

@@ -124,7 +124,18 @@ pub fn sync(
     };
     let offered: HashSet<&str> = req.visits.iter().map(|v| v.visit_id.as_str()).collect();
     let mut complete = true;
-    for entry in store.feed_since(&device.team, after, head_seq)? {
+    // Inspectors and supervisors follow their team; auditors read every
+    // team; administrators never receive visit contents.
+    let scope = match device.role.as_str() {
+        "auditor" => Some(None),
+        "administrator" => None,
+        _ => Some(Some(device.team.as_str())),
+    };
+    let entries = match scope {
+        Some(team) => store.feed_since(team, after, head_seq)?,
+        None => Vec::new(),
+    };
+    for entry in entries {
         if !offered.contains(entry.visit_id.as_str()) {
             let id = VisitId::parse(&entry.visit_id)?;
             // The stored chunks are a loadable document: no load and save here.
@@ -188,7 +199,15 @@ fn offer_result(
         }
         Err(e) => return Some(refuse(vid, VisitStatus::Invalid, e.to_string())),
     };
-    if summary.team != device.team {
+    if device.role == "administrator" {
+        return Some(refuse(
+            vid,
+            VisitStatus::Denied,
+            "administrators never read or write visit contents",
+        ));
+    }
+    let reads_all = device.role == "auditor" && offer.changes.is_empty();
+    if summary.team != device.team && !reads_all {
         return Some(refuse(
             vid,
             VisitStatus::Denied,

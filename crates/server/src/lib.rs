@@ -8,7 +8,9 @@ mod routes;
 mod secrets;
 mod startup;
 mod trust;
+mod verify;
 
 pub use auth::{ROLES, create_enrollment_code, now};
 pub use problem::Problem;
 pub use startup::{Application, Settings, StartError, open_store};
+pub use verify::{Problem as VerifyProblem, Report as VerifyReport, verify_visit};

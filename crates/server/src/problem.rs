@@ -24,6 +24,8 @@ pub enum Problem {
     Enrollment(&'static str),
     #[error("{0}")]
     NotFound(String),
+    #[error("{0}")]
+    Forbidden(String),
     #[error("the request body is larger than {0} bytes")]
     TooLarge(usize),
     #[error("the request body did not arrive within {0} seconds")]
@@ -54,6 +56,7 @@ impl Problem {
             Problem::Revoked => "device-revoked",
             Problem::Enrollment(_) => "enrollment-refused",
             Problem::NotFound(_) => "not-found",
+            Problem::Forbidden(_) => "forbidden",
             Problem::TooLarge(_) => "too-large",
             Problem::Timeout(_) => "request-timeout",
             Problem::UnsupportedMediaType(_) => "unsupported-media-type",
@@ -70,6 +73,7 @@ impl Problem {
             Problem::Revoked => "Device revoked",
             Problem::Enrollment(_) => "Enrollment refused",
             Problem::NotFound(_) => "Not found",
+            Problem::Forbidden(_) => "Forbidden",
             Problem::TooLarge(_) => "Request too large",
             Problem::Timeout(_) => "Request timeout",
             Problem::UnsupportedMediaType(_) => "Unsupported media type",
@@ -89,6 +93,7 @@ impl ResponseError for Problem {
             }
             Problem::Enrollment(_) => StatusCode::FORBIDDEN,
             Problem::NotFound(_) => StatusCode::NOT_FOUND,
+            Problem::Forbidden(_) => StatusCode::FORBIDDEN,
             Problem::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             Problem::Timeout(_) => StatusCode::REQUEST_TIMEOUT,
             Problem::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,

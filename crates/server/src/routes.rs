@@ -177,7 +177,10 @@ pub async fn list_visits(
         .await
         .map_err(|e| Problem::Internal(e.to_string()))?
         .map_err(|e| Problem::Internal(e.to_string()))?;
-    let mine: Vec<_> = list.into_iter().filter(|s| s.team == device.team).collect();
+    let mine: Vec<_> = list
+        .into_iter()
+        .filter(|s| in_scope(&device, &s.team))
+        .collect();
     Ok(HttpResponse::Ok().json(mine))
 }
 
@@ -195,12 +198,99 @@ pub async fn get_visit(
         .await
         .map_err(|e| Problem::Internal(e.to_string()))?;
     match summary {
-        Ok(s) if s.team == device.team => Ok(HttpResponse::Ok().json(s)),
+        Ok(s) if in_scope(&device, &s.team) => Ok(HttpResponse::Ok().json(s)),
         Ok(_) | Err(kiemtra_store::Error::UnknownVisit(_)) => {
             Err(Problem::NotFound(format!("no visit {id}")))
         }
         Err(e) => Err(Problem::Internal(e.to_string())),
     }
+}
+
+/// Whether a device may read a visit of `team`: its own team's, every
+/// team's for auditors, none for administrators.
+fn in_scope(device: &kiemtra_store::DeviceRecord, team: &str) -> bool {
+    match device.role.as_str() {
+        "auditor" => true,
+        "administrator" => false,
+        _ => device.team == team,
+    }
+}
+
+/// Who may verify: auditors (any visit) and supervisors (their team's).
+fn may_verify(device: &kiemtra_store::DeviceRecord, team: &str) -> Result<(), Problem> {
+    if !in_scope(device, team) {
+        return Err(Problem::NotFound("no such visit".into()));
+    }
+    match device.role.as_str() {
+        "auditor" | "supervisor" => Ok(()),
+        role => Err(Problem::Forbidden(format!(
+            "{role}s cannot verify visits; auditors and supervisors can"
+        ))),
+    }
+}
+
+/// `GET /v1/visits/{id}/verify`: the audit of one visit.
+pub async fn verify_visit(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    path: web::Path<String>,
+) -> Result<HttpResponse, Problem> {
+    let device = authenticate(&state, &req).await?;
+    let id = VisitId::parse(&path.into_inner()).map_err(|e| Problem::BadRequest(e.to_string()))?;
+    let st = state.clone();
+    let report = web::block(move || {
+        let store = st.store();
+        let summary = match store.summary(&id) {
+            Ok(s) => s,
+            Err(kiemtra_store::Error::UnknownVisit(_)) => {
+                return Err(Problem::NotFound(format!("no visit {id}")));
+            }
+            Err(e) => return Err(Problem::Internal(e.to_string())),
+        };
+        may_verify(&device, &summary.team)?;
+        crate::verify::verify_visit(&store, &id).map_err(|e| Problem::Internal(e.to_string()))
+    })
+    .await
+    .map_err(|e| Problem::Internal(e.to_string()))??;
+    Ok(HttpResponse::Ok().json(report))
+}
+
+/// `GET /v1/campaigns/{id}/verify`: the audit of every visit of a campaign
+/// the device may verify.
+pub async fn verify_campaign(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    path: web::Path<String>,
+) -> Result<HttpResponse, Problem> {
+    let device = authenticate(&state, &req).await?;
+    let campaign = kiemtra_core::CampaignId::parse(&path.into_inner())
+        .map_err(|e| Problem::BadRequest(e.to_string()))?;
+    let st = state.clone();
+    let reports = web::block(move || {
+        let store = st.store();
+        let list = store
+            .list_visits()
+            .map_err(|e| Problem::Internal(e.to_string()))?;
+        let mut reports = Vec::new();
+        for s in list.iter().filter(|s| s.campaign == campaign.as_str()) {
+            if may_verify(&device, &s.team).is_ok() {
+                reports.push(
+                    crate::verify::verify_visit(&store, &s.id)
+                        .map_err(|e| Problem::Internal(e.to_string()))?,
+                );
+            }
+        }
+        if reports.is_empty() {
+            return Err(Problem::NotFound(format!(
+                "no visit of campaign {campaign} you may verify"
+            )));
+        }
+        Ok(reports)
+    })
+    .await
+    .map_err(|e| Problem::Internal(e.to_string()))??;
+    let ok = reports.iter().all(|r| r.ok);
+    Ok(HttpResponse::Ok().json(serde_json::json!({ "ok": ok, "visits": reports })))
 }
 
 pub async fn not_found(req: HttpRequest) -> Result<HttpResponse, Problem> {

@@ -154,6 +154,14 @@ impl Application {
                 .route("/v1/sync", web::post().to(routes::sync))
                 .route("/v1/visits", web::get().to(routes::list_visits))
                 .route("/v1/visits/{id}", web::get().to(routes::get_visit))
+                .route(
+                    "/v1/visits/{id}/verify",
+                    web::get().to(routes::verify_visit),
+                )
+                .route(
+                    "/v1/campaigns/{id}/verify",
+                    web::get().to(routes::verify_campaign),
+                )
                 .default_service(web::to(routes::not_found))
         })
         .workers(settings.workers.max(1))

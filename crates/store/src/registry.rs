@@ -326,13 +326,13 @@ impl Store {
             .optional()?)
     }
 
-    /// Visits of `team` updated after `after` and no later than `upto`, each
-    /// once with its latest entry, oldest first.
-    pub fn feed_since(&self, team: &str, after: u64, upto: u64) -> Result<Vec<FeedEntry>> {
+    /// Visits of `team` (of every team for `None`) updated after `after` and
+    /// no later than `upto`, each once with its latest entry, oldest first.
+    pub fn feed_since(&self, team: Option<&str>, after: u64, upto: u64) -> Result<Vec<FeedEntry>> {
         let mut stmt = self.conn().prepare_cached(
             "SELECT f.visit_id, f.seq, f.nonce FROM feed f
              JOIN (SELECT visit_id, max(seq) AS seq FROM feed
-                   WHERE team = ?1 AND seq > ?2 AND seq <= ?3 GROUP BY visit_id) m
+                   WHERE (?1 IS NULL OR team = ?1) AND seq > ?2 AND seq <= ?3 GROUP BY visit_id) m
                ON f.seq = m.seq
              ORDER BY f.seq",
         )?;

@@ -1,0 +1,278 @@
+//! The auditor's verification of a visit: every change signed by the device
+//! it names, enrolled and unrevoked when it was received, whose user could
+//! write it; every approval signed by a supervisor's device over heads that
+//! are present; nothing missing.
+
+use kiemtra_core::{Approval, ChangeHash, Visit, VisitId};
+use kiemtra_store::{DeviceRecord, Store};
+use kiemtra_sync_protocol::Signature;
+use ring::signature::{ED25519, UnparsedPublicKey};
+use serde::Serialize;
+use std::collections::HashMap;
+
+use crate::trust::WRITERS;
+
+/// One problem: which change (or approval), which rule, and the detail.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct Problem {
+    /// Hex change hash, or the approval id.
+    pub subject: String,
+    /// Stable rule name, e.g. `bad-signature`, `missing-change`.
+    pub rule: &'static str,
+    pub detail: String,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Report {
+    pub visit_id: String,
+    pub changes_checked: usize,
+    pub approvals_checked: usize,
+    pub ok: bool,
+    pub problems: Vec<Problem>,
+}
+
+fn problem(subject: impl Into<String>, rule: &'static str, detail: impl Into<String>) -> Problem {
+    Problem {
+        subject: subject.into(),
+        rule,
+        detail: detail.into(),
+    }
+}
+
+fn verifies(key: &[u8], message: &[u8], signature: &[u8]) -> bool {
+    UnparsedPublicKey::new(&ED25519, key)
+        .verify(message, signature)
+        .is_ok()
+}
+
+fn hex_decode(s: &str) -> Vec<u8> {
+    (0..s.len() / 2)
+        .filter_map(|i| u8::from_str_radix(s.get(2 * i..2 * i + 2)?, 16).ok())
+        .collect()
+}
+
+/// Verifies a visit from what is stored — the document as it is on disk,
+/// not a cached copy — against the kept signatures and device records.
+pub fn verify_visit(store: &Store, id: &VisitId) -> Result<Report, kiemtra_store::Error> {
+    let mut problems = Vec::new();
+    let bytes = store.stored_bytes(id)?;
+    let visit = match Visit::load(&bytes, store.session()) {
+        Ok(v) => v,
+        Err(e) => {
+            problems.push(problem(
+                id.as_str(),
+                "document-damaged",
+                format!("the stored document does not load: {e}"),
+            ));
+            return Ok(Report {
+                visit_id: id.to_string(),
+                changes_checked: 0,
+                approvals_checked: 0,
+                ok: false,
+                problems,
+            });
+        }
+    };
+    let team = visit.meta()?.team.to_string();
+    let receipts: HashMap<ChangeHash, kiemtra_store::SignatureRecord> =
+        store.change_receipts(id)?.into_iter().collect();
+    let mut devices: HashMap<String, Option<DeviceRecord>> = HashMap::new();
+    let mut device = |d: &str| -> Result<Option<DeviceRecord>, kiemtra_store::Error> {
+        if !devices.contains_key(d) {
+            devices.insert(d.to_owned(), store.device(d)?);
+        }
+        Ok(devices.get(d).cloned().flatten())
+    };
+    let changes = visit.changes_with_authors();
+    let limits = crate::trust::supervisor_only(&visit, &changes);
+    for (c, author) in &changes {
+        let h = c.hash();
+        let subject = h.to_string();
+        let Some(receipt) = receipts.get(&h) else {
+            problems.push(problem(
+                &subject,
+                "unsigned",
+                "no kept signature covers this change",
+            ));
+            continue;
+        };
+        let Some(author) = author else {
+            problems.push(problem(&subject, "no-author", "the change names no author"));
+            continue;
+        };
+        if receipt.signer != author.device.as_str() {
+            problems.push(problem(
+                &subject,
+                "signer-not-author",
+                format!(
+                    "names device {} but was signed by {}",
+                    author.device, receipt.signer
+                ),
+            ));
+            continue;
+        }
+        let Some(dev) = device(&receipt.signer)? else {
+            problems.push(problem(
+                &subject,
+                "unknown-device",
+                format!("device {} is not enrolled", receipt.signer),
+            ));
+            continue;
+        };
+        let raw: Vec<[u8; 32]> = receipt.hashes.iter().map(|h| h.0).collect();
+        if !verifies(
+            &dev.public_key,
+            &Signature::message(id.as_str(), &raw),
+            &receipt.signature,
+        ) {
+            problems.push(problem(
+                &subject,
+                "bad-signature",
+                format!("the signature of device {} does not verify", dev.device_id),
+            ));
+        }
+        if dev.user_id != author.user.as_str() {
+            problems.push(problem(
+                &subject,
+                "wrong-user",
+                format!(
+                    "names user {} but device {} belongs to {}",
+                    author.user, dev.device_id, dev.user_id
+                ),
+            ));
+        }
+        if dev.enrolled_at > receipt.received_at {
+            problems.push(problem(
+                &subject,
+                "not-enrolled-when-received",
+                format!(
+                    "received {} before device {} was enrolled {}",
+                    receipt.received_at, dev.device_id, dev.enrolled_at
+                ),
+            ));
+        }
+        if let Some(revoked) = dev
+            .revoked_at
+            .as_ref()
+            .filter(|r| **r <= receipt.received_at)
+        {
+            problems.push(problem(
+                &subject,
+                "revoked-before-received",
+                format!(
+                    "received {} after device {} was revoked {revoked}",
+                    receipt.received_at, dev.device_id
+                ),
+            ));
+        }
+        if !WRITERS.contains(&dev.role.as_str()) {
+            problems.push(problem(
+                &subject,
+                "role-never-writes",
+                format!("device {} belongs to a {}", dev.device_id, dev.role),
+            ));
+        }
+        if dev.team != team {
+            problems.push(problem(
+                &subject,
+                "other-team",
+                format!("device {} is of team {}", dev.device_id, dev.team),
+            ));
+        }
+        if dev.role == "inspector"
+            && let Some(what) = limits.get(&h)
+        {
+            problems.push(problem(
+                &subject,
+                "supervisor-only",
+                format!("an inspector's change would {what}"),
+            ));
+        }
+    }
+    for (h, r) in &receipts {
+        if !visit.has_change(h) {
+            problems.push(problem(
+                h.to_string(),
+                "missing-change",
+                format!(
+                    "signed by {} and received {}, but missing from the stored document",
+                    r.signer, r.received_at
+                ),
+            ));
+        }
+    }
+    for h in visit.missing_deps() {
+        problems.push(problem(
+            h.to_string(),
+            "missing-dependency",
+            "a change depends on it, but it is not stored",
+        ));
+    }
+    let state = visit.state()?;
+    for a in &state.approvals {
+        check_approval(&mut problems, &mut device, &visit, id, a)?;
+    }
+    Ok(Report {
+        visit_id: id.to_string(),
+        changes_checked: changes.len(),
+        approvals_checked: state.approvals.len(),
+        ok: problems.is_empty(),
+        problems,
+    })
+}
+
+fn check_approval(
+    problems: &mut Vec<Problem>,
+    device: &mut dyn FnMut(&str) -> Result<Option<DeviceRecord>, kiemtra_store::Error>,
+    visit: &Visit,
+    id: &VisitId,
+    a: &Approval,
+) -> Result<(), kiemtra_store::Error> {
+    let heads: Vec<ChangeHash> = a.heads.iter().filter_map(|h| h.parse().ok()).collect();
+    if heads.len() != a.heads.len() || heads.iter().any(|h| !visit.has_change(h)) {
+        problems.push(problem(
+            &a.id,
+            "approval-heads-missing",
+            "the approved heads are not all in the document",
+        ));
+    }
+    if a.signature.is_empty() {
+        problems.push(problem(
+            &a.id,
+            "approval-unsigned",
+            "the approval carries no signature",
+        ));
+        return Ok(());
+    }
+    match device(a.stamp.device.as_str())? {
+        None => problems.push(problem(
+            &a.id,
+            "unknown-device",
+            format!("device {} is not enrolled", a.stamp.device),
+        )),
+        Some(dev) => {
+            if !verifies(
+                &dev.public_key,
+                &Approval::message(id.as_str(), &heads),
+                &hex_decode(&a.signature),
+            ) {
+                problems.push(problem(
+                    &a.id,
+                    "approval-bad-signature",
+                    format!(
+                        "the approval's signature by {} does not verify",
+                        dev.device_id
+                    ),
+                ));
+            }
+            if dev.role != "supervisor" {
+                problems.push(problem(
+                    &a.id,
+                    "approval-not-by-supervisor",
+                    format!("approved by a {}", dev.role),
+                ));
+            }
+        }
+    }
+    Ok(())
+}
