@@ -231,7 +231,7 @@ async fn forged_unauthorised_and_tampered_changes_are_refused_and_nothing_is_sto
         )
         .await,
         VisitStatus::Denied,
-        "administrators never write",
+        "administrators never",
     );
 
     assert_eq!(
