@@ -226,3 +226,53 @@ async fn verification_detects_tampering_removal_bad_approvals_and_late_revocatio
         "{report}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nothing_of_a_visit_reaches_devices_outside_its_scope() {
+    let dir = tempfile::tempdir().expect("dir");
+    let server = ServerProcess::start(&dir.path().join("server"));
+    let (data, url) = (server.data.clone(), server.url());
+    let d = |n: &str| dir.path().join(n);
+    let mut a = Device::enroll(&data, &url, "insp-a", "team-1", "inspector", &d("a")).await;
+    let mut z = Device::enroll(&data, &url, "insp-z", "team-2", "inspector", &d("z")).await;
+    let mut admin =
+        Device::enroll(&data, &url, "admin-1", "team-1", "administrator", &d("adm")).await;
+    let mut aud = Device::enroll(&data, &url, "audit-1", "team-9", "auditor", &d("aud")).await;
+    a.store
+        .create_visit(new_visit("v-1", "team-1", 4), &template())
+        .expect("create");
+    a.sync().await;
+    let http = reqwest::Client::new();
+    for (who, dev) in [("other team", &mut z), ("administrator", &mut admin)] {
+        let list: serde_json::Value = http
+            .get(format!("{url}/v1/visits"))
+            .bearer_auth(&dev.client.credentials().token)
+            .send()
+            .await
+            .expect("list")
+            .json()
+            .await
+            .expect("json");
+        assert_eq!(list, serde_json::json!([]), "{who}: listing");
+        let one = http
+            .get(format!("{url}/v1/visits/v-1"))
+            .bearer_auth(&dev.client.credentials().token)
+            .send()
+            .await
+            .expect("get");
+        assert_eq!(
+            one.status(),
+            reqwest::StatusCode::NOT_FOUND,
+            "{who}: lookup"
+        );
+        let report = dev.sync().await;
+        assert_eq!(report.visits_downloaded, 0, "{who}: sync");
+        assert!(
+            dev.store.list_visits().expect("list").is_empty(),
+            "{who}: nothing stored on the device"
+        );
+    }
+    // The auditor reads every team's visits, and writes none.
+    aud.sync().await;
+    assert_eq!(aud.state(&vid("v-1")), a.state(&vid("v-1")));
+}
