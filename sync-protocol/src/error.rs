@@ -24,6 +24,8 @@ pub enum DecodeError {
     UnknownValue { what: &'static str, value: u8 },
     #[error("{0} unexpected bytes after the message")]
     TrailingBytes(usize),
+    #[error("sequence range {first}..={last} is empty or starts at 0")]
+    BadRange { first: u64, last: u64 },
     #[error("a signature is 64 bytes, not {0}")]
     BadSignatureLength(usize),
     #[error("visit {0} appears twice in one message")]

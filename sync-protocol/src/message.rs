@@ -20,16 +20,28 @@ pub type Hash = [u8; 32];
 /// Most signatures one visit may carry in a message.
 pub const MAX_SIGNATURES: usize = 4096;
 /// Most change hashes one signature may cover.
-pub const MAX_SIGNED: usize = 100_000;
+pub const MAX_SIGNED: usize = 4096;
+
+/// Changes of one Automerge actor with sequence numbers `first..=last`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct SeqRange {
+    /// The actor id bytes (at most 32).
+    pub actor: Vec<u8>,
+    pub first: u64,
+    pub last: u64,
+}
 
 /// A device's Ed25519 signature over a batch of changes it authored in one
-/// visit. The signed bytes are [`Signature::message`].
+/// visit. On the wire the batch is named by actor and sequence ranges (a
+/// few bytes, however many changes); the signed bytes are
+/// [`Signature::message`] over the hashes of those changes, which each side
+/// derives from the changes themselves.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Signature {
     /// The signing device's id.
     pub signer: String,
-    /// The change hashes covered.
-    pub hashes: Vec<Hash>,
+    /// The changes covered.
+    pub ranges: Vec<SeqRange>,
     /// 64 bytes.
     pub signature: Vec<u8>,
 }
@@ -307,9 +319,11 @@ fn write_signatures(w: &mut Writer, sigs: &[Signature]) {
     w.varint(sigs.len() as u64);
     for s in sigs {
         w.str(&s.signer);
-        w.varint(s.hashes.len() as u64);
-        for h in &s.hashes {
-            w.buf.extend_from_slice(h);
+        w.varint(s.ranges.len() as u64);
+        for r in &s.ranges {
+            w.bytes(&r.actor);
+            w.varint(r.first);
+            w.varint(r.last);
         }
         w.bytes(&s.signature);
     }
@@ -320,14 +334,24 @@ fn read_signatures(r: &mut Reader<'_>) -> Result<Vec<Signature>, DecodeError> {
     let mut out = Vec::with_capacity(n.min(64));
     for _ in 0..n {
         let signer = r.str("signer", MAX_ID)?;
-        let hashes = r.many_hashes("signed hashes", MAX_SIGNED)?;
+        let n_ranges = r.len("range count", MAX_SIGNED)?;
+        let mut ranges = Vec::with_capacity(n_ranges.min(64));
+        for _ in 0..n_ranges {
+            let actor = r.bytes("actor", 32)?.to_vec();
+            let first = r.varint("first seq")?;
+            let last = r.varint("last seq")?;
+            if first == 0 || last < first {
+                return Err(DecodeError::BadRange { first, last });
+            }
+            ranges.push(SeqRange { actor, first, last });
+        }
         let signature = r.bytes("signature", 64)?.to_vec();
         if signature.len() != 64 {
             return Err(DecodeError::BadSignatureLength(signature.len()));
         }
         out.push(Signature {
             signer,
-            hashes,
+            ranges,
             signature,
         });
     }

@@ -22,7 +22,14 @@ fn offer() -> impl Strategy<Value = VisitOffer> {
             changes,
             signatures: vec![Signature {
                 signer: "d-1".into(),
-                hashes: heads,
+                ranges: heads
+                    .iter()
+                    .map(|h| SeqRange {
+                        actor: h[..16].to_vec(),
+                        first: 1,
+                        last: 1 + u64::from(h[0]),
+                    })
+                    .collect(),
                 signature: vec![7; 64],
             }],
         })

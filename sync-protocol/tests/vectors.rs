@@ -75,7 +75,11 @@ fn request_3_with_a_signature() {
             changes: vec![0x85, 0x6f],
             signatures: vec![Signature {
                 signer: "d-1".into(),
-                hashes: vec![[0x33; 32]],
+                ranges: vec![SeqRange {
+                    actor: vec![0xab, 0xcd],
+                    first: 1,
+                    last: 3,
+                }],
                 signature: vec![0x44; 64],
             }],
         }],
@@ -133,7 +137,8 @@ fn response_1() {
 
 #[test]
 fn bad_vectors_are_refused_with_the_documented_error() {
-    let cases: [(&str, DecodeError); 8] = [
+    let cases: [(&str, DecodeError); 9] = [
+        ("bad-range.hex", DecodeError::BadRange { first: 0, last: 3 }),
         ("bad-magic.hex", DecodeError::BadMagic),
         (
             "bad-version.hex",

@@ -170,7 +170,11 @@ async fn verification_detects_tampering_removal_bad_approvals_and_late_revocatio
             changes: doc.save_after(&before),
             signatures: vec![Signature {
                 signer: creds.device_id.clone(),
-                hashes: hashes.iter().map(|h| h.0).collect(),
+                ranges: vec![kiemtra_sync_protocol::SeqRange {
+                    actor: doc.get_actor().to_bytes().to_vec(),
+                    first: 1,
+                    last: hashes.len() as u64,
+                }],
                 signature: creds.sign("v-1", &hashes).expect("sign"),
             }],
         }],

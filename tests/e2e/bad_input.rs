@@ -295,7 +295,12 @@ async fn per_visit_errors_do_not_fail_the_batch_and_store_nothing_for_that_visit
     let fresh_hashes = fresh.change_hashes_after(&[]);
     let fresh_signature = kiemtra_sync_protocol::Signature {
         signer: a.client.credentials().device_id.clone(),
-        hashes: fresh_hashes.iter().map(|h| h.0).collect(),
+        ranges: fresh
+            .seq_ranges(&fresh_hashes)
+            .expect("ranges")
+            .into_iter()
+            .map(|(actor, first, last)| kiemtra_sync_protocol::SeqRange { actor, first, last })
+            .collect(),
         signature: a
             .client
             .credentials()

@@ -4,17 +4,20 @@
 use crate::harness::*;
 use kiemtra_core::*;
 use kiemtra_sync_protocol::{
-    Cursor, MEDIA_TYPE, Signature, SyncRequest, SyncResponse, VisitOffer, VisitStatus,
+    Cursor, MEDIA_TYPE, SeqRange, Signature, SyncRequest, SyncResponse, VisitOffer, VisitStatus,
 };
 
 /// A change to `id` made with `by`'s identity (so it names `by` as author)
 /// by a tampered app that skips the local role checks, on top of what the
 /// server holds; returns the bytes and their hashes.
-fn change_by(
-    by: &Device,
-    base: &[u8],
-    id: &VisitId,
-) -> (Vec<u8>, Vec<ChangeHash>, Vec<ChangeHash>) {
+/// Changes named both ways: their hashes (what is signed) and their actor
+/// and sequence ranges (what travels).
+pub struct Batch {
+    hashes: Vec<ChangeHash>,
+    ranges: Vec<SeqRange>,
+}
+
+fn change_by(by: &Device, base: &[u8], id: &VisitId) -> (Vec<u8>, Batch, Vec<ChangeHash>) {
     let tampered = by.store.session().clone().with_role(Role::Supervisor);
     let mut v = Visit::load(base, &tampered).expect("load");
     let heads = v.heads();
@@ -26,19 +29,22 @@ fn change_by(
     )
     .expect("record");
     let _ = id;
-    (
-        v.save_after(&heads),
-        v.change_hashes_after(&heads),
-        v.heads(),
-    )
+    let hashes = v.change_hashes_after(&heads);
+    let ranges = v
+        .seq_ranges(&hashes)
+        .expect("ranges")
+        .into_iter()
+        .map(|(actor, first, last)| SeqRange { actor, first, last })
+        .collect();
+    (v.save_after(&heads), Batch { hashes, ranges }, v.heads())
 }
 
-fn sign(by: &Device, id: &str, hashes: &[ChangeHash]) -> Signature {
+fn sign(by: &Device, id: &str, batch: &Batch) -> Signature {
     let creds = by.client.credentials();
     Signature {
         signer: creds.device_id.clone(),
-        hashes: hashes.iter().map(|h| h.0).collect(),
-        signature: creds.sign(id, hashes).expect("sign"),
+        ranges: batch.ranges.clone(),
+        signature: creds.sign(id, &batch.hashes).expect("sign"),
     }
 }
 

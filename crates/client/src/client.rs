@@ -3,7 +3,7 @@
 use kiemtra_core::{ChangeHash, Visit, VisitId};
 use kiemtra_store::Store;
 use kiemtra_sync_protocol::{
-    Cursor, MEDIA_TYPE, Signature, SyncRequest, SyncResponse, VisitOffer, VisitStatus,
+    Cursor, MEDIA_TYPE, SeqRange, Signature, SyncRequest, SyncResponse, VisitOffer, VisitStatus,
 };
 use ring::rand::{SecureRandom, SystemRandom};
 use ring::signature::{Ed25519KeyPair, KeyPair};
@@ -355,32 +355,39 @@ impl SyncClient {
                 left_out = true;
                 continue;
             }
-            let visit = store.visit(&summary.id)?;
-            let known: Vec<ChangeHash> = confirmed
-                .iter()
-                .flatten()
-                .copied()
-                .filter(|h| visit.has_change(h))
-                .collect();
-            let payload_hashes = visit.change_hashes_after(&known);
-            let device = kiemtra_core::DeviceId::parse(&self.creds.device_id)
-                .map_err(kiemtra_store::Error::from)?;
-            let mine = visit.changes_by(&known, &device);
-            let changes = if known.is_empty() {
-                // Nothing confirmed: the whole document, as stored (no load and save).
-                store.stored_bytes(&summary.id)?
-            } else {
-                visit.save_after(&known)
-            };
             // Sign this device's own changes that no kept signature covers
             // yet; keep the signature so a retry sends the same one.
             let signed = store.signed_hashes(&summary.id)?;
-            let unsigned: Vec<ChangeHash> =
-                mine.into_iter().filter(|h| !signed.contains(h)).collect();
+            let device = kiemtra_core::DeviceId::parse(&self.creds.device_id)
+                .map_err(kiemtra_store::Error::from)?;
+            let (payload_hashes, partial, unsigned, ranges) = {
+                let visit = store.visit(&summary.id)?;
+                let known: Vec<ChangeHash> = confirmed
+                    .iter()
+                    .flatten()
+                    .copied()
+                    .filter(|h| visit.has_change(h))
+                    .collect();
+                let payload_hashes = visit.change_hashes_after(&known);
+                let partial = (!known.is_empty()).then(|| visit.save_after(&known));
+                let unsigned: Vec<ChangeHash> = visit
+                    .changes_by(&known, &device)
+                    .into_iter()
+                    .filter(|h| !signed.contains(h))
+                    .collect();
+                let ranges = visit.seq_ranges(&unsigned).unwrap_or_default();
+                (payload_hashes, partial, unsigned, ranges)
+            };
+            let changes = match partial {
+                Some(bytes) => bytes,
+                // Nothing confirmed: the whole document, as stored (no load and save).
+                None => store.stored_bytes(&summary.id)?,
+            };
             if !unsigned.is_empty() {
                 let signature = self.creds.sign(summary.id.as_str(), &unsigned)?;
                 let record = kiemtra_store::SignatureRecord {
                     signer: self.creds.device_id.clone(),
+                    ranges,
                     hashes: unsigned,
                     signature,
                     received_at: store.session().now().to_rfc3339(),
@@ -392,7 +399,11 @@ impl SyncClient {
                 .into_iter()
                 .map(|s| Signature {
                     signer: s.signer,
-                    hashes: s.hashes.iter().map(|h| h.0).collect(),
+                    ranges: s
+                        .ranges
+                        .into_iter()
+                        .map(|(actor, first, last)| SeqRange { actor, first, last })
+                        .collect(),
                     signature: s.signature,
                 })
                 .collect();
@@ -552,14 +563,23 @@ fn apply_result(
                         report.visits_downloaded += 1;
                     }
                     let received_at = store.session().now().to_rfc3339();
+                    let visit = store.visit(&id)?;
                     let records: Vec<kiemtra_store::SignatureRecord> = r
                         .signatures
                         .iter()
-                        .map(|s| kiemtra_store::SignatureRecord {
-                            signer: s.signer.clone(),
-                            hashes: s.hashes.iter().map(|h| ChangeHash(*h)).collect(),
-                            signature: s.signature.clone(),
-                            received_at: received_at.clone(),
+                        .filter_map(|s| {
+                            let ranges: Vec<(Vec<u8>, u64, u64)> = s
+                                .ranges
+                                .iter()
+                                .map(|g| (g.actor.clone(), g.first, g.last))
+                                .collect();
+                            Some(kiemtra_store::SignatureRecord {
+                                signer: s.signer.clone(),
+                                hashes: visit.hashes_in_ranges(&ranges, &[])?,
+                                ranges,
+                                signature: s.signature.clone(),
+                                received_at: received_at.clone(),
+                            })
                         })
                         .collect();
                     store.record_signatures(&id, &records)?;

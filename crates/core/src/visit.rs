@@ -7,7 +7,7 @@ use automerge::{
 };
 use chrono::{DateTime, NaiveDate, Utc};
 use serde::Serialize;
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap};
 
 use crate::error::{Error, Result};
 use crate::ids::{CampaignId, CheckId, EvidenceHash, FindingId, StaffId, TeamId, VisitId};
@@ -558,6 +558,71 @@ impl Visit {
             })
             .map(|m| m.hash)
             .collect()
+    }
+
+    /// Names a set of this visit's changes by actor and sequence ranges
+    /// (`(actor bytes, first, last)`); `None` if a hash is not held.
+    pub fn seq_ranges(&self, hashes: &[ChangeHash]) -> Option<Vec<(Vec<u8>, u64, u64)>> {
+        let mut by_actor: std::collections::BTreeMap<Vec<u8>, Vec<u64>> =
+            std::collections::BTreeMap::new();
+        for h in hashes {
+            let m = self.doc.get_change_meta_by_hash(h)?;
+            by_actor
+                .entry(m.actor.to_bytes().to_vec())
+                .or_default()
+                .push(m.seq);
+        }
+        let mut out = Vec::new();
+        for (actor, mut seqs) in by_actor {
+            seqs.sort_unstable();
+            seqs.dedup();
+            let mut start = seqs[0];
+            let mut prev = start;
+            for &s in &seqs[1..] {
+                if s != prev + 1 {
+                    out.push((actor.clone(), start, prev));
+                    start = s;
+                }
+                prev = s;
+            }
+            out.push((actor, start, prev));
+        }
+        Some(out)
+    }
+
+    /// The hashes of the changes named by actor and sequence ranges, looked
+    /// up among `extra` (changes not applied yet) and then this visit;
+    /// `None` if one is missing. Ranges are bounded by the caller.
+    pub fn hashes_in_ranges(
+        &self,
+        ranges: &[(Vec<u8>, u64, u64)],
+        extra: &[Change],
+    ) -> Option<Vec<ChangeHash>> {
+        let mut index: HashMap<(Vec<u8>, u64), ChangeHash> = extra
+            .iter()
+            .map(|c| ((c.actor_id().to_bytes().to_vec(), c.seq()), c.hash()))
+            .collect();
+        let total: u64 = ranges
+            .iter()
+            .map(|(_, a, b)| b.saturating_sub(*a) + 1)
+            .sum();
+        let missing = ranges
+            .iter()
+            .any(|(actor, a, b)| (*a..=*b).any(|s| !index.contains_key(&(actor.clone(), s))));
+        if missing {
+            for m in self.doc.get_changes_meta(&[]) {
+                index
+                    .entry((m.actor.to_bytes().to_vec(), m.seq))
+                    .or_insert(m.hash);
+            }
+        }
+        let mut out = Vec::with_capacity(total.min(1 << 20) as usize);
+        for (actor, a, b) in ranges {
+            for s in *a..=*b {
+                out.push(*index.get(&(actor.clone(), s))?);
+            }
+        }
+        Some(out)
     }
 
     /// Every change of the document, in causal order.

@@ -50,7 +50,11 @@ fn to_wire(records: Vec<kiemtra_store::SignatureRecord>) -> Vec<kiemtra_sync_pro
         .into_iter()
         .map(|s| kiemtra_sync_protocol::Signature {
             signer: s.signer,
-            hashes: s.hashes.iter().map(|h| h.0).collect(),
+            ranges: s
+                .ranges
+                .into_iter()
+                .map(|(actor, first, last)| kiemtra_sync_protocol::SeqRange { actor, first, last })
+                .collect(),
             signature: s.signature,
         })
         .collect()
@@ -273,9 +277,16 @@ fn offer_result(
             Ok(c) => c,
             Err(e) => return Some(refuse(vid, VisitStatus::Invalid, e.to_string())),
         };
-        let limits = match store.visit(&id) {
-            Ok(v) => trust::supervisor_only(v, &incoming),
+        let (limits, expanded) = match store.visit(&id) {
+            Ok(v) => (
+                trust::supervisor_only(v, &incoming),
+                trust::expand(v, &incoming, &offer.signatures),
+            ),
             Err(e) => return Some(refuse(vid, VisitStatus::Invalid, e.to_string())),
+        };
+        let expanded = match expanded {
+            Ok(x) => x,
+            Err((status, message)) => return Some(refuse(vid, status, message)),
         };
         let keep = match trust::check(
             store,
@@ -283,7 +294,7 @@ fn offer_result(
             vid,
             &summary.team,
             &incoming,
-            &offer.signatures,
+            &expanded,
             &crate::auth::now(),
         ) {
             Ok(keep) => keep,
@@ -437,13 +448,17 @@ fn new_visit(
     let team = visit.meta().map(|m| m.team.to_string()).unwrap_or_default();
     let changes = visit.changes_with_authors();
     let limits = trust::supervisor_only(&visit, &changes);
+    let expanded = match trust::expand(&visit, &[], &offer.signatures) {
+        Ok(x) => x,
+        Err((status, message)) => return refuse(vid, status, message),
+    };
     let keep = match trust::check(
         store,
         &limits,
         vid,
         &team,
         &changes,
-        &offer.signatures,
+        &expanded,
         &crate::auth::now(),
     ) {
         Ok(keep) => keep,

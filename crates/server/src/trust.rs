@@ -10,6 +10,59 @@
 
 use kiemtra_core::{Change, ChangeHash, Editor, Visit};
 
+/// A signature from the wire with the change hashes its ranges name.
+pub struct Expanded {
+    pub signer: String,
+    pub hashes: Vec<ChangeHash>,
+    pub ranges: Vec<(Vec<u8>, u64, u64)>,
+    pub signature: Vec<u8>,
+}
+
+/// Resolves each signature's actor and sequence ranges to change hashes,
+/// among the incoming changes and then the visit. A signature naming
+/// changes that are not there is refused.
+pub fn expand(
+    visit: &Visit,
+    incoming: &[(Change, Option<Editor>)],
+    sigs: &[Signature],
+) -> Result<Vec<Expanded>, Refusal> {
+    let extra: Vec<Change> = incoming.iter().map(|(c, _)| c.clone()).collect();
+    sigs.iter()
+        .map(|s| {
+            let ranges: Vec<(Vec<u8>, u64, u64)> = s
+                .ranges
+                .iter()
+                .map(|r| (r.actor.clone(), r.first, r.last))
+                .collect();
+            let count: u64 = ranges.iter().map(|(_, a, b)| b - a + 1).sum();
+            if count > 1_000_000 {
+                return Err((
+                    VisitStatus::Invalid,
+                    format!(
+                        "the signature of device {} names too many changes",
+                        s.signer
+                    ),
+                ));
+            }
+            let hashes = visit.hashes_in_ranges(&ranges, &extra).ok_or_else(|| {
+                (
+                    VisitStatus::Invalid,
+                    format!(
+                        "the signature of device {} names changes that are not in this visit",
+                        s.signer
+                    ),
+                )
+            })?;
+            Ok(Expanded {
+                signer: s.signer.clone(),
+                hashes,
+                ranges,
+                signature: s.signature.clone(),
+            })
+        })
+        .collect()
+}
+
 /// What each change does that only a supervisor may do (see
 /// `Visit::supervisor_only`), for `check`.
 pub fn supervisor_only(
@@ -46,7 +99,7 @@ pub fn check(
     visit_id: &str,
     team: &str,
     changes: &[(Change, Option<Editor>)],
-    signatures: &[Signature],
+    signatures: &[Expanded],
     now: &str,
 ) -> Result<Vec<SignatureRecord>, Refusal> {
     let internal = |e: kiemtra_store::Error| (VisitStatus::Invalid, e.to_string());
@@ -63,7 +116,7 @@ pub fn check(
     let mut signed_by: HashMap<ChangeHash, String> = HashMap::new();
     let mut keep = Vec::new();
     for s in signatures {
-        let hashes: Vec<ChangeHash> = s.hashes.iter().map(|h| ChangeHash(*h)).collect();
+        let hashes = s.hashes.clone();
         if !hashes.iter().any(|h| new.contains(h)) {
             continue;
         }
@@ -73,7 +126,8 @@ pub fn check(
                 format!("signature by unknown device {}", s.signer),
             ));
         };
-        let message = Signature::message(visit_id, &s.hashes);
+        let raw: Vec<[u8; 32]> = s.hashes.iter().map(|h| h.0).collect();
+        let message = Signature::message(visit_id, &raw);
         if UnparsedPublicKey::new(&ED25519, &signer.public_key)
             .verify(&message, &s.signature)
             .is_err()
@@ -92,6 +146,7 @@ pub fn check(
         keep.push(SignatureRecord {
             signer: s.signer.clone(),
             hashes,
+            ranges: s.ranges.clone(),
             signature: s.signature.clone(),
             received_at: now.to_owned(),
         });

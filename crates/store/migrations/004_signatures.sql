@@ -8,6 +8,8 @@ CREATE TABLE signatures (
     visit_id     TEXT NOT NULL REFERENCES visits(id) ON DELETE CASCADE,
     signer       TEXT NOT NULL,
     hashes       BLOB NOT NULL,
+    -- the same changes named by actor and sequence ranges, JSON [[actor hex, first, last], …]
+    ranges       TEXT NOT NULL,
     signature    BLOB NOT NULL,
     received_at  TEXT NOT NULL
 ) STRICT;

@@ -30,6 +30,8 @@ pub struct DeviceRecord {
 pub struct SignatureRecord {
     pub signer: String,
     pub hashes: Vec<ChangeHash>,
+    /// The same changes by actor and sequence: `(actor bytes, first, last)`.
+    pub ranges: Vec<(Vec<u8>, u64, u64)>,
     pub signature: Vec<u8>,
     pub received_at: String,
 }
@@ -65,6 +67,26 @@ fn read_device(r: &rusqlite::Row<'_>) -> rusqlite::Result<DeviceRecord> {
 
 const DEVICE_COLUMNS: &str =
     "device_id, user_id, team, role, name, enrolled_at, revoked_at, public_key";
+
+fn ranges_json(ranges: &[(Vec<u8>, u64, u64)]) -> String {
+    let rows: Vec<(String, u64, u64)> = ranges
+        .iter()
+        .map(|(a, f, l)| (a.iter().map(|b| format!("{b:02x}")).collect(), *f, *l))
+        .collect();
+    serde_json::to_string(&rows).unwrap_or_else(|_| "[]".into())
+}
+
+fn parse_ranges(json: &str) -> Vec<(Vec<u8>, u64, u64)> {
+    let rows: Vec<(String, u64, u64)> = serde_json::from_str(json).unwrap_or_default();
+    rows.into_iter()
+        .map(|(a, f, l)| {
+            let bytes = (0..a.len() / 2)
+                .filter_map(|i| u8::from_str_radix(a.get(2 * i..2 * i + 2)?, 16).ok())
+                .collect();
+            (bytes, f, l)
+        })
+        .collect()
+}
 
 fn pack(hashes: &[ChangeHash]) -> Vec<u8> {
     hashes.iter().flat_map(|h| h.0).collect()
@@ -181,8 +203,8 @@ impl Store {
         let tx = self.conn_mut().savepoint()?;
         for s in sigs {
             tx.execute(
-                "INSERT INTO signatures (visit_id, signer, hashes, signature, received_at) VALUES (?1, ?2, ?3, ?4, ?5)",
-                params![visit.as_str(), s.signer, pack(&s.hashes), s.signature, s.received_at],
+                "INSERT INTO signatures (visit_id, signer, hashes, ranges, signature, received_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                params![visit.as_str(), s.signer, pack(&s.hashes), ranges_json(&s.ranges), s.signature, s.received_at],
             )?;
             let id = tx.last_insert_rowid();
             for h in &s.hashes {
@@ -218,7 +240,7 @@ impl Store {
     ) -> Result<Vec<SignatureRecord>> {
         let wanted: HashSet<&ChangeHash> = hashes.iter().collect();
         let mut stmt = self.conn().prepare_cached(
-            "SELECT signer, hashes, signature, received_at FROM signatures WHERE visit_id = ?1 ORDER BY id",
+            "SELECT signer, hashes, signature, received_at, ranges FROM signatures WHERE visit_id = ?1 ORDER BY id",
         )?;
         let rows = stmt.query_map([visit.as_str()], |r| {
             Ok(SignatureRecord {
@@ -226,6 +248,7 @@ impl Store {
                 hashes: unpack(&r.get::<_, Vec<u8>>(1)?),
                 signature: r.get(2)?,
                 received_at: r.get(3)?,
+                ranges: parse_ranges(&r.get::<_, String>(4)?),
             })
         })?;
         let mut out = Vec::new();
@@ -241,7 +264,7 @@ impl Store {
     /// Every kept signature of a visit.
     pub fn signatures_of(&self, visit: &VisitId) -> Result<Vec<SignatureRecord>> {
         let mut stmt = self.conn().prepare_cached(
-            "SELECT signer, hashes, signature, received_at FROM signatures WHERE visit_id = ?1 ORDER BY id",
+            "SELECT signer, hashes, signature, received_at, ranges FROM signatures WHERE visit_id = ?1 ORDER BY id",
         )?;
         let rows = stmt.query_map([visit.as_str()], |r| {
             Ok(SignatureRecord {
@@ -249,6 +272,7 @@ impl Store {
                 hashes: unpack(&r.get::<_, Vec<u8>>(1)?),
                 signature: r.get(2)?,
                 received_at: r.get(3)?,
+                ranges: parse_ranges(&r.get::<_, String>(4)?),
             })
         })?;
         Ok(rows.collect::<Result<_, _>>()?)
@@ -258,7 +282,7 @@ impl Store {
     /// was first received, for audits.
     pub fn change_receipts(&self, visit: &VisitId) -> Result<Vec<(ChangeHash, SignatureRecord)>> {
         let mut stmt = self.conn().prepare(
-            "SELECT c.hash, s.signer, s.hashes, s.signature, c.received_at
+            "SELECT c.hash, s.signer, s.hashes, s.signature, c.received_at, s.ranges
              FROM signed_changes c JOIN signatures s ON s.id = c.signature_id
              WHERE c.visit_id = ?1",
         )?;
@@ -270,6 +294,7 @@ impl Store {
                     hashes: unpack(&r.get::<_, Vec<u8>>(2)?),
                     signature: r.get(3)?,
                     received_at: r.get(4)?,
+                    ranges: parse_ranges(&r.get::<_, String>(5)?),
                 },
             ))
         })?;
