@@ -520,6 +520,55 @@ impl Visit {
         None
     }
 
+    /// Every change's hash with the editor it names, from change metadata
+    /// (cheaper than building the changes).
+    pub fn change_authors(&self) -> Vec<(ChangeHash, Option<Editor>)> {
+        self.doc
+            .get_changes_meta(&[])
+            .into_iter()
+            .map(|m| {
+                let author = m
+                    .author
+                    .as_ref()
+                    .and_then(|a| Editor::from_author_bytes(a.as_bytes()));
+                (m.hash, author)
+            })
+            .collect()
+    }
+
+    /// The changes that wrote what only a supervisor may write and that
+    /// the document still shows: every value of the status slot that
+    /// approves or returns, and every approval record. Reads the state, not
+    /// every change; a conflict settled inside the history is not seen here
+    /// (the auditor's per-change verification sees it).
+    pub fn supervisor_writes_in_state(&self) -> Result<Vec<(ChangeHash, &'static str)>> {
+        let mut out = Vec::new();
+        for (value, id) in self.doc.get_all(ROOT, keys::STATUS)? {
+            if let automerge::Value::Scalar(s) = &value
+                && let ScalarValue::Str(json) = s.as_ref()
+                && let Ok(st) = serde_json::from_str::<Stamped<StatusEntry>>(json)
+            {
+                let what = match st.value.status {
+                    VisitStatus::Approved => "approve the visit",
+                    VisitStatus::Returned => "return the visit",
+                    _ => continue,
+                };
+                if let Some(h) = self.doc.hash_for_opid(&id) {
+                    out.push((h, what));
+                }
+            }
+        }
+        let approvals = self.container(keys::APPROVALS)?;
+        for key in self.doc.keys(&approvals).collect::<Vec<_>>() {
+            for (_, id) in self.doc.get_all(&approvals, key.as_str())? {
+                if let Some(h) = self.doc.hash_for_opid(&id) {
+                    out.push((h, "record an approval"));
+                }
+            }
+        }
+        Ok(out)
+    }
+
     /// Every change of the document with the editor it names, in causal order.
     pub fn changes_with_authors(&self) -> Vec<(Change, Option<Editor>)> {
         self.doc

@@ -293,7 +293,10 @@ fn offer_result(
             &limits,
             vid,
             &summary.team,
-            &incoming,
+            &incoming
+                .iter()
+                .map(|(c, e)| (c.hash(), e.clone()))
+                .collect::<Vec<_>>(),
             &expanded,
             &crate::auth::now(),
         ) {
@@ -446,8 +449,14 @@ fn new_visit(
         );
     }
     let team = visit.meta().map(|m| m.team.to_string()).unwrap_or_default();
-    let changes = visit.changes_with_authors();
-    let limits = trust::supervisor_only(&visit, &changes);
+    // A whole new visit: authorship from change metadata, and supervisor-only
+    // writes from what the document shows (see `supervisor_writes_in_state`).
+    let changes = visit.change_authors();
+    let limits: std::collections::HashMap<ChangeHash, &'static str> =
+        match visit.supervisor_writes_in_state() {
+            Ok(w) => w.into_iter().collect(),
+            Err(e) => return refuse(vid, VisitStatus::Invalid, e.to_string()),
+        };
     let expanded = match trust::expand(&visit, &[], &offer.signatures) {
         Ok(x) => x,
         Err((status, message)) => return refuse(vid, status, message),

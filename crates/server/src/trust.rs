@@ -98,7 +98,7 @@ pub fn check(
     supervisor_only: &HashMap<ChangeHash, &'static str>,
     visit_id: &str,
     team: &str,
-    changes: &[(Change, Option<Editor>)],
+    changes: &[(ChangeHash, Option<Editor>)],
     signatures: &[Expanded],
     now: &str,
 ) -> Result<Vec<SignatureRecord>, Refusal> {
@@ -110,8 +110,7 @@ pub fn check(
         }
         Ok(devices.get(id).cloned().flatten())
     };
-    let new: std::collections::HashSet<ChangeHash> =
-        changes.iter().map(|(c, _)| c.hash()).collect();
+    let new: std::collections::HashSet<ChangeHash> = changes.iter().map(|(h, _)| *h).collect();
     // Verify every signature that covers a new change; remember who signed what.
     let mut signed_by: HashMap<ChangeHash, String> = HashMap::new();
     let mut keep = Vec::new();
@@ -151,8 +150,8 @@ pub fn check(
             received_at: now.to_owned(),
         });
     }
-    for (c, author) in changes {
-        let h = c.hash();
+    for (h, author) in changes {
+        let h = *h;
         let Some(author) = author else {
             return Err((
                 VisitStatus::Invalid,
