@@ -357,10 +357,10 @@ impl SyncClient {
             }
             // Sign this device's own changes that no kept signature covers
             // yet; keep the signature so a retry sends the same one.
-            let signed = store.signed_hashes(&summary.id)?;
+
             let device = kiemtra_core::DeviceId::parse(&self.creds.device_id)
                 .map_err(kiemtra_store::Error::from)?;
-            let (payload_hashes, partial, unsigned, ranges) = {
+            let (payload_hashes, partial, mine) = {
                 let visit = store.visit(&summary.id)?;
                 let known: Vec<ChangeHash> = confirmed
                     .iter()
@@ -370,14 +370,16 @@ impl SyncClient {
                     .collect();
                 let payload_hashes = visit.change_hashes_after(&known);
                 let partial = (!known.is_empty()).then(|| visit.save_after(&known));
-                let unsigned: Vec<ChangeHash> = visit
-                    .changes_by(&known, &device)
-                    .into_iter()
-                    .filter(|h| !signed.contains(h))
-                    .collect();
-                let ranges = visit.seq_ranges(&unsigned).unwrap_or_default();
-                (payload_hashes, partial, unsigned, ranges)
+                let mine = visit.changes_by(&known, &device);
+                (payload_hashes, partial, mine)
             };
+            let signed = store.signed_among(&summary.id, &mine)?;
+            let unsigned: Vec<ChangeHash> =
+                mine.into_iter().filter(|h| !signed.contains(h)).collect();
+            let ranges = store
+                .visit(&summary.id)?
+                .seq_ranges(&unsigned)
+                .unwrap_or_default();
             let changes = match partial {
                 Some(bytes) => bytes,
                 // Nothing confirmed: the whole document, as stored (no load and save).

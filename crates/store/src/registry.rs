@@ -231,32 +231,72 @@ impl Store {
         Ok(out)
     }
 
-    /// The kept signatures that cover any of `hashes` (one query per visit:
-    /// a visit has about one signature per sync, however many changes).
+    /// Which of `hashes` some kept signature covers (primary-key lookups:
+    /// the cost follows `hashes`, not the visit's history).
+    pub fn signed_among(
+        &self,
+        visit: &VisitId,
+        hashes: &[ChangeHash],
+    ) -> Result<HashSet<ChangeHash>> {
+        let mut stmt = self
+            .conn()
+            .prepare_cached("SELECT 1 FROM signed_changes WHERE visit_id = ?1 AND hash = ?2")?;
+        let mut out = HashSet::new();
+        for h in hashes {
+            if stmt.exists(params![visit.as_str(), h.0.as_slice()])? {
+                out.insert(*h);
+            }
+        }
+        Ok(out)
+    }
+
+    /// The kept signatures that cover any of `hashes`: looked up by hash for
+    /// a few changes (cost follows them), or by scanning the visit's
+    /// signatures — about one per sync — for many.
     pub fn signatures_covering(
         &self,
         visit: &VisitId,
         hashes: &[ChangeHash],
     ) -> Result<Vec<SignatureRecord>> {
-        let wanted: HashSet<&ChangeHash> = hashes.iter().collect();
-        let mut stmt = self.conn().prepare_cached(
-            "SELECT signer, hashes, signature, received_at, ranges FROM signatures WHERE visit_id = ?1 ORDER BY id",
-        )?;
-        let rows = stmt.query_map([visit.as_str()], |r| {
-            Ok(SignatureRecord {
-                signer: r.get(0)?,
-                hashes: unpack(&r.get::<_, Vec<u8>>(1)?),
-                signature: r.get(2)?,
-                received_at: r.get(3)?,
-                ranges: parse_ranges(&r.get::<_, String>(4)?),
-            })
-        })?;
-        let mut out = Vec::new();
-        for row in rows {
-            let s = row?;
-            if s.hashes.iter().any(|h| wanted.contains(h)) {
-                out.push(s);
+        const BY_HASH: usize = 64;
+        if hashes.len() > BY_HASH {
+            let wanted: HashSet<&ChangeHash> = hashes.iter().collect();
+            return Ok(self
+                .signatures_of(visit)?
+                .into_iter()
+                .filter(|s| s.hashes.iter().any(|h| wanted.contains(h)))
+                .collect());
+        }
+        let mut ids = std::collections::BTreeSet::new();
+        {
+            let mut stmt = self.conn().prepare_cached(
+                "SELECT signature_id FROM signed_changes WHERE visit_id = ?1 AND hash = ?2",
+            )?;
+            for h in hashes {
+                if let Some(id) = stmt
+                    .query_row(params![visit.as_str(), h.0.as_slice()], |r| {
+                        r.get::<_, i64>(0)
+                    })
+                    .optional()?
+                {
+                    ids.insert(id);
+                }
             }
+        }
+        let mut stmt = self.conn().prepare_cached(
+            "SELECT signer, hashes, signature, received_at, ranges FROM signatures WHERE id = ?1",
+        )?;
+        let mut out = Vec::new();
+        for id in ids {
+            out.push(stmt.query_row([id], |r| {
+                Ok(SignatureRecord {
+                    signer: r.get(0)?,
+                    hashes: unpack(&r.get::<_, Vec<u8>>(1)?),
+                    signature: r.get(2)?,
+                    received_at: r.get(3)?,
+                    ranges: parse_ranges(&r.get::<_, String>(4)?),
+                })
+            })?);
         }
         Ok(out)
     }
