@@ -207,11 +207,11 @@ impl Store {
                 params![visit.as_str(), s.signer, pack(&s.hashes), ranges_json(&s.ranges), s.signature, s.received_at],
             )?;
             let id = tx.last_insert_rowid();
+            let mut receipt = tx.prepare_cached(
+                "INSERT OR IGNORE INTO signed_changes (visit_id, hash, signature_id, received_at) VALUES (?1, ?2, ?3, ?4)",
+            )?;
             for h in &s.hashes {
-                tx.execute(
-                    "INSERT OR IGNORE INTO signed_changes (visit_id, hash, signature_id, received_at) VALUES (?1, ?2, ?3, ?4)",
-                    params![visit.as_str(), h.0.as_slice(), id, s.received_at],
-                )?;
+                receipt.execute(params![visit.as_str(), h.0.as_slice(), id, s.received_at])?;
             }
         }
         tx.commit()?;
