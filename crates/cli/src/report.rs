@@ -1,0 +1,321 @@
+//! The campaign report in the shape of seed 000: units by kind, staff on
+//! payroll, present and absent with percentages, absences by reason,
+//! violations by check, findings and recommendations — from approved states
+//! only, listing the visits not yet approved. Vietnamese or English;
+//! Markdown or JSON.
+
+use kiemtra_core::{
+    AbsenceReason, CheckResult, ConductKind, ConductResult, Lang, Percent, Tally, UnitKind,
+    VisitState, format_count, format_time,
+};
+use serde::Serialize;
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+
+/// A visit as the report sees it: the approved state, or why there is none.
+pub struct VisitForReport {
+    pub unit: String,
+    pub kind: UnitKind,
+    pub approved: Option<VisitState>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct CampaignReport {
+    pub campaign: String,
+    pub title: String,
+    pub units_by_kind: BTreeMap<String, u32>,
+    pub units_inspected: u32,
+    pub tally: Tally,
+    pub present_pct: String,
+    pub absent_pct: String,
+    pub reasons: Vec<(String, u32, String)>,
+    pub conduct_violations: Vec<(String, u32)>,
+    pub checks_failed: Vec<(String, u32)>,
+    pub findings: Vec<(String, String, String)>,
+    pub not_approved: Vec<String>,
+    pub approved_at: Vec<(String, String)>,
+}
+
+fn pct(p: Percent, lang: Lang) -> String {
+    format!("{}%", p.format(lang))
+}
+
+impl CampaignReport {
+    pub fn build(campaign: &str, title: &str, visits: &[VisitForReport], lang: Lang) -> Self {
+        let mut r = CampaignReport {
+            campaign: campaign.into(),
+            title: title.into(),
+            units_by_kind: BTreeMap::new(),
+            units_inspected: 0,
+            tally: Tally::default(),
+            present_pct: String::new(),
+            absent_pct: String::new(),
+            reasons: Vec::new(),
+            conduct_violations: Vec::new(),
+            checks_failed: Vec::new(),
+            findings: Vec::new(),
+            not_approved: Vec::new(),
+            approved_at: Vec::new(),
+        };
+        let mut conduct: BTreeMap<ConductKind, u32> = BTreeMap::new();
+        let mut checks: BTreeMap<String, u32> = BTreeMap::new();
+        for v in visits {
+            let Some(state) = &v.approved else {
+                r.not_approved.push(v.unit.clone());
+                continue;
+            };
+            r.units_inspected += 1;
+            *r.units_by_kind
+                .entry(v.kind.label(lang).to_owned())
+                .or_default() += 1;
+            r.tally.add(&state.tally());
+            for ((_, kind), slot) in &state.conduct {
+                if slot.value().result == ConductResult::Violation {
+                    *conduct.entry(*kind).or_default() += 1;
+                }
+            }
+            for (id, slot) in &state.checks {
+                if slot.value().result == CheckResult::Fail {
+                    let label = state
+                        .template
+                        .check(id)
+                        .map(|c| c.label.get(lang).to_owned())
+                        .unwrap_or_else(|| id.to_string());
+                    *checks.entry(label).or_default() += 1;
+                }
+            }
+            for f in state.findings.values().filter(|f| !f.withdrawn()) {
+                r.findings.push((
+                    v.unit.clone(),
+                    f.text().to_owned(),
+                    f.recommendation().to_owned(),
+                ));
+            }
+            if let Some(a) = state.latest_approval() {
+                r.approved_at
+                    .push((v.unit.clone(), format_time(a.stamp.at)));
+            }
+        }
+        r.present_pct = pct(r.tally.present_pct(), lang);
+        r.absent_pct = pct(r.tally.absent_pct(), lang);
+        r.reasons = AbsenceReason::ALL
+            .iter()
+            .filter(|reason| r.tally.reason_count(**reason) > 0)
+            .map(|reason| {
+                (
+                    reason.label(lang).to_owned(),
+                    r.tally.reason_count(*reason),
+                    pct(r.tally.reason_pct(*reason), lang),
+                )
+            })
+            .collect();
+        r.conduct_violations = conduct
+            .into_iter()
+            .map(|(k, n)| (k.label(lang).to_owned(), n))
+            .collect();
+        r.checks_failed = checks.into_iter().collect();
+        r
+    }
+
+    pub fn markdown(&self, lang: Lang) -> String {
+        let l = |vi: &'static str, en: &'static str| if lang == Lang::Vi { vi } else { en };
+        let n = |x: u32| format_count(x, lang);
+        let mut o = String::new();
+        let _ = writeln!(o, "# {}\n", self.title);
+        let _ = writeln!(
+            o,
+            "{}: **{}**",
+            l(
+                "Số đơn vị đã kiểm tra (đã phê duyệt)",
+                "Units inspected (approved)"
+            ),
+            n(self.units_inspected)
+        );
+        for (kind, count) in &self.units_by_kind {
+            let _ = writeln!(o, "- {kind}: {}", n(*count));
+        }
+        let t = &self.tally;
+        let _ = writeln!(
+            o,
+            "\n{}: **{}**",
+            l("Tổng số CBCCVC trong biên chế", "Staff on payroll"),
+            n(t.payroll)
+        );
+        let _ = writeln!(
+            o,
+            "- {}: {} ({})",
+            l("Có mặt", "Present"),
+            n(t.present),
+            self.present_pct
+        );
+        let _ = writeln!(
+            o,
+            "- {}: {} ({})",
+            l("Vắng mặt", "Absent"),
+            n(t.absent),
+            self.absent_pct
+        );
+        for (reason, count, p) in &self.reasons {
+            let _ = writeln!(
+                o,
+                "  - {reason}: {} ({p} {})",
+                n(*count),
+                l("số vắng", "of the absent")
+            );
+        }
+        if t.late > 0 {
+            let _ = writeln!(
+                o,
+                "- {}: {}",
+                l("Đi muộn (trong số có mặt)", "Late (among the present)"),
+                n(t.late)
+            );
+        }
+        if !self.conduct_violations.is_empty() || !self.checks_failed.is_empty() {
+            let _ = writeln!(
+                o,
+                "\n## {}",
+                l("Vi phạm theo nội dung kiểm tra", "Violations by check")
+            );
+            for (what, count) in &self.conduct_violations {
+                let _ = writeln!(o, "- {what}: {} {}", n(*count), l("người", "staff"));
+            }
+            for (what, count) in &self.checks_failed {
+                let _ = writeln!(o, "- {what}: {} {}", n(*count), l("đơn vị", "units"));
+            }
+        }
+        if !self.findings.is_empty() {
+            let _ = writeln!(
+                o,
+                "\n## {}",
+                l(
+                    "Tồn tại, hạn chế và kiến nghị xử lý",
+                    "Findings and recommendations"
+                )
+            );
+            for (unit, text, rec) in &self.findings {
+                let _ = writeln!(
+                    o,
+                    "- {unit}: {text}{}",
+                    if rec.is_empty() {
+                        String::new()
+                    } else {
+                        format!(" — {} {rec}", l("Kiến nghị:", "Recommendation:"))
+                    }
+                );
+            }
+        }
+        if !self.not_approved.is_empty() {
+            let _ = writeln!(
+                o,
+                "\n## {}",
+                l(
+                    "Biên bản chưa được phê duyệt (không tính vào số liệu)",
+                    "Visits not yet approved (not counted)"
+                )
+            );
+            for unit in &self.not_approved {
+                let _ = writeln!(o, "- {unit}");
+            }
+        }
+        o
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use kiemtra_core::*;
+
+    fn visit(id: &str, present: bool, approve: bool) -> Visit {
+        let template =
+            Template::from_json(include_str!("../../../fixtures/templates/standard-v1.json"))
+                .expect("template");
+        let s1 = StaffId::parse("s-1").expect("id");
+        let session = Session::new(Editor::new(
+            UserId::parse("sup").expect("u"),
+            DeviceId::parse("d").expect("d"),
+        ));
+        let mut v = Visit::create(
+            NewVisit {
+                visit_id: VisitId::parse(id).expect("id"),
+                unit: Unit::new(
+                    UnitCode::parse(id).expect("c"),
+                    "UBND xã Mỹ Khánh",
+                    UnitKind::CommuneCommittee,
+                    "",
+                )
+                .expect("unit"),
+                campaign: CampaignId::parse("c").expect("c"),
+                team: TeamId::parse("t").expect("t"),
+                scheduled_on: chrono::NaiveDate::from_ymd_opt(2015, 9, 1).expect("d"),
+                roster: vec![
+                    StaffMember::new(
+                        s1.clone(),
+                        "Lê Văn Tám",
+                        "",
+                        StaffCategory::CivilServant,
+                        true,
+                    )
+                    .expect("m"),
+                ],
+            },
+            &template,
+            &session,
+        )
+        .expect("visit");
+        let mark = if present {
+            AttendanceMark::Present
+        } else {
+            AttendanceMark::Absent(AbsenceReason::Sick)
+        };
+        v.record_attendance(&s1, mark, "", None).expect("rec");
+        if approve {
+            v.submit("").expect("submit");
+            v.approve("").expect("approve");
+            // Recorded after approval: not in the report.
+            v.record_attendance(
+                &s1,
+                AttendanceMark::Absent(AbsenceReason::Unexcused),
+                "",
+                None,
+            )
+            .expect("late edit");
+        }
+        v
+    }
+
+    #[test]
+    fn reports_count_approved_states_only_and_list_the_rest() {
+        let approved = visit("v-a", true, true);
+        let pending = visit("v-b", false, false);
+        let visits = vec![
+            VisitForReport {
+                unit: "A".into(),
+                kind: UnitKind::CommuneCommittee,
+                approved: approved.approved_state().expect("state"),
+            },
+            VisitForReport {
+                unit: "B".into(),
+                kind: UnitKind::CommuneCommittee,
+                approved: pending.approved_state().expect("state"),
+            },
+        ];
+        let r = CampaignReport::build("c", "Báo cáo", &visits, Lang::Vi);
+        assert_eq!(r.units_inspected, 1);
+        assert_eq!(
+            (r.tally.payroll, r.tally.present, r.tally.absent),
+            (1, 1, 0),
+            "the approved state, not the later edit"
+        );
+        assert_eq!(r.not_approved, vec!["B".to_owned()]);
+        let md = r.markdown(Lang::Vi);
+        assert!(md.contains("Có mặt: 1 (100,00%)"), "{md}");
+        assert!(md.contains("chưa được phê duyệt"), "{md}");
+        let en = CampaignReport::build("c", "Report", &visits, Lang::En).markdown(Lang::En);
+        assert!(
+            en.contains("Present: 1 (100.00%)") && en.contains("Visits not yet approved"),
+            "{en}"
+        );
+    }
+}

@@ -1,0 +1,49 @@
+//! `kiemtra demo` runs the whole story and prints the report of seed 000.
+
+use std::process::Command;
+
+#[test]
+fn the_demo_reproduces_the_campaign_figures() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let out = Command::new(env!("CARGO_BIN_EXE_kiemtra"))
+        .arg("demo")
+        .current_dir(&root)
+        .output()
+        .expect("run kiemtra demo");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "demo failed:\n{stderr}");
+    for expected in [
+        "Số đơn vị đã kiểm tra (đã phê duyệt): **65**",
+        "Tổng số CBCCVC trong biên chế: **1.404**",
+        "Có mặt: 1.071 (76,28%)",
+        "Vắng mặt: 333 (23,72%)",
+        "đi công tác: 146 (43,84% số vắng)",
+        "học chuyên môn, chính trị: 93 (27,93% số vắng)",
+    ] {
+        assert!(
+            stdout.contains(expected),
+            "missing {expected:?} in:\n{stdout}"
+        );
+    }
+    assert!(
+        stderr.contains("3 xung đột"),
+        "the demo produced and resolved real conflicts:\n{stderr}"
+    );
+    assert!(
+        !stdout.contains("chưa được phê duyệt"),
+        "every visit was approved"
+    );
+}
+
+#[test]
+fn the_demo_refuses_a_missing_campaign_file() {
+    let dir = tempfile::tempdir().expect("dir");
+    let out = Command::new(env!("CARGO_BIN_EXE_kiemtra"))
+        .args(["demo", "--campaign", "nope.json"])
+        .current_dir(dir.path())
+        .output()
+        .expect("run");
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("reading the campaign"));
+}
