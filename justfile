@@ -4,6 +4,10 @@
 serve:
     cargo run --release -p kiemtra-server
 
+# The whole story: server, phones, campaign, conflicts, approvals, report.
+demo:
+    cargo run -p kiemtra-cli -- demo
+
 # Every test (the README's test command).
 test:
     cargo test --workspace
