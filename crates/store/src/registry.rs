@@ -88,6 +88,17 @@ fn parse_ranges(json: &str) -> Vec<(Vec<u8>, u64, u64)> {
         .collect()
 }
 
+/// Reads `signer, hashes, signature, received_at, ranges` from a row.
+fn read_signature(r: &rusqlite::Row<'_>) -> rusqlite::Result<SignatureRecord> {
+    Ok(SignatureRecord {
+        signer: r.get(0)?,
+        hashes: unpack(&r.get::<_, Vec<u8>>(1)?),
+        signature: r.get(2)?,
+        received_at: r.get(3)?,
+        ranges: parse_ranges(&r.get::<_, String>(4)?),
+    })
+}
+
 fn pack(hashes: &[ChangeHash]) -> Vec<u8> {
     hashes.iter().flat_map(|h| h.0).collect()
 }
@@ -288,15 +299,7 @@ impl Store {
         )?;
         let mut out = Vec::new();
         for id in ids {
-            out.push(stmt.query_row([id], |r| {
-                Ok(SignatureRecord {
-                    signer: r.get(0)?,
-                    hashes: unpack(&r.get::<_, Vec<u8>>(1)?),
-                    signature: r.get(2)?,
-                    received_at: r.get(3)?,
-                    ranges: parse_ranges(&r.get::<_, String>(4)?),
-                })
-            })?);
+            out.push(stmt.query_row([id], read_signature)?);
         }
         Ok(out)
     }
@@ -306,15 +309,7 @@ impl Store {
         let mut stmt = self.conn().prepare_cached(
             "SELECT signer, hashes, signature, received_at, ranges FROM signatures WHERE visit_id = ?1 ORDER BY id",
         )?;
-        let rows = stmt.query_map([visit.as_str()], |r| {
-            Ok(SignatureRecord {
-                signer: r.get(0)?,
-                hashes: unpack(&r.get::<_, Vec<u8>>(1)?),
-                signature: r.get(2)?,
-                received_at: r.get(3)?,
-                ranges: parse_ranges(&r.get::<_, String>(4)?),
-            })
-        })?;
+        let rows = stmt.query_map([visit.as_str()], read_signature)?;
         Ok(rows.collect::<Result<_, _>>()?)
     }
 
