@@ -368,7 +368,13 @@ impl SyncClient {
                     .copied()
                     .filter(|h| visit.has_change(h))
                     .collect();
-                let payload_hashes = visit.change_hashes_after(&known);
+                // For a whole document every kept signature is sent; for a
+                // partial one, those covering its changes.
+                let payload_hashes = if known.is_empty() {
+                    Vec::new()
+                } else {
+                    visit.change_hashes_after(&known)
+                };
                 let partial = (!known.is_empty()).then(|| visit.save_after(&known));
                 let mine = visit.changes_by(&known, &device);
                 (payload_hashes, partial, mine)
@@ -380,6 +386,7 @@ impl SyncClient {
                 .visit(&summary.id)?
                 .seq_ranges(&unsigned)
                 .unwrap_or_default();
+            let partial_sent = partial.is_some();
             let changes = match partial {
                 Some(bytes) => bytes,
                 // Nothing confirmed: the whole document, as stored (no load and save).
@@ -396,8 +403,11 @@ impl SyncClient {
                 };
                 store.record_signatures(&summary.id, &[record])?;
             }
-            let signatures = store
-                .signatures_covering(&summary.id, &payload_hashes)?
+            let kept = match partial_sent {
+                true => store.signatures_covering(&summary.id, &payload_hashes)?,
+                false => store.signatures_of(&summary.id)?,
+            };
+            let signatures = kept
                 .into_iter()
                 .map(|s| Signature {
                     signer: s.signer,
