@@ -110,6 +110,17 @@ fn change_chunks(bytes: &[u8]) -> Result<Option<Vec<&[u8]>>> {
     Ok(Some(out))
 }
 
+/// Parses change chunks (as split by `change_chunks`) into changes.
+fn parse_changes(chunks: Vec<&[u8]>) -> Result<Vec<Change>> {
+    chunks
+        .into_iter()
+        .map(|c| {
+            Change::from_bytes(c.to_vec())
+                .map_err(|e| Error::NotAVisit(format!("unreadable change: {e}")))
+        })
+        .collect()
+}
+
 fn author_of_actor(doc: &Automerge, actor: &automerge::ActorId) -> Option<Editor> {
     doc.get_author_for_actor(actor)
         .and_then(|a| Editor::from_author_bytes(a.as_bytes()))
@@ -383,13 +394,7 @@ impl Visit {
     }
 
     fn probe_changes(&self, chunks: Vec<&[u8]>) -> Result<Automerge> {
-        let changes = chunks
-            .into_iter()
-            .map(|c| {
-                Change::from_bytes(c.to_vec())
-                    .map_err(|e| Error::NotAVisit(format!("unreadable change: {e}")))
-            })
-            .collect::<Result<Vec<_>>>()?;
+        let changes = parse_changes(chunks)?;
         let incoming: std::collections::HashSet<ChangeHash> =
             changes.iter().map(|c| c.hash()).collect();
         for c in &changes {
@@ -444,16 +449,7 @@ impl Visit {
     /// the same bytes or in this visit.
     pub fn incoming_changes(&self, bytes: &[u8]) -> Result<Vec<(Change, Option<Editor>)>> {
         let (all, loaded) = match change_chunks(bytes)? {
-            Some(chunks) => (
-                chunks
-                    .into_iter()
-                    .map(|c| {
-                        Change::from_bytes(c.to_vec())
-                            .map_err(|e| Error::NotAVisit(format!("unreadable change: {e}")))
-                    })
-                    .collect::<Result<Vec<_>>>()?,
-                None,
-            ),
+            Some(chunks) => (parse_changes(chunks)?, None),
             None => {
                 let doc = Automerge::load_with_options(
                     bytes,
@@ -672,11 +668,6 @@ impl Visit {
             }
         }
         Some(out)
-    }
-
-    /// Every change of the document, in causal order.
-    pub fn changes(&self) -> Vec<Change> {
-        self.doc.get_changes(&[])
     }
 
     /// Change hashes whose dependencies have not arrived yet.
