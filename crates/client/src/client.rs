@@ -249,6 +249,13 @@ impl SyncClient {
         })
     }
 
+    /// Uses `flag` as this client's cancel switch (shared with a caller
+    /// that may set it from another thread).
+    pub fn with_cancel(mut self, flag: Arc<AtomicBool>) -> Self {
+        self.cancel = flag;
+        self
+    }
+
     /// A handle that cancels a running sync at its next step when set.
     pub fn cancel_handle(&self) -> Arc<AtomicBool> {
         self.cancel.clone()

@@ -1,0 +1,1057 @@
+//! The phone API of kiemtra, exported through UniFFI to Kotlin, Swift and
+//! Python.
+//!
+//! Thin wrappers only: every operation is one call into `kiemtra-store`
+//! (which makes the edit durable before it returns), `kiemtra-core` (the
+//! visit document and its rules) or `kiemtra-client` (enrollment, sync).
+//! Enumerated values cross the boundary as their stable keys (`"present"`,
+//! `"business_trip"`, `"badge"`, …), checked by the core; a wrong key is an
+//! [`ApiError::Invalid`]. Nothing panics across the boundary: every failure
+//! is an `ApiError`.
+//!
+//! Calls block. Apps call them off the main thread (Kotlin: a coroutine on
+//! `Dispatchers.IO`; Swift: a `Task` or background queue). One store is
+//! used by one call at a time; a sync holds the store while it applies, so
+//! a tap during a sync waits for it.
+
+use kiemtra_client::{Credentials, SyncClient, SyncOptions};
+use kiemtra_core::{
+    AttendanceMark, ChangeHash, CheckId, CheckResult, ConductKind, ConductResult, DeviceId, Editor,
+    FieldRef, FindingField, FindingId, FindingValue, Lang, NewFinding, NewVisit, Role, Session,
+    Severity, StaffCategory, StaffId, StaffMember, Tally, Template, Unit, UnitCode, UnitKind,
+    UserId, Visit, VisitId, VisitState,
+};
+use kiemtra_store::Store;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+uniffi::setup_scaffolding!();
+
+/// Every failure of the API, by kind, with a readable message.
+#[derive(Debug, thiserror::Error, uniffi::Error)]
+pub enum ApiError {
+    /// A value was refused: an unknown key, an empty or overlong text, a
+    /// move the visit's life cycle does not allow, a malformed id.
+    #[error("invalid: {message}")]
+    Invalid { message: String },
+    /// No such visit, staff member, check, finding, conflict or point in history.
+    #[error("not found: {message}")]
+    NotFound { message: String },
+    /// The device's role may not do this (an inspector approving, say).
+    #[error("not allowed: {message}")]
+    NotAllowed { message: String },
+    /// The store has no enrollment, or is enrolled already.
+    #[error("enrollment: {message}")]
+    NotEnrolled { message: String },
+    /// The server could not be reached or answered garbage; retry later.
+    #[error("network: {message}")]
+    Network { message: String },
+    /// The server refused (a used code, a revoked device, …).
+    #[error("refused: {message}")]
+    Refused { message: String },
+    /// The sync was cancelled.
+    #[error("cancelled")]
+    Cancelled,
+    /// The device database failed.
+    #[error("storage: {message}")]
+    Storage { message: String },
+    /// The store was closed.
+    #[error("the store is closed")]
+    Closed,
+}
+
+type ApiResult<T> = Result<T, ApiError>;
+
+impl From<kiemtra_core::Error> for ApiError {
+    fn from(e: kiemtra_core::Error) -> Self {
+        use kiemtra_core::Error as E;
+        let message = e.to_string();
+        match e {
+            E::SupervisorOnly(_) | E::ReadOnlyRole(_) => ApiError::NotAllowed { message },
+            E::UnknownStaff(_)
+            | E::UnknownCheck(_)
+            | E::UnknownFinding(_)
+            | E::NoConflict(_)
+            | E::UnknownHeads(_) => ApiError::NotFound { message },
+            E::Corrupt(_) | E::Automerge(_) => ApiError::Storage { message },
+            _ => ApiError::Invalid { message },
+        }
+    }
+}
+
+impl From<kiemtra_store::Error> for ApiError {
+    fn from(e: kiemtra_store::Error) -> Self {
+        use kiemtra_store::Error as E;
+        match e {
+            E::Visit(e) => e.into(),
+            E::UnknownVisit(_) => ApiError::NotFound {
+                message: e.to_string(),
+            },
+            E::VisitExists(_) => ApiError::Invalid {
+                message: e.to_string(),
+            },
+            _ => ApiError::Storage {
+                message: e.to_string(),
+            },
+        }
+    }
+}
+
+impl From<kiemtra_client::Error> for ApiError {
+    fn from(e: kiemtra_client::Error) -> Self {
+        use kiemtra_client::Error as E;
+        let message = e.to_string();
+        match e {
+            E::Store(e) => e.into(),
+            E::Network(_) | E::Decode(_) => ApiError::Network { message },
+            E::Refused { .. } => ApiError::Refused { message },
+            E::NotEnrolled => ApiError::NotEnrolled { message },
+            E::Cancelled => ApiError::Cancelled,
+        }
+    }
+}
+
+fn invalid(message: impl Into<String>) -> ApiError {
+    ApiError::Invalid {
+        message: message.into(),
+    }
+}
+
+fn runtime() -> ApiResult<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| ApiError::Network {
+            message: format!("no async runtime: {e}"),
+        })
+}
+
+fn parse_time(s: &str) -> ApiResult<chrono::DateTime<chrono::Utc>> {
+    chrono::DateTime::parse_from_rfc3339(s)
+        .map(|t| t.with_timezone(&chrono::Utc))
+        .map_err(|e| invalid(format!("time {s:?} is not RFC 3339: {e}")))
+}
+
+fn parse_heads(heads: &[String]) -> ApiResult<Vec<ChangeHash>> {
+    heads
+        .iter()
+        .map(|h| {
+            h.parse::<ChangeHash>()
+                .map_err(|_| invalid(format!("{h:?} is not a change hash")))
+        })
+        .collect()
+}
+
+// ---------------------------------------------------------------- records
+
+/// Who this device is, as the server enrolled it.
+#[derive(Debug, Clone, uniffi::Record)]
+pub struct DeviceIdentity {
+    pub server: String,
+    pub device_id: String,
+    pub user_id: String,
+    pub team: String,
+    /// `inspector`, `supervisor`, `auditor` or `administrator`.
+    pub role: String,
+}
+
+/// How many absent staff gave one reason.
+#[derive(Debug, Clone, uniffi::Record)]
+pub struct ReasonCount {
+    pub reason: String,
+    pub count: u32,
+}
+
+/// Attendance figures of a visit, derived from the roster and the marks shown.
+/// Percentages are hundredths of a percent (7628 = 76.28%), rounded half up;
+/// `present_text` etc. are the Vietnamese forms (`76,28%`).
+#[derive(Debug, Clone, uniffi::Record)]
+pub struct TallyView {
+    pub payroll: u32,
+    pub present: u32,
+    pub late: u32,
+    pub absent: u32,
+    pub unrecorded: u32,
+    pub present_pct: u32,
+    pub absent_pct: u32,
+    pub present_text: String,
+    pub absent_text: String,
+    pub absent_by_reason: Vec<ReasonCount>,
+}
+
+impl From<&Tally> for TallyView {
+    fn from(t: &Tally) -> Self {
+        Self {
+            payroll: t.payroll,
+            present: t.present,
+            late: t.late,
+            absent: t.absent,
+            unrecorded: t.unrecorded,
+            present_pct: t.present_pct().0,
+            absent_pct: t.absent_pct().0,
+            present_text: format!("{}%", t.present_pct().format(Lang::Vi)),
+            absent_text: format!("{}%", t.absent_pct().format(Lang::Vi)),
+            absent_by_reason: t
+                .absent_by_reason
+                .iter()
+                .map(|(r, n)| ReasonCount {
+                    reason: r.key().into(),
+                    count: *n,
+                })
+                .collect(),
+        }
+    }
+}
+
+/// A visit as a list shows it, read without loading the document.
+#[derive(Debug, Clone, uniffi::Record)]
+pub struct VisitSummary {
+    pub id: String,
+    pub unit_code: String,
+    pub unit_name: String,
+    pub unit_kind: String,
+    pub campaign: String,
+    pub team: String,
+    pub scheduled_on: String,
+    pub status: String,
+    pub conflicts: u32,
+    pub tally: TallyView,
+    pub heads: Vec<String>,
+}
+
+impl From<kiemtra_store::VisitSummary> for VisitSummary {
+    fn from(s: kiemtra_store::VisitSummary) -> Self {
+        Self {
+            id: s.id.to_string(),
+            tally: (&s.tally).into(),
+            unit_code: s.unit_code,
+            unit_name: s.unit_name,
+            unit_kind: s.unit_kind,
+            campaign: s.campaign,
+            team: s.team,
+            scheduled_on: s.scheduled_on,
+            status: s.status,
+            conflicts: s.conflicts,
+            heads: s.heads,
+        }
+    }
+}
+
+/// A staff member of the roster, for a new visit or found on site.
+#[derive(Debug, Clone, uniffi::Record)]
+pub struct StaffInput {
+    pub id: String,
+    pub name: String,
+    pub position: String,
+    /// `leader`, `civil_servant`, `public_employee` or `contract`.
+    pub category: String,
+    pub on_payroll: bool,
+}
+
+impl StaffInput {
+    fn to_member(&self) -> ApiResult<StaffMember> {
+        Ok(StaffMember::new(
+            StaffId::parse(&self.id)?,
+            &self.name,
+            &self.position,
+            StaffCategory::parse(&self.category)?,
+            self.on_payroll,
+        )?)
+    }
+}
+
+/// What a new visit is created with.
+#[derive(Debug, Clone, uniffi::Record)]
+pub struct NewVisitInput {
+    pub unit_code: String,
+    pub unit_name: String,
+    /// `department`, `district_office`, `commune_committee` or `one_stop_centre`.
+    pub unit_kind: String,
+    pub area: String,
+    pub campaign: String,
+    /// `yyyy-mm-dd`.
+    pub scheduled_on: String,
+    pub roster: Vec<StaffInput>,
+}
+
+/// A new finding.
+#[derive(Debug, Clone, uniffi::Record)]
+pub struct FindingInput {
+    pub category: String,
+    /// `minor`, `moderate` or `serious`.
+    pub severity: String,
+    pub text: String,
+    pub recommendation: String,
+    pub related_staff: Vec<String>,
+}
+
+/// One staff member and what was recorded about them.
+#[derive(Debug, Clone, uniffi::Record)]
+pub struct StaffView {
+    pub id: String,
+    pub name: String,
+    pub position: String,
+    pub category: String,
+    pub on_payroll: bool,
+    pub found_on_site: bool,
+    /// `present`, `late` or `absent`; `None` when not yet recorded.
+    pub attendance: Option<String>,
+    pub absence_reason: Option<String>,
+    pub attendance_note: String,
+    pub attendance_in_conflict: bool,
+    pub conduct: Vec<ConductView>,
+}
+
+#[derive(Debug, Clone, uniffi::Record)]
+pub struct ConductView {
+    /// `attire`, `badge`, `personal_use` or `alcohol`.
+    pub check: String,
+    /// `compliant` or `violation`.
+    pub result: String,
+    pub note: String,
+}
+
+/// An office check of the template and its outcome.
+#[derive(Debug, Clone, uniffi::Record)]
+pub struct CheckView {
+    pub id: String,
+    pub label_vi: String,
+    pub label_en: String,
+    /// `pass`, `fail` or `not_applicable`; `None` when not yet checked.
+    pub result: Option<String>,
+    pub note: String,
+    /// SHA-256 (hex) of attached photos.
+    pub evidence: Vec<String>,
+}
+
+#[derive(Debug, Clone, uniffi::Record)]
+pub struct FindingView {
+    pub id: String,
+    pub category: String,
+    pub severity: Option<String>,
+    pub text: String,
+    pub recommendation: String,
+    pub related_staff: Vec<String>,
+    pub withdrawn: bool,
+}
+
+#[derive(Debug, Clone, uniffi::Record)]
+pub struct ApprovalView {
+    pub id: String,
+    pub by: String,
+    pub at: String,
+    pub heads: Vec<String>,
+    pub signed: bool,
+}
+
+/// The whole visit at one point of its history.
+#[derive(Debug, Clone, uniffi::Record)]
+pub struct VisitView {
+    pub id: String,
+    pub unit_code: String,
+    pub unit_name: String,
+    pub unit_kind: String,
+    pub area: String,
+    pub campaign: String,
+    pub team: String,
+    pub scheduled_on: String,
+    /// `draft`, `submitted`, `approved` or `returned`.
+    pub status: String,
+    pub status_note: String,
+    pub staff: Vec<StaffView>,
+    pub checks: Vec<CheckView>,
+    pub findings: Vec<FindingView>,
+    pub narrative: String,
+    pub approvals: Vec<ApprovalView>,
+    pub tally: TallyView,
+}
+
+impl From<&VisitState> for VisitView {
+    fn from(s: &VisitState) -> Self {
+        let staff = s
+            .staff
+            .iter()
+            .map(|(id, m)| {
+                let att = s.attendance.get(id);
+                let mark = att.map(|a| a.value().mark);
+                StaffView {
+                    id: id.to_string(),
+                    name: m.value.name.clone(),
+                    position: m.value.position.clone(),
+                    category: m.value.category.key().into(),
+                    on_payroll: m.value.on_payroll,
+                    found_on_site: m.value.found_on_site,
+                    attendance: mark.map(|m| m.status_key().into()),
+                    absence_reason: mark.and_then(|m| m.reason()).map(|r| r.key().into()),
+                    attendance_note: att.map(|a| a.value().note.clone()).unwrap_or_default(),
+                    attendance_in_conflict: att.is_some_and(|a| a.in_conflict()),
+                    conduct: s
+                        .conduct
+                        .iter()
+                        .filter(|((sid, _), _)| sid == id)
+                        .map(|((_, kind), slot)| ConductView {
+                            check: kind.key().into(),
+                            result: slot.value().result.key().into(),
+                            note: slot.value().note.clone(),
+                        })
+                        .collect(),
+                }
+            })
+            .collect();
+        let checks = s
+            .template
+            .checks
+            .iter()
+            .map(|def| {
+                let slot = s.checks.get(&def.id);
+                CheckView {
+                    id: def.id.to_string(),
+                    label_vi: def.label.get(Lang::Vi).into(),
+                    label_en: def.label.get(Lang::En).into(),
+                    result: slot.map(|c| c.value().result.key().into()),
+                    note: slot.map(|c| c.value().note.clone()).unwrap_or_default(),
+                    evidence: s
+                        .evidence
+                        .get(&def.id)
+                        .map(|set| set.iter().map(|h| h.as_str().to_owned()).collect())
+                        .unwrap_or_default(),
+                }
+            })
+            .collect();
+        let findings = s
+            .findings
+            .values()
+            .map(|f| FindingView {
+                id: f.id.to_string(),
+                category: f.category().into(),
+                severity: f.severity().map(|v| v.key().into()),
+                text: f.text().into(),
+                recommendation: f.recommendation().into(),
+                related_staff: f.related_staff().iter().map(|s| s.to_string()).collect(),
+                withdrawn: f.withdrawn(),
+            })
+            .collect();
+        Self {
+            id: s.meta.visit_id.to_string(),
+            unit_code: s.meta.unit.code.to_string(),
+            unit_name: s.meta.unit.name.clone(),
+            unit_kind: s.meta.unit.kind.key().into(),
+            area: s.meta.unit.area.clone(),
+            campaign: s.meta.campaign.to_string(),
+            team: s.meta.team.to_string(),
+            scheduled_on: s.meta.scheduled_on.to_string(),
+            status: s.status().key().into(),
+            status_note: s.status.value().note.clone(),
+            staff,
+            checks,
+            findings,
+            narrative: s.narrative.clone(),
+            approvals: s
+                .approvals
+                .iter()
+                .map(|a| ApprovalView {
+                    id: a.id.clone(),
+                    by: a.stamp.by.to_string(),
+                    at: a.stamp.at.to_rfc3339(),
+                    heads: a.heads.clone(),
+                    signed: !a.signature.is_empty(),
+                })
+                .collect(),
+            tally: (&s.tally()).into(),
+        }
+    }
+}
+
+/// One value a conflicting field holds, with who wrote it and when.
+#[derive(Debug, Clone, uniffi::Record)]
+pub struct CandidateView {
+    pub value_vi: String,
+    pub value_en: String,
+    pub by: String,
+    pub device: String,
+    /// Device time, RFC 3339.
+    pub at: String,
+}
+
+/// A field the replicas disagree on. `field` is what `resolve` takes.
+#[derive(Debug, Clone, uniffi::Record)]
+pub struct ConflictView {
+    pub field: String,
+    pub label_vi: String,
+    pub label_en: String,
+    /// The value shown first.
+    pub candidates: Vec<CandidateView>,
+}
+
+/// One line of history or of a diff, in both languages.
+#[derive(Debug, Clone, uniffi::Record)]
+pub struct ChangeLine {
+    pub vi: String,
+    pub en: String,
+}
+
+/// One change of a visit's history.
+#[derive(Debug, Clone, uniffi::Record)]
+pub struct HistoryEntryView {
+    /// The change hash: a point in history for `state_at` and `diff`.
+    pub hash: String,
+    pub user: Option<String>,
+    pub device: Option<String>,
+    /// The device's clock when the change was made, RFC 3339.
+    pub device_time: String,
+    pub after_approval: bool,
+    pub lines: Vec<ChangeLine>,
+}
+
+/// Reported after each request of a sync.
+#[derive(Debug, Clone, uniffi::Record)]
+pub struct SyncProgress {
+    pub visits_done: u64,
+    pub visits_total: u64,
+    pub bytes_sent: u64,
+    pub bytes_received: u64,
+}
+
+#[derive(Debug, Clone, uniffi::Record)]
+pub struct VisitSyncError {
+    pub visit_id: String,
+    pub message: String,
+}
+
+/// What one sync did.
+#[derive(Debug, Clone, uniffi::Record)]
+pub struct SyncReport {
+    pub requests: u32,
+    pub retries: u32,
+    pub bytes_sent: u64,
+    pub bytes_received: u64,
+    pub visits_uploaded: u64,
+    pub visits_downloaded: u64,
+    /// Visits the server would not take, each with its reason.
+    pub errors: Vec<VisitSyncError>,
+}
+
+// ---------------------------------------------------------------- sync hooks
+
+/// Implemented by the app to follow a sync (a progress bar).
+#[uniffi::export(with_foreign)]
+pub trait SyncListener: Send + Sync {
+    fn on_progress(&self, progress: SyncProgress);
+}
+
+/// Cancels a running sync from another thread; the sync stops at its next
+/// step with `ApiError.Cancelled`, keeping what was already applied.
+#[derive(uniffi::Object, Default)]
+pub struct CancelToken {
+    flag: Arc<AtomicBool>,
+}
+
+#[uniffi::export]
+impl CancelToken {
+    #[uniffi::constructor]
+    pub fn new() -> Arc<Self> {
+        Arc::new(Self::default())
+    }
+    pub fn cancel(&self) {
+        self.flag.store(true, Ordering::SeqCst);
+    }
+    pub fn is_cancelled(&self) -> bool {
+        self.flag.load(Ordering::SeqCst)
+    }
+}
+
+// ---------------------------------------------------------------- the store
+
+struct Inner {
+    store: Mutex<Option<Store>>,
+    creds: Credentials,
+}
+
+impl Inner {
+    fn store(&self) -> ApiResult<MutexGuard<'_, Option<Store>>> {
+        let guard = self.store.lock().map_err(|_| ApiError::Storage {
+            message: "an earlier call failed while holding the store".into(),
+        })?;
+        if guard.is_none() {
+            return Err(ApiError::Closed);
+        }
+        Ok(guard)
+    }
+    fn with<T>(&self, f: impl FnOnce(&mut Store) -> ApiResult<T>) -> ApiResult<T> {
+        let mut guard = self.store()?;
+        match guard.as_mut() {
+            Some(store) => f(store),
+            None => Err(ApiError::Closed),
+        }
+    }
+}
+
+fn session_for(creds: &Credentials) -> ApiResult<Session> {
+    let editor = Editor::new(
+        UserId::parse(&creds.user_id)?,
+        DeviceId::parse(&creds.device_id)?,
+    );
+    Ok(Session::new(editor).with_role(Role::parse(&creds.role)?))
+}
+
+fn placeholder_session() -> ApiResult<Session> {
+    Ok(Session::new(Editor::new(
+        UserId::parse("unenrolled")?,
+        DeviceId::parse("unenrolled")?,
+    ))
+    .with_role(Role::Auditor))
+}
+
+/// The device's local store of visits, opened as the enrolled user.
+#[derive(uniffi::Object)]
+pub struct DeviceStore {
+    inner: Arc<Inner>,
+}
+
+/// Enrolls this device with a server using a single-use code from an
+/// administrator, and creates its store at `store_path` (a new Ed25519 key
+/// is made on the device; only its public half is sent).
+#[uniffi::export]
+pub fn enroll(
+    store_path: String,
+    server_url: String,
+    code: String,
+    device_name: String,
+) -> ApiResult<Arc<DeviceStore>> {
+    {
+        let store = Store::open_with_session(&store_path, placeholder_session()?)?;
+        if Credentials::load(&store).is_ok() {
+            return Err(ApiError::NotEnrolled {
+                message: format!("{store_path} is enrolled already"),
+            });
+        }
+    }
+    let creds = runtime()?.block_on(kiemtra_client::enroll(&server_url, &code, &device_name))?;
+    let mut store = Store::open_with_session(&store_path, session_for(&creds)?)?;
+    creds.save(&mut store)?;
+    Ok(Arc::new(DeviceStore {
+        inner: Arc::new(Inner {
+            store: Mutex::new(Some(store)),
+            creds,
+        }),
+    }))
+}
+
+#[uniffi::export]
+impl DeviceStore {
+    /// Opens an enrolled device's store (after `enroll`, on a later start).
+    #[uniffi::constructor]
+    pub fn open(store_path: String) -> ApiResult<Arc<Self>> {
+        let creds = {
+            let store = Store::open_with_session(&store_path, placeholder_session()?)?;
+            Credentials::load(&store)?
+        };
+        let store = Store::open_with_session(&store_path, session_for(&creds)?)?;
+        Ok(Arc::new(Self {
+            inner: Arc::new(Inner {
+                store: Mutex::new(Some(store)),
+                creds,
+            }),
+        }))
+    }
+
+    /// Closes the database; later calls on this store or its visits fail
+    /// with `ApiError.Closed`. Every acknowledged edit is already on disk.
+    pub fn close(&self) -> ApiResult<()> {
+        let mut guard = self.inner.store()?;
+        *guard = None;
+        Ok(())
+    }
+
+    pub fn identity(&self) -> DeviceIdentity {
+        let c = &self.inner.creds;
+        DeviceIdentity {
+            server: c.server.clone(),
+            device_id: c.device_id.clone(),
+            user_id: c.user_id.clone(),
+            team: c.team.clone(),
+            role: c.role.clone(),
+        }
+    }
+
+    /// Every visit on the device, with its tallies.
+    pub fn list_visits(&self) -> ApiResult<Vec<VisitSummary>> {
+        self.inner.with(|s| {
+            Ok(s.list_visits()?
+                .into_iter()
+                .map(VisitSummary::from)
+                .collect())
+        })
+    }
+
+    /// Creates a visit for the device's team from a template (its JSON, as
+    /// shipped with the app). Works offline; it reaches the server at the
+    /// next sync.
+    pub fn create_visit(
+        &self,
+        input: NewVisitInput,
+        template_json: String,
+    ) -> ApiResult<Arc<VisitHandle>> {
+        let template = Template::from_json(&template_json)?;
+        let roster = input
+            .roster
+            .iter()
+            .map(StaffInput::to_member)
+            .collect::<ApiResult<Vec<_>>>()?;
+        let new = NewVisit {
+            visit_id: VisitId::generate(),
+            unit: Unit::new(
+                UnitCode::parse(&input.unit_code)?,
+                &input.unit_name,
+                UnitKind::parse(&input.unit_kind)?,
+                &input.area,
+            )?,
+            campaign: kiemtra_core::CampaignId::parse(&input.campaign)?,
+            team: kiemtra_core::TeamId::parse(&self.inner.creds.team)?,
+            scheduled_on: chrono::NaiveDate::parse_from_str(&input.scheduled_on, "%Y-%m-%d")
+                .map_err(|e| invalid(format!("scheduled_on {:?}: {e}", input.scheduled_on)))?,
+            roster,
+        };
+        let summary = self.inner.with(|s| Ok(s.create_visit(new, &template)?))?;
+        Ok(Arc::new(VisitHandle {
+            inner: self.inner.clone(),
+            id: summary.id,
+        }))
+    }
+
+    /// Opens a visit held on the device.
+    pub fn open_visit(&self, visit_id: String) -> ApiResult<Arc<VisitHandle>> {
+        let id = VisitId::parse(&visit_id)?;
+        self.inner.with(|s| {
+            s.summary(&id)?;
+            Ok(())
+        })?;
+        Ok(Arc::new(VisitHandle {
+            inner: self.inner.clone(),
+            id,
+        }))
+    }
+
+    /// Sends what the server lacks and receives what the device lacks
+    /// (including visits new to it). `listener` hears progress after each
+    /// request; `cancel` stops the sync at its next step.
+    pub fn sync(
+        &self,
+        listener: Option<Arc<dyn SyncListener>>,
+        cancel: Option<Arc<CancelToken>>,
+    ) -> ApiResult<SyncReport> {
+        let mut client = SyncClient::new(self.inner.creds.clone(), SyncOptions::default())?;
+        if let Some(token) = &cancel {
+            client = client.with_cancel(token.flag.clone());
+        }
+        let rt = runtime()?;
+        let report = self.inner.with(|store| {
+            let mut progress = |p: &kiemtra_client::Progress| {
+                if let Some(l) = &listener {
+                    l.on_progress(SyncProgress {
+                        visits_done: p.visits_done as u64,
+                        visits_total: p.visits_total as u64,
+                        bytes_sent: p.bytes_sent,
+                        bytes_received: p.bytes_received,
+                    });
+                }
+            };
+            Ok(rt.block_on(client.sync(store, &mut progress))?)
+        })?;
+        Ok(SyncReport {
+            requests: report.requests,
+            retries: report.retries,
+            bytes_sent: report.bytes_sent,
+            bytes_received: report.bytes_received,
+            visits_uploaded: report.visits_uploaded as u64,
+            visits_downloaded: report.visits_downloaded as u64,
+            errors: report
+                .errors
+                .into_iter()
+                .map(|e| VisitSyncError {
+                    visit_id: e.visit_id,
+                    message: e.message,
+                })
+                .collect(),
+        })
+    }
+}
+
+// ---------------------------------------------------------------- one visit
+
+/// One visit of the store. Every recording call is one durable change:
+/// when it returns, the edit survives the app being killed.
+#[derive(uniffi::Object)]
+pub struct VisitHandle {
+    inner: Arc<Inner>,
+    id: VisitId,
+}
+
+impl VisitHandle {
+    fn edit<T>(&self, f: impl FnOnce(&mut Visit) -> kiemtra_core::Result<T>) -> ApiResult<T> {
+        self.inner.with(|s| Ok(s.edit(&self.id, f)?))
+    }
+    fn read<T>(&self, f: impl FnOnce(&Visit) -> ApiResult<T>) -> ApiResult<T> {
+        self.inner.with(|s| f(s.visit(&self.id)?))
+    }
+}
+
+fn describe_lines(changes: &[kiemtra_core::DomainChange], state: &VisitState) -> Vec<ChangeLine> {
+    changes
+        .iter()
+        .map(|c| ChangeLine {
+            vi: c.describe(Lang::Vi, state),
+            en: c.describe(Lang::En, state),
+        })
+        .collect()
+}
+
+#[uniffi::export]
+impl VisitHandle {
+    pub fn id(&self) -> String {
+        self.id.to_string()
+    }
+
+    /// The visit as it stands on this device.
+    pub fn state(&self) -> ApiResult<VisitView> {
+        self.read(|v| Ok((&v.state()?).into()))
+    }
+
+    pub fn tally(&self) -> ApiResult<TallyView> {
+        self.read(|v| Ok((&v.tally()?).into()))
+    }
+
+    /// `status`: `present`, `late` or `absent`; `reason` only with `absent`
+    /// (`business_trip`, `training`, `leave`, `sick`, `unexcused`, `other`
+    /// — `other` needs a note). `observed_at` (RFC 3339) defaults to now.
+    pub fn record_attendance(
+        &self,
+        staff_id: String,
+        status: String,
+        reason: Option<String>,
+        note: String,
+        observed_at: Option<String>,
+    ) -> ApiResult<()> {
+        let staff = StaffId::parse(&staff_id)?;
+        let mark = AttendanceMark::parse(&status, reason.as_deref())?;
+        let at = observed_at.as_deref().map(parse_time).transpose()?;
+        self.edit(|v| v.record_attendance(&staff, mark, &note, at))
+    }
+
+    /// `check`: `attire`, `badge`, `personal_use`, `alcohol`;
+    /// `result`: `compliant` or `violation`.
+    pub fn record_conduct(
+        &self,
+        staff_id: String,
+        check: String,
+        result: String,
+        note: String,
+    ) -> ApiResult<()> {
+        let staff = StaffId::parse(&staff_id)?;
+        let check = ConductKind::parse(&check)?;
+        let result = ConductResult::parse(&result)?;
+        self.edit(|v| v.record_conduct(&staff, check, result, &note))
+    }
+
+    /// An office check of the visit's template; `result`: `pass`, `fail`
+    /// or `not_applicable`.
+    pub fn record_check(&self, check_id: String, result: String, note: String) -> ApiResult<()> {
+        let check = CheckId::parse(&check_id)?;
+        let result = CheckResult::parse(&result)?;
+        self.edit(|v| v.record_check(&check, result, &note))
+    }
+
+    /// A person found on site who was not on the roster.
+    pub fn add_staff(&self, member: StaffInput) -> ApiResult<()> {
+        let member = member.to_member()?;
+        self.edit(|v| v.add_staff(member))
+    }
+
+    /// A photo (by its SHA-256, hex) supporting an office check.
+    pub fn attach_evidence(&self, check_id: String, sha256: String) -> ApiResult<()> {
+        let check = CheckId::parse(&check_id)?;
+        let hash = kiemtra_core::EvidenceHash::parse(&sha256)?;
+        self.edit(|v| v.attach_evidence(&check, &hash))
+    }
+
+    pub fn detach_evidence(&self, check_id: String, sha256: String) -> ApiResult<()> {
+        let check = CheckId::parse(&check_id)?;
+        let hash = kiemtra_core::EvidenceHash::parse(&sha256)?;
+        self.edit(|v| v.detach_evidence(&check, &hash))
+    }
+
+    /// Adds a finding; returns its id.
+    pub fn add_finding(&self, finding: FindingInput) -> ApiResult<String> {
+        let new = NewFinding {
+            category: finding.category,
+            severity: Severity::parse(&finding.severity)?,
+            text: finding.text,
+            recommendation: finding.recommendation,
+            related_staff: finding
+                .related_staff
+                .iter()
+                .map(|s| StaffId::parse(s))
+                .collect::<kiemtra_core::Result<_>>()?,
+        };
+        Ok(self.edit(|v| v.add_finding(new))?.to_string())
+    }
+
+    /// Changes one field of a finding. `field`: `category`, `severity`,
+    /// `text`, `recommendation`, `related_staff` (ids separated by commas)
+    /// or `withdrawn` (`true`/`false`).
+    pub fn update_finding(
+        &self,
+        finding_id: String,
+        field: String,
+        value: String,
+    ) -> ApiResult<()> {
+        let finding = FindingId::parse(&finding_id)?;
+        let field = FindingField::ALL
+            .iter()
+            .find(|f| f.key() == field)
+            .ok_or_else(|| invalid(format!("unknown finding field {field:?}")))?;
+        let value = match field {
+            FindingField::Category => FindingValue::Category(value),
+            FindingField::Severity => FindingValue::Severity(Severity::parse(&value)?),
+            FindingField::Text => FindingValue::Text(value),
+            FindingField::Recommendation => FindingValue::Recommendation(value),
+            FindingField::RelatedStaff => FindingValue::RelatedStaff(
+                value
+                    .split(',')
+                    .map(str::trim)
+                    .filter(|s| !s.is_empty())
+                    .map(StaffId::parse)
+                    .collect::<kiemtra_core::Result<_>>()?,
+            ),
+            FindingField::Withdrawn => FindingValue::Withdrawn(match value.as_str() {
+                "true" => true,
+                "false" => false,
+                other => {
+                    return Err(invalid(format!(
+                        "withdrawn must be true or false, not {other:?}"
+                    )));
+                }
+            }),
+        };
+        self.edit(|v| v.update_finding(&finding, value))
+    }
+
+    /// Replaces the narrative (the smallest edit is written, so concurrent
+    /// edits elsewhere in the text survive a merge).
+    pub fn set_narrative(&self, text: String) -> ApiResult<()> {
+        self.edit(|v| v.set_narrative(&text))
+    }
+
+    /// Deletes `delete` characters at `position` and inserts `insert` there.
+    pub fn splice_narrative(&self, position: u32, delete: u32, insert: String) -> ApiResult<()> {
+        self.edit(|v| v.splice_narrative(position as usize, delete as usize, &insert))
+    }
+
+    /// Draft or returned → submitted.
+    pub fn submit(&self, note: String) -> ApiResult<()> {
+        self.edit(|v| v.submit(&note))
+    }
+
+    /// Submitted → returned, with the reason (supervisors only).
+    pub fn return_visit(&self, reason: String) -> ApiResult<()> {
+        self.edit(|v| v.return_visit(&reason))
+    }
+
+    /// Submitted → approved, signed with this device's key (supervisors
+    /// only; refused while conflicts remain). Returns the approval's id.
+    pub fn approve(&self, note: String) -> ApiResult<String> {
+        let creds = self.inner.creds.clone();
+        // Fails early (NotEnrolled) when the key is unusable, rather than
+        // writing an approval without a signature.
+        creds.sign_bytes(b"kiemtra-key-check")?;
+        let sign = move |m: &[u8]| creds.sign_bytes(m).unwrap_or_default();
+        Ok(self.edit(|v| v.approve_signed(&note, &sign))?.id)
+    }
+
+    /// Fields the replicas disagree on, with every candidate.
+    pub fn conflicts(&self) -> ApiResult<Vec<ConflictView>> {
+        self.read(|v| {
+            let state = v.state()?;
+            Ok(state
+                .conflicts()
+                .into_iter()
+                .map(|c| ConflictView {
+                    field: c.field.to_string(),
+                    label_vi: c.field.describe(Lang::Vi, &state),
+                    label_en: c.field.describe(Lang::En, &state),
+                    candidates: c
+                        .candidates
+                        .iter()
+                        .map(|cand| CandidateView {
+                            value_vi: cand.value.describe(Lang::Vi, &state),
+                            value_en: cand.value.describe(Lang::En, &state),
+                            by: cand.stamp.by.to_string(),
+                            device: cand.stamp.device.to_string(),
+                            at: cand.stamp.at.to_rfc3339(),
+                        })
+                        .collect(),
+                })
+                .collect())
+        })
+    }
+
+    /// Settles a conflict with candidate `candidate` (0 = the value shown);
+    /// supervisors only.
+    pub fn resolve(&self, field: String, candidate: u32) -> ApiResult<()> {
+        let field = FieldRef::parse(&field)?;
+        self.edit(|v| v.resolve(&field, candidate as usize))
+    }
+
+    /// Every change, oldest first, in domain terms.
+    pub fn history(&self) -> ApiResult<Vec<HistoryEntryView>> {
+        self.read(|v| {
+            let state = v.state()?;
+            Ok(v.history()?
+                .into_iter()
+                .map(|h| HistoryEntryView {
+                    lines: describe_lines(&h.changes, &state),
+                    hash: h.hash,
+                    user: h.author.as_ref().map(|a| a.user.to_string()),
+                    device: h.author.as_ref().map(|a| a.device.to_string()),
+                    device_time: h.device_time.to_rfc3339(),
+                    after_approval: h.after_approval,
+                })
+                .collect())
+        })
+    }
+
+    /// The current heads: the point in history "now".
+    pub fn heads(&self) -> ApiResult<Vec<String>> {
+        self.read(|v| Ok(v.heads().iter().map(|h| h.to_string()).collect()))
+    }
+
+    /// The visit as it was at a point in history (change hashes from
+    /// `history` or `heads`).
+    pub fn state_at(&self, heads: Vec<String>) -> ApiResult<VisitView> {
+        let heads = parse_heads(&heads)?;
+        self.read(|v| Ok((&v.state_at(&heads)?).into()))
+    }
+
+    /// The visit as it was at a moment (RFC 3339, by device clocks).
+    pub fn state_at_time(&self, at: String) -> ApiResult<VisitView> {
+        let at = parse_time(&at)?;
+        self.read(|v| {
+            let heads = v.heads_at_time(at);
+            if heads.is_empty() {
+                return Err(ApiError::NotFound {
+                    message: format!("the visit did not exist yet at {}", at.to_rfc3339()),
+                });
+            }
+            Ok((&v.state_at(&heads)?).into())
+        })
+    }
+
+    /// What changed between two points in history, field by field.
+    pub fn diff(&self, from: Vec<String>, to: Vec<String>) -> ApiResult<Vec<ChangeLine>> {
+        let (from, to) = (parse_heads(&from)?, parse_heads(&to)?);
+        self.read(|v| {
+            let state = v.state()?;
+            Ok(describe_lines(&v.diff(&from, &to)?, &state))
+        })
+    }
+}

@@ -1,0 +1,248 @@
+//! Runs the generated bindings for real: the same scenario in Python and in
+//! Kotlin on the JVM, each against its own `kiemtra-server` process on
+//! 127.0.0.1 port 0 with its own temporary folder.
+//!
+//! The cdylib, the server and `uniffi-bindgen` are built with the cargo
+//! that runs this test (same profile). Kotlin needs `kotlinc` and JNA:
+//! `scripts/setup-bindings.sh` installs both (the README's test command
+//! runs it); `KIEMTRA_KOTLINC` and `KIEMTRA_JNA_JAR` point elsewhere.
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::OnceLock;
+
+fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("workspace root")
+        .to_path_buf()
+}
+
+fn target_dir() -> PathBuf {
+    std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| root().join("target"))
+}
+
+/// Builds what the scenarios need once per test binary; returns the
+/// profile's output folder.
+fn built() -> &'static PathBuf {
+    static BUILT: OnceLock<PathBuf> = OnceLock::new();
+    BUILT.get_or_init(|| {
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+        let status = Command::new(cargo)
+            .current_dir(root())
+            .args([
+                "build",
+                "-p",
+                "kiemtra-server",
+                "-p",
+                "uniffi-bindgen",
+                "-p",
+                "kiemtra-mobile",
+            ])
+            .status()
+            .expect("run cargo build");
+        assert!(
+            status.success(),
+            "building the server, bindgen and cdylib failed"
+        );
+        target_dir().join("debug")
+    })
+}
+
+fn generate(language: &str, out: &Path) {
+    let bin = built();
+    let status = Command::new(bin.join("uniffi-bindgen"))
+        .args(["generate", "--library"])
+        .arg(bin.join("libkiemtra_mobile.so"))
+        .args(["--language", language, "--out-dir"])
+        .arg(out)
+        .status()
+        .expect("run uniffi-bindgen");
+    assert!(status.success(), "uniffi-bindgen {language} failed");
+}
+
+/// A server process, killed when dropped.
+struct Server {
+    child: Child,
+    url: String,
+    data: PathBuf,
+}
+
+impl Server {
+    fn start(dir: &Path) -> Self {
+        let data = dir.join("server");
+        let mut child = Command::new(built().join("kiemtra-server"))
+            .args(["--listen", "127.0.0.1:0", "--data"])
+            .arg(&data)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start kiemtra-server");
+        let stdout = child.stdout.take().expect("server stdout");
+        let mut line = String::new();
+        BufReader::new(stdout)
+            .read_line(&mut line)
+            .expect("read the server's port line");
+        let port = line
+            .trim()
+            .strip_prefix("listening on port ")
+            .unwrap_or_else(|| panic!("unexpected first line from the server: {line:?}"))
+            .to_owned();
+        Self {
+            child,
+            url: format!("http://127.0.0.1:{port}"),
+            data,
+        }
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn scenario_env(cmd: &mut Command, server: &Server, team: &str, work: &Path) {
+    cmd.env("KIEMTRA_SERVER_URL", &server.url)
+        .env("KIEMTRA_SERVER_BIN", built().join("kiemtra-server"))
+        .env("KIEMTRA_SERVER_DATA", &server.data)
+        .env("KIEMTRA_TEAM", team)
+        .env(
+            "KIEMTRA_TEMPLATE",
+            root().join("fixtures/templates/standard-v1.json"),
+        )
+        .env("KIEMTRA_WORKDIR", work);
+}
+
+/// Runs a scenario, shows its output and checks its count line.
+fn run_scenario(label: &str, mut cmd: Command) {
+    let out = cmd.output().expect("run the scenario");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    println!("{stdout}");
+    eprintln!("{stderr}");
+    let prefix = format!("bindings[{label}]: ");
+    let line = stdout
+        .lines()
+        .find(|l| l.starts_with(&prefix))
+        .unwrap_or_else(|| panic!("the {label} scenario printed no count line"));
+    let counts: Vec<u32> = line[prefix.len()..]
+        .split(|c: char| !c.is_ascii_digit())
+        .filter(|s| !s.is_empty())
+        .filter_map(|s| s.parse().ok())
+        .collect();
+    assert!(
+        counts.len() >= 2,
+        "unreadable count line {line:?} from the {label} scenario"
+    );
+    assert_eq!(counts[1], 0, "{line}");
+    assert!(counts[0] >= 40, "too few checks ran: {line}");
+    assert!(
+        out.status.success(),
+        "the {label} scenario exited with {}",
+        out.status
+    );
+}
+
+#[test]
+fn python_scenario_against_a_real_server() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let module = dir.path().join("python");
+    generate("python", &module);
+    std::fs::copy(
+        built().join("libkiemtra_mobile.so"),
+        module.join("libkiemtra_mobile.so"),
+    )
+    .expect("copy the cdylib beside the module");
+    let server = Server::start(dir.path());
+    let work = dir.path().join("work");
+    std::fs::create_dir_all(&work).expect("workdir");
+    let mut cmd = Command::new(std::env::var("PYTHON").unwrap_or_else(|_| "python3".into()));
+    cmd.arg(root().join("mobile-bindings/tests/python/scenario.py"))
+        .env("PYTHONPATH", &module);
+    scenario_env(&mut cmd, &server, "team-py", &work);
+    run_scenario("python", cmd);
+}
+
+fn kotlinc() -> PathBuf {
+    if let Some(p) = std::env::var_os("KIEMTRA_KOTLINC") {
+        return p.into();
+    }
+    let local = target_dir().join("tools/node_modules/kotlin-compiler/bin/kotlinc");
+    assert!(
+        local.exists(),
+        "kotlinc not found at {}: run `bash scripts/setup-bindings.sh` (or set KIEMTRA_KOTLINC)",
+        local.display()
+    );
+    local
+}
+
+fn jna_jar() -> PathBuf {
+    let p: PathBuf = std::env::var_os("KIEMTRA_JNA_JAR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| "/usr/share/java/jna.jar".into());
+    assert!(
+        p.exists(),
+        "JNA not found at {}: run `bash scripts/setup-bindings.sh` (Debian's libjna-java) or set KIEMTRA_JNA_JAR",
+        p.display()
+    );
+    p
+}
+
+#[test]
+fn kotlin_scenario_against_a_real_server() {
+    let kotlinc = kotlinc();
+    let jna = jna_jar();
+    let coroutines = kotlinc
+        .parent()
+        .and_then(Path::parent)
+        .map(|home| home.join("lib/kotlinx-coroutines-core-jvm.jar"))
+        .filter(|p| p.exists())
+        .expect("kotlinx-coroutines-core-jvm.jar in the Kotlin distribution's lib/");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let generated = dir.path().join("kotlin");
+    generate("kotlin", &generated);
+    let sources: Vec<PathBuf> = walk(&generated, "kt");
+    assert!(!sources.is_empty(), "no Kotlin generated");
+    let jar = dir.path().join("scenario.jar");
+    let classpath = format!("{}:{}", jna.display(), coroutines.display());
+    let status = Command::new(&kotlinc)
+        .args(&sources)
+        .arg(root().join("mobile-bindings/tests/kotlin/Scenario.kt"))
+        .args(["-nowarn", "-include-runtime", "-cp", &classpath, "-d"])
+        .arg(&jar)
+        .status()
+        .expect("run kotlinc");
+    assert!(status.success(), "kotlinc failed");
+
+    let server = Server::start(dir.path());
+    let work = dir.path().join("work");
+    std::fs::create_dir_all(&work).expect("workdir");
+    let mut cmd = Command::new("java");
+    cmd.arg(format!("-Djna.library.path={}", built().display()))
+        .arg("-cp")
+        .arg(format!("{}:{classpath}", jar.display()))
+        .arg("ScenarioKt");
+    scenario_env(&mut cmd, &server, "team-kt", &work);
+    run_scenario("kotlin", cmd);
+}
+
+fn walk(dir: &Path, ext: &str) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return out;
+    };
+    for e in entries.flatten() {
+        let p = e.path();
+        if p.is_dir() {
+            out.extend(walk(&p, ext));
+        } else if p.extension().is_some_and(|x| x == ext) {
+            out.push(p);
+        }
+    }
+    out
+}
