@@ -32,29 +32,29 @@ uniffi::setup_scaffolding!();
 pub enum ApiError {
     /// A value was refused: an unknown key, an empty or overlong text, a
     /// move the visit's life cycle does not allow, a malformed id.
-    #[error("invalid: {message}")]
-    Invalid { message: String },
+    #[error("invalid: {detail}")]
+    Invalid { detail: String },
     /// No such visit, staff member, check, finding, conflict or point in history.
-    #[error("not found: {message}")]
-    NotFound { message: String },
+    #[error("not found: {detail}")]
+    NotFound { detail: String },
     /// The device's role may not do this (an inspector approving, say).
-    #[error("not allowed: {message}")]
-    NotAllowed { message: String },
+    #[error("not allowed: {detail}")]
+    NotAllowed { detail: String },
     /// The store has no enrollment, or is enrolled already.
-    #[error("enrollment: {message}")]
-    NotEnrolled { message: String },
+    #[error("enrollment: {detail}")]
+    NotEnrolled { detail: String },
     /// The server could not be reached or answered garbage; retry later.
-    #[error("network: {message}")]
-    Network { message: String },
+    #[error("network: {detail}")]
+    Network { detail: String },
     /// The server refused (a used code, a revoked device, …).
-    #[error("refused: {message}")]
-    Refused { message: String },
+    #[error("refused: {detail}")]
+    Refused { detail: String },
     /// The sync was cancelled.
     #[error("cancelled")]
     Cancelled,
     /// The device database failed.
-    #[error("storage: {message}")]
-    Storage { message: String },
+    #[error("storage: {detail}")]
+    Storage { detail: String },
     /// The store was closed.
     #[error("the store is closed")]
     Closed,
@@ -65,16 +65,16 @@ type ApiResult<T> = Result<T, ApiError>;
 impl From<kiemtra_core::Error> for ApiError {
     fn from(e: kiemtra_core::Error) -> Self {
         use kiemtra_core::Error as E;
-        let message = e.to_string();
+        let detail = e.to_string();
         match e {
-            E::SupervisorOnly(_) | E::ReadOnlyRole(_) => ApiError::NotAllowed { message },
+            E::SupervisorOnly(_) | E::ReadOnlyRole(_) => ApiError::NotAllowed { detail },
             E::UnknownStaff(_)
             | E::UnknownCheck(_)
             | E::UnknownFinding(_)
             | E::NoConflict(_)
-            | E::UnknownHeads(_) => ApiError::NotFound { message },
-            E::Corrupt(_) | E::Automerge(_) => ApiError::Storage { message },
-            _ => ApiError::Invalid { message },
+            | E::UnknownHeads(_) => ApiError::NotFound { detail },
+            E::Corrupt(_) | E::Automerge(_) => ApiError::Storage { detail },
+            _ => ApiError::Invalid { detail },
         }
     }
 }
@@ -85,13 +85,13 @@ impl From<kiemtra_store::Error> for ApiError {
         match e {
             E::Visit(e) => e.into(),
             E::UnknownVisit(_) => ApiError::NotFound {
-                message: e.to_string(),
+                detail: e.to_string(),
             },
             E::VisitExists(_) => ApiError::Invalid {
-                message: e.to_string(),
+                detail: e.to_string(),
             },
             _ => ApiError::Storage {
-                message: e.to_string(),
+                detail: e.to_string(),
             },
         }
     }
@@ -100,12 +100,12 @@ impl From<kiemtra_store::Error> for ApiError {
 impl From<kiemtra_client::Error> for ApiError {
     fn from(e: kiemtra_client::Error) -> Self {
         use kiemtra_client::Error as E;
-        let message = e.to_string();
+        let detail = e.to_string();
         match e {
             E::Store(e) => e.into(),
-            E::Network(_) | E::Decode(_) => ApiError::Network { message },
-            E::Refused { .. } => ApiError::Refused { message },
-            E::NotEnrolled => ApiError::NotEnrolled { message },
+            E::Network(_) | E::Decode(_) => ApiError::Network { detail },
+            E::Refused { .. } => ApiError::Refused { detail },
+            E::NotEnrolled => ApiError::NotEnrolled { detail },
             E::Cancelled => ApiError::Cancelled,
         }
     }
@@ -113,7 +113,7 @@ impl From<kiemtra_client::Error> for ApiError {
 
 fn invalid(message: impl Into<String>) -> ApiError {
     ApiError::Invalid {
-        message: message.into(),
+        detail: message.into(),
     }
 }
 
@@ -122,7 +122,7 @@ fn runtime() -> ApiResult<tokio::runtime::Runtime> {
         .enable_all()
         .build()
         .map_err(|e| ApiError::Network {
-            message: format!("no async runtime: {e}"),
+            detail: format!("no async runtime: {e}"),
         })
 }
 
@@ -570,7 +570,7 @@ struct Inner {
 impl Inner {
     fn store(&self) -> ApiResult<MutexGuard<'_, Option<Store>>> {
         let guard = self.store.lock().map_err(|_| ApiError::Storage {
-            message: "an earlier call failed while holding the store".into(),
+            detail: "an earlier call failed while holding the store".into(),
         })?;
         if guard.is_none() {
             return Err(ApiError::Closed);
@@ -622,7 +622,7 @@ pub fn enroll(
         let store = Store::open_with_session(&store_path, placeholder_session()?)?;
         if Credentials::load(&store).is_ok() {
             return Err(ApiError::NotEnrolled {
-                message: format!("{store_path} is enrolled already"),
+                detail: format!("{store_path} is enrolled already"),
             });
         }
     }
@@ -657,7 +657,9 @@ impl DeviceStore {
 
     /// Closes the database; later calls on this store or its visits fail
     /// with `ApiError.Closed`. Every acknowledged edit is already on disk.
-    pub fn close(&self) -> ApiResult<()> {
+    /// (Not `close`: Kotlin objects already have `close()`, which frees the
+    /// handle itself.)
+    pub fn close_store(&self) -> ApiResult<()> {
         let mut guard = self.inner.store()?;
         *guard = None;
         Ok(())
@@ -1039,7 +1041,7 @@ impl VisitHandle {
             let heads = v.heads_at_time(at);
             if heads.is_empty() {
                 return Err(ApiError::NotFound {
-                    message: format!("the visit did not exist yet at {}", at.to_rfc3339()),
+                    detail: format!("the visit did not exist yet at {}", at.to_rfc3339()),
                 });
             }
             Ok((&v.state_at(&heads)?).into())

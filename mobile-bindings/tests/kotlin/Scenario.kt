@@ -1,0 +1,223 @@
+// The inspector/supervisor scenario through the generated Kotlin bindings
+// on the JVM (JNA), against a real kiemtra-server process. The same story
+// as tests/python/scenario.py; run by tests/bindings.rs with the same
+// environment. Prints `bindings[kotlin]: N passed, M failed`.
+
+import uniffi.kiemtra_mobile.*
+import java.io.File
+import kotlin.system.exitProcess
+
+var passed = 0
+var failed = 0
+
+fun check(name: String, cond: Boolean, detail: String = "") {
+    if (cond) passed++ else {
+        failed++
+        println("FAIL $name $detail")
+    }
+}
+
+inline fun <reified E : ApiException> raises(name: String, block: () -> Unit) {
+    try {
+        block()
+        check(name, false, "did not raise ${E::class.simpleName}")
+    } catch (e: ApiException) {
+        check(name, e is E, "raised $e (${e::class.simpleName}), expected ${E::class.simpleName}")
+    }
+}
+
+val env: Map<String, String> = System.getenv()
+val url = env.getValue("KIEMTRA_SERVER_URL")
+val serverBin = env.getValue("KIEMTRA_SERVER_BIN")
+val serverData = env.getValue("KIEMTRA_SERVER_DATA")
+val team = env.getValue("KIEMTRA_TEAM")
+val work = env.getValue("KIEMTRA_WORKDIR")
+
+fun enrollmentCode(user: String, role: String): String {
+    val p = ProcessBuilder(
+        serverBin, "--data", serverData, "enroll-code",
+        "--user", user, "--team", team, "--role", role,
+    ).redirectError(ProcessBuilder.Redirect.DISCARD).start()
+    val out = p.inputStream.bufferedReader().readText().trim()
+    check("enroll-code for $user", p.waitFor() == 0)
+    return out
+}
+
+fun attendanceOf(view: VisitView, staff: String): Pair<String?, String?>? =
+    view.staff.firstOrNull { it.id == staff }?.let { it.attendance to it.absenceReason }
+
+class Listener : SyncListener {
+    val calls = mutableListOf<SyncProgress>()
+    override fun onProgress(progress: SyncProgress) {
+        synchronized(calls) { calls.add(progress) }
+    }
+}
+
+fun scenario() {
+    val template = File(env.getValue("KIEMTRA_TEMPLATE")).readText()
+    val aPath = "$work/phone-a/store.db"
+    val bPath = "$work/phone-b/store.db"
+    val sPath = "$work/phone-s/store.db"
+
+    // enroll
+    val codeA = enrollmentCode("insp-kt-a", "inspector")
+    var a = enroll(aPath, url, codeA, "Điện thoại A")
+    val ident = a.identity()
+    check("enroll gives the inspector's identity",
+        ident.userId == "insp-kt-a" && ident.role == "inspector" && ident.team == team, "$ident")
+    raises<ApiException.Refused>("a used code is refused") { enroll("$work/x/s.db", url, codeA, "again") }
+    raises<ApiException.NotEnrolled>("enrolling twice is refused") {
+        enroll(aPath, url, enrollmentCode("insp-kt-a", "inspector"), "twice")
+    }
+    raises<ApiException.NotEnrolled>("opening a store never enrolled") { DeviceStore.open("$work/never/s.db") }
+
+    // create and record offline
+    val roster = listOf(
+        StaffInput("s-1", "Nguyễn Văn An", "Chánh Văn phòng", "leader", true),
+        StaffInput("s-2", "Trần Thị Bình", "Văn thư", "civil_servant", true),
+        StaffInput("s-3", "Lê Văn Cường", "Kế toán", "civil_servant", true),
+        StaffInput("s-4", "Phạm Thị Dung", "Tạp vụ", "contract", false),
+    )
+    val input = NewVisitInput("ubnd-xa-an-binh", "UBND xã An Bình", "commune_committee",
+        "Ninh Kiều", "cantho-2015", "2015-08-31", roster)
+    raises<ApiException.Invalid>("an unknown unit kind is refused") {
+        a.createVisit(input.copy(unitKind = "castle"), template)
+    }
+    raises<ApiException.Invalid>("a malformed date is refused") {
+        a.createVisit(input.copy(scheduledOn = "31/08/2015"), template)
+    }
+    var visit = a.createVisit(input, template)
+    val vid = visit.id()
+    check("a new visit has an id", vid.startsWith("v-"), vid)
+    visit.recordAttendance("s-1", "present", null, "", null)
+    visit.recordAttendance("s-2", "late", null, "đến 7 giờ 45", "2015-08-31T00:45:00Z")
+    visit.recordAttendance("s-3", "absent", "business_trip", "đi Hà Nội", null)
+    raises<ApiException.Invalid>("absent without a reason") { visit.recordAttendance("s-1", "absent", null, "", null) }
+    raises<ApiException.Invalid>("present with a reason") { visit.recordAttendance("s-1", "present", "sick", "", null) }
+    raises<ApiException.NotFound>("unknown staff") { visit.recordAttendance("s-99", "present", null, "", null) }
+    visit.recordConduct("s-1", "badge", "violation", "không đeo thẻ")
+    raises<ApiException.Invalid>("unknown conduct result") { visit.recordConduct("s-1", "badge", "maybe", "") }
+    visit.recordCheck("tthc-posted", "pass", "niêm yết đủ")
+    visit.recordCheck("hotline", "fail", "không có số đường dây nóng")
+    raises<ApiException.NotFound>("unknown office check") { visit.recordCheck("no-such-check", "pass", "") }
+    val photo = "ab".repeat(32)
+    visit.attachEvidence("hotline", photo)
+    visit.attachEvidence("hotline", "cd".repeat(32))
+    visit.detachEvidence("hotline", "cd".repeat(32))
+    visit.addStaff(StaffInput("s-5", "Võ Văn Em", "Bảo vệ", "contract", false))
+    raises<ApiException.Invalid>("a duplicate staff member") {
+        visit.addStaff(StaffInput("s-5", "Võ Văn Em", "Bảo vệ", "contract", false))
+    }
+    val fid = visit.addFinding(FindingInput("tthc", "moderate",
+        "Chưa niêm yết số điện thoại đường dây nóng", "Niêm yết trong tuần", listOf("s-1")))
+    visit.updateFinding(fid, "severity", "serious")
+    visit.updateFinding(fid, "withdrawn", "false")
+    raises<ApiException.Invalid>("withdrawn must be a boolean") { visit.updateFinding(fid, "withdrawn", "perhaps") }
+    visit.setNarrative("Đoàn đến lúc 7 giờ 30.")
+    visit.spliceNarrative("Đoàn đến lúc 7 giờ 30".length.toUInt(), 0u, " sáng")
+
+    val view = visit.state()
+    check("attendance recorded", attendanceOf(view, "s-3") == ("absent" to "business_trip"))
+    check("narrative spliced", view.narrative == "Đoàn đến lúc 7 giờ 30 sáng.", view.narrative)
+    check("evidence is a set", view.checks.first { it.id == "hotline" }.evidence == listOf(photo))
+    check("finding updated", view.findings.map { it.severity } == listOf("serious"))
+    check("check labels in both languages", view.checks.first { it.id == "hotline" }.labelVi.isNotEmpty())
+    val t = visit.tally()
+    check("tally counts the payroll only",
+        listOf(t.payroll, t.present, t.late, t.absent, t.unrecorded) == listOf(3u, 2u, 1u, 1u, 0u), "$t")
+    check("tally percentages", t.presentPct == 6667u && t.absentText == "33,33%", "$t")
+    check("listing shows the visit", a.listVisits().map { it.id to it.status } == listOf(vid to "draft"))
+
+    // close and reopen
+    a.closeStore()
+    raises<ApiException.Closed>("a closed store refuses calls") { a.listVisits() }
+    a = DeviceStore.open(aPath)
+    visit = a.openVisit(vid)
+    check("reopened store keeps every edit", visit.state() == view)
+    raises<ApiException.NotFound>("unknown visit") { a.openVisit("v-nosuchvisit") }
+
+    // sync; a second device
+    val listener = Listener()
+    val token = CancelToken()
+    val up = a.sync(listener, token)
+    check("upload carries the visit", up.visitsUploaded == 1uL && up.errors.isEmpty(), "$up")
+    check("progress reported", listener.calls.isNotEmpty() && listener.calls.last().bytesSent > 0uL)
+    val b = enroll(bPath, url, enrollmentCode("insp-kt-b", "inspector"), "Điện thoại B")
+    val down = b.sync(null, null)
+    check("second device receives the visit", down.visitsDownloaded == 1uL, "$down")
+    val vb = b.openVisit(vid)
+    check("second device holds the same visit", vb.state() == visit.state())
+
+    // the same person recorded differently offline
+    visit.recordAttendance("s-1", "absent", "training", "học chính trị", null)
+    vb.recordAttendance("s-1", "late", null, "", null)
+    a.sync(null, null); b.sync(null, null); a.sync(null, null)
+    val ca = visit.conflicts()
+    val cb = vb.conflicts()
+    check("conflict listed on A", ca.map { it.field } == listOf("attendance/s-1"), "$ca")
+    check("the same conflict on B", cb.map { it.field to it.candidates.size } == listOf("attendance/s-1" to 2))
+    check("candidates carry authors", cb.flatMap { c -> c.candidates.map { it.by } }.sorted() == listOf("insp-kt-a", "insp-kt-b"))
+    raises<ApiException.NotAllowed>("an inspector may not settle a conflict") { vb.resolve("attendance/s-1", 0u) }
+
+    val s = enroll(sPath, url, enrollmentCode("sup-kt", "supervisor"), "Trưởng đoàn")
+    s.sync(null, null)
+    val vs = s.openVisit(vid)
+    val cs = vs.conflicts()
+    check("supervisor sees the conflict", cs.size == 1)
+    val pick = cs.firstOrNull()?.candidates?.indexOfFirst { it.valueEn.startsWith("absent") } ?: 0
+    raises<ApiException.Invalid>("a candidate out of range") { vs.resolve("attendance/s-1", 9u) }
+    vs.resolve("attendance/s-1", pick.toUInt())
+    s.sync(null, null); a.sync(null, null); b.sync(null, null)
+    check("resolution reaches A", visit.conflicts().isEmpty() &&
+        attendanceOf(visit.state(), "s-1") == ("absent" to "training"))
+    check("resolution reaches B", vb.conflicts().isEmpty() && vb.state() == visit.state())
+
+    // submit, return, approve
+    raises<ApiException.NotAllowed>("an inspector may not approve") { visit.approve("ok") }
+    raises<ApiException.NotAllowed>("an inspector may not return") { visit.returnVisit("no") }
+    visit.submit("xong")
+    a.sync(null, null); s.sync(null, null)
+    vs.returnVisit("bổ sung ảnh")
+    s.sync(null, null); a.sync(null, null)
+    check("returned visit reaches A", visit.state().status == "returned")
+    visit.submit("đã bổ sung")
+    a.sync(null, null); s.sync(null, null)
+    val approval = vs.approve("đồng ý")
+    s.sync(null, null); a.sync(null, null)
+    val fin = visit.state()
+    check("approval reaches A, signed",
+        fin.status == "approved" && fin.approvals.map { Triple(it.id, it.signed, it.by) } == listOf(Triple(approval, true, "sup-kt")))
+
+    // history
+    val history = visit.history()
+    check("history in domain terms", history.size > 15 && history[0].user == "insp-kt-a" &&
+        history.any { h -> h.lines.any { "Nguyễn Văn An" in it.vi } })
+    val idx = history.indexOfFirst { h -> h.lines.any { "training" in it.en } }
+    check("the conflicting mark is in history", idx > 0)
+    val point = history[maxOf(idx - 1, 0)].hash
+    val past = visit.stateAt(listOf(point))
+    check("state at a past point", attendanceOf(past, "s-1") == ("present" to null) && past.status == "draft")
+    val diff = visit.diff(listOf(point), visit.heads())
+    check("diff lists the changes in between", diff.any { it.en.startsWith("Attendance of Nguyễn Văn An") })
+    raises<ApiException.NotFound>("an unknown point in history") { visit.stateAt(listOf("00".repeat(32))) }
+    check("state now by time", visit.stateAtTime("2100-01-01T00:00:00Z") == visit.state())
+    raises<ApiException.Invalid>("a malformed time") { visit.stateAtTime("tomorrow") }
+
+    // cancellation
+    val stop = CancelToken()
+    stop.cancel()
+    check("token cancelled", stop.isCancelled())
+    raises<ApiException.Cancelled>("a cancelled sync stops") { a.sync(null, stop) }
+}
+
+fun main() {
+    try {
+        scenario()
+    } catch (e: Throwable) {
+        e.printStackTrace()
+        failed++
+        println("aborted: $e")
+    }
+    println("bindings[kotlin]: $passed passed, $failed failed")
+    exitProcess(if (failed == 0) 0 else 1)
+}
