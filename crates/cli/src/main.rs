@@ -1,28 +1,170 @@
-//! `kiemtra`: the desk tool. For now it loads a campaign fixture into a
-//! local store and prints the campaign's attendance tallies; the server,
-//! sync and the supervisor commands come with their issues.
+//! `kiemtra`: the desk tool of supervisors, auditors and administrators.
+//!
+//! The desk is a device of its own: `kiemtra login` enrolls it with a code
+//! (it gets its own key and a local store under `--home`), `kiemtra sync`
+//! exchanges visits with the server, and the other commands work on what it
+//! holds — resolving, approving and returning are signed by the desk's key
+//! and sent at once. `admin` works on the server's own data folder.
+//!
+//! Exit codes: 0 ok; 1 other failure; 2 bad input; 3 not found; 4 not
+//! allowed for this role; 5 network or server refusal; 6 verification found
+//! problems.
 
 mod demo;
+mod desk;
+mod draw;
 mod fixture_tally;
 mod report;
 
 use clap::{Parser, Subcommand};
-use std::path::PathBuf;
+use desk::{CliError, Desk, Result, lang_of, table};
+use kiemtra_core::{Lang, VisitId, format_time};
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 #[derive(Parser)]
 #[command(
     name = "kiemtra",
     version,
-    about = "kiemtra — unannounced inspections of public offices"
+    about = "kiemtra — unannounced inspections of public offices (the desk tool)",
+    after_help = "Examples:\n  kiemtra login --server https://kiemtra.example.vn --code ABCD-EFGH-JKLM\n  kiemtra sync\n  kiemtra visits --campaign cantho-2015\n  kiemtra conflicts\n  kiemtra resolve cantho-2015.u-01 attendance/s-001 1\n  kiemtra approve --campaign cantho-2015 --all\n  kiemtra report cantho-2015 --lang vi --format md\n  kiemtra replay u-01 --diff 2015-08-31T07:00:00+07:00 2015-08-31T10:00:00+07:00\n  kiemtra demo"
 )]
 struct Cli {
+    /// Folder of this desk's store and credentials.
+    #[arg(
+        long,
+        env = "KIEMTRA_HOME",
+        default_value = "kiemtra-desk",
+        global = true
+    )]
+    home: PathBuf,
+    /// Language of the output: vi or en.
+    #[arg(long, env = "KIEMTRA_LANG", default_value = "vi", global = true)]
+    lang: String,
     #[command(subcommand)]
     command: Command,
 }
 
 #[derive(Subcommand)]
 enum Command {
+    /// Run the sync server (the same as `kiemtra-server`).
+    ///
+    /// Example: kiemtra serve --listen 0.0.0.0:8080 --data /var/lib/kiemtra
+    Serve {
+        #[arg(long, env = "KIEMTRA_LISTEN", default_value = "127.0.0.1:8080")]
+        listen: String,
+        #[arg(long, env = "KIEMTRA_DATA", default_value = "kiemtra-data")]
+        data: PathBuf,
+    },
+    /// Administration on the server's data folder: enrollment codes (a code
+    /// names the user, the team and the role), devices, revocation.
+    Admin {
+        /// The server's data folder.
+        #[arg(long, env = "KIEMTRA_DATA", default_value = "kiemtra-data")]
+        data: PathBuf,
+        #[command(subcommand)]
+        command: AdminCommand,
+    },
+    /// Enroll this desk with a code from an administrator.
+    ///
+    /// Example: kiemtra login --server http://127.0.0.1:8080 --code ABCD-EFGH-JKLM
+    Login {
+        #[arg(long)]
+        server: String,
+        #[arg(long)]
+        code: String,
+        #[arg(long, default_value = "kiemtra desk")]
+        name: String,
+    },
+    /// Exchange visits with the server.
+    Sync,
+    /// Create the team's visits of a campaign from a roster CSV (one row per
+    /// person: unit_code,unit_name,unit_kind,area,staff_id,staff_name,
+    /// position,category,on_payroll), then sync. All or nothing.
+    ///
+    /// Example: kiemtra assign --campaign cantho-2015 --csv roster.csv --date 2015-08-31
+    Assign {
+        #[arg(long)]
+        campaign: String,
+        #[arg(long)]
+        csv: PathBuf,
+        #[arg(long)]
+        date: String,
+        #[arg(long, default_value = "fixtures/templates/standard-v1.json")]
+        template: PathBuf,
+    },
+    /// A verifiable random draw of units (commit, then reveal).
+    Draw {
+        #[command(subcommand)]
+        command: DrawCommand,
+    },
+    /// The visits on this desk.
+    Visits {
+        #[arg(long)]
+        campaign: Option<String>,
+    },
+    /// One visit: tallies, attendance, checks, findings.
+    ///
+    /// Example: kiemtra show cantho-2015.u-01 --lang en
+    Show { visit: String },
+    /// Fields the replicas disagree on, with every candidate.
+    Conflicts { visit: Option<String> },
+    /// Settle a conflict with a candidate (as `conflicts` numbers them), then sync.
+    ///
+    /// Example: kiemtra resolve cantho-2015.u-01 attendance/s-001 1
+    Resolve {
+        visit: String,
+        field: String,
+        candidate: usize,
+    },
+    /// Approve submitted visits (signed with this desk's key), then sync.
+    Approve {
+        visits: Vec<String>,
+        /// With --all: every submitted visit of this campaign.
+        #[arg(long)]
+        campaign: Option<String>,
+        #[arg(long, requires = "campaign")]
+        all: bool,
+        #[arg(long, default_value = "")]
+        note: String,
+    },
+    /// Return a submitted visit to its inspectors with the reason, then sync.
+    Return {
+        visit: String,
+        #[arg(long)]
+        reason: String,
+    },
+    /// The campaign report from approved states (Markdown, CSV or JSON).
+    ///
+    /// Example: kiemtra report cantho-2015 --format json
+    Report {
+        campaign: String,
+        #[arg(long, default_value = "md")]
+        format: String,
+        #[arg(long)]
+        title: Option<String>,
+        /// Report from what the desk holds, without syncing first.
+        #[arg(long)]
+        offline: bool,
+    },
+    /// The timeline of a visit; --at a time or change; --diff between two.
+    Replay {
+        visit: String,
+        #[arg(long, conflicts_with = "diff")]
+        at: Option<String>,
+        #[arg(long, num_args = 2, value_names = ["FROM", "TO"])]
+        diff: Option<Vec<String>>,
+    },
+    /// The server's verification of a visit or a whole campaign.
+    Verify { target: String },
+    /// A visit or a campaign as JSON or CSV (attendance rows).
+    Export {
+        visit: Option<String>,
+        #[arg(long)]
+        campaign: Option<String>,
+        #[arg(long, default_value = "json")]
+        format: String,
+    },
     /// The whole story in one command: a server in a temporary folder, a
     /// supervisor's and two inspectors' phones, the Cần Thơ 2015 campaign
     /// recorded offline with conflicts, synced, resolved, approved, and the
@@ -30,47 +172,529 @@ enum Command {
     ///
     /// Example: kiemtra demo
     Demo {
-        /// Campaign file.
         #[arg(long, default_value = "fixtures/campaigns/cantho-2015.json")]
         campaign: PathBuf,
     },
-    /// Records a campaign fixture into a local store, one visit per unit, and
-    /// prints its attendance tallies in Vietnamese and English.
-    ///
-    /// Example: kiemtra fixture-tally --data kiemtra-data
+    /// Records a campaign fixture into a local store and prints its tallies.
     FixtureTally {
-        /// Campaign file.
         #[arg(long, default_value = "fixtures/campaigns/cantho-2015.json")]
         campaign: PathBuf,
-        /// Folder holding the store (created if missing).
         #[arg(long, env = "KIEMTRA_DATA", default_value = "kiemtra-data")]
         data: PathBuf,
     },
 }
 
+#[derive(Subcommand)]
+enum AdminCommand {
+    /// Single-use enrollment codes for a user's devices.
+    ///
+    /// Example: kiemtra admin enroll-code --user truong-doan --team team-1 --role supervisor
+    EnrollCode {
+        #[arg(long)]
+        user: String,
+        #[arg(long)]
+        team: String,
+        #[arg(long, default_value = "inspector")]
+        role: String,
+        #[arg(long, default_value_t = 24)]
+        ttl_hours: i64,
+        #[arg(long, default_value_t = 1)]
+        count: u32,
+    },
+    /// Enrolled devices with their users, teams and roles.
+    Devices,
+    /// Revoke a device.
+    Revoke { device_id: String },
+}
+
+#[derive(Subcommand)]
+enum DrawCommand {
+    /// Publish a commitment; prints the secret seed to keep until the reveal.
+    Commit {
+        #[arg(long)]
+        campaign: String,
+        #[arg(long)]
+        n: usize,
+        /// A file with one candidate unit code per line.
+        #[arg(long)]
+        units: PathBuf,
+    },
+    /// Reveal the seed: checked against the commitment, selection recorded.
+    Reveal {
+        #[arg(long)]
+        campaign: String,
+        #[arg(long)]
+        commitment: String,
+        #[arg(long)]
+        seed: String,
+    },
+    /// Recompute a draw anywhere, without a desk.
+    Check {
+        #[arg(long)]
+        commitment: String,
+        #[arg(long)]
+        seed: String,
+        #[arg(long)]
+        n: usize,
+        #[arg(long)]
+        units: PathBuf,
+    },
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let result = match cli.command {
-        Command::FixtureTally { campaign, data } => {
-            fixture_tally::run(&campaign, &data).map_err(|e| e.to_string())
-        }
-        Command::Demo { campaign } => tokio::runtime::Builder::new_multi_thread()
-            .enable_all()
-            .build()
-            .map_err(|e| e.to_string())
-            .and_then(|rt| {
-                rt.block_on(demo::run(&campaign, &mut |line| eprintln!("{line}")))
-                    .map_err(|e| e.to_string())
-            }),
-    };
-    match result {
-        Ok(report) => {
-            print!("{report}");
-            ExitCode::SUCCESS
-        }
+    match run(cli) {
+        Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("kiemtra: {e}");
-            ExitCode::FAILURE
+            ExitCode::from(e.exit_code())
+        }
+    }
+}
+
+fn other(e: impl std::fmt::Display) -> CliError {
+    CliError::Other(e.to_string())
+}
+
+fn read_lines(path: &Path) -> Result<Vec<String>> {
+    Ok(std::fs::read_to_string(path)
+        .map_err(|e| CliError::Invalid(format!("{}: {e}", path.display())))?
+        .lines()
+        .map(str::to_owned)
+        .collect())
+}
+
+fn draws_key(campaign: &str) -> String {
+    format!("draws.{campaign}")
+}
+
+fn load_draws(desk: &Desk, campaign: &str) -> Result<Vec<draw::Draw>> {
+    match desk.store.setting(&draws_key(campaign))? {
+        None => Ok(Vec::new()),
+        Some(json) => serde_json::from_str(&json).map_err(other),
+    }
+}
+
+fn save_draws(desk: &mut Desk, campaign: &str, draws: &[draw::Draw]) -> Result<()> {
+    let json = serde_json::to_string(draws).map_err(other)?;
+    desk.store.set_setting(&draws_key(campaign), &json)?;
+    Ok(())
+}
+
+fn run(cli: Cli) -> Result<()> {
+    let lang = lang_of(&cli.lang)?;
+    let home = cli.home;
+    match cli.command {
+        Command::Serve { listen, data } => {
+            let rt = tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()
+                .map_err(other)?;
+            rt.block_on(async move {
+                let app = kiemtra_server::Application::build(kiemtra_server::Settings {
+                    listen,
+                    data,
+                    ..kiemtra_server::Settings::default()
+                })
+                .map_err(other)?;
+                println!("listening on port {}", app.port());
+                app.run_until_stopped().await.map_err(other)
+            })
+        }
+        Command::Admin { data, command } => admin(&data, command),
+        Command::Login { server, code, name } => {
+            let desk = Desk::login(&home, &server, &code, &name)?;
+            println!(
+                "{}: {} ({}, {}) — {}",
+                match lang {
+                    Lang::Vi => "Đã đăng ký",
+                    Lang::En => "Enrolled",
+                },
+                desk.creds.user_id,
+                desk.creds.role,
+                desk.creds.team,
+                desk.creds.device_id
+            );
+            Ok(())
+        }
+        Command::Sync => {
+            let mut desk = Desk::open(&home)?;
+            let r = desk.sync()?;
+            println!(
+                "{} request(s); {} visit(s) sent, {} received; {} B up, {} B down",
+                r.requests, r.visits_uploaded, r.visits_downloaded, r.bytes_sent, r.bytes_received
+            );
+            Ok(())
+        }
+        Command::Assign {
+            campaign,
+            csv,
+            date,
+            template,
+        } => {
+            let mut desk = Desk::open(&home)?;
+            let n = desk::assign(&mut desk, &campaign, &template, &csv, &date)?;
+            desk.sync()?;
+            println!("{n} visit(s) created for team {} and sent", desk.creds.team);
+            Ok(())
+        }
+        Command::Draw { command } => draw_command(&home, command),
+        Command::Visits { campaign } => {
+            let desk = Desk::open(&home)?;
+            let rows = desk
+                .store
+                .list_visits()?
+                .into_iter()
+                .filter(|s| campaign.as_ref().is_none_or(|c| &s.campaign == c))
+                .map(|s| {
+                    vec![
+                        s.id.to_string(),
+                        s.unit_name,
+                        s.status,
+                        format!("{}/{}", s.tally.present, s.tally.payroll),
+                        s.tally.absent.to_string(),
+                        s.conflicts.to_string(),
+                    ]
+                })
+                .collect();
+            table(
+                &[
+                    "visit",
+                    "unit",
+                    "status",
+                    "present/payroll",
+                    "absent",
+                    "conflicts",
+                ],
+                rows,
+            );
+            Ok(())
+        }
+        Command::Show { visit } => {
+            let mut desk = Desk::open(&home)?;
+            let id = desk.find(&visit)?;
+            let state = desk.store.visit(&id)?.state()?;
+            print!("{}", desk::show_state(&state, lang));
+            Ok(())
+        }
+        Command::Conflicts { visit } => {
+            let mut desk = Desk::open(&home)?;
+            let ids: Vec<VisitId> = match visit {
+                Some(v) => vec![desk.find(&v)?],
+                None => desk
+                    .store
+                    .list_visits()?
+                    .into_iter()
+                    .filter(|s| s.conflicts > 0)
+                    .map(|s| s.id)
+                    .collect(),
+            };
+            let mut rows = Vec::new();
+            for id in ids {
+                let state = desk.store.visit(&id)?.state()?;
+                for c in state.conflicts() {
+                    for (i, cand) in c.candidates.iter().enumerate() {
+                        rows.push(vec![
+                            id.to_string(),
+                            c.field.to_string(),
+                            c.field.describe(lang, &state),
+                            i.to_string(),
+                            cand.value.describe(lang, &state),
+                            cand.stamp.by.to_string(),
+                            format_time(cand.stamp.at),
+                        ]);
+                    }
+                }
+            }
+            table(
+                &["visit", "field", "what", "candidate", "value", "by", "at"],
+                rows,
+            );
+            Ok(())
+        }
+        Command::Resolve {
+            visit,
+            field,
+            candidate,
+        } => {
+            let mut desk = Desk::open(&home)?;
+            let id = desk.find(&visit)?;
+            let field = desk::field(&field)?;
+            desk.store.edit(&id, |v| v.resolve(&field, candidate))?;
+            desk.sync()?;
+            println!("{id}: {field} ← {candidate}");
+            Ok(())
+        }
+        Command::Approve {
+            visits,
+            campaign,
+            all,
+            note,
+        } => {
+            let mut desk = Desk::open(&home)?;
+            let mut ids = Vec::new();
+            for v in &visits {
+                ids.push(desk.find(v)?);
+            }
+            if all && let Some(c) = &campaign {
+                ids.extend(
+                    desk.campaign_visits(c)?
+                        .into_iter()
+                        .filter(|s| s.status == "submitted")
+                        .map(|s| s.id),
+                );
+            }
+            if ids.is_empty() {
+                return Err(CliError::Invalid(
+                    "nothing to approve: name visits, or --campaign C --all".into(),
+                ));
+            }
+            let bar = indicatif::ProgressBar::new(ids.len() as u64);
+            for id in &ids {
+                desk.approve(id, &note)?;
+                bar.inc(1);
+            }
+            bar.finish_and_clear();
+            desk.sync()?;
+            println!("{} visit(s) approved and sent", ids.len());
+            Ok(())
+        }
+        Command::Return { visit, reason } => {
+            let mut desk = Desk::open(&home)?;
+            let id = desk.find(&visit)?;
+            desk.store.edit(&id, |v| v.return_visit(&reason))?;
+            desk.sync()?;
+            println!("{id}: returned");
+            Ok(())
+        }
+        Command::Report {
+            campaign,
+            format,
+            title,
+            offline,
+        } => {
+            let mut desk = Desk::open(&home)?;
+            if !offline {
+                desk.sync()?;
+            }
+            let mut out = desk::report(&mut desk, &campaign, title.as_deref(), lang, &format)?;
+            let draws = load_draws(&desk, &campaign)?;
+            if format == "md" && !draws.is_empty() {
+                out.push_str(&format!(
+                    "\n## {}\n",
+                    match lang {
+                        Lang::Vi => "Bốc thăm ngẫu nhiên",
+                        Lang::En => "Random draws",
+                    }
+                ));
+                for d in draws {
+                    out.push_str(&format!(
+                        "- {} {} / {}: {} (commitment {}, seed {})\n",
+                        d.committed_at,
+                        d.n,
+                        d.candidates.len(),
+                        d.selected.join(", "),
+                        d.commitment,
+                        d.seed.as_deref().unwrap_or("—")
+                    ));
+                }
+            }
+            print!("{out}");
+            Ok(())
+        }
+        Command::Replay { visit, at, diff } => {
+            let mut desk = Desk::open(&home)?;
+            if let Some(at) = at {
+                let id = desk.find(&visit)?;
+                let v = desk.store.visit(&id)?;
+                let heads = desk::point(v, &at)?;
+                print!("{}", desk::show_state(&v.state_at(&heads)?, lang));
+                return Ok(());
+            }
+            if let Some(pair) = diff {
+                let id = desk.find(&visit)?;
+                let v = desk.store.visit(&id)?;
+                for line in desk::diff_lines(v, &pair[0], &pair[1], lang)? {
+                    println!("{line}");
+                }
+                return Ok(());
+            }
+            desk::replay(&mut desk, &visit, lang)
+        }
+        Command::Verify { target } => {
+            let desk = Desk::open(&home)?;
+            let body = desk::verify(&desk, &target)?;
+            let (text, ok) = desk::render_verify(&body, lang);
+            print!("{text}");
+            if ok {
+                Ok(())
+            } else {
+                Err(CliError::Problems(format!(
+                    "{target}: verification found problems"
+                )))
+            }
+        }
+        Command::Export {
+            visit,
+            campaign,
+            format,
+        } => {
+            let mut desk = Desk::open(&home)?;
+            let ids: Vec<VisitId> = match (visit, campaign) {
+                (Some(v), None) => vec![desk.find(&v)?],
+                (None, Some(c)) => {
+                    let list: Vec<VisitId> = desk
+                        .campaign_visits(&c)?
+                        .into_iter()
+                        .map(|s| s.id)
+                        .collect();
+                    if list.is_empty() {
+                        return Err(CliError::NotFound(format!("no visit of campaign {c:?}")));
+                    }
+                    list
+                }
+                _ => {
+                    return Err(CliError::Invalid("export one VISIT or --campaign C".into()));
+                }
+            };
+            print!("{}", desk::export(&mut desk, &ids, &format)?);
+            Ok(())
+        }
+        Command::Demo { campaign } => {
+            let rt = tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()
+                .map_err(other)?;
+            let report = rt
+                .block_on(demo::run(&campaign, &mut |line| eprintln!("{line}")))
+                .map_err(other)?;
+            print!("{report}");
+            Ok(())
+        }
+        Command::FixtureTally { campaign, data } => {
+            print!("{}", fixture_tally::run(&campaign, &data).map_err(other)?);
+            Ok(())
+        }
+    }
+}
+
+fn admin(data: &Path, command: AdminCommand) -> Result<()> {
+    if !data.join("kiemtra.db").exists() {
+        return Err(CliError::Invalid(format!(
+            "no server database in {}",
+            data.display()
+        )));
+    }
+    let mut store = kiemtra_server::open_store(data).map_err(other)?;
+    match command {
+        AdminCommand::EnrollCode {
+            user,
+            team,
+            role,
+            ttl_hours,
+            count,
+        } => {
+            kiemtra_core::Role::parse(&role)?;
+            for _ in 0..count {
+                let code = kiemtra_server::create_enrollment_code(
+                    &mut store,
+                    &user,
+                    &team,
+                    &role,
+                    chrono::Duration::hours(ttl_hours),
+                )
+                .map_err(|e| CliError::Invalid(e.to_string()))?;
+                println!("{code}");
+            }
+            Ok(())
+        }
+        AdminCommand::Devices => {
+            let rows = store
+                .devices()?
+                .into_iter()
+                .map(|d| {
+                    vec![
+                        d.device_id,
+                        d.user_id,
+                        d.team,
+                        d.role,
+                        d.name,
+                        d.revoked_at.unwrap_or_else(|| "active".into()),
+                    ]
+                })
+                .collect();
+            table(&["device", "user", "team", "role", "name", "state"], rows);
+            Ok(())
+        }
+        AdminCommand::Revoke { device_id } => {
+            if store.device(&device_id)?.is_none() {
+                return Err(CliError::NotFound(format!("no device {device_id}")));
+            }
+            store.revoke_device(&device_id, &kiemtra_server::now())?;
+            println!("revoked {device_id}");
+            Ok(())
+        }
+    }
+}
+
+fn draw_command(home: &Path, command: DrawCommand) -> Result<()> {
+    match command {
+        DrawCommand::Commit { campaign, n, units } => {
+            let mut desk = Desk::open(home)?;
+            let (d, seed) = draw::commit(&campaign, n, &read_lines(&units)?)?;
+            let mut draws = load_draws(&desk, &campaign)?;
+            draws.push(d.clone());
+            save_draws(&mut desk, &campaign, &draws)?;
+            println!("commitment {}", d.commitment);
+            println!("seed {seed}");
+            eprintln!(
+                "Công bố mã cam kết (commitment) trước khi bốc thăm; giữ bí mật seed đến khi công bố kết quả. / Publish the commitment now; keep the seed secret until the reveal."
+            );
+            Ok(())
+        }
+        DrawCommand::Reveal {
+            campaign,
+            commitment,
+            seed,
+        } => {
+            let mut desk = Desk::open(home)?;
+            let mut draws = load_draws(&desk, &campaign)?;
+            let i = draws
+                .iter()
+                .position(|d| d.commitment == commitment)
+                .ok_or_else(|| {
+                    CliError::NotFound(format!(
+                        "no draw with commitment {commitment} in campaign {campaign}"
+                    ))
+                })?;
+            let revealed = draw::reveal(&draws[i], &seed)?;
+            draws[i] = revealed.clone();
+            save_draws(&mut desk, &campaign, &draws)?;
+            for unit in &revealed.selected {
+                println!("{unit}");
+            }
+            Ok(())
+        }
+        DrawCommand::Check {
+            commitment,
+            seed,
+            n,
+            units,
+        } => {
+            let d = draw::Draw {
+                campaign: String::new(),
+                n,
+                candidates: draw::candidates(&read_lines(&units)?)?,
+                commitment,
+                committed_at: String::new(),
+                seed: None,
+                selected: Vec::new(),
+                revealed_at: None,
+            };
+            for unit in draw::reveal(&d, &seed)?.selected {
+                println!("{unit}");
+            }
+            Ok(())
         }
     }
 }

@@ -117,6 +117,85 @@ impl CampaignReport {
         r
     }
 
+    /// The report as `section,item,count,percent` rows (one table, so that
+    /// a spreadsheet opens it directly).
+    pub fn csv(&self, lang: Lang) -> String {
+        let l = |vi: &'static str, en: &'static str| if lang == Lang::Vi { vi } else { en };
+        let mut rows: Vec<[String; 4]> = vec![[
+            l("muc", "section").into(),
+            l("noi_dung", "item").into(),
+            l("so_luong", "count").into(),
+            l("ty_le", "percent").into(),
+        ]];
+        let mut row = |a: &str, b: &str, c: String, d: &str| {
+            rows.push([a.into(), b.into(), c, d.into()]);
+        };
+        let units = l("don_vi", "units");
+        row(
+            units,
+            l("đã phê duyệt", "approved"),
+            self.units_inspected.to_string(),
+            "",
+        );
+        for (kind, count) in &self.units_by_kind {
+            row(units, kind, count.to_string(), "");
+        }
+        let staff = l("cbccvc", "staff");
+        let t = &self.tally;
+        row(
+            staff,
+            l("trong biên chế", "on payroll"),
+            t.payroll.to_string(),
+            "",
+        );
+        row(
+            staff,
+            l("có mặt", "present"),
+            t.present.to_string(),
+            &self.present_pct,
+        );
+        row(
+            staff,
+            l("vắng mặt", "absent"),
+            t.absent.to_string(),
+            &self.absent_pct,
+        );
+        row(staff, l("đi muộn", "late"), t.late.to_string(), "");
+        for (reason, count, p) in &self.reasons {
+            row(
+                l("ly_do_vang", "absence_reason"),
+                reason,
+                count.to_string(),
+                p,
+            );
+        }
+        for (what, count) in &self.conduct_violations {
+            row(l("vi_pham", "violation"), what, count.to_string(), "");
+        }
+        for (what, count) in &self.checks_failed {
+            row(l("khong_dat", "check_failed"), what, count.to_string(), "");
+        }
+        for (unit, text, rec) in &self.findings {
+            row(
+                l("ton_tai", "finding"),
+                &format!("{unit}: {text} — {rec}"),
+                String::new(),
+                "",
+            );
+        }
+        for unit in &self.not_approved {
+            row(l("chua_phe_duyet", "not_approved"), unit, String::new(), "");
+        }
+        let mut w = csv::Writer::from_writer(Vec::new());
+        for r in &rows {
+            let _ = w.write_record(r);
+        }
+        w.into_inner()
+            .ok()
+            .and_then(|b| String::from_utf8(b).ok())
+            .unwrap_or_default()
+    }
+
     pub fn markdown(&self, lang: Lang) -> String {
         let l = |vi: &'static str, en: &'static str| if lang == Lang::Vi { vi } else { en };
         let n = |x: u32| format_count(x, lang);
