@@ -1,0 +1,678 @@
+//! The desk tool driven end to end against a real server (`kiemtra serve`
+//! on 127.0.0.1 port 0): a supervisor's desk assigns the Cần Thơ 2015
+//! campaign from a roster CSV, an inspector's phone records it offline and
+//! submits, the desk approves, and the report reproduces the article's
+//! figures. Also replay, draws, and bad input on every subcommand.
+
+use kiemtra_client::{Credentials, SyncClient, SyncOptions};
+use kiemtra_core::{
+    AbsenceReason, AttendanceMark, CampaignFixture, ChangeHash, DeviceId, Editor, Role, Session,
+    UserId, VisitId,
+};
+use kiemtra_store::Store;
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+
+fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+struct Server {
+    child: Child,
+    url: String,
+    data: PathBuf,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn serve(dir: &Path) -> Server {
+    let data = dir.join("server");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_kiemtra"))
+        .args(["serve", "--listen", "127.0.0.1:0", "--data"])
+        .arg(&data)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start kiemtra serve");
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().expect("stdout"))
+        .read_line(&mut line)
+        .expect("port line");
+    let port = line
+        .trim()
+        .strip_prefix("listening on port ")
+        .unwrap_or_else(|| panic!("unexpected {line:?}"))
+        .to_owned();
+    Server {
+        child,
+        url: format!("http://127.0.0.1:{port}"),
+        data,
+    }
+}
+
+fn kiemtra(home: &Path, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_kiemtra"))
+        .arg("--home")
+        .arg(home)
+        .args(args)
+        .current_dir(root())
+        .output()
+        .expect("run kiemtra")
+}
+
+fn ok(out: &Output) -> String {
+    assert!(
+        out.status.success(),
+        "kiemtra failed ({}):\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// Checks a refusal: its exit code and a word of its message.
+fn refused(out: &Output, code: i32, needle: &str) {
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(code), "stderr: {err}");
+    assert!(err.contains(needle), "expected {needle:?} in {err:?}");
+}
+
+fn code(server: &Server, user: &str, role: &str) -> String {
+    let out = Command::new(env!("CARGO_BIN_EXE_kiemtra"))
+        .args(["admin", "--data"])
+        .arg(&server.data)
+        .args([
+            "enroll-code",
+            "--user",
+            user,
+            "--team",
+            "team-1",
+            "--role",
+            role,
+        ])
+        .output()
+        .expect("admin");
+    ok(&out).trim().to_owned()
+}
+
+fn roster_csv(fixture: &CampaignFixture) -> String {
+    let mut w = csv::Writer::from_writer(Vec::new());
+    w.write_record([
+        "unit_code",
+        "unit_name",
+        "unit_kind",
+        "area",
+        "staff_id",
+        "staff_name",
+        "position",
+        "category",
+        "on_payroll",
+    ])
+    .expect("header");
+    for u in &fixture.units {
+        for s in &u.staff {
+            w.write_record([
+                u.code.as_str(),
+                &u.name,
+                &u.kind,
+                &u.area,
+                s.id.as_str(),
+                &s.name,
+                &s.position,
+                &s.category,
+                if s.on_payroll { "yes" } else { "no" },
+            ])
+            .expect("row");
+        }
+    }
+    String::from_utf8(w.into_inner().expect("csv")).expect("utf8")
+}
+
+struct Phone {
+    store: Store,
+    client: SyncClient,
+}
+
+fn phone(rt: &tokio::runtime::Runtime, server: &Server, dir: &Path) -> Phone {
+    let code = code(server, "nhom-1", "inspector");
+    let creds: Credentials = rt
+        .block_on(kiemtra_client::enroll(&server.url, &code, "phone"))
+        .expect("enroll");
+    let editor = Editor::new(
+        UserId::parse(&creds.user_id).expect("user"),
+        DeviceId::parse(&creds.device_id).expect("device"),
+    );
+    let mut store = Store::open_with_session(
+        dir.join("phone.db"),
+        Session::new(editor).with_role(Role::Inspector),
+    )
+    .expect("store");
+    creds.save(&mut store).expect("save");
+    let client = SyncClient::new(creds, SyncOptions::default()).expect("client");
+    Phone { store, client }
+}
+
+fn sync(rt: &tokio::runtime::Runtime, p: &mut Phone) {
+    let r = rt
+        .block_on(p.client.sync(&mut p.store, &mut |_| {}))
+        .expect("sync");
+    assert!(r.errors.is_empty(), "{:?}", r.errors);
+}
+
+#[test]
+fn a_desk_assigns_approves_and_reports_the_campaign() {
+    let dir = tempfile::tempdir().expect("dir");
+    let server = serve(dir.path());
+    let sup = dir.path().join("desk-sup");
+    let rt = tokio::runtime::Runtime::new().expect("rt");
+    let fixture = CampaignFixture::from_json(
+        &std::fs::read_to_string(root().join("fixtures/campaigns/cantho-2015.json"))
+            .expect("fixture"),
+    )
+    .expect("parse");
+    let campaign = fixture.campaign.id.to_string();
+
+    ok(&kiemtra(
+        &sup,
+        &[
+            "login",
+            "--server",
+            &server.url,
+            "--code",
+            &code(&server, "truong-doan", "supervisor"),
+        ],
+    ));
+
+    // A malformed roster: refused with its line number, nothing created.
+    let bad = dir.path().join("bad.csv");
+    let good = roster_csv(&fixture);
+    let mut lines: Vec<&str> = good.lines().collect();
+    let broken = lines[2]
+        .replacen(",yes", ",perhaps", 1)
+        .replacen(",no", ",perhaps", 1);
+    lines[2] = &broken;
+    std::fs::write(&bad, lines.join("\n")).expect("write");
+    refused(
+        &kiemtra(
+            &sup,
+            &[
+                "assign",
+                "--campaign",
+                &campaign,
+                "--csv",
+                bad.to_str().expect("path"),
+                "--date",
+                "2015-08-31",
+            ],
+        ),
+        2,
+        "line 3",
+    );
+    assert_eq!(
+        ok(&kiemtra(&sup, &["visits"])).lines().count(),
+        1,
+        "only the header"
+    );
+
+    let roster = dir.path().join("roster.csv");
+    std::fs::write(&roster, &good).expect("write");
+    ok(&kiemtra(
+        &sup,
+        &[
+            "assign",
+            "--campaign",
+            &campaign,
+            "--csv",
+            roster.to_str().expect("path"),
+            "--date",
+            "2015-08-31",
+        ],
+    ));
+    assert_eq!(
+        ok(&kiemtra(&sup, &["visits", "--campaign", &campaign]))
+            .lines()
+            .count(),
+        66
+    );
+
+    // The inspector's phone records every unit offline; the first unit's
+    // first person is marked differently once, then corrected (replay).
+    let mut p = phone(&rt, &server, dir.path());
+    sync(&rt, &mut p);
+    let held: Vec<VisitId> = p
+        .store
+        .list_visits()
+        .expect("list")
+        .into_iter()
+        .map(|s| s.id)
+        .collect();
+    assert_eq!(held.len(), 65);
+    let mut points: Vec<Vec<ChangeHash>> = Vec::new();
+    let first = fixture.units[0].visit_id(&fixture.campaign.id).expect("id");
+    let (first_staff, first_mark, _) = fixture.units[0].outcomes().expect("o")[0].clone();
+    for (i, unit) in fixture.units.iter().enumerate() {
+        let id = unit.visit_id(&fixture.campaign.id).expect("id");
+        let outcomes = unit.outcomes().expect("outcomes");
+        p.store
+            .edit(&id, |v| {
+                for (s, m, note) in &outcomes {
+                    v.record_attendance(s, *m, note, None)?;
+                }
+                Ok(())
+            })
+            .expect("record");
+        if i == 0 {
+            let other = if first_mark == AttendanceMark::Present {
+                AttendanceMark::Absent(AbsenceReason::Sick)
+            } else {
+                AttendanceMark::Present
+            };
+            points.push(p.store.visit(&id).expect("v").heads());
+            p.store
+                .edit(&id, |v| v.record_attendance(&first_staff, other, "", None))
+                .expect("toggle");
+            points.push(p.store.visit(&id).expect("v").heads());
+            p.store
+                .edit(&id, |v| {
+                    v.record_attendance(&first_staff, first_mark, "", None)
+                })
+                .expect("back");
+        }
+        // Two visits stay unsubmitted for now.
+        if i >= 2 {
+            p.store.edit(&id, |v| v.submit("")).expect("submit");
+        }
+    }
+    sync(&rt, &mut p);
+
+    ok(&kiemtra(&sup, &["sync"]));
+    ok(&kiemtra(
+        &sup,
+        &[
+            "approve",
+            "--campaign",
+            &campaign,
+            "--all",
+            "--note",
+            "Đồng ý",
+        ],
+    ));
+    let partial = ok(&kiemtra(&sup, &["report", &campaign]));
+    assert!(
+        partial.contains("Biên bản chưa được phê duyệt"),
+        "{partial}"
+    );
+    assert!(partial.contains(&fixture.units[0].name), "{partial}");
+    assert!(partial.contains(&fixture.units[1].name), "{partial}");
+    assert!(partial.contains("**63**"), "{partial}");
+
+    for id in held.iter().filter(|id| {
+        **id == first || **id == fixture.units[1].visit_id(&fixture.campaign.id).expect("id")
+    }) {
+        p.store.edit(id, |v| v.submit("")).expect("submit");
+    }
+    sync(&rt, &mut p);
+    ok(&kiemtra(&sup, &["sync"]));
+    ok(&kiemtra(
+        &sup,
+        &["approve", first.as_str(), fixture.units[1].code.as_str()],
+    ));
+
+    let vi = ok(&kiemtra(&sup, &["report", &campaign, "--lang", "vi"]));
+    for expected in [
+        "Tổng số CBCCVC trong biên chế: **1.404**",
+        "Có mặt: 1.071 (76,28%)",
+        "Vắng mặt: 333 (23,72%)",
+        "(43,84% số vắng)",
+        "(27,93% số vắng)",
+    ] {
+        assert!(vi.contains(expected), "missing {expected:?} in:\n{vi}");
+    }
+    assert!(!vi.contains("chưa được phê duyệt"), "{vi}");
+    let json: serde_json::Value = serde_json::from_str(&ok(&kiemtra(
+        &sup,
+        &["report", &campaign, "--format", "json", "--offline"],
+    )))
+    .expect("json report");
+    assert_eq!(json["present_pct"], "76,28%");
+    assert_eq!(json["absent_pct"], "23,72%");
+    assert_eq!(json["tally"]["payroll"], 1404);
+    let reasons: Vec<String> = json["reasons"]
+        .as_array()
+        .expect("reasons")
+        .iter()
+        .map(|r| r[2].as_str().unwrap_or("").to_owned())
+        .collect();
+    assert!(reasons.contains(&"43,84%".to_owned()) && reasons.contains(&"27,93%".to_owned()));
+    assert_eq!(json["not_approved"].as_array().map(Vec::len), Some(0));
+    let en = ok(&kiemtra(
+        &sup,
+        &[
+            "report",
+            &campaign,
+            "--lang",
+            "en",
+            "--format",
+            "csv",
+            "--offline",
+        ],
+    ));
+    assert!(en.contains("present,1071,76.28%"), "{en}");
+
+    // Replay: the visit --at a past point is what had been recorded then,
+    // and --diff lists exactly the field changed in between.
+    let hex = |h: &[ChangeHash]| h[0].to_string();
+    let name = fixture.units[0].staff[0].name.clone();
+    let at = ok(&kiemtra(
+        &sup,
+        &["replay", first.as_str(), "--at", &hex(&points[1])],
+    ));
+    let line = at
+        .lines()
+        .find(|l| l.contains(&name))
+        .expect("the person in the past state")
+        .to_owned();
+    assert!(
+        line.ends_with(if first_mark == AttendanceMark::Present {
+            "vắng (nghỉ ốm)"
+        } else {
+            "có mặt"
+        }),
+        "{line}"
+    );
+    assert!(at.contains("đang ghi nhận"), "a draft then:\n{at}");
+    let diff = ok(&kiemtra(
+        &sup,
+        &[
+            "--lang",
+            "en",
+            "replay",
+            first.as_str(),
+            "--diff",
+            &hex(&points[0]),
+            &hex(&points[1]),
+        ],
+    ));
+    let diff_lines: Vec<&str> = diff.lines().collect();
+    assert_eq!(diff_lines.len(), 1, "{diff}");
+    assert!(
+        diff_lines[0].starts_with(&format!("Attendance of {name}")),
+        "{diff}"
+    );
+    let timeline = ok(&kiemtra(&sup, &["replay", first.as_str()]));
+    assert!(timeline.contains("nhom-1"), "{timeline}");
+
+    // Verify and export.
+    let verified = ok(&kiemtra(&sup, &["verify", first.as_str()]));
+    assert!(verified.starts_with('✓'), "{verified}");
+    let csv_out = ok(&kiemtra(
+        &sup,
+        &["export", "--campaign", &campaign, "--format", "csv"],
+    ));
+    assert_eq!(
+        csv_out.lines().count(),
+        1 + fixture.units.iter().map(|u| u.staff.len()).sum::<usize>()
+    );
+
+    // Bad input: a clear message, a non-zero exit, nothing changed.
+    let before = ok(&kiemtra(&sup, &["visits"]));
+    refused(&kiemtra(&sup, &["show", "v-nosuch"]), 3, "no visit");
+    refused(
+        &kiemtra(&sup, &["replay", first.as_str(), "--at", "yesterday"]),
+        2,
+        "neither",
+    );
+    refused(
+        &kiemtra(&sup, &["replay", first.as_str(), "--at", "abcdef12"]),
+        3,
+        "no change",
+    );
+    refused(
+        &kiemtra(&sup, &["resolve", first.as_str(), "nonsense", "0"]),
+        2,
+        "invalid field",
+    );
+    refused(
+        &kiemtra(&sup, &["resolve", first.as_str(), "attendance/s-x", "0"]),
+        3,
+        "no conflict",
+    );
+    refused(
+        &kiemtra(&sup, &["report", "no-such-campaign", "--offline"]),
+        3,
+        "no visit",
+    );
+    refused(
+        &kiemtra(&sup, &["report", &campaign, "--format", "xml", "--offline"]),
+        2,
+        "unknown format",
+    );
+    refused(
+        &kiemtra(
+            &sup,
+            &["export", "--campaign", &campaign, "--format", "pdf"],
+        ),
+        2,
+        "unknown format",
+    );
+    refused(&kiemtra(&sup, &["export"]), 2, "export one VISIT");
+    refused(
+        &kiemtra(&sup, &["--lang", "fr", "visits"]),
+        2,
+        "unknown language",
+    );
+    refused(&kiemtra(&sup, &["verify", "v-nosuch"]), 3, "v-nosuch");
+    refused(&kiemtra(&sup, &["approve"]), 2, "nothing to approve");
+    refused(
+        &kiemtra(&sup, &["return", first.as_str(), "--reason", "x"]),
+        2,
+        "cannot move",
+    );
+    refused(
+        &kiemtra(
+            &sup,
+            &["login", "--server", &server.url, "--code", "AAAA-BBBB-CCCC"],
+        ),
+        2,
+        "enrolled already",
+    );
+    let nobody = dir.path().join("nobody");
+    refused(&kiemtra(&nobody, &["visits"]), 2, "kiemtra login");
+    refused(
+        &kiemtra(
+            &nobody,
+            &["login", "--server", &server.url, "--code", "AAAA-BBBB-CCCC"],
+        ),
+        4,
+        "unknown code",
+    );
+    let no_data = Command::new(env!("CARGO_BIN_EXE_kiemtra"))
+        .args(["admin", "--data"])
+        .arg(dir.path().join("nothing"))
+        .arg("devices")
+        .output()
+        .expect("admin");
+    refused(&no_data, 2, "no server database");
+    let wrong_role = Command::new(env!("CARGO_BIN_EXE_kiemtra"))
+        .args(["admin", "--data"])
+        .arg(&server.data)
+        .args([
+            "enroll-code",
+            "--user",
+            "x",
+            "--team",
+            "t",
+            "--role",
+            "king",
+        ])
+        .output()
+        .expect("admin");
+    refused(&wrong_role, 2, "role");
+
+    // A wrong role: an inspector's desk may not approve, resolve or assign.
+    let insp = dir.path().join("desk-insp");
+    ok(&kiemtra(
+        &insp,
+        &[
+            "login",
+            "--server",
+            &server.url,
+            "--code",
+            &code(&server, "nhom-2", "inspector"),
+        ],
+    ));
+    ok(&kiemtra(&insp, &["sync"]));
+    refused(
+        &kiemtra(&insp, &["approve", first.as_str()]),
+        4,
+        "supervisor",
+    );
+    refused(
+        &kiemtra(
+            &insp,
+            &[
+                "assign",
+                "--campaign",
+                "c-2",
+                "--csv",
+                roster.to_str().expect("p"),
+                "--date",
+                "2015-09-01",
+            ],
+        ),
+        4,
+        "supervisor",
+    );
+    refused(&kiemtra(&insp, &["verify", first.as_str()]), 4, "inspector");
+    assert_eq!(ok(&kiemtra(&sup, &["visits"])), before, "nothing changed");
+}
+
+#[test]
+fn a_draw_is_recorded_and_checked() {
+    let dir = tempfile::tempdir().expect("dir");
+    let server = serve(dir.path());
+    let desk = dir.path().join("desk");
+    ok(&kiemtra(
+        &desk,
+        &[
+            "login",
+            "--server",
+            &server.url,
+            "--code",
+            &code(&server, "truong-doan", "supervisor"),
+        ],
+    ));
+    let units = dir.path().join("units.txt");
+    std::fs::write(&units, "u-01\nu-02\nu-03\nu-04\nu-05\n").expect("units");
+    let out = ok(&kiemtra(
+        &desk,
+        &[
+            "draw",
+            "commit",
+            "--campaign",
+            "c-1",
+            "--n",
+            "2",
+            "--units",
+            units.to_str().expect("p"),
+        ],
+    ));
+    let field = |name: &str| {
+        out.lines()
+            .find_map(|l| l.strip_prefix(name))
+            .expect("field")
+            .trim()
+            .to_owned()
+    };
+    let (commitment, seed) = (field("commitment "), field("seed "));
+    let mut wrong = seed.clone();
+    wrong.replace_range(0..1, if seed.starts_with('0') { "1" } else { "0" });
+    refused(
+        &kiemtra(
+            &desk,
+            &[
+                "draw",
+                "reveal",
+                "--campaign",
+                "c-1",
+                "--commitment",
+                &commitment,
+                "--seed",
+                &wrong,
+            ],
+        ),
+        2,
+        "does not match",
+    );
+    let picked = ok(&kiemtra(
+        &desk,
+        &[
+            "draw",
+            "reveal",
+            "--campaign",
+            "c-1",
+            "--commitment",
+            &commitment,
+            "--seed",
+            &seed,
+        ],
+    ));
+    assert_eq!(picked.lines().count(), 2);
+    // Anyone recomputes the same selection from the seed.
+    let again = ok(&kiemtra(
+        &desk,
+        &[
+            "draw",
+            "check",
+            "--commitment",
+            &commitment,
+            "--seed",
+            &seed,
+            "--n",
+            "2",
+            "--units",
+            units.to_str().expect("p"),
+        ],
+    ));
+    assert_eq!(picked, again);
+    refused(
+        &kiemtra(
+            &desk,
+            &[
+                "draw",
+                "reveal",
+                "--campaign",
+                "c-1",
+                "--commitment",
+                "00ff",
+                "--seed",
+                &seed,
+            ],
+        ),
+        3,
+        "no draw",
+    );
+    refused(
+        &kiemtra(
+            &desk,
+            &[
+                "draw",
+                "commit",
+                "--campaign",
+                "c-1",
+                "--n",
+                "9",
+                "--units",
+                units.to_str().expect("p"),
+            ],
+        ),
+        2,
+        "cannot draw",
+    );
+}
