@@ -10,7 +10,7 @@ demo:
 
 # Every test (the README's test command).
 test:
-    cargo test --workspace
+    bash scripts/test.sh
 
 # Formatting and lints as CI checks them.
 check:
