@@ -331,6 +331,78 @@ async fn signatures_travel_with_changes_to_other_devices() {
     );
 }
 
+/// A store that held unsigned changes before it recorded its own changes
+/// (an app upgraded from schema 5) signs them at its next sync by scanning,
+/// once; without that scan the server would refuse them as unsigned.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_upgraded_store_signs_its_older_changes_once() {
+    let dir = tempfile::tempdir().expect("dir");
+    let server = ServerProcess::start(&dir.path().join("server"));
+    let mut a = Device::enroll(
+        &server.data,
+        &server.url(),
+        "insp-a",
+        "team-1",
+        "inspector",
+        &dir.path().join("a"),
+    )
+    .await;
+    let id = vid("v-1");
+    a.store
+        .create_visit(new_visit("v-1", "team-1", 4), &template())
+        .expect("create");
+    a.store
+        .edit(&id, |v| {
+            v.record_attendance(&staff(0), AttendanceMark::Present, "", None)
+        })
+        .expect("edit");
+    // What the store looked like before: no record of its own changes, and
+    // the flag the migration sets on a store that held visits.
+    {
+        let conn = rusqlite::Connection::open(a.dir.join("device.db")).expect("sqlite");
+        conn.execute("DELETE FROM own_changes", []).expect("forget");
+        conn.execute(
+            "INSERT INTO settings (key, value) VALUES ('sign.scan_all', '1')",
+            [],
+        )
+        .expect("flag");
+    }
+    a.reopen();
+    assert!(a.store.own_unsigned(&id).expect("own").0.is_empty());
+    let report = a.sync().await;
+    assert_eq!(report.visits_uploaded, 1);
+    assert_eq!(
+        server_history_len(&server.data, &id),
+        2,
+        "both changes accepted"
+    );
+    assert_eq!(a.store.setting("sign.scan_all").expect("setting"), None);
+    // Without the flag, the same forgetting leaves changes unsigned and the
+    // server refuses them: the scan is what made the difference.
+    a.store
+        .edit(&id, |v| {
+            v.record_attendance(&staff(1), AttendanceMark::Late, "", None)
+        })
+        .expect("edit");
+    {
+        let conn = rusqlite::Connection::open(a.dir.join("device.db")).expect("sqlite");
+        conn.execute("DELETE FROM own_changes", []).expect("forget");
+    }
+    a.reopen();
+    let refused = a
+        .client
+        .sync(&mut a.store, &mut |_| {})
+        .await
+        .expect("sync");
+    assert_eq!(refused.errors.len(), 1, "{:?}", refused.errors);
+    assert!(
+        refused.errors[0].message.contains("no signature"),
+        "{:?}",
+        refused.errors
+    );
+    assert_eq!(server_history_len(&server.data, &id), 2, "nothing stored");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn only_supervisors_approve_return_or_settle_conflicts() {
     let dir = tempfile::tempdir().expect("dir");

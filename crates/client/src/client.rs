@@ -17,6 +17,11 @@ use crate::error::Error;
 /// The sync peer name under which the store keeps what the server confirmed.
 pub const PEER: &str = "server";
 
+/// Set by the store migration that began recording own changes, on a store
+/// that already held visits: the next complete sync also scans documents
+/// for own changes nobody signed, then clears it.
+const SCAN_ALL: &str = "sign.scan_all";
+
 /// What a device received at enrollment; kept in its store's settings.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Credentials {
@@ -282,7 +287,10 @@ impl SyncClient {
                 return Err(Error::Cancelled);
             }
             let cursor = parse_cursor(store.setting("sync.cursor")?);
-            let (request, local_more, offered_changes) = self.build_request(store, cursor)?;
+            // One transaction for the whole request: the signatures it
+            // records are written with one disk sync, not one per visit.
+            let (request, local_more, offered_changes) =
+                store.batch(|store| Ok(self.build_request(store, cursor)))??;
             let body = request.encode();
             let answer = self.post(body.clone(), &mut report).await?;
             report.requests += 1;
@@ -324,6 +332,9 @@ impl SyncClient {
                 bytes_received: report.bytes_received,
             });
             if !again {
+                if store.setting(SCAN_ALL)?.is_some() && !local_more {
+                    store.delete_setting(SCAN_ALL)?;
+                }
                 return Ok(report);
             }
         }
@@ -342,6 +353,9 @@ impl SyncClient {
         let mut size = 0usize;
         let mut left_out = false;
         let mut with_changes = 0;
+        let scan_all = store.setting(SCAN_ALL)?.is_some();
+        let device = kiemtra_core::DeviceId::parse(&self.creds.device_id)
+            .map_err(kiemtra_store::Error::from)?;
         for summary in store.list_visits()? {
             let heads = heads_of(&summary.heads);
             let confirmed = store
@@ -363,11 +377,13 @@ impl SyncClient {
                 continue;
             }
             // Sign this device's own changes that no kept signature covers
-            // yet; keep the signature so a retry sends the same one.
-
-            let device = kiemtra_core::DeviceId::parse(&self.creds.device_id)
-                .map_err(kiemtra_store::Error::from)?;
-            let (payload_hashes, partial, mine) = {
+            // yet; keep the signature so a retry sends the same one. The
+            // store recorded them as they were made, so a visit with
+            // nothing confirmed is offered without loading its document.
+            // After an upgrade from a store that did not record them, the
+            // first sync also scans each visit for them (`SCAN_ALL`).
+            let (own, mark) = store.own_unsigned(&summary.id)?;
+            let (payload_hashes, partial, scanned) = if confirmed.is_some() || scan_all {
                 let visit = store.visit(&summary.id)?;
                 let known: Vec<ChangeHash> = confirmed
                     .iter()
@@ -383,16 +399,31 @@ impl SyncClient {
                     visit.change_hashes_after(&known)
                 };
                 let partial = (!known.is_empty()).then(|| visit.save_after(&known));
-                let mine = visit.changes_by(&known, &device);
-                (payload_hashes, partial, mine)
+                let scanned = match scan_all {
+                    true => visit.changes_by(&known, &device),
+                    false => Vec::new(),
+                };
+                (payload_hashes, partial, scanned)
+            } else {
+                (Vec::new(), None, Vec::new())
             };
-            let signed = store.signed_among(&summary.id, &mine)?;
-            let unsigned: Vec<ChangeHash> =
-                mine.into_iter().filter(|h| !signed.contains(h)).collect();
-            let ranges = store
-                .visit(&summary.id)?
-                .seq_ranges(&unsigned)
-                .unwrap_or_default();
+            let mut unsigned: Vec<ChangeHash> = own.iter().map(|(h, _, _)| *h).collect();
+            let ranges = if scanned.is_empty() {
+                kiemtra_core::seq_ranges_of(own.into_iter().map(|(_, actor, seq)| (actor, seq)))
+            } else {
+                let signed = store.signed_among(&summary.id, &scanned)?;
+                let listed: std::collections::HashSet<ChangeHash> =
+                    unsigned.iter().copied().collect();
+                unsigned.extend(
+                    scanned
+                        .into_iter()
+                        .filter(|h| !signed.contains(h) && !listed.contains(h)),
+                );
+                store
+                    .visit(&summary.id)?
+                    .seq_ranges(&unsigned)
+                    .unwrap_or_default()
+            };
             let partial_sent = partial.is_some();
             let changes = match partial {
                 Some(bytes) => bytes,
@@ -408,7 +439,7 @@ impl SyncClient {
                     signature,
                     received_at: store.session().now().to_rfc3339(),
                 };
-                store.record_signatures(&summary.id, &[record])?;
+                store.record_own_signature(&summary.id, &record, mark)?;
             }
             let kept = match partial_sent {
                 true => store.signatures_covering(&summary.id, &payload_hashes)?,
@@ -516,13 +547,49 @@ impl SyncClient {
 /// Visits new to the device loaded in parallel at a time.
 const LOAD_WINDOW: usize = 16;
 
+/// What is worked out from a new visit's document on the loading thread:
+/// its summary for the listing, and its changes by `(actor, seq)` to name
+/// the changes each received signature covers.
+struct Fresh {
+    summary: Option<kiemtra_store::VisitSummary>,
+    index: std::collections::HashMap<(Vec<u8>, u64), ChangeHash>,
+}
+
+impl Fresh {
+    fn of(visit: &Visit) -> Self {
+        Self {
+            summary: kiemtra_store::VisitSummary::of(visit).ok(),
+            index: visit
+                .change_index()
+                .into_iter()
+                .map(|(hash, actor, seq, _)| ((actor, seq), hash))
+                .collect(),
+        }
+    }
+
+    fn hashes(&self, ranges: &[(Vec<u8>, u64, u64)]) -> Option<Vec<ChangeHash>> {
+        let mut out = Vec::new();
+        for (actor, a, b) in ranges {
+            if b.saturating_sub(*a) > 1_000_000 {
+                return None;
+            }
+            for seq in *a..=*b {
+                out.push(*self.index.get(&(actor.clone(), seq))?);
+            }
+        }
+        Some(out)
+    }
+}
+
+type Preloaded = kiemtra_core::Result<(Visit, Fresh)>;
+
 /// Loads, in parallel, the documents in `window` (starting at index
 /// `offset` of the response) of visits this device does not hold yet.
 fn preload(
     store: &Store,
     window: &[kiemtra_sync_protocol::VisitResult],
     offset: usize,
-) -> std::collections::HashMap<usize, kiemtra_core::Result<Visit>> {
+) -> std::collections::HashMap<usize, Preloaded> {
     let fresh: Vec<usize> = window
         .iter()
         .enumerate()
@@ -540,14 +607,14 @@ fn preload(
     fresh
         .into_iter()
         .map(|i| i + offset)
-        .zip(Visit::load_all(&docs, store.session()))
+        .zip(Visit::load_all_with(&docs, store.session(), Fresh::of))
         .collect()
 }
 
 fn apply_result(
     store: &mut Store,
     r: &kiemtra_sync_protocol::VisitResult,
-    preloaded: Option<kiemtra_core::Result<Visit>>,
+    preloaded: Option<Preloaded>,
     report: &mut SyncReport,
 ) -> kiemtra_store::Result<bool> {
     let id = match VisitId::parse(&r.visit_id) {
@@ -565,13 +632,21 @@ fn apply_result(
     match r.status {
         VisitStatus::Ok => {
             let held = store.summary(&id).is_ok();
+            let mut fresh = None;
             let applied = if r.changes.is_empty() {
                 Ok(())
             } else if held {
                 store.apply_remote(&id, &r.changes).map(|_| ())
             } else {
                 match preloaded {
-                    Some(Ok(visit)) => store.insert_loaded(visit, &r.changes).map(|_| ()),
+                    Some(Ok((visit, f))) => {
+                        let stored = match f.summary.clone() {
+                            Some(summary) => store.insert_summarised(visit, &r.changes, summary),
+                            None => store.insert_loaded(visit, &r.changes),
+                        };
+                        fresh = Some(f);
+                        stored.map(|_| ())
+                    }
                     Some(Err(e)) => Err(e.into()),
                     None => store.import_visit(&r.changes).map(|_| ()),
                 }
@@ -582,7 +657,12 @@ fn apply_result(
                         report.visits_downloaded += 1;
                     }
                     let received_at = store.session().now().to_rfc3339();
-                    let visit = store.visit(&id)?;
+                    // An answer to an upload carries no signatures: nothing
+                    // to record, and no need to open the document.
+                    let visit = match r.signatures.is_empty() || fresh.is_some() {
+                        true => None,
+                        false => Some(store.visit(&id)?),
+                    };
                     let records: Vec<kiemtra_store::SignatureRecord> = r
                         .signatures
                         .iter()
@@ -594,14 +674,19 @@ fn apply_result(
                                 .collect();
                             Some(kiemtra_store::SignatureRecord {
                                 signer: s.signer.clone(),
-                                hashes: visit.hashes_in_ranges(&ranges, &[])?,
+                                hashes: match &fresh {
+                                    Some(f) => f.hashes(&ranges)?,
+                                    None => visit?.hashes_in_ranges(&ranges, &[])?,
+                                },
                                 ranges,
                                 signature: s.signature.clone(),
                                 received_at: received_at.clone(),
                             })
                         })
                         .collect();
-                    store.record_signatures(&id, &records)?;
+                    if !records.is_empty() {
+                        store.record_signatures(&id, &records)?;
+                    }
                     store.set_confirmed_heads(&id, PEER, &server_heads)?;
                 }
                 Err(e) => report.errors.push(VisitError {

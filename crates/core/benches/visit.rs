@@ -106,6 +106,31 @@ fn benches(c: &mut Criterion) {
     c.bench_function("conflicts_60_staff_merged", |bench| {
         bench.iter(|| merged.conflicts().expect("c").len())
     });
+
+    // What signing a sync batch costs per visit of the standard workload
+    // (500 edits by one device): loading, naming the device's changes, and
+    // turning them into sequence ranges and back.
+    let mut day = visit_60();
+    record(&mut day, 500, 0);
+    let saved = day.save();
+    let device = DeviceId::parse("dev-sup").expect("d");
+    c.bench_function("load_60_staff_500_edits", |bench| {
+        bench.iter(|| Visit::load(&saved, &session("l")).expect("load"))
+    });
+    c.bench_function("changes_by_500_edits", |bench| {
+        bench.iter(|| day.changes_by(&[], &device).len())
+    });
+    c.bench_function("change_authors_500_edits", |bench| {
+        bench.iter(|| day.change_authors().len())
+    });
+    let mine = day.changes_by(&[], &device);
+    c.bench_function("seq_ranges_500_edits", |bench| {
+        bench.iter(|| day.seq_ranges(&mine).expect("ranges").len())
+    });
+    let ranges = day.seq_ranges(&mine).expect("ranges");
+    c.bench_function("hashes_in_ranges_500_edits", |bench| {
+        bench.iter(|| day.hashes_in_ranges(&ranges, &[]).expect("hashes").len())
+    });
 }
 
 criterion_group!(core, benches);

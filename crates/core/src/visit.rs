@@ -46,6 +46,9 @@ pub struct NewVisit {
 pub struct Visit {
     doc: Automerge,
     session: Session,
+    /// Changes committed through this value (this device's own), not yet
+    /// taken by [`Visit::take_made_here`].
+    made_here: Vec<ChangeHash>,
 }
 
 impl std::fmt::Debug for Visit {
@@ -175,6 +178,7 @@ impl Visit {
         let mut visit = Self {
             doc: Automerge::new(),
             session: session.clone(),
+            made_here: Vec::new(),
         };
         visit.bind_session();
         visit.commit("create visit", stamp.at, |tx| {
@@ -216,23 +220,38 @@ impl Visit {
     /// Loads several saved documents, spread over the machine's cores (plain
     /// scoped threads; no runtime). Results are in input order.
     pub fn load_all(docs: &[&[u8]], session: &Session) -> Vec<Result<Self>> {
+        Self::load_all_with(docs, session, |_| ())
+            .into_iter()
+            .map(|r| r.map(|(v, ())| v))
+            .collect()
+    }
+
+    /// Like [`Visit::load_all`], also running `then` on each loaded visit
+    /// on the same thread (work that needs only the document, done in
+    /// parallel too).
+    pub fn load_all_with<R: Send>(
+        docs: &[&[u8]],
+        session: &Session,
+        then: impl Fn(&Visit) -> R + Sync,
+    ) -> Vec<Result<(Self, R)>> {
+        let one = |d: &&[u8]| {
+            Self::load(d, session).map(|v| {
+                let r = then(&v);
+                (v, r)
+            })
+        };
         let threads = std::thread::available_parallelism()
             .map_or(1, |n| n.get())
             .min(docs.len().max(1));
         if threads <= 1 || docs.len() < 4 {
-            return docs.iter().map(|d| Self::load(d, session)).collect();
+            return docs.iter().map(one).collect();
         }
         let per = docs.len().div_ceil(threads);
+        let one = &one;
         std::thread::scope(|scope| {
             let handles: Vec<_> = docs
                 .chunks(per)
-                .map(|part| {
-                    scope.spawn(move || {
-                        part.iter()
-                            .map(|d| Self::load(d, session))
-                            .collect::<Vec<_>>()
-                    })
-                })
+                .map(|part| scope.spawn(move || part.iter().map(one).collect::<Vec<_>>()))
                 .collect();
             handles
                 .into_iter()
@@ -255,6 +274,7 @@ impl Visit {
         let mut visit = Self {
             doc,
             session: session.clone(),
+            made_here: Vec::new(),
         };
         visit.bind_session();
         Ok(visit)
@@ -285,8 +305,26 @@ impl Visit {
                 },
                 f,
             )
-            .map(|ok| ok.result)
+            .map(|ok| {
+                if let Some(h) = ok.hash {
+                    self.made_here.push(h);
+                }
+                ok.result
+            })
             .map_err(|failed| failed.error)
+    }
+
+    /// The changes committed through this value since the last call, with
+    /// their actor and sequence number, oldest first: what the device made
+    /// itself (the store keeps them until they are signed).
+    pub fn take_made_here(&mut self) -> Vec<(ChangeHash, Vec<u8>, u64)> {
+        std::mem::take(&mut self.made_here)
+            .into_iter()
+            .filter_map(|h| {
+                let m = self.doc.get_change_meta_by_hash(&h)?;
+                Some((h, m.actor.to_bytes().to_vec(), m.seq))
+            })
+            .collect()
     }
 
     // ----- reading -------------------------------------------------------
@@ -516,6 +554,22 @@ impl Visit {
         None
     }
 
+    /// Every change's hash, actor, sequence number and the editor it
+    /// names, from one walk over the change metadata.
+    pub fn change_index(&self) -> Vec<(ChangeHash, Vec<u8>, u64, Option<Editor>)> {
+        self.doc
+            .get_changes_meta(&[])
+            .into_iter()
+            .map(|m| {
+                let author = m
+                    .author
+                    .as_ref()
+                    .and_then(|a| Editor::from_author_bytes(a.as_bytes()));
+                (m.hash, m.actor.to_bytes().to_vec(), m.seq, author)
+            })
+            .collect()
+    }
+
     /// Every change's hash with the editor it names, from change metadata
     /// (cheaper than building the changes).
     pub fn change_authors(&self) -> Vec<(ChangeHash, Option<Editor>)> {
@@ -608,14 +662,23 @@ impl Visit {
     /// Names a set of this visit's changes by actor and sequence ranges
     /// (`(actor bytes, first, last)`); `None` if a hash is not held.
     pub fn seq_ranges(&self, hashes: &[ChangeHash]) -> Option<Vec<(Vec<u8>, u64, u64)>> {
-        let mut by_actor: std::collections::BTreeMap<Vec<u8>, Vec<u64>> =
-            std::collections::BTreeMap::new();
+        let mut ids = Vec::with_capacity(hashes.len());
         for h in hashes {
             let m = self.doc.get_change_meta_by_hash(h)?;
-            by_actor
-                .entry(m.actor.to_bytes().to_vec())
-                .or_default()
-                .push(m.seq);
+            ids.push((m.actor.to_bytes().to_vec(), m.seq));
+        }
+        Some(seq_ranges_of(ids))
+    }
+}
+
+/// Names changes given by `(actor, seq)` as sorted, merged ranges
+/// `(actor, first, last)`.
+pub fn seq_ranges_of(ids: impl IntoIterator<Item = (Vec<u8>, u64)>) -> Vec<(Vec<u8>, u64, u64)> {
+    {
+        let mut by_actor: std::collections::BTreeMap<Vec<u8>, Vec<u64>> =
+            std::collections::BTreeMap::new();
+        for (actor, seq) in ids {
+            by_actor.entry(actor).or_default().push(seq);
         }
         let mut out = Vec::new();
         for (actor, mut seqs) in by_actor {
@@ -632,9 +695,11 @@ impl Visit {
             }
             out.push((actor, start, prev));
         }
-        Some(out)
+        out
     }
+}
 
+impl Visit {
     /// The hashes of the changes named by actor and sequence ranges, looked
     /// up among `extra` (changes not applied yet) and then this visit;
     /// `None` if one is missing. Ranges are bounded by the caller.

@@ -78,7 +78,7 @@ pub fn sync(
     // Documents of visits new to the server are loaded (and so validated)
     // in parallel, a window at a time to bound memory; storing stays
     // sequential.
-    let mut loaded: std::collections::HashMap<usize, kiemtra_core::Result<Visit>> =
+    let mut loaded: std::collections::HashMap<usize, kiemtra_core::Result<(Visit, Prepared)>> =
         std::collections::HashMap::new();
     for (i, offer) in req.visits.iter().enumerate() {
         if i % LOAD_WINDOW == 0 {
@@ -101,7 +101,7 @@ pub fn sync(
                 .collect();
             loaded = fresh
                 .into_iter()
-                .zip(Visit::load_all(&docs, store.session()))
+                .zip(Visit::load_all_with(&docs, store.session(), Prepared::of))
                 .collect();
         }
         let preloaded = loaded.remove(&i);
@@ -180,13 +180,44 @@ pub fn sync(
     })
 }
 
+/// What the server works out from a new visit's document alone, in the
+/// parallel loading stage rather than under the store lock: who each
+/// change names, the changes by `(actor, seq)` for expanding signatures,
+/// and the supervisor-only writes the document shows.
+pub struct Prepared {
+    authors: Vec<(ChangeHash, Option<kiemtra_core::Editor>)>,
+    index: std::collections::HashMap<(Vec<u8>, u64), ChangeHash>,
+    limits: kiemtra_core::Result<std::collections::HashMap<ChangeHash, &'static str>>,
+    summary: Option<kiemtra_store::VisitSummary>,
+}
+
+impl Prepared {
+    fn of(visit: &Visit) -> Self {
+        let all = visit.change_index();
+        let mut authors = Vec::with_capacity(all.len());
+        let mut index = std::collections::HashMap::with_capacity(all.len());
+        for (hash, actor, seq, author) in all {
+            index.insert((actor, seq), hash);
+            authors.push((hash, author));
+        }
+        Self {
+            authors,
+            index,
+            limits: visit
+                .supervisor_writes_in_state()
+                .map(|w| w.into_iter().collect()),
+            summary: kiemtra_store::VisitSummary::of(visit).ok(),
+        }
+    }
+}
+
 /// What the server does with one offered visit; `None` when the device and
 /// the server already agree and there is nothing to say.
 fn offer_result(
     store: &mut Store,
     device: &DeviceRecord,
     offer: &VisitOffer,
-    preloaded: Option<kiemtra_core::Result<Visit>>,
+    preloaded: Option<kiemtra_core::Result<(Visit, Prepared)>>,
     budget: usize,
     used: &mut usize,
     metrics: &Metrics,
@@ -386,7 +417,7 @@ fn new_visit(
     store: &mut Store,
     device: &DeviceRecord,
     offer: &VisitOffer,
-    preloaded: Option<kiemtra_core::Result<Visit>>,
+    preloaded: Option<kiemtra_core::Result<(Visit, Prepared)>>,
     id: &VisitId,
     metrics: &Metrics,
 ) -> VisitResult {
@@ -404,8 +435,13 @@ fn new_visit(
             refuse(vid, VisitStatus::Unknown, "no such visit")
         };
     }
-    let loaded = preloaded.unwrap_or_else(|| Visit::load(&offer.changes, store.session()));
-    let visit = match loaded {
+    let loaded = preloaded.unwrap_or_else(|| {
+        Visit::load(&offer.changes, store.session()).map(|v| {
+            let p = Prepared::of(&v);
+            (v, p)
+        })
+    });
+    let (visit, prepared) = match loaded {
         Ok(v) => v,
         // Only a part of the history arrived (the device thought the server
         // had the rest): ask for all of it.
@@ -451,13 +487,17 @@ fn new_visit(
     let team = visit.meta().map(|m| m.team.to_string()).unwrap_or_default();
     // A whole new visit: authorship from change metadata, and supervisor-only
     // writes from what the document shows (see `supervisor_writes_in_state`).
-    let changes = visit.change_authors();
-    let limits: std::collections::HashMap<ChangeHash, &'static str> =
-        match visit.supervisor_writes_in_state() {
-            Ok(w) => w.into_iter().collect(),
-            Err(e) => return refuse(vid, VisitStatus::Invalid, e.to_string()),
-        };
-    let expanded = match trust::expand(&visit, &[], &offer.signatures) {
+    let Prepared {
+        authors: changes,
+        index,
+        limits,
+        summary,
+    } = prepared;
+    let limits = match limits {
+        Ok(w) => w,
+        Err(e) => return refuse(vid, VisitStatus::Invalid, e.to_string()),
+    };
+    let expanded = match trust::expand_indexed(&index, &offer.signatures) {
         Ok(x) => x,
         Err((status, message)) => return refuse(vid, status, message),
     };
@@ -473,10 +513,12 @@ fn new_visit(
         Ok(keep) => keep,
         Err((status, message)) => return refuse(vid, status, message),
     };
-    match store
-        .insert_loaded(visit, &offer.changes)
-        .and_then(|summary| store.record_signatures(id, &keep).map(|_| summary))
-    {
+    let stored = match summary {
+        Some(summary) => store.insert_summarised(visit, &offer.changes, summary),
+        None => store.insert_loaded(visit, &offer.changes),
+    };
+    let stored = stored.and_then(|summary| store.record_signatures(id, &keep).map(|_| summary));
+    match stored {
         Ok(summary) => {
             metrics.visits_applied.fetch_add(1, Relaxed);
             let heads: Vec<Hash> = summary

@@ -63,6 +63,51 @@ pub fn expand(
         .collect()
 }
 
+/// Like [`expand`], for a whole new document whose changes were indexed
+/// by `(actor, seq)` beforehand (see `engine::Prepared`).
+pub fn expand_indexed(
+    index: &HashMap<(Vec<u8>, u64), ChangeHash>,
+    sigs: &[Signature],
+) -> Result<Vec<Expanded>, Refusal> {
+    sigs.iter()
+        .map(|s| {
+            let ranges: Vec<(Vec<u8>, u64, u64)> = s
+                .ranges
+                .iter()
+                .map(|r| (r.actor.clone(), r.first, r.last))
+                .collect();
+            let count: u64 = ranges
+                .iter()
+                .map(|(_, a, b)| b.saturating_sub(*a).saturating_add(1))
+                .sum();
+            let refuse = |what: &str| {
+                (
+                    VisitStatus::Invalid,
+                    format!("the signature of device {} {what}", s.signer),
+                )
+            };
+            if count > 1_000_000 || ranges.iter().any(|(_, a, b)| a > b) {
+                return Err(refuse("names too many changes"));
+            }
+            let mut hashes = Vec::with_capacity(count as usize);
+            for (actor, a, b) in &ranges {
+                for seq in *a..=*b {
+                    let h = index
+                        .get(&(actor.clone(), seq))
+                        .ok_or_else(|| refuse("names changes that are not in this visit"))?;
+                    hashes.push(*h);
+                }
+            }
+            Ok(Expanded {
+                signer: s.signer.clone(),
+                hashes,
+                ranges,
+                signature: s.signature.clone(),
+            })
+        })
+        .collect()
+}
+
 /// What each change does that only a supervisor may do (see
 /// `Visit::supervisor_only`), for `check`.
 pub fn supervisor_only(
@@ -112,7 +157,9 @@ pub fn check(
     };
     let new: std::collections::HashSet<ChangeHash> = changes.iter().map(|(h, _)| *h).collect();
     // Verify every signature that covers a new change; remember who signed what.
-    let mut signed_by: HashMap<ChangeHash, String> = HashMap::new();
+    // Change → index of the signer in `signers` (no string per change).
+    let mut signers: Vec<String> = Vec::new();
+    let mut signed_by: HashMap<ChangeHash, usize> = HashMap::new();
     let mut keep = Vec::new();
     for s in signatures {
         let hashes = s.hashes.clone();
@@ -139,8 +186,16 @@ pub fn check(
                 ),
             ));
         }
+        let who = match signers.iter().position(|x| x == &s.signer) {
+            Some(i) => i,
+            None => {
+                signers.push(s.signer.clone());
+                signers.len() - 1
+            }
+        };
+        signed_by.reserve(hashes.len());
         for h in &hashes {
-            signed_by.insert(*h, s.signer.clone());
+            signed_by.insert(*h, who);
         }
         keep.push(SignatureRecord {
             signer: s.signer.clone(),
@@ -150,6 +205,8 @@ pub fn check(
             received_at: now.to_owned(),
         });
     }
+    // The author checks depend only on (device, user): done once per pair.
+    let mut passed: HashMap<(&str, &str), bool> = HashMap::new();
     for (h, author) in changes {
         let h = *h;
         let Some(author) = author else {
@@ -158,6 +215,20 @@ pub fn check(
                 format!("change {} names no author", short(&h)),
             ));
         };
+        let key = (author.device.as_str(), author.user.as_str());
+        if let Some(&inspector) = passed.get(&key) {
+            if inspector && let Some(what) = supervisor_only.get(&h) {
+                return Err((
+                    VisitStatus::Denied,
+                    format!(
+                        "change {} by an inspector would {what}; only a supervisor may",
+                        short(&h)
+                    ),
+                ));
+            }
+            check_signer(&h, author, &signed_by, &signers)?;
+            continue;
+        }
         let Some(record) = device(author.device.as_str())? else {
             return Err((
                 VisitStatus::Denied,
@@ -222,30 +293,37 @@ pub fn check(
                 ),
             ));
         }
-        match signed_by.get(&h) {
-            Some(signer) if signer == author.device.as_str() => {}
-            Some(signer) => {
-                return Err((
-                    VisitStatus::Invalid,
-                    format!(
-                        "change {} names device {}, but was signed by {}",
-                        short(&h),
-                        author.device,
-                        signer
-                    ),
-                ));
-            }
-            None => {
-                return Err((
-                    VisitStatus::Invalid,
-                    format!(
-                        "change {} by device {} carries no signature",
-                        short(&h),
-                        author.device
-                    ),
-                ));
-            }
-        }
+        passed.insert(key, record.role == "inspector");
+        check_signer(&h, author, &signed_by, &signers)?;
     }
     Ok(keep)
+}
+
+/// That change `h` was signed, and by the device its author names.
+fn check_signer(
+    h: &ChangeHash,
+    author: &Editor,
+    signed_by: &HashMap<ChangeHash, usize>,
+    signers: &[String],
+) -> Result<(), Refusal> {
+    match signed_by.get(h).map(|i| signers[*i].as_str()) {
+        Some(signer) if signer == author.device.as_str() => Ok(()),
+        Some(signer) => Err((
+            VisitStatus::Invalid,
+            format!(
+                "change {} names device {}, but was signed by {}",
+                short(h),
+                author.device,
+                signer
+            ),
+        )),
+        None => Err((
+            VisitStatus::Invalid,
+            format!(
+                "change {} by device {} carries no signature",
+                short(h),
+                author.device
+            ),
+        )),
+    }
 }

@@ -11,6 +11,9 @@ use std::collections::HashSet;
 use crate::error::{Error, Result};
 use crate::store::Store;
 
+/// A change this device made: its hash, actor and sequence number.
+pub type OwnChange = (ChangeHash, Vec<u8>, u64);
+
 /// An enrolled device as the server knows it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct DeviceRecord {
@@ -208,23 +211,84 @@ impl Store {
             .optional()?)
     }
 
-    /// Keeps signatures for a visit; each covered change remembers the
-    /// first signature that covered it and when that arrived.
+    /// Keeps signatures for a visit: one row per signed batch. A covered
+    /// change's receipt is the first kept signature naming it.
     pub fn record_signatures(&mut self, visit: &VisitId, sigs: &[SignatureRecord]) -> Result<()> {
         let tx = self.conn_mut().savepoint()?;
-        for s in sigs {
-            tx.execute(
+        {
+            let mut insert = tx.prepare_cached(
                 "INSERT INTO signatures (visit_id, signer, hashes, ranges, signature, received_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-                params![visit.as_str(), s.signer, pack(&s.hashes), ranges_json(&s.ranges), s.signature, s.received_at],
             )?;
-            let id = tx.last_insert_rowid();
-            let mut receipt = tx.prepare_cached(
-                "INSERT OR IGNORE INTO signed_changes (visit_id, hash, signature_id, received_at) VALUES (?1, ?2, ?3, ?4)",
-            )?;
-            for h in &s.hashes {
-                receipt.execute(params![visit.as_str(), h.0.as_slice(), id, s.received_at])?;
+            for s in sigs {
+                insert.execute(params![
+                    visit.as_str(),
+                    s.signer,
+                    pack(&s.hashes),
+                    ranges_json(&s.ranges),
+                    s.signature,
+                    s.received_at
+                ])?;
             }
         }
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// Changes of a visit this device made and has not signed yet, oldest
+    /// first, as `(hash, actor, seq)`, with a mark to pass to
+    /// [`Store::record_own_signature`].
+    pub fn own_unsigned(&self, visit: &VisitId) -> Result<(Vec<OwnChange>, i64)> {
+        let mut stmt = self.conn().prepare_cached(
+            "SELECT id, hash, actor, seq FROM own_changes WHERE visit_id = ?1
+             AND id > coalesce((SELECT mark FROM own_signed WHERE visit_id = ?1), 0)
+             ORDER BY id",
+        )?;
+        let rows = stmt.query_map([visit.as_str()], |r| {
+            Ok((
+                r.get::<_, i64>(0)?,
+                r.get::<_, Vec<u8>>(1)?,
+                r.get::<_, Vec<u8>>(2)?,
+                r.get::<_, i64>(3)?,
+            ))
+        })?;
+        let mut out = Vec::new();
+        let mut mark = 0;
+        for row in rows {
+            let (id, hash, actor, seq) = row?;
+            mark = mark.max(id);
+            if let Some(h) = unpack(&hash).first() {
+                out.push((*h, actor, u64::try_from(seq).unwrap_or(0)));
+            }
+        }
+        Ok((out, mark))
+    }
+
+    /// Keeps this device's signature over its own changes and forgets them
+    /// as unsigned (up to `mark` from [`Store::own_unsigned`]), in one
+    /// transaction.
+    pub fn record_own_signature(
+        &mut self,
+        visit: &VisitId,
+        record: &SignatureRecord,
+        mark: i64,
+    ) -> Result<()> {
+        let tx = self.conn_mut().savepoint()?;
+        tx.execute(
+            "INSERT INTO signatures (visit_id, signer, hashes, ranges, signature, received_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            params![
+                visit.as_str(),
+                record.signer,
+                pack(&record.hashes),
+                ranges_json(&record.ranges),
+                record.signature,
+                record.received_at
+            ],
+        )?;
+        tx.execute(
+            "INSERT INTO own_signed (visit_id, mark) VALUES (?1, ?2)
+             ON CONFLICT (visit_id) DO UPDATE SET mark = max(mark, excluded.mark)",
+            params![visit.as_str(), mark],
+        )?;
         tx.commit()?;
         Ok(())
     }
@@ -233,7 +297,7 @@ impl Store {
     pub fn signed_hashes(&self, visit: &VisitId) -> Result<HashSet<ChangeHash>> {
         let mut stmt = self
             .conn()
-            .prepare_cached("SELECT hash FROM signed_changes WHERE visit_id = ?1")?;
+            .prepare_cached("SELECT hashes FROM signatures WHERE visit_id = ?1")?;
         let rows = stmt.query_map([visit.as_str()], |r| r.get::<_, Vec<u8>>(0))?;
         let mut out = HashSet::new();
         for r in rows {
@@ -242,66 +306,43 @@ impl Store {
         Ok(out)
     }
 
-    /// Which of `hashes` some kept signature covers (primary-key lookups:
-    /// the cost follows `hashes`, not the visit's history).
+    /// Which of `hashes` some kept signature covers. Reads the visit's
+    /// signature rows (one per signed batch), not one row per change.
     pub fn signed_among(
         &self,
         visit: &VisitId,
         hashes: &[ChangeHash],
     ) -> Result<HashSet<ChangeHash>> {
+        if hashes.is_empty() {
+            return Ok(HashSet::new());
+        }
+        let wanted: HashSet<&ChangeHash> = hashes.iter().collect();
         let mut stmt = self
             .conn()
-            .prepare_cached("SELECT 1 FROM signed_changes WHERE visit_id = ?1 AND hash = ?2")?;
+            .prepare_cached("SELECT hashes FROM signatures WHERE visit_id = ?1")?;
+        let rows = stmt.query_map([visit.as_str()], |r| r.get::<_, Vec<u8>>(0))?;
         let mut out = HashSet::new();
-        for h in hashes {
-            if stmt.exists(params![visit.as_str(), h.0.as_slice()])? {
-                out.insert(*h);
-            }
+        for r in rows {
+            out.extend(unpack(&r?).into_iter().filter(|h| wanted.contains(h)));
         }
         Ok(out)
     }
 
-    /// The kept signatures that cover any of `hashes`: looked up by hash for
-    /// a few changes (cost follows them), or by scanning the visit's
-    /// signatures — about one per sync — for many.
+    /// The kept signatures that cover any of `hashes`.
     pub fn signatures_covering(
         &self,
         visit: &VisitId,
         hashes: &[ChangeHash],
     ) -> Result<Vec<SignatureRecord>> {
-        const BY_HASH: usize = 64;
-        if hashes.len() > BY_HASH {
-            let wanted: HashSet<&ChangeHash> = hashes.iter().collect();
-            return Ok(self
-                .signatures_of(visit)?
-                .into_iter()
-                .filter(|s| s.hashes.iter().any(|h| wanted.contains(h)))
-                .collect());
+        if hashes.is_empty() {
+            return Ok(Vec::new());
         }
-        let mut ids = std::collections::BTreeSet::new();
-        {
-            let mut stmt = self.conn().prepare_cached(
-                "SELECT signature_id FROM signed_changes WHERE visit_id = ?1 AND hash = ?2",
-            )?;
-            for h in hashes {
-                if let Some(id) = stmt
-                    .query_row(params![visit.as_str(), h.0.as_slice()], |r| {
-                        r.get::<_, i64>(0)
-                    })
-                    .optional()?
-                {
-                    ids.insert(id);
-                }
-            }
-        }
-        let mut stmt = self.conn().prepare_cached(
-            "SELECT signer, hashes, signature, received_at, ranges FROM signatures WHERE id = ?1",
-        )?;
-        let mut out = Vec::new();
-        for id in ids {
-            out.push(stmt.query_row([id], read_signature)?);
-        }
-        Ok(out)
+        let wanted: HashSet<&ChangeHash> = hashes.iter().collect();
+        Ok(self
+            .signatures_of(visit)?
+            .into_iter()
+            .filter(|s| s.hashes.iter().any(|h| wanted.contains(h)))
+            .collect())
     }
 
     /// Every kept signature of a visit.
@@ -313,31 +354,16 @@ impl Store {
         Ok(rows.collect::<Result<_, _>>()?)
     }
 
-    /// Every kept signature of a visit with the time each covered change
-    /// was first received, for audits.
+    /// Every covered change of a visit with the first kept signature that
+    /// named it (and so when it first arrived), for audits.
     pub fn change_receipts(&self, visit: &VisitId) -> Result<Vec<(ChangeHash, SignatureRecord)>> {
-        let mut stmt = self.conn().prepare(
-            "SELECT c.hash, s.signer, s.hashes, s.signature, c.received_at, s.ranges
-             FROM signed_changes c JOIN signatures s ON s.id = c.signature_id
-             WHERE c.visit_id = ?1",
-        )?;
-        let rows = stmt.query_map([visit.as_str()], |r| {
-            Ok((
-                r.get::<_, Vec<u8>>(0)?,
-                SignatureRecord {
-                    signer: r.get(1)?,
-                    hashes: unpack(&r.get::<_, Vec<u8>>(2)?),
-                    signature: r.get(3)?,
-                    received_at: r.get(4)?,
-                    ranges: parse_ranges(&r.get::<_, String>(5)?),
-                },
-            ))
-        })?;
+        let mut seen = HashSet::new();
         let mut out = Vec::new();
-        for row in rows {
-            let (h, s) = row?;
-            if let Some(hash) = unpack(&h).first() {
-                out.push((*hash, s));
+        for s in self.signatures_of(visit)? {
+            for h in &s.hashes {
+                if seen.insert(*h) {
+                    out.push((*h, s.clone()));
+                }
             }
         }
         Ok(out)
@@ -414,6 +440,12 @@ impl Store {
                 r.get(0)
             })
             .optional()?)
+    }
+
+    pub fn delete_setting(&mut self, key: &str) -> Result<()> {
+        self.conn()
+            .execute("DELETE FROM settings WHERE key = ?1", [key])?;
+        Ok(())
     }
 
     pub fn set_setting(&mut self, key: &str, value: &str) -> Result<()> {

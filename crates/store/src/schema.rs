@@ -12,11 +12,15 @@ static MIGRATIONS: LazyLock<Migrations<'static>> = LazyLock::new(|| {
         M::up(include_str!("../migrations/002_sync_state.sql")),
         M::up(include_str!("../migrations/003_sync_server.sql")),
         M::up(include_str!("../migrations/004_signatures.sql")),
+        M::up(include_str!(
+            "../migrations/005_receipts_from_signatures.sql"
+        )),
+        M::up(include_str!("../migrations/006_own_changes.sql")),
     ])
 });
 
 /// The schema version a fully migrated store has.
-pub const SCHEMA_VERSION: usize = 4;
+pub const SCHEMA_VERSION: usize = 6;
 
 pub(crate) fn migrations() -> &'static Migrations<'static> {
     &MIGRATIONS
@@ -113,6 +117,16 @@ mod tests {
                     })
                     .expect("data kept");
                 assert_eq!(name, "Sở Nội vụ");
+                // A store that held visits before own changes were recorded
+                // scans them once at its next sync.
+                let scan: String = conn
+                    .query_row(
+                        "SELECT value FROM settings WHERE key = 'sign.scan_all'",
+                        [],
+                        |r| r.get(0),
+                    )
+                    .expect("scan_all set");
+                assert_eq!(scan, "1");
             }
         }
     }

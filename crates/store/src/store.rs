@@ -53,6 +53,24 @@ pub struct Store {
     feed: bool,
 }
 
+/// Remembers changes this device made, until they are signed.
+fn record_own(
+    tx: &rusqlite::Savepoint<'_>,
+    id: &VisitId,
+    made: &[(ChangeHash, Vec<u8>, u64)],
+) -> Result<()> {
+    if made.is_empty() {
+        return Ok(());
+    }
+    let mut stmt = tx.prepare_cached(
+        "INSERT INTO own_changes (visit_id, hash, actor, seq) VALUES (?1, ?2, ?3, ?4)",
+    )?;
+    for (hash, actor, seq) in made {
+        stmt.execute(params![id.as_str(), hash.0.as_slice(), actor, *seq as i64])?;
+    }
+    Ok(())
+}
+
 fn sorted(mut heads: Vec<ChangeHash>) -> Vec<ChangeHash> {
     heads.sort();
     heads
@@ -157,16 +175,45 @@ impl Store {
         self.insert_with_snapshot(visit, bytes.to_vec())
     }
 
+    /// Like [`Store::insert_loaded`] with the visit's summary worked out
+    /// beforehand (by [`VisitSummary::of`], e.g. on another thread).
+    pub fn insert_summarised(
+        &mut self,
+        visit: Visit,
+        bytes: &[u8],
+        summary: VisitSummary,
+    ) -> Result<VisitSummary> {
+        let id = visit.id()?;
+        if self.exists(&id)? || summary.id != id || summary.heads.len() != visit.heads().len() {
+            return self.insert_loaded(visit, bytes);
+        }
+        self.insert_with(visit, bytes.to_vec(), Some(summary))
+    }
+
     fn insert_new(&mut self, visit: Visit) -> Result<VisitSummary> {
         let snapshot = visit.save();
         self.insert_with_snapshot(visit, snapshot)
     }
 
     fn insert_with_snapshot(&mut self, visit: Visit, snapshot: Vec<u8>) -> Result<VisitSummary> {
+        self.insert_with(visit, snapshot, None)
+    }
+
+    fn insert_with(
+        &mut self,
+        mut visit: Visit,
+        snapshot: Vec<u8>,
+        summary: Option<VisitSummary>,
+    ) -> Result<VisitSummary> {
         let id = visit.id()?;
-        let summary = summarise(&visit)?;
+        let summary = match summary {
+            Some(s) => s,
+            None => summarise(&visit)?,
+        };
+        let made = visit.take_made_here();
         let tx = self.conn.savepoint()?;
         write_summary(&tx, &summary, true)?;
+        record_own(&tx, &id, &made)?;
         if self.feed {
             append_feed(&tx, &summary)?;
         }
@@ -301,11 +348,13 @@ impl Store {
             return Ok(());
         }
         let summary = summarise(&open.visit)?;
+        let made = open.visit.take_made_here();
         let tx = self.conn.savepoint()?;
         tx.execute(
             "INSERT INTO visit_chunks (visit_id, kind, data) VALUES (?1, 'changes', ?2)",
             params![id.as_str(), bytes],
         )?;
+        record_own(&tx, id, &made)?;
         write_summary(&tx, &summary, false)?;
         if self.feed {
             append_feed(&tx, &summary)?;
@@ -329,6 +378,12 @@ impl Store {
         tx.execute(
             "INSERT INTO visit_chunks (visit_id, kind, data) VALUES (?1, 'snapshot', ?2)",
             params![id.as_str(), snapshot],
+        )?;
+        // Own changes a kept signature covers need not be remembered.
+        tx.execute(
+            "DELETE FROM own_changes WHERE visit_id = ?1
+             AND id <= coalesce((SELECT mark FROM own_signed WHERE visit_id = ?1), 0)",
+            [id.as_str()],
         )?;
         tx.commit()?;
         if let Some(open) = self.open.get_mut(id) {
@@ -481,6 +536,13 @@ impl Store {
         self.conn
             .execute("DELETE FROM sync_state WHERE peer = ?1", [peer])?;
         Ok(())
+    }
+}
+
+impl VisitSummary {
+    /// What a listing shows of `visit`, worked out from its state.
+    pub fn of(visit: &Visit) -> Result<Self> {
+        summarise(visit)
     }
 }
 

@@ -338,3 +338,87 @@ fn deletion_removes_the_visit_and_its_chunks() {
         Err(Error::UnknownVisit(_))
     ));
 }
+
+#[test]
+fn own_changes_are_remembered_until_signed_and_remote_ones_never() {
+    let dir = tempfile::tempdir().expect("dir");
+    let mut phone = Store::open(dir.path().join("a.db"), editor("insp-a")).expect("a");
+    phone
+        .create_visit(new_visit("v-1", 3), &template())
+        .expect("create");
+    for i in 0..3 {
+        phone
+            .edit(&vid("v-1"), |v| {
+                v.record_attendance(&staff(i), AttendanceMark::Present, "", None)
+            })
+            .expect("edit");
+    }
+    let (own, mark) = phone.own_unsigned(&vid("v-1")).expect("own");
+    let all = phone
+        .visit(&vid("v-1"))
+        .expect("v")
+        .change_hashes_after(&[]);
+    // The creation change and three edits, in order, all of this device.
+    assert_eq!(own.iter().map(|(h, _, _)| *h).collect::<Vec<_>>(), all);
+    let seqs: Vec<u64> = own.iter().map(|(_, _, s)| *s).collect();
+    assert_eq!(seqs, vec![1, 2, 3, 4]);
+
+    // A failed edit writes nothing and remembers nothing.
+    assert!(
+        phone
+            .edit(&vid("v-1"), |v| v.record_attendance(
+                &staff(99),
+                AttendanceMark::Present,
+                "",
+                None
+            ))
+            .is_err()
+    );
+    assert_eq!(phone.own_unsigned(&vid("v-1")).expect("own").0.len(), 4);
+
+    // Signed: forgotten as unsigned; a later edit is the only one left.
+    let record = kiemtra_store::SignatureRecord {
+        signer: "dev-1".into(),
+        hashes: all.clone(),
+        ranges: kiemtra_core::seq_ranges_of(own.iter().map(|(_, a, s)| (a.clone(), *s))),
+        signature: vec![7; 64],
+        received_at: "2015-09-03T08:00:00+07:00".into(),
+    };
+    phone
+        .record_own_signature(&vid("v-1"), &record, mark)
+        .expect("sign");
+    assert!(phone.own_unsigned(&vid("v-1")).expect("own").0.is_empty());
+    assert_eq!(
+        phone.signed_among(&vid("v-1"), &all).expect("signed").len(),
+        4
+    );
+    phone
+        .edit(&vid("v-1"), |v| {
+            v.record_attendance(&staff(0), AttendanceMark::Late, "", None)
+        })
+        .expect("edit");
+    let (left, _) = phone.own_unsigned(&vid("v-1")).expect("own");
+    assert_eq!(left.len(), 1);
+    assert_eq!(
+        phone.change_receipts(&vid("v-1")).expect("receipts").len(),
+        4,
+        "receipts follow the kept signature"
+    );
+
+    // Another device's changes merged in are not this device's to sign.
+    let mut other = Store::open(dir.path().join("b.db"), editor("insp-b")).expect("b");
+    other
+        .import_visit(&phone.visit(&vid("v-1")).expect("v").save())
+        .expect("import");
+    assert!(other.own_unsigned(&vid("v-1")).expect("own").0.is_empty());
+
+    // Survives reopening; compaction prunes only what was signed.
+    drop(phone);
+    let mut phone = Store::open(dir.path().join("a.db"), editor("insp-a")).expect("reopen");
+    phone.compact(&vid("v-1")).expect("compact");
+    let (after, _) = phone.own_unsigned(&vid("v-1")).expect("own");
+    assert_eq!(
+        after.iter().map(|(h, _, _)| *h).collect::<Vec<_>>(),
+        vec![left[0].0]
+    );
+}
