@@ -117,6 +117,9 @@ fn benches(c: &mut Criterion) {
     c.bench_function("load_60_staff_500_edits", |bench| {
         bench.iter(|| Visit::load(&saved, &session("l")).expect("load"))
     });
+    c.bench_function("state_and_tally_500_edits", |bench| {
+        bench.iter(|| day.state().expect("state").tally())
+    });
     c.bench_function("changes_by_500_edits", |bench| {
         bench.iter(|| day.changes_by(&[], &device).len())
     });

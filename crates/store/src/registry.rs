@@ -337,12 +337,34 @@ impl Store {
         if hashes.is_empty() {
             return Ok(Vec::new());
         }
-        let wanted: HashSet<&ChangeHash> = hashes.iter().collect();
-        Ok(self
-            .signatures_of(visit)?
-            .into_iter()
-            .filter(|s| s.hashes.iter().any(|h| wanted.contains(h)))
-            .collect())
+        // Newest first, stopping once every wanted change is covered: the
+        // changes a sync sends are usually those of the latest batches, so
+        // a long history's older signatures are not read.
+        let mut left: HashSet<[u8; 32]> = hashes.iter().map(|h| h.0).collect();
+        let mut stmt = self.conn().prepare_cached(
+            "SELECT signer, hashes, signature, received_at, ranges FROM signatures WHERE visit_id = ?1 ORDER BY id DESC",
+        )?;
+        let mut rows = stmt.query([visit.as_str()])?;
+        let mut out = Vec::new();
+        while let Some(row) = rows.next()? {
+            let blob = row.get_ref(1)?.as_blob().map_err(rusqlite::Error::from)?;
+            let mut hit = false;
+            for chunk in blob.chunks_exact(32) {
+                if let Ok(h) = <[u8; 32]>::try_from(chunk)
+                    && left.remove(&h)
+                {
+                    hit = true;
+                }
+            }
+            if hit {
+                out.push(read_signature(row)?);
+            }
+            if left.is_empty() {
+                break;
+            }
+        }
+        out.reverse();
+        Ok(out)
     }
 
     /// Every kept signature of a visit.
