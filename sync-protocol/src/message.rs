@@ -247,7 +247,24 @@ impl SyncRequest {
 
 impl SyncResponse {
     pub fn encode(&self) -> Vec<u8> {
-        let mut w = Writer::new();
+        // Changes dominate; ids, heads and signatures are estimated generously.
+        let estimate = 64
+            + self
+                .visits
+                .iter()
+                .map(|v| {
+                    v.changes.len()
+                        + v.visit_id.len()
+                        + v.message.len()
+                        + 33 * v.heads.len()
+                        + v.signatures
+                            .iter()
+                            .map(|s| 100 + s.signer.len() + 40 * s.ranges.len())
+                            .sum::<usize>()
+                        + 32
+                })
+                .sum::<usize>();
+        let mut w = Writer::with_capacity(estimate);
         w.buf.extend_from_slice(RESPONSE_MAGIC);
         w.u8(PROTOCOL_VERSION);
         w.varint(self.cursor.seq);

@@ -19,6 +19,13 @@ impl Writer {
     pub(crate) fn new() -> Self {
         Self { buf: Vec::new() }
     }
+    /// A writer whose buffer holds `bytes` without growing (large answers
+    /// are not copied through doubling reallocations).
+    pub(crate) fn with_capacity(bytes: usize) -> Self {
+        Self {
+            buf: Vec::with_capacity(bytes),
+        }
+    }
     pub(crate) fn u8(&mut self, v: u8) {
         self.buf.push(v);
     }

@@ -151,18 +151,16 @@ async fn sync_inner(
     .map_err(|e| Problem::Internal(e.to_string()))?
     .map_err(|e| Problem::Internal(e.to_string()))?;
     let bytes = response.encode();
+    let (answered, more) = (response.visits.len(), response.more);
+    // The answer's documents are in `bytes` now; free the decoded copy
+    // before the body is sent (four concurrent downloads held both).
+    drop(response);
     state.metrics.syncs.fetch_add(1, Relaxed);
     state
         .metrics
         .bytes_sent
         .fetch_add(bytes.len() as u64, Relaxed);
-    tracing::debug!(
-        visits,
-        answered = response.visits.len(),
-        more = response.more,
-        bytes = bytes.len(),
-        "sync"
-    );
+    tracing::debug!(visits, answered, more, bytes = bytes.len(), "sync");
     Ok(HttpResponse::Ok().content_type(MEDIA_TYPE).body(bytes))
 }
 
