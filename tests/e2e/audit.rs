@@ -87,6 +87,61 @@ async fn verification_detects_tampering_removal_bad_approvals_and_late_revocatio
         verify(&url, &aud, "v-nope").await.0,
         reqwest::StatusCode::NOT_FOUND
     );
+    // The server's receive times: one per change, first batch wins; the
+    // same scope as reading the visit; nothing without credentials.
+    let receipts = |token: Option<String>, visit: &str| {
+        let url = format!("{url}/v1/visits/{visit}/receipts");
+        async move {
+            let mut req = reqwest::Client::new().get(url);
+            if let Some(t) = token {
+                req = req.bearer_auth(t);
+            }
+            let resp = req.send().await.expect("receipts");
+            (
+                resp.status(),
+                resp.json::<serde_json::Value>().await.unwrap_or_default(),
+            )
+        }
+    };
+    let token = |d: &Device| Some(d.client.credentials().token.clone());
+    let (status, list) = receipts(token(&a), "v-1").await;
+    assert_eq!(status, reqwest::StatusCode::OK, "{list}");
+    let list = list.as_array().cloned().unwrap_or_default();
+    assert_eq!(list.len(), 5, "one receipt per change: {list:?}");
+    let hashes: std::collections::HashSet<&str> =
+        list.iter().filter_map(|r| r["hash"].as_str()).collect();
+    assert_eq!(hashes.len(), 5);
+    assert!(list.iter().all(|r| {
+        r["received_at"]
+            .as_str()
+            .is_some_and(|t| t.starts_with("20"))
+    }));
+    assert_eq!(
+        receipts(token(&aud), "v-1").await.0,
+        reqwest::StatusCode::OK
+    );
+    assert_eq!(
+        receipts(token(&z), "v-1").await.0,
+        reqwest::StatusCode::NOT_FOUND,
+        "another team sees nothing"
+    );
+    assert_eq!(
+        receipts(token(&a), "v-nope").await.0,
+        reqwest::StatusCode::NOT_FOUND
+    );
+    assert_eq!(
+        receipts(token(&a), "not a visit id").await.0,
+        reqwest::StatusCode::BAD_REQUEST
+    );
+    assert_eq!(
+        receipts(None, "v-1").await.0,
+        reqwest::StatusCode::UNAUTHORIZED
+    );
+    assert_eq!(
+        receipts(Some("forged-token".into()), "v-1").await.0,
+        reqwest::StatusCode::UNAUTHORIZED
+    );
+
     let campaign = reqwest::Client::new()
         .get(format!("{url}/v1/campaigns/ct-2015/verify"))
         .bearer_auth(&aud.client.credentials().token)

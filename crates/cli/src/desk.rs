@@ -581,14 +581,68 @@ fn parse_when(s: &str) -> Result<DateTime<Utc>> {
     )))
 }
 
+/// When the server first received each change of a visit (its receipts
+/// endpoint); `None` when the server cannot be reached.
+fn server_receipts(desk: &Desk, id: &VisitId) -> Result<Option<BTreeMap<ChangeHash, String>>> {
+    let url = format!(
+        "{}/v1/visits/{id}/receipts",
+        desk.creds.server.trim_end_matches('/')
+    );
+    let token = desk.creds.token.clone();
+    runtime()?.block_on(async move {
+        let resp = match reqwest::Client::new()
+            .get(&url)
+            .bearer_auth(token)
+            .timeout(std::time::Duration::from_secs(10))
+            .send()
+            .await
+        {
+            Ok(r) => r,
+            Err(_) => return Ok(None),
+        };
+        match resp.status().as_u16() {
+            200 => {}
+            404 => return Err(CliError::NotFound(format!("the server has no visit {id}"))),
+            401 | 403 => {
+                return Err(CliError::NotAllowed(
+                    "the server refused this desk's credentials".into(),
+                ));
+            }
+            _ => return Ok(None),
+        }
+        let list: Vec<serde_json::Value> = resp
+            .json()
+            .await
+            .map_err(|e| CliError::Network(format!("unreadable receipts: {e}")))?;
+        Ok(Some(
+            list.iter()
+                .filter_map(|r| {
+                    Some((
+                        r["hash"].as_str()?.parse().ok()?,
+                        r["received_at"].as_str()?.to_owned(),
+                    ))
+                })
+                .collect(),
+        ))
+    })
+}
+
 pub fn replay(desk: &mut Desk, key: &str, lang: Lang) -> Result<()> {
     let id = desk.find(key)?;
-    let receipts: BTreeMap<ChangeHash, String> = desk
-        .store
-        .change_receipts(&id)?
-        .into_iter()
-        .map(|(h, r)| (h, r.received_at))
-        .collect();
+    // The server's receive times; offline, the times this desk received
+    // the changes (marked with *).
+    let (receipts, from_server): (BTreeMap<ChangeHash, String>, bool) =
+        match server_receipts(desk, &id)? {
+            Some(r) => (r, true),
+            None => (
+                desk.store
+                    .change_receipts(&id)?
+                    .into_iter()
+                    .map(|(h, r)| (h, r.received_at))
+                    .collect(),
+                false,
+            ),
+        };
     let visit = desk.store.visit(&id)?;
     let state = visit.state()?;
     let mut rows = Vec::new();
@@ -600,7 +654,10 @@ pub fn replay(desk: &mut Desk, key: &str, lang: Lang) -> Result<()> {
         let received = receipts
             .get(&hash)
             .and_then(|r| DateTime::parse_from_rfc3339(r).ok())
-            .map(|t| format_time(t.with_timezone(&Utc)))
+            .map(|t| {
+                let t = format_time(t.with_timezone(&Utc));
+                if from_server { t } else { format!("{t}*") }
+            })
             .unwrap_or_else(|| "—".into());
         let what: Vec<String> = h.changes.iter().map(|c| c.describe(lang, &state)).collect();
         rows.push(vec![
@@ -626,12 +683,22 @@ pub fn replay(desk: &mut Desk, key: &str, lang: Lang) -> Result<()> {
             l(lang, "thay đổi", "change"),
             l(lang, "người ghi", "author"),
             l(lang, "giờ thiết bị", "device time"),
-            l(lang, "nhận lúc", "received"),
+            l(lang, "máy chủ nhận", "server received"),
             "",
             l(lang, "nội dung", "what"),
         ],
         rows,
     );
+    if !from_server {
+        eprintln!(
+            "{}",
+            l(
+                lang,
+                "* không kết nối được máy chủ: giờ bàn làm việc này nhận thay đổi",
+                "* server unreachable: the times this desk received the changes"
+            )
+        );
+    }
     Ok(())
 }
 

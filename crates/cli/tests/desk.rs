@@ -407,6 +407,20 @@ fn a_desk_assigns_approves_and_reports_the_campaign() {
     );
     let timeline = ok(&kiemtra(&sup, &["replay", first.as_str()]));
     assert!(timeline.contains("nhom-1"), "{timeline}");
+    // Piped, the timeline is tab-separated; every change of the inspector
+    // shows the server's receive time (not this desk's, which ends in *).
+    let by_phone: Vec<Vec<&str>> = timeline
+        .lines()
+        .map(|l| l.split('\t').collect::<Vec<_>>())
+        .filter(|c| c.len() == 7 && c[2].starts_with("nhom-1"))
+        .collect();
+    assert!(!by_phone.is_empty(), "{timeline}");
+    for row in &by_phone {
+        assert!(
+            row[4].contains('/') && !row[4].ends_with('*'),
+            "server receive time in {row:?}"
+        );
+    }
 
     // Verify and export.
     let verified = ok(&kiemtra(&sup, &["verify", first.as_str()]));

@@ -204,6 +204,45 @@ pub async fn get_visit(
     }
 }
 
+/// `GET /v1/visits/{id}/receipts`: when the server first received each
+/// change of a visit, and from which device's signed batch, as a JSON list
+/// of `{hash, received_at, signer}` — the server's side of a replay.
+pub async fn visit_receipts(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    path: web::Path<String>,
+) -> Result<HttpResponse, Problem> {
+    let device = authenticate(&state, &req).await?;
+    let id = VisitId::parse(&path.into_inner()).map_err(|e| Problem::BadRequest(e.to_string()))?;
+    let st = state.clone();
+    let receipts = web::block(move || {
+        let store = st.store();
+        match store.summary(&id) {
+            Ok(s) if in_scope(&device, &s.team) => {}
+            Ok(_) | Err(kiemtra_store::Error::UnknownVisit(_)) => {
+                return Err(Problem::NotFound(format!("no visit {id}")));
+            }
+            Err(e) => return Err(Problem::Internal(e.to_string())),
+        }
+        store
+            .change_receipts(&id)
+            .map_err(|e| Problem::Internal(e.to_string()))
+    })
+    .await
+    .map_err(|e| Problem::Internal(e.to_string()))??;
+    let list: Vec<serde_json::Value> = receipts
+        .into_iter()
+        .map(|(hash, s)| {
+            serde_json::json!({
+                "hash": hash.to_string(),
+                "received_at": s.received_at,
+                "signer": s.signer,
+            })
+        })
+        .collect();
+    Ok(HttpResponse::Ok().json(list))
+}
+
 /// Whether a device may read a visit of `team`: its own team's, every
 /// team's for auditors, none for administrators.
 fn in_scope(device: &kiemtra_store::DeviceRecord, team: &str) -> bool {

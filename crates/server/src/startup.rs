@@ -159,6 +159,10 @@ impl Application {
                     web::get().to(routes::verify_visit),
                 )
                 .route(
+                    "/v1/visits/{id}/receipts",
+                    web::get().to(routes::visit_receipts),
+                )
+                .route(
                     "/v1/campaigns/{id}/verify",
                     web::get().to(routes::verify_campaign),
                 )
