@@ -13,18 +13,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::desk::{CliError, Result};
 
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
-fn unhex(s: &str) -> Option<Vec<u8>> {
-    if !s.len().is_multiple_of(2) {
-        return None;
-    }
-    (0..s.len() / 2)
-        .map(|i| u8::from_str_radix(s.get(2 * i..2 * i + 2)?, 16).ok())
-        .collect()
-}
+use kiemtra_core::hex::{decode as unhex, encode as hex};
 
 /// A draw as recorded: committed, and later revealed.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

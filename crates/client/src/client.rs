@@ -39,7 +39,7 @@ pub struct Credentials {
 
 impl Credentials {
     fn key_pair(&self) -> Result<Ed25519KeyPair, Error> {
-        let bytes = hex_decode(&self.signing_key).ok_or(Error::NotEnrolled)?;
+        let bytes = kiemtra_core::hex::decode(&self.signing_key).ok_or(Error::NotEnrolled)?;
         Ed25519KeyPair::from_pkcs8(&bytes).map_err(|_| Error::NotEnrolled)
     }
 
@@ -133,20 +133,6 @@ pub struct SyncReport {
     pub errors: Vec<VisitError>,
 }
 
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
-fn hex_decode(s: &str) -> Option<Vec<u8>> {
-    if !s.len().is_multiple_of(2) {
-        return None;
-    }
-    (0..s.len())
-        .step_by(2)
-        .map(|i| u8::from_str_radix(s.get(i..i + 2)?, 16).ok())
-        .collect()
-}
-
 /// Enrolls this device with a code from an administrator. A new Ed25519
 /// key pair is made here; only its public half is sent.
 pub async fn enroll(server: &str, code: &str, device_name: &str) -> Result<Credentials, Error> {
@@ -154,7 +140,7 @@ pub async fn enroll(server: &str, code: &str, device_name: &str) -> Result<Crede
         .map_err(|_| Error::Network("no system randomness".into()))?;
     let pair = Ed25519KeyPair::from_pkcs8(pkcs8.as_ref())
         .map_err(|_| Error::Network("key generation failed".into()))?;
-    let public_key = hex(pair.public_key().as_ref());
+    let public_key = kiemtra_core::hex::encode(pair.public_key().as_ref());
     #[derive(Deserialize)]
     struct Enrolled {
         device_id: String,
@@ -188,7 +174,7 @@ pub async fn enroll(server: &str, code: &str, device_name: &str) -> Result<Crede
         user_id: e.user_id,
         team: e.team,
         role: e.role,
-        signing_key: hex(pkcs8.as_ref()),
+        signing_key: kiemtra_core::hex::encode(pkcs8.as_ref()),
     })
 }
 
@@ -568,16 +554,14 @@ impl Fresh {
     }
 
     fn hashes(&self, ranges: &[(Vec<u8>, u64, u64)]) -> Option<Vec<ChangeHash>> {
-        let mut out = Vec::new();
-        for (actor, a, b) in ranges {
-            if b.saturating_sub(*a) > 1_000_000 {
-                return None;
-            }
-            for seq in *a..=*b {
-                out.push(*self.index.get(&(actor.clone(), seq))?);
-            }
+        let count: u64 = ranges
+            .iter()
+            .map(|(_, a, b)| b.saturating_sub(*a).saturating_add(1))
+            .fold(0u64, u64::saturating_add);
+        if count > 1_000_000 {
+            return None;
         }
-        Some(out)
+        kiemtra_core::hashes_from_index(&self.index, ranges)
     }
 }
 

@@ -2,6 +2,7 @@
 
 mod error;
 mod fixture;
+pub mod hex;
 mod history;
 mod ids;
 mod model;
@@ -35,4 +36,4 @@ pub use state::{
 pub use tally::{Percent, Tally, format_count};
 pub use template::{CheckDef, Label, TEMPLATE_FORMAT, Template};
 pub use text::{MAX_FINDING_TEXT, MAX_NAME, MAX_NARRATIVE, MAX_NOTE};
-pub use visit::{MAX_STAFF, NewVisit, Visit, seq_ranges_of};
+pub use visit::{MAX_STAFF, NewVisit, Visit, hashes_from_index, seq_ranges_of};

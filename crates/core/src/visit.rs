@@ -573,16 +573,9 @@ impl Visit {
     /// Every change's hash with the editor it names, from change metadata
     /// (cheaper than building the changes).
     pub fn change_authors(&self) -> Vec<(ChangeHash, Option<Editor>)> {
-        self.doc
-            .get_changes_meta(&[])
+        self.change_index()
             .into_iter()
-            .map(|m| {
-                let author = m
-                    .author
-                    .as_ref()
-                    .and_then(|a| Editor::from_author_bytes(a.as_bytes()));
-                (m.hash, author)
-            })
+            .map(|(hash, _, _, author)| (hash, author))
             .collect()
     }
 
@@ -671,6 +664,29 @@ impl Visit {
     }
 }
 
+/// The hashes of the changes named by actor and sequence ranges, from an
+/// index of changes by `(actor, seq)`; `None` if one is missing or a range
+/// is reversed. Ranges are bounded by the caller.
+pub fn hashes_from_index(
+    index: &HashMap<(Vec<u8>, u64), ChangeHash>,
+    ranges: &[(Vec<u8>, u64, u64)],
+) -> Option<Vec<ChangeHash>> {
+    let total: u64 = ranges
+        .iter()
+        .map(|(_, a, b)| b.saturating_sub(*a).saturating_add(1))
+        .fold(0u64, u64::saturating_add);
+    let mut out = Vec::with_capacity(total.min(1 << 20) as usize);
+    for (actor, a, b) in ranges {
+        if a > b {
+            return None;
+        }
+        for s in *a..=*b {
+            out.push(*index.get(&(actor.clone(), s))?);
+        }
+    }
+    Some(out)
+}
+
 /// Names changes given by `(actor, seq)` as sorted, merged ranges
 /// `(actor, first, last)`.
 pub fn seq_ranges_of(ids: impl IntoIterator<Item = (Vec<u8>, u64)>) -> Vec<(Vec<u8>, u64, u64)> {
@@ -712,10 +728,6 @@ impl Visit {
             .iter()
             .map(|c| ((c.actor_id().to_bytes().to_vec(), c.seq()), c.hash()))
             .collect();
-        let total: u64 = ranges
-            .iter()
-            .map(|(_, a, b)| b.saturating_sub(*a) + 1)
-            .sum();
         let missing = ranges
             .iter()
             .any(|(actor, a, b)| (*a..=*b).any(|s| !index.contains_key(&(actor.clone(), s))));
@@ -726,13 +738,7 @@ impl Visit {
                     .or_insert(m.hash);
             }
         }
-        let mut out = Vec::with_capacity(total.min(1 << 20) as usize);
-        for (actor, a, b) in ranges {
-            for s in *a..=*b {
-                out.push(*index.get(&(actor.clone(), s))?);
-            }
-        }
-        Some(out)
+        hashes_from_index(&index, ranges)
     }
 
     /// Change hashes whose dependencies have not arrived yet.
@@ -1158,10 +1164,7 @@ impl Visit {
         let stamp = self.session.stamp();
         let heads = self.doc.get_heads();
         let visit_id = self.meta()?.visit_id;
-        let signature: String = sign(&Approval::message(visit_id.as_str(), &heads))
-            .iter()
-            .map(|b| format!("{b:02x}"))
-            .collect();
+        let signature = crate::hex::encode(&sign(&Approval::message(visit_id.as_str(), &heads)));
         let approval = Approval {
             id: format!("a-{}", uuid::Uuid::new_v4().simple()),
             heads: heads.iter().map(|h| h.to_string()).collect(),

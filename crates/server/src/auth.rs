@@ -90,14 +90,7 @@ pub fn enroll(
     device_name: &str,
     public_key: &str,
 ) -> Result<(DeviceRecord, String), Problem> {
-    let key: Option<Vec<u8>> = (public_key.len() == 64)
-        .then(|| {
-            (0..64)
-                .step_by(2)
-                .map(|i| u8::from_str_radix(public_key.get(i..i + 2)?, 16).ok())
-                .collect()
-        })
-        .flatten();
+    let key = kiemtra_core::hex::decode(public_key).filter(|k| k.len() == 32);
     let Some(public_key) = key else {
         return Err(Problem::BadRequest(
             "public_key must be an Ed25519 public key: 64 hex characters".into(),

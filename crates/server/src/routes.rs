@@ -191,12 +191,21 @@ pub async fn get_visit(
     let device = authenticate(&state, &req).await?;
     let id = VisitId::parse(&path.into_inner()).map_err(|e| Problem::BadRequest(e.to_string()))?;
     let st = state.clone();
-    let lookup = id.clone();
-    let summary = web::block(move || st.store().summary(&lookup))
+    let summary = web::block(move || summary_in_scope(&st.store(), &device, &id))
         .await
-        .map_err(|e| Problem::Internal(e.to_string()))?;
-    match summary {
-        Ok(s) if in_scope(&device, &s.team) => Ok(HttpResponse::Ok().json(s)),
+        .map_err(|e| Problem::Internal(e.to_string()))??;
+    Ok(HttpResponse::Ok().json(summary))
+}
+
+/// A visit's summary if `device` may read it; unknown visits and other
+/// teams' visits alike are "not found".
+fn summary_in_scope(
+    store: &kiemtra_store::Store,
+    device: &kiemtra_store::DeviceRecord,
+    id: &VisitId,
+) -> Result<kiemtra_store::VisitSummary, Problem> {
+    match store.summary(id) {
+        Ok(s) if in_scope(device, &s.team) => Ok(s),
         Ok(_) | Err(kiemtra_store::Error::UnknownVisit(_)) => {
             Err(Problem::NotFound(format!("no visit {id}")))
         }
@@ -217,13 +226,7 @@ pub async fn visit_receipts(
     let st = state.clone();
     let receipts = web::block(move || {
         let store = st.store();
-        match store.summary(&id) {
-            Ok(s) if in_scope(&device, &s.team) => {}
-            Ok(_) | Err(kiemtra_store::Error::UnknownVisit(_)) => {
-                return Err(Problem::NotFound(format!("no visit {id}")));
-            }
-            Err(e) => return Err(Problem::Internal(e.to_string())),
-        }
+        summary_in_scope(&store, &device, &id)?;
         store
             .change_receipts(&id)
             .map_err(|e| Problem::Internal(e.to_string()))

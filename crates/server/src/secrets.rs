@@ -19,10 +19,7 @@ fn random_bytes<const N: usize>() -> Result<[u8; N], Problem> {
 
 /// A bearer token: 32 random bytes, hex.
 pub fn new_token() -> Result<String, Problem> {
-    Ok(random_bytes::<32>()?
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect())
+    Ok(kiemtra_core::hex::encode(&random_bytes::<32>()?))
 }
 
 /// An enrollment code a person can type: 12 characters from an alphabet
@@ -53,9 +50,6 @@ pub fn normalise_code(code: &str) -> String {
 pub fn new_device_id() -> Result<String, Problem> {
     Ok(format!(
         "d-{}",
-        random_bytes::<16>()?
-            .iter()
-            .map(|b| format!("{b:02x}"))
-            .collect::<String>()
+        kiemtra_core::hex::encode(&random_bytes::<16>()?)
     ))
 }

@@ -27,40 +27,7 @@ pub fn expand(
     sigs: &[Signature],
 ) -> Result<Vec<Expanded>, Refusal> {
     let extra: Vec<Change> = incoming.iter().map(|(c, _)| c.clone()).collect();
-    sigs.iter()
-        .map(|s| {
-            let ranges: Vec<(Vec<u8>, u64, u64)> = s
-                .ranges
-                .iter()
-                .map(|r| (r.actor.clone(), r.first, r.last))
-                .collect();
-            let count: u64 = ranges.iter().map(|(_, a, b)| b - a + 1).sum();
-            if count > 1_000_000 {
-                return Err((
-                    VisitStatus::Invalid,
-                    format!(
-                        "the signature of device {} names too many changes",
-                        s.signer
-                    ),
-                ));
-            }
-            let hashes = visit.hashes_in_ranges(&ranges, &extra).ok_or_else(|| {
-                (
-                    VisitStatus::Invalid,
-                    format!(
-                        "the signature of device {} names changes that are not in this visit",
-                        s.signer
-                    ),
-                )
-            })?;
-            Ok(Expanded {
-                signer: s.signer.clone(),
-                hashes,
-                ranges,
-                signature: s.signature.clone(),
-            })
-        })
-        .collect()
+    expand_with(sigs, |ranges| visit.hashes_in_ranges(ranges, &extra))
 }
 
 /// Like [`expand`], for a whole new document whose changes were indexed
@@ -69,8 +36,23 @@ pub fn expand_indexed(
     index: &HashMap<(Vec<u8>, u64), ChangeHash>,
     sigs: &[Signature],
 ) -> Result<Vec<Expanded>, Refusal> {
+    expand_with(sigs, |ranges| {
+        kiemtra_core::hashes_from_index(index, ranges)
+    })
+}
+
+fn expand_with(
+    sigs: &[Signature],
+    lookup: impl Fn(&[(Vec<u8>, u64, u64)]) -> Option<Vec<ChangeHash>>,
+) -> Result<Vec<Expanded>, Refusal> {
     sigs.iter()
         .map(|s| {
+            let refuse = |what: &str| {
+                (
+                    VisitStatus::Invalid,
+                    format!("the signature of device {} {what}", s.signer),
+                )
+            };
             let ranges: Vec<(Vec<u8>, u64, u64)> = s
                 .ranges
                 .iter()
@@ -79,25 +61,12 @@ pub fn expand_indexed(
             let count: u64 = ranges
                 .iter()
                 .map(|(_, a, b)| b.saturating_sub(*a).saturating_add(1))
-                .sum();
-            let refuse = |what: &str| {
-                (
-                    VisitStatus::Invalid,
-                    format!("the signature of device {} {what}", s.signer),
-                )
-            };
+                .fold(0u64, u64::saturating_add);
             if count > 1_000_000 || ranges.iter().any(|(_, a, b)| a > b) {
                 return Err(refuse("names too many changes"));
             }
-            let mut hashes = Vec::with_capacity(count as usize);
-            for (actor, a, b) in &ranges {
-                for seq in *a..=*b {
-                    let h = index
-                        .get(&(actor.clone(), seq))
-                        .ok_or_else(|| refuse("names changes that are not in this visit"))?;
-                    hashes.push(*h);
-                }
-            }
+            let hashes = lookup(&ranges)
+                .ok_or_else(|| refuse("names changes that are not in this visit"))?;
             Ok(Expanded {
                 signer: s.signer.clone(),
                 hashes,

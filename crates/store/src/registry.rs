@@ -102,6 +102,25 @@ fn read_signature(r: &rusqlite::Row<'_>) -> rusqlite::Result<SignatureRecord> {
     })
 }
 
+fn insert_signature(
+    tx: &rusqlite::Savepoint<'_>,
+    visit: &VisitId,
+    s: &SignatureRecord,
+) -> rusqlite::Result<()> {
+    tx.prepare_cached(
+        "INSERT INTO signatures (visit_id, signer, hashes, ranges, signature, received_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+    )?
+    .execute(params![
+        visit.as_str(),
+        s.signer,
+        pack(&s.hashes),
+        ranges_json(&s.ranges),
+        s.signature,
+        s.received_at
+    ])?;
+    Ok(())
+}
+
 fn pack(hashes: &[ChangeHash]) -> Vec<u8> {
     hashes.iter().flat_map(|h| h.0).collect()
 }
@@ -215,20 +234,8 @@ impl Store {
     /// change's receipt is the first kept signature naming it.
     pub fn record_signatures(&mut self, visit: &VisitId, sigs: &[SignatureRecord]) -> Result<()> {
         let tx = self.conn_mut().savepoint()?;
-        {
-            let mut insert = tx.prepare_cached(
-                "INSERT INTO signatures (visit_id, signer, hashes, ranges, signature, received_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-            )?;
-            for s in sigs {
-                insert.execute(params![
-                    visit.as_str(),
-                    s.signer,
-                    pack(&s.hashes),
-                    ranges_json(&s.ranges),
-                    s.signature,
-                    s.received_at
-                ])?;
-            }
+        for s in sigs {
+            insert_signature(&tx, visit, s)?;
         }
         tx.commit()?;
         Ok(())
@@ -273,17 +280,7 @@ impl Store {
         mark: i64,
     ) -> Result<()> {
         let tx = self.conn_mut().savepoint()?;
-        tx.execute(
-            "INSERT INTO signatures (visit_id, signer, hashes, ranges, signature, received_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-            params![
-                visit.as_str(),
-                record.signer,
-                pack(&record.hashes),
-                ranges_json(&record.ranges),
-                record.signature,
-                record.received_at
-            ],
-        )?;
+        insert_signature(&tx, visit, record)?;
         tx.execute(
             "INSERT INTO own_signed (visit_id, mark) VALUES (?1, ?2)
              ON CONFLICT (visit_id) DO UPDATE SET mark = max(mark, excluded.mark)",
