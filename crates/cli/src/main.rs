@@ -55,6 +55,21 @@ enum Command {
         listen: String,
         #[arg(long, env = "KIEMTRA_DATA", default_value = "kiemtra-data")]
         data: PathBuf,
+        /// PEM certificate chain; with --tls-key, serve HTTPS.
+        #[arg(long, env = "KIEMTRA_TLS_CERT", requires = "tls_key")]
+        tls_cert: Option<PathBuf>,
+        /// PEM private key.
+        #[arg(long, env = "KIEMTRA_TLS_KEY", requires = "tls_cert")]
+        tls_key: Option<PathBuf>,
+        /// Largest request body in bytes.
+        #[arg(long, env = "KIEMTRA_MAX_BODY", default_value_t = 64 << 20)]
+        max_body: usize,
+        /// Seconds allowed to receive a sync request's body.
+        #[arg(long, env = "KIEMTRA_BODY_TIMEOUT_SECS", default_value_t = 120)]
+        body_timeout_secs: u64,
+        /// Log as JSON lines instead of text.
+        #[arg(long, env = "KIEMTRA_LOG_JSON")]
+        log_json: bool,
     },
     /// Administration on the server's data folder: enrollment codes (a code
     /// names the user, the team and the role), devices, revocation.
@@ -285,7 +300,30 @@ fn run(cli: Cli) -> Result<()> {
     let lang = lang_of(&cli.lang)?;
     let home = cli.home;
     match cli.command {
-        Command::Serve { listen, data } => {
+        Command::Serve {
+            listen,
+            data,
+            tls_cert,
+            tls_key,
+            max_body,
+            body_timeout_secs,
+            log_json,
+        } => {
+            let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+            if log_json {
+                tracing_subscriber::fmt()
+                    .json()
+                    .with_env_filter(filter)
+                    .with_writer(std::io::stderr)
+                    .init();
+            } else {
+                tracing_subscriber::fmt()
+                    .with_env_filter(filter)
+                    .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+                    .with_writer(std::io::stderr)
+                    .init();
+            }
             let rt = tokio::runtime::Builder::new_multi_thread()
                 .enable_all()
                 .build()
@@ -294,9 +332,12 @@ fn run(cli: Cli) -> Result<()> {
                 let app = kiemtra_server::Application::build(kiemtra_server::Settings {
                     listen,
                     data,
+                    tls: tls_cert.zip(tls_key),
+                    max_body,
+                    body_timeout: std::time::Duration::from_secs(body_timeout_secs),
                     ..kiemtra_server::Settings::default()
                 })
-                .map_err(other)?;
+                .map_err(|e| CliError::Invalid(e.to_string()))?;
                 println!("listening on port {}", app.port());
                 app.run_until_stopped().await.map_err(other)
             })

@@ -690,3 +690,32 @@ fn a_draw_is_recorded_and_checked() {
         "cannot draw",
     );
 }
+
+#[test]
+fn serve_refuses_bad_settings() {
+    let dir = tempfile::tempdir().expect("dir");
+    let data = dir.path().join("server");
+    let run = |args: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_kiemtra"))
+            .arg("serve")
+            .args(["--data", data.to_str().expect("path")])
+            .args(args)
+            .output()
+            .expect("run serve")
+    };
+    // A certificate without its key is a usage error (clap).
+    refused(&run(&["--tls-cert", "cert.pem"]), 2, "--tls-key");
+    refused(&run(&["--listen", "not-an-address"]), 2, "not-an-address");
+    refused(
+        &run(&[
+            "--listen",
+            "127.0.0.1:0",
+            "--tls-cert",
+            "missing-cert.pem",
+            "--tls-key",
+            "missing-key.pem",
+        ]),
+        2,
+        "missing-cert.pem",
+    );
+}
