@@ -568,18 +568,13 @@ struct Inner {
 }
 
 impl Inner {
-    fn store(&self) -> ApiResult<MutexGuard<'_, Option<Store>>> {
-        let guard = self.store.lock().map_err(|_| ApiError::Storage {
+    fn lock(&self) -> ApiResult<MutexGuard<'_, Option<Store>>> {
+        self.store.lock().map_err(|_| ApiError::Storage {
             detail: "an earlier call failed while holding the store".into(),
-        })?;
-        if guard.is_none() {
-            return Err(ApiError::Closed);
-        }
-        Ok(guard)
+        })
     }
     fn with<T>(&self, f: impl FnOnce(&mut Store) -> ApiResult<T>) -> ApiResult<T> {
-        let mut guard = self.store()?;
-        match guard.as_mut() {
+        match self.lock()?.as_mut() {
             Some(store) => f(store),
             None => Err(ApiError::Closed),
         }
@@ -660,9 +655,10 @@ impl DeviceStore {
     /// (Not `close`: Kotlin objects already have `close()`, which frees the
     /// handle itself.)
     pub fn close_store(&self) -> ApiResult<()> {
-        let mut guard = self.inner.store()?;
-        *guard = None;
-        Ok(())
+        match self.inner.lock()?.take() {
+            Some(_) => Ok(()),
+            None => Err(ApiError::Closed),
+        }
     }
 
     pub fn identity(&self) -> DeviceIdentity {

@@ -306,15 +306,7 @@ async fn signatures_travel_with_changes_to_other_devices() {
         &dir.path().join("b"),
     )
     .await;
-    let id = vid("v-1");
-    a.store
-        .create_visit(new_visit("v-1", "team-1", 4), &template())
-        .expect("create");
-    a.store
-        .edit(&id, |v| {
-            v.record_attendance(&staff(0), AttendanceMark::Present, "", None)
-        })
-        .expect("edit");
+    let id = visit_with_one_mark(&mut a);
     a.sync().await;
     b.sync().await;
     let all = b.store.visit(&id).expect("v").change_hashes_after(&[]);
@@ -329,6 +321,21 @@ async fn signatures_travel_with_changes_to_other_devices() {
         sigs.iter()
             .all(|s| s.signer == a.client.credentials().device_id)
     );
+}
+
+/// Visit `v-1` of team-1 created on `d` with one attendance mark: two
+/// changes of `d`, not synced.
+fn visit_with_one_mark(d: &mut Device) -> VisitId {
+    let id = vid("v-1");
+    d.store
+        .create_visit(new_visit("v-1", "team-1", 4), &template())
+        .expect("create");
+    d.store
+        .edit(&id, |v| {
+            v.record_attendance(&staff(0), AttendanceMark::Present, "", None)
+        })
+        .expect("edit");
+    id
 }
 
 /// A store that held unsigned changes before it recorded its own changes
@@ -347,15 +354,7 @@ async fn an_upgraded_store_signs_its_older_changes_once() {
         &dir.path().join("a"),
     )
     .await;
-    let id = vid("v-1");
-    a.store
-        .create_visit(new_visit("v-1", "team-1", 4), &template())
-        .expect("create");
-    a.store
-        .edit(&id, |v| {
-            v.record_attendance(&staff(0), AttendanceMark::Present, "", None)
-        })
-        .expect("edit");
+    let id = visit_with_one_mark(&mut a);
     // What the store looked like before: no record of its own changes, and
     // the flag the migration sets on a store that held visits.
     {

@@ -6,9 +6,9 @@
 use chrono::{DateTime, Utc};
 use kiemtra_client::{Credentials, SyncClient, SyncOptions};
 use kiemtra_core::{
-    CampaignId, ChangeHash, DeviceId, Editor, FieldRef, Lang, NewVisit, Role, Session,
-    StaffCategory, StaffId, StaffMember, TeamId, Template, Unit, UnitCode, UnitKind, UserId, Visit,
-    VisitId, VisitState, format_count, format_time,
+    CampaignId, ChangeHash, DeviceId, Editor, Lang, NewVisit, Role, Session, StaffCategory,
+    StaffId, StaffMember, TeamId, Template, Unit, UnitCode, UnitKind, UserId, Visit, VisitId,
+    VisitState, format_count, format_time,
 };
 use kiemtra_store::{Store, VisitSummary};
 use std::collections::BTreeMap;
@@ -540,9 +540,8 @@ pub fn report(
 pub fn point(visit: &Visit, s: &str) -> Result<Vec<ChangeHash>> {
     if s.len() >= 6 && s.chars().all(|c| c.is_ascii_hexdigit()) {
         let matches: Vec<ChangeHash> = visit
-            .change_authors()
+            .change_hashes_after(&[])
             .into_iter()
-            .map(|(h, _)| h)
             .filter(|h| h.to_string().starts_with(&s.to_ascii_lowercase()))
             .collect();
         return match matches.as_slice() {
@@ -843,9 +842,4 @@ pub fn export(desk: &mut Desk, ids: &[VisitId], format: &str) -> Result<String> 
             "unknown format {other:?}; use json or csv"
         ))),
     }
-}
-
-/// Parses a conflict's field as `conflicts` prints it.
-pub fn field(s: &str) -> Result<FieldRef> {
-    Ok(FieldRef::parse(s)?)
 }

@@ -460,7 +460,7 @@ fn run(cli: Cli) -> Result<()> {
         } => {
             let mut desk = Desk::open(&home)?;
             let id = desk.find(&visit)?;
-            let field = desk::field(&field)?;
+            let field = kiemtra_core::FieldRef::parse(&field)?;
             desk.store.edit(&id, |v| v.resolve(&field, candidate))?;
             desk.sync()?;
             println!("{id}: {field} ← {candidate}");

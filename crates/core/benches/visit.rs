@@ -123,8 +123,8 @@ fn benches(c: &mut Criterion) {
     c.bench_function("changes_by_500_edits", |bench| {
         bench.iter(|| day.changes_by(&[], &device).len())
     });
-    c.bench_function("change_authors_500_edits", |bench| {
-        bench.iter(|| day.change_authors().len())
+    c.bench_function("change_index_500_edits", |bench| {
+        bench.iter(|| day.change_index().len())
     });
     let mine = day.changes_by(&[], &device);
     c.bench_function("seq_ranges_500_edits", |bench| {

@@ -570,15 +570,6 @@ impl Visit {
             .collect()
     }
 
-    /// Every change's hash with the editor it names, from change metadata
-    /// (cheaper than building the changes).
-    pub fn change_authors(&self) -> Vec<(ChangeHash, Option<Editor>)> {
-        self.change_index()
-            .into_iter()
-            .map(|(hash, _, _, author)| (hash, author))
-            .collect()
-    }
-
     /// The changes that wrote what only a supervisor may write and that
     /// the document still shows: every value of the status slot that
     /// approves or returns, and every approval record. Reads the state, not
@@ -690,29 +681,27 @@ pub fn hashes_from_index(
 /// Names changes given by `(actor, seq)` as sorted, merged ranges
 /// `(actor, first, last)`.
 pub fn seq_ranges_of(ids: impl IntoIterator<Item = (Vec<u8>, u64)>) -> Vec<(Vec<u8>, u64, u64)> {
-    {
-        let mut by_actor: std::collections::BTreeMap<Vec<u8>, Vec<u64>> =
-            std::collections::BTreeMap::new();
-        for (actor, seq) in ids {
-            by_actor.entry(actor).or_default().push(seq);
-        }
-        let mut out = Vec::new();
-        for (actor, mut seqs) in by_actor {
-            seqs.sort_unstable();
-            seqs.dedup();
-            let mut start = seqs[0];
-            let mut prev = start;
-            for &s in &seqs[1..] {
-                if s != prev + 1 {
-                    out.push((actor.clone(), start, prev));
-                    start = s;
-                }
-                prev = s;
-            }
-            out.push((actor, start, prev));
-        }
-        out
+    let mut by_actor: std::collections::BTreeMap<Vec<u8>, Vec<u64>> =
+        std::collections::BTreeMap::new();
+    for (actor, seq) in ids {
+        by_actor.entry(actor).or_default().push(seq);
     }
+    let mut out = Vec::new();
+    for (actor, mut seqs) in by_actor {
+        seqs.sort_unstable();
+        seqs.dedup();
+        let mut start = seqs[0];
+        let mut prev = start;
+        for &s in &seqs[1..] {
+            if s != prev + 1 {
+                out.push((actor.clone(), start, prev));
+                start = s;
+            }
+            prev = s;
+        }
+        out.push((actor, start, prev));
+    }
+    out
 }
 
 impl Visit {

@@ -280,13 +280,7 @@ pub async fn verify_visit(
     let st = state.clone();
     let report = web::block(move || {
         let store = st.store();
-        let summary = match store.summary(&id) {
-            Ok(s) => s,
-            Err(kiemtra_store::Error::UnknownVisit(_)) => {
-                return Err(Problem::NotFound(format!("no visit {id}")));
-            }
-            Err(e) => return Err(Problem::Internal(e.to_string())),
-        };
+        let summary = summary_in_scope(&store, &device, &id)?;
         may_verify(&device, &summary.team)?;
         crate::verify::verify_visit(&store, &id).map_err(|e| Problem::Internal(e.to_string()))
     })

@@ -185,75 +185,68 @@ pub fn check(
             ));
         };
         let key = (author.device.as_str(), author.user.as_str());
-        if let Some(&inspector) = passed.get(&key) {
-            if inspector && let Some(what) = supervisor_only.get(&h) {
-                return Err((
-                    VisitStatus::Denied,
-                    format!(
-                        "change {} by an inspector would {what}; only a supervisor may",
-                        short(&h)
-                    ),
-                ));
+        let inspector = match passed.get(&key) {
+            Some(&inspector) => inspector,
+            None => {
+                let Some(record) = device(author.device.as_str())? else {
+                    return Err((
+                        VisitStatus::Denied,
+                        format!(
+                            "change {} names device {}, which is not enrolled",
+                            short(&h),
+                            author.device
+                        ),
+                    ));
+                };
+                if record.user_id != author.user.as_str() {
+                    return Err((
+                        VisitStatus::Invalid,
+                        format!(
+                            "change {} names user {} on device {}, which belongs to {}",
+                            short(&h),
+                            author.user,
+                            author.device,
+                            record.user_id
+                        ),
+                    ));
+                }
+                if record.revoked_at.is_some() {
+                    return Err((
+                        VisitStatus::Denied,
+                        format!(
+                            "change {} is by device {}, which is revoked",
+                            short(&h),
+                            author.device
+                        ),
+                    ));
+                }
+                if record.team != team {
+                    return Err((
+                        VisitStatus::Denied,
+                        format!(
+                            "change {} is by device {} of another team",
+                            short(&h),
+                            author.device
+                        ),
+                    ));
+                }
+                if !WRITERS.contains(&record.role.as_str()) {
+                    return Err((
+                        VisitStatus::Denied,
+                        format!(
+                            "change {} is by a {} device; {}s never write visit contents",
+                            short(&h),
+                            record.role,
+                            record.role
+                        ),
+                    ));
+                }
+                let inspector = record.role == "inspector";
+                passed.insert(key, inspector);
+                inspector
             }
-            check_signer(&h, author, &signed_by, &signers)?;
-            continue;
-        }
-        let Some(record) = device(author.device.as_str())? else {
-            return Err((
-                VisitStatus::Denied,
-                format!(
-                    "change {} names device {}, which is not enrolled",
-                    short(&h),
-                    author.device
-                ),
-            ));
         };
-        if record.user_id != author.user.as_str() {
-            return Err((
-                VisitStatus::Invalid,
-                format!(
-                    "change {} names user {} on device {}, which belongs to {}",
-                    short(&h),
-                    author.user,
-                    author.device,
-                    record.user_id
-                ),
-            ));
-        }
-        if record.revoked_at.is_some() {
-            return Err((
-                VisitStatus::Denied,
-                format!(
-                    "change {} is by device {}, which is revoked",
-                    short(&h),
-                    author.device
-                ),
-            ));
-        }
-        if record.team != team {
-            return Err((
-                VisitStatus::Denied,
-                format!(
-                    "change {} is by device {} of another team",
-                    short(&h),
-                    author.device
-                ),
-            ));
-        }
-        if !WRITERS.contains(&record.role.as_str()) {
-            return Err((
-                VisitStatus::Denied,
-                format!(
-                    "change {} is by a {} device; {}s never write visit contents",
-                    short(&h),
-                    record.role,
-                    record.role
-                ),
-            ));
-        }
-        if record.role == "inspector"
-            && let Some(what) = supervisor_only.get(&h)
-        {
+        if inspector && let Some(what) = supervisor_only.get(&h) {
             return Err((
                 VisitStatus::Denied,
                 format!(
@@ -262,7 +255,6 @@ pub fn check(
                 ),
             ));
         }
-        passed.insert(key, record.role == "inspector");
         check_signer(&h, author, &signed_by, &signers)?;
     }
     Ok(keep)

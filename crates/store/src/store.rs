@@ -184,7 +184,8 @@ impl Store {
         summary: VisitSummary,
     ) -> Result<VisitSummary> {
         let id = visit.id()?;
-        if self.exists(&id)? || summary.id != id || summary.heads.len() != visit.heads().len() {
+        let heads: Vec<String> = visit.heads().iter().map(|h| h.to_string()).collect();
+        if self.exists(&id)? || summary.id != id || summary.heads != heads {
             return self.insert_loaded(visit, bytes);
         }
         self.insert_with(visit, bytes.to_vec(), Some(summary))
