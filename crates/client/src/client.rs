@@ -293,19 +293,34 @@ impl SyncClient {
             // with the cursor stored alongside.
             again |= store.batch(|store| {
                 let mut again = false;
-                // Visits new to this device are loaded (validated) in
-                // parallel, a window at a time; storing stays sequential.
-                let mut loaded = std::collections::HashMap::new();
-                for (i, r) in response.visits.iter().enumerate() {
-                    if i % LOAD_WINDOW == 0 {
-                        loaded = preload(
-                            store,
-                            &response.visits[i..(i + LOAD_WINDOW).min(response.visits.len())],
-                            i,
-                        );
+                // Visits new to this device are loaded (validated) on
+                // background threads, a window ahead of the one being
+                // stored; storing stays sequential, in order.
+                let fresh: Vec<bool> = response
+                    .visits
+                    .iter()
+                    .map(|r| {
+                        r.status == VisitStatus::Ok
+                            && !r.changes.is_empty()
+                            && VisitId::parse(&r.visit_id)
+                                .is_ok_and(|id| store.summary(&id).is_err())
+                    })
+                    .collect();
+                let docs: Vec<&[u8]> = response
+                    .visits
+                    .iter()
+                    .zip(&fresh)
+                    .filter(|(_, f)| **f)
+                    .map(|(r, _)| r.changes.as_slice())
+                    .collect();
+                let session = store.session().clone();
+                kiemtra_core::load_pipelined(&docs, &session, LOAD_WINDOW, Fresh::of, |loads| {
+                    for (r, is_fresh) in response.visits.iter().zip(&fresh) {
+                        let preloaded = if *is_fresh { loads.next() } else { None };
+                        again |= apply_result(store, r, preloaded, &mut report)?;
                     }
-                    again |= apply_result(store, r, loaded.remove(&i), &mut report)?;
-                }
+                    Ok::<_, kiemtra_store::Error>(())
+                })?;
                 let cursor = format!("{}:{}", response.cursor.seq, response.cursor.nonce);
                 store.set_setting("sync.cursor", &cursor)?;
                 Ok(again)
@@ -538,62 +553,23 @@ const LOAD_WINDOW: usize = 16;
 /// the changes each received signature covers.
 struct Fresh {
     summary: Option<kiemtra_store::VisitSummary>,
-    index: std::collections::HashMap<(Vec<u8>, u64), ChangeHash>,
+    index: kiemtra_core::ChangeIndex,
 }
 
 impl Fresh {
     fn of(visit: &Visit) -> Self {
         Self {
             summary: kiemtra_store::VisitSummary::of(visit).ok(),
-            index: visit
-                .change_index()
-                .into_iter()
-                .map(|(hash, actor, seq, _)| ((actor, seq), hash))
-                .collect(),
+            index: visit.change_index().0,
         }
     }
 
     fn hashes(&self, ranges: &[(Vec<u8>, u64, u64)]) -> Option<Vec<ChangeHash>> {
-        let count: u64 = ranges
-            .iter()
-            .map(|(_, a, b)| b.saturating_sub(*a).saturating_add(1))
-            .fold(0u64, u64::saturating_add);
-        if count > 1_000_000 {
-            return None;
-        }
-        kiemtra_core::hashes_from_index(&self.index, ranges)
+        self.index.hashes(ranges)
     }
 }
 
 type Preloaded = kiemtra_core::Result<(Visit, Fresh)>;
-
-/// Loads, in parallel, the documents in `window` (starting at index
-/// `offset` of the response) of visits this device does not hold yet.
-fn preload(
-    store: &Store,
-    window: &[kiemtra_sync_protocol::VisitResult],
-    offset: usize,
-) -> std::collections::HashMap<usize, Preloaded> {
-    let fresh: Vec<usize> = window
-        .iter()
-        .enumerate()
-        .filter(|(_, r)| {
-            r.status == VisitStatus::Ok
-                && !r.changes.is_empty()
-                && VisitId::parse(&r.visit_id).is_ok_and(|id| store.summary(&id).is_err())
-        })
-        .map(|(i, _)| i)
-        .collect();
-    let docs: Vec<&[u8]> = fresh
-        .iter()
-        .map(|i| window[*i].changes.as_slice())
-        .collect();
-    fresh
-        .into_iter()
-        .map(|i| i + offset)
-        .zip(Visit::load_all_with(&docs, store.session(), Fresh::of))
-        .collect()
-}
 
 fn apply_result(
     store: &mut Store,

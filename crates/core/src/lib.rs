@@ -6,6 +6,7 @@ pub mod hex;
 mod history;
 mod ids;
 mod model;
+mod pipeline;
 mod session;
 mod state;
 mod tally;
@@ -28,6 +29,7 @@ pub use model::{
     ConductResult, FindingField, Lang, NewFinding, Role, Severity, StaffCategory, StaffMember,
     StatusEntry, Unit, UnitKind, VisitMeta, VisitStatus,
 };
+pub use pipeline::{Loads, load_pipelined};
 pub use session::{Editor, Session, Stamp, Stamped};
 pub use state::{
     Approval, Conflict, FieldRef, FieldValue, FindingState, FindingValue, SCHEMA_VERSION, Slot,
@@ -36,4 +38,4 @@ pub use state::{
 pub use tally::{Percent, Tally, format_count};
 pub use template::{CheckDef, Label, TEMPLATE_FORMAT, Template};
 pub use text::{MAX_FINDING_TEXT, MAX_NAME, MAX_NARRATIVE, MAX_NOTE};
-pub use visit::{MAX_STAFF, NewVisit, Visit, hashes_from_index, seq_ranges_of};
+pub use visit::{ChangeIndex, MAX_STAFF, NewVisit, Visit, seq_ranges_of};

@@ -554,20 +554,29 @@ impl Visit {
         None
     }
 
-    /// Every change's hash, actor, sequence number and the editor it
-    /// names, from one walk over the change metadata.
-    pub fn change_index(&self) -> Vec<(ChangeHash, Vec<u8>, u64, Option<Editor>)> {
-        self.doc
-            .get_changes_meta(&[])
-            .into_iter()
-            .map(|m| {
-                let author = m
-                    .author
-                    .as_ref()
-                    .and_then(|a| Editor::from_author_bytes(a.as_bytes()));
-                (m.hash, m.actor.to_bytes().to_vec(), m.seq, author)
-            })
-            .collect()
+    /// Every change's hash and the editor it names, with an index of the
+    /// changes by actor and sequence number, from one walk over the change
+    /// metadata. Consecutive changes by one author parse its name once.
+    pub fn change_index(&self) -> (ChangeIndex, Vec<(ChangeHash, Option<Editor>)>) {
+        let metas = self.doc.get_changes_meta(&[]);
+        let mut index = ChangeIndex::default();
+        let mut authors = Vec::with_capacity(metas.len());
+        let mut last: Option<(Vec<u8>, Option<Editor>)> = None;
+        for m in metas {
+            let raw = m.author.as_ref().map(|a| a.as_bytes());
+            let author = match (&last, raw) {
+                (Some((bytes, editor)), Some(raw)) if bytes.as_slice() == raw => editor.clone(),
+                (_, Some(raw)) => {
+                    let editor = Editor::from_author_bytes(raw);
+                    last = Some((raw.to_vec(), editor.clone()));
+                    editor
+                }
+                (_, None) => None,
+            };
+            index.insert(m.actor.to_bytes(), m.seq, m.hash);
+            authors.push((m.hash, author));
+        }
+        (index, authors)
     }
 
     /// The changes that wrote what only a supervisor may write and that
@@ -655,27 +664,66 @@ impl Visit {
     }
 }
 
-/// The hashes of the changes named by actor and sequence ranges, from an
-/// index of changes by `(actor, seq)`; `None` if one is missing or a range
-/// is reversed. Ranges are bounded by the caller.
-pub fn hashes_from_index(
-    index: &HashMap<(Vec<u8>, u64), ChangeHash>,
-    ranges: &[(Vec<u8>, u64, u64)],
-) -> Option<Vec<ChangeHash>> {
-    let total: u64 = ranges
-        .iter()
-        .map(|(_, a, b)| b.saturating_sub(*a).saturating_add(1))
-        .fold(0u64, u64::saturating_add);
-    let mut out = Vec::with_capacity(total.min(1 << 20) as usize);
-    for (actor, a, b) in ranges {
-        if a > b {
+/// Changes by actor and sequence number, for naming batches of changes by
+/// ranges. Sequence numbers of one actor are dense (1, 2, …) in a whole
+/// document, so each actor's changes are a vector by sequence number; an
+/// implausibly large number goes to a map instead.
+#[derive(Debug, Default, Clone)]
+pub struct ChangeIndex {
+    dense: HashMap<Vec<u8>, Vec<Option<ChangeHash>>>,
+    sparse: HashMap<(Vec<u8>, u64), ChangeHash>,
+}
+
+/// Largest sequence number kept in the dense part of a [`ChangeIndex`].
+const DENSE_SEQ: u64 = 1 << 20;
+
+impl ChangeIndex {
+    /// Adds a change; the first hash given for an `(actor, seq)` stays.
+    pub fn insert(&mut self, actor: &[u8], seq: u64, hash: ChangeHash) {
+        if seq == 0 || seq > DENSE_SEQ {
+            self.sparse.entry((actor.to_vec(), seq)).or_insert(hash);
+            return;
+        }
+        let slots = match self.dense.get_mut(actor) {
+            Some(slots) => slots,
+            None => self.dense.entry(actor.to_vec()).or_default(),
+        };
+        let at = (seq - 1) as usize;
+        if slots.len() <= at {
+            slots.resize(at + 1, None);
+        }
+        slots[at].get_or_insert(hash);
+    }
+
+    pub fn get(&self, actor: &[u8], seq: u64) -> Option<ChangeHash> {
+        if seq == 0 || seq > DENSE_SEQ {
+            return self.sparse.get(&(actor.to_vec(), seq)).copied();
+        }
+        *self.dense.get(actor)?.get((seq - 1) as usize)?
+    }
+
+    /// The hashes of the changes named by actor and sequence ranges; `None`
+    /// if one is missing, a range is reversed, or they name more than a
+    /// million changes.
+    pub fn hashes(&self, ranges: &[(Vec<u8>, u64, u64)]) -> Option<Vec<ChangeHash>> {
+        let total: u64 = ranges
+            .iter()
+            .map(|(_, a, b)| b.saturating_sub(*a).saturating_add(1))
+            .fold(0u64, u64::saturating_add);
+        if total > 1_000_000 {
             return None;
         }
-        for s in *a..=*b {
-            out.push(*index.get(&(actor.clone(), s))?);
+        let mut out = Vec::with_capacity(total as usize);
+        for (actor, a, b) in ranges {
+            if a > b {
+                return None;
+            }
+            for s in *a..=*b {
+                out.push(self.get(actor, s)?);
+            }
         }
+        Some(out)
     }
-    Some(out)
 }
 
 /// Names changes given by `(actor, seq)` as sorted, merged ranges
@@ -713,21 +761,17 @@ impl Visit {
         ranges: &[(Vec<u8>, u64, u64)],
         extra: &[Change],
     ) -> Option<Vec<ChangeHash>> {
-        let mut index: HashMap<(Vec<u8>, u64), ChangeHash> = extra
-            .iter()
-            .map(|c| ((c.actor_id().to_bytes().to_vec(), c.seq()), c.hash()))
-            .collect();
-        let missing = ranges
-            .iter()
-            .any(|(actor, a, b)| (*a..=*b).any(|s| !index.contains_key(&(actor.clone(), s))));
-        if missing {
-            for m in self.doc.get_changes_meta(&[]) {
-                index
-                    .entry((m.actor.to_bytes().to_vec(), m.seq))
-                    .or_insert(m.hash);
-            }
+        let mut index = ChangeIndex::default();
+        for c in extra {
+            index.insert(c.actor_id().to_bytes(), c.seq(), c.hash());
         }
-        hashes_from_index(&index, ranges)
+        if let Some(found) = index.hashes(ranges) {
+            return Some(found);
+        }
+        for m in self.doc.get_changes_meta(&[]) {
+            index.insert(m.actor.to_bytes(), m.seq, m.hash);
+        }
+        index.hashes(ranges)
     }
 
     /// Change hashes whose dependencies have not arrived yet.

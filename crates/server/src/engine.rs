@@ -12,7 +12,7 @@ use std::sync::atomic::Ordering::Relaxed;
 use crate::metrics::Metrics;
 use crate::trust;
 
-/// Visits new to the server loaded in parallel at a time.
+/// Visits new to the server loaded ahead of the one being stored.
 const LOAD_WINDOW: usize = 16;
 
 fn to_hash(h: &Hash) -> ChangeHash {
@@ -76,46 +76,46 @@ pub fn sync(
     let mut more = false;
     let mut visits = Vec::new();
     // Documents of visits new to the server are loaded (and so validated)
-    // in parallel, a window at a time to bound memory; storing stays
-    // sequential.
-    let mut loaded: std::collections::HashMap<usize, kiemtra_core::Result<(Visit, Prepared)>> =
-        std::collections::HashMap::new();
-    for (i, offer) in req.visits.iter().enumerate() {
-        if i % LOAD_WINDOW == 0 {
-            let end = (i + LOAD_WINDOW).min(req.visits.len());
-            let fresh: Vec<usize> = (i..end)
-                .filter(|j| {
-                    let o = &req.visits[*j];
-                    !o.changes.is_empty()
-                        && VisitId::parse(&o.visit_id).is_ok_and(|id| {
-                            matches!(
-                                store.summary(&id),
-                                Err(kiemtra_store::Error::UnknownVisit(_))
-                            )
-                        })
+    // on background threads, at most a window ahead to bound memory, while
+    // this thread checks and stores the ones already loaded, in order.
+    let fresh: Vec<bool> = req
+        .visits
+        .iter()
+        .map(|o| {
+            !o.changes.is_empty()
+                && VisitId::parse(&o.visit_id).is_ok_and(|id| {
+                    matches!(
+                        store.summary(&id),
+                        Err(kiemtra_store::Error::UnknownVisit(_))
+                    )
                 })
-                .collect();
-            let docs: Vec<&[u8]> = fresh
-                .iter()
-                .map(|j| req.visits[*j].changes.as_slice())
-                .collect();
-            loaded = fresh
-                .into_iter()
-                .zip(Visit::load_all_with(&docs, store.session(), Prepared::of))
-                .collect();
-        }
-        let preloaded = loaded.remove(&i);
-        if let Some(r) = offer_result(store, device, offer, preloaded, budget, &mut used, metrics) {
-            match r.status {
-                VisitStatus::Deferred => more = true,
-                VisitStatus::Denied | VisitStatus::Invalid | VisitStatus::Unknown => {
-                    metrics.visit_errors.fetch_add(1, Relaxed);
+        })
+        .collect();
+    let docs: Vec<&[u8]> = req
+        .visits
+        .iter()
+        .zip(&fresh)
+        .filter(|(_, f)| **f)
+        .map(|(o, _)| o.changes.as_slice())
+        .collect();
+    let session = store.session().clone();
+    kiemtra_core::load_pipelined(&docs, &session, LOAD_WINDOW, Prepared::of, |loads| {
+        for (offer, is_fresh) in req.visits.iter().zip(&fresh) {
+            let preloaded = if *is_fresh { loads.next() } else { None };
+            if let Some(r) =
+                offer_result(store, device, offer, preloaded, budget, &mut used, metrics)
+            {
+                match r.status {
+                    VisitStatus::Deferred => more = true,
+                    VisitStatus::Denied | VisitStatus::Invalid | VisitStatus::Unknown => {
+                        metrics.visit_errors.fetch_add(1, Relaxed);
+                    }
+                    _ => {}
                 }
-                _ => {}
+                visits.push(r);
             }
-            visits.push(r);
         }
-    }
+    });
 
     // Visits of the device's team it does not hold yet, from the feed.
     let (head_seq, head_nonce) = store.feed_head()?;
@@ -186,20 +186,14 @@ pub fn sync(
 /// and the supervisor-only writes the document shows.
 pub struct Prepared {
     authors: Vec<(ChangeHash, Option<kiemtra_core::Editor>)>,
-    index: std::collections::HashMap<(Vec<u8>, u64), ChangeHash>,
+    index: kiemtra_core::ChangeIndex,
     limits: kiemtra_core::Result<std::collections::HashMap<ChangeHash, &'static str>>,
     summary: Option<kiemtra_store::VisitSummary>,
 }
 
 impl Prepared {
     fn of(visit: &Visit) -> Self {
-        let all = visit.change_index();
-        let mut authors = Vec::with_capacity(all.len());
-        let mut index = std::collections::HashMap::with_capacity(all.len());
-        for (hash, actor, seq, author) in all {
-            index.insert((actor, seq), hash);
-            authors.push((hash, author));
-        }
+        let (index, authors) = visit.change_index();
         Self {
             authors,
             index,

@@ -33,12 +33,10 @@ pub fn expand(
 /// Like [`expand`], for a whole new document whose changes were indexed
 /// by `(actor, seq)` beforehand (see `engine::Prepared`).
 pub fn expand_indexed(
-    index: &HashMap<(Vec<u8>, u64), ChangeHash>,
+    index: &kiemtra_core::ChangeIndex,
     sigs: &[Signature],
 ) -> Result<Vec<Expanded>, Refusal> {
-    expand_with(sigs, |ranges| {
-        kiemtra_core::hashes_from_index(index, ranges)
-    })
+    expand_with(sigs, |ranges| index.hashes(ranges))
 }
 
 fn expand_with(
