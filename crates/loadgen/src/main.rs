@@ -2,8 +2,10 @@
 //!
 //! Build both in release mode first:
 //! `cargo build --release -p kiemtra-server -p kiemtra-loadgen`, then
-//! `target/release/kiemtra-loadgen standard` (or `history`, `shaped`).
+//! `target/release/kiemtra-loadgen standard` (or `history`, `shaped`,
+//! `peer`).
 
+mod peer;
 mod server;
 mod shaper;
 mod workload;
@@ -56,6 +58,14 @@ enum Command {
         #[arg(long, default_value_t = 1.0)]
         loss: f64,
     },
+    /// The standard workload through Automerge's own sync protocol, in
+    /// memory, for comparison: messages, round trips and bytes.
+    Peer {
+        #[arg(long, default_value_t = 200)]
+        visits: usize,
+        #[arg(long, default_value_t = 500)]
+        edits: usize,
+    },
 }
 
 fn main() -> ExitCode {
@@ -90,6 +100,7 @@ fn main() -> ExitCode {
                 rtt_ms,
                 loss,
             } => workload::shaped(&server_bin, visits, edits, kbit, rtt_ms, loss).await,
+            Command::Peer { visits, edits } => peer::peer(visits, edits),
         }
     });
     match outcome {

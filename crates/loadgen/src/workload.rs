@@ -10,14 +10,14 @@ use std::time::{Duration, Instant};
 use crate::server::Server;
 use crate::shaper::{Link, Shaper};
 
-const TEMPLATE: &str = include_str!("../../../fixtures/templates/standard-v1.json");
+pub(crate) const TEMPLATE: &str = include_str!("../../../fixtures/templates/standard-v1.json");
 const STAFF: usize = 60;
 
 fn staff(i: usize) -> Result<StaffId, String> {
     StaffId::parse(&format!("s-{i:03}")).map_err(|e| e.to_string())
 }
 
-fn new_visit(n: usize, team: &str) -> Result<NewVisit, String> {
+pub(crate) fn new_visit(n: usize, team: &str) -> Result<NewVisit, String> {
     let roster = (0..STAFF)
         .map(|i| {
             StaffMember::new(
@@ -47,7 +47,7 @@ fn new_visit(n: usize, team: &str) -> Result<NewVisit, String> {
 }
 
 /// One phone tap: a single change, as the app commits each.
-fn tap(v: &mut Visit, k: usize) -> Result<(), Error> {
+pub(crate) fn tap(v: &mut Visit, k: usize) -> Result<(), Error> {
     let s = |i: usize| StaffId::parse(&format!("s-{:03}", i % STAFF));
     let checks = [
         "tthc-posted",
