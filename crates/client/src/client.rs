@@ -37,6 +37,13 @@ pub struct Credentials {
     pub signing_key: String,
 }
 
+fn sign_batch(key: &Ed25519KeyPair, visit_id: &str, hashes: &[ChangeHash]) -> Vec<u8> {
+    let raw: Vec<[u8; 32]> = hashes.iter().map(|h| h.0).collect();
+    key.sign(&Signature::message(visit_id, &raw))
+        .as_ref()
+        .to_vec()
+}
+
 impl Credentials {
     fn key_pair(&self) -> Result<Ed25519KeyPair, Error> {
         let bytes = kiemtra_core::hex::decode(&self.signing_key).ok_or(Error::NotEnrolled)?;
@@ -50,12 +57,7 @@ impl Credentials {
 
     /// Signs a batch of this device's own changes of one visit.
     pub fn sign(&self, visit_id: &str, hashes: &[ChangeHash]) -> Result<Vec<u8>, Error> {
-        let raw: Vec<[u8; 32]> = hashes.iter().map(|h| h.0).collect();
-        Ok(self
-            .key_pair()?
-            .sign(&Signature::message(visit_id, &raw))
-            .as_ref()
-            .to_vec())
+        Ok(sign_batch(&self.key_pair()?, visit_id, hashes))
     }
     pub fn save(&self, store: &mut Store) -> Result<(), Error> {
         let json = serde_json::to_string(self).map_err(|e| Error::Decode(e.to_string()))?;
@@ -355,6 +357,7 @@ impl SyncClient {
         let mut left_out = false;
         let mut with_changes = 0;
         let scan_all = store.setting(SCAN_ALL)?.is_some();
+        let mut key: Option<Ed25519KeyPair> = None;
         let device = kiemtra_core::DeviceId::parse(&self.creds.device_id)
             .map_err(kiemtra_store::Error::from)?;
         for summary in store.list_visits()? {
@@ -432,7 +435,14 @@ impl SyncClient {
                 None => store.stored_bytes(&summary.id)?,
             };
             if !unsigned.is_empty() {
-                let signature = self.creds.sign(summary.id.as_str(), &unsigned)?;
+                // The key is parsed once per request, not once per visit.
+                if key.is_none() {
+                    key = Some(self.creds.key_pair()?);
+                }
+                let signature = match &key {
+                    Some(key) => sign_batch(key, summary.id.as_str(), &unsigned),
+                    None => self.creds.sign(summary.id.as_str(), &unsigned)?,
+                };
                 let record = kiemtra_store::SignatureRecord {
                     signer: self.creds.device_id.clone(),
                     ranges,

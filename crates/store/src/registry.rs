@@ -250,10 +250,12 @@ impl Store {
              AND id > coalesce((SELECT mark FROM own_signed WHERE visit_id = ?1), 0)
              ORDER BY id",
         )?;
+        // Read in place: one row per edit, so no allocation per hash.
         let rows = stmt.query_map([visit.as_str()], |r| {
+            let hash = <[u8; 32]>::try_from(r.get_ref(1)?.as_blob()?).ok();
             Ok((
                 r.get::<_, i64>(0)?,
-                r.get::<_, Vec<u8>>(1)?,
+                hash,
                 r.get::<_, Vec<u8>>(2)?,
                 r.get::<_, i64>(3)?,
             ))
@@ -263,8 +265,8 @@ impl Store {
         for row in rows {
             let (id, hash, actor, seq) = row?;
             mark = mark.max(id);
-            if let Some(h) = unpack(&hash).first() {
-                out.push((*h, actor, u64::try_from(seq).unwrap_or(0)));
+            if let Some(h) = hash {
+                out.push((ChangeHash(h), actor, u64::try_from(seq).unwrap_or(0)));
             }
         }
         Ok((out, mark))
