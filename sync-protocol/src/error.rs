@@ -28,6 +28,8 @@ pub enum DecodeError {
     BadRange { first: u64, last: u64 },
     #[error("a signature is 64 bytes, not {0}")]
     BadSignatureLength(usize),
+    #[error("a signature in a response must name its signer")]
+    ImpliedSigner,
     #[error("visit {0} appears twice in one message")]
     DuplicateVisit(String),
 }

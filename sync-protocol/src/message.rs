@@ -6,7 +6,7 @@ use crate::error::DecodeError;
 use crate::wire::{MAX_ID, MAX_MESSAGE, Reader, Writer};
 
 /// The protocol version this crate speaks.
-pub const PROTOCOL_VERSION: u8 = 2;
+pub const PROTOCOL_VERSION: u8 = 3;
 /// Media type of both messages.
 pub const MEDIA_TYPE: &str = "application/x-kiemtra-sync";
 const REQUEST_MAGIC: &[u8; 4] = b"KTSQ";
@@ -227,7 +227,7 @@ impl SyncRequest {
                 Some(r.hashes("confirmed heads")?)
             };
             let changes = r.bytes("changes", max_changes)?.to_vec();
-            let signatures = read_signatures(&mut r)?;
+            let signatures = read_signatures(&mut r, true)?;
             visits.push(VisitOffer {
                 visit_id,
                 heads,
@@ -312,7 +312,7 @@ impl SyncResponse {
             let status = VisitStatus::from_u8(r.u8("status")?)?;
             let heads = r.hashes("heads")?;
             let changes = r.bytes("changes", max_changes)?.to_vec();
-            let signatures = read_signatures(&mut r)?;
+            let signatures = read_signatures(&mut r, false)?;
             let message = r.str("message", MAX_MESSAGE)?;
             visits.push(VisitResult {
                 visit_id,
@@ -346,11 +346,19 @@ fn write_signatures(w: &mut Writer, sigs: &[Signature]) {
     }
 }
 
-fn read_signatures(r: &mut Reader<'_>) -> Result<Vec<Signature>, DecodeError> {
+/// `implied_signer`: an empty signer stands for the requesting device
+/// (requests only; a response names every signer).
+fn read_signatures(
+    r: &mut Reader<'_>,
+    implied_signer: bool,
+) -> Result<Vec<Signature>, DecodeError> {
     let n = r.len("signature count", MAX_SIGNATURES)?;
     let mut out = Vec::with_capacity(n.min(64));
     for _ in 0..n {
         let signer = r.str("signer", MAX_ID)?;
+        if signer.is_empty() && !implied_signer {
+            return Err(DecodeError::ImpliedSigner);
+        }
         let n_ranges = r.len("range count", MAX_SIGNED)?;
         let mut ranges = Vec::with_capacity(n_ranges.min(64));
         for _ in 0..n_ranges {

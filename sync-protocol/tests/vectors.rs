@@ -92,6 +92,39 @@ fn request_3_with_a_signature() {
 }
 
 #[test]
+fn request_4_an_own_signature_leaves_its_signer_implied() {
+    // The requesting device's own batch: signer left empty, the server
+    // reads it as the authenticated device. Same bytes as request-3
+    // otherwise, 3 bytes shorter here (34 with a real device id).
+    let mut expected = SyncRequest::decode(&hex("request-3.hex"), LIMIT).expect("request-3");
+    expected.visits[0].signatures[0].signer = String::new();
+    assert_eq!(
+        SyncRequest::decode(&hex("request-4.hex"), LIMIT),
+        Ok(expected.clone())
+    );
+    assert_eq!(expected.encode(), hex("request-4.hex"));
+    assert_eq!(hex("request-3.hex").len() - hex("request-4.hex").len(), 3);
+}
+
+#[test]
+fn a_response_must_name_every_signer() {
+    assert_eq!(
+        SyncResponse::decode(&hex("bad-implied-signer.hex"), LIMIT),
+        Err(DecodeError::ImpliedSigner)
+    );
+    // The same signature with its signer named decodes.
+    let mut named = hex("bad-implied-signer.hex");
+    let at = named
+        .windows(4)
+        .position(|w| w == [0x01, 0x00, 0x01, 0x02])
+        .expect("the signature's start")
+        + 1;
+    named.splice(at..at + 1, [0x03, b'd', b'-', b'1']);
+    let decoded = SyncResponse::decode(&named, LIMIT).expect("named signer");
+    assert_eq!(decoded.visits[0].signatures[0].signer, "d-1");
+}
+
+#[test]
 fn the_signed_message_is_domain_separated_and_order_free() {
     let a = Signature::message("v-1", &[[2; 32], [1; 32]]);
     let b = Signature::message("v-1", &[[1; 32], [2; 32]]);
@@ -143,8 +176,8 @@ fn bad_vectors_are_refused_with_the_documented_error() {
         (
             "bad-version.hex",
             DecodeError::UnsupportedVersion {
-                found: 3,
-                supported: 2,
+                found: 2,
+                supported: 3,
             },
         ),
         (

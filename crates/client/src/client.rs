@@ -456,10 +456,16 @@ impl SyncClient {
                 true => store.signatures_covering(&summary.id, &payload_hashes)?,
                 false => store.signatures_of(&summary.id)?,
             };
+            // This device's own batches leave the signer implied (the
+            // server knows who is asking); others' are named.
             let signatures = kept
                 .into_iter()
                 .map(|s| Signature {
-                    signer: s.signer,
+                    signer: if s.signer == self.creds.device_id {
+                        String::new()
+                    } else {
+                        s.signer
+                    },
                     ranges: s
                         .ranges
                         .into_iter()

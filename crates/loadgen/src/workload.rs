@@ -336,7 +336,9 @@ pub async fn history(bin: &Path, changes: usize) -> Result<(), String> {
         changes + 1,
         mb(saved.len())
     );
-    println!("\n| case | median sync wall | p90 | bytes up | bytes down |\n|---|---|---|---|---|");
+    println!(
+        "\n| case | median sync wall | p90 | bytes up | bytes down | new change | bytes bound |\n|---|---|---|---|---|---|---|"
+    );
     // The two cases alternate, sync by sync, so that a shared machine's
     // slow and fast spells fall on both alike.
     let cases = [
@@ -345,6 +347,7 @@ pub async fn history(bin: &Path, changes: usize) -> Result<(), String> {
     ];
     let mut times: [Vec<std::time::Duration>; 2] = [Vec::new(), Vec::new()];
     let mut last = [SyncReport::default(), SyncReport::default()];
+    let mut change_bytes = [0usize; 2];
     for k in 0..60 {
         for (c, (_, id)) in cases.iter().enumerate() {
             a.store
@@ -357,6 +360,13 @@ pub async fn history(bin: &Path, changes: usize) -> Result<(), String> {
                     )
                 })
                 .map_err(|e| e.to_string())?;
+            change_bytes[c] = a
+                .store
+                .visit(id)
+                .map_err(|e| e.to_string())?
+                .automerge()
+                .get_last_local_change()
+                .map_or(0, |ch| ch.raw_bytes().len());
             let t = Instant::now();
             last[c] = sync(&mut a).await?;
             times[c].push(t.elapsed());
@@ -368,12 +378,22 @@ pub async fn history(bin: &Path, changes: usize) -> Result<(), String> {
         t.sort();
         let median = t[t.len() / 2];
         medians.push(median);
+        // The target: wire bytes ≤ 1.1 × what is new + 100 B per visit
+        // (both visits are offered in each request).
+        let bound = change_bytes[c] * 11 / 10 + 100 * cases.len();
         println!(
-            "| {label} | {:.2} ms | {:.2} ms | {} B | {} B |",
+            "| {label} | {:.2} ms | {:.2} ms | {} B | {} B | {} B | {} B up {} |",
             median.as_secs_f64() * 1e3,
             t[t.len() * 9 / 10].as_secs_f64() * 1e3,
             last[c].bytes_sent,
-            last[c].bytes_received
+            last[c].bytes_received,
+            change_bytes[c],
+            bound,
+            if last[c].bytes_sent as usize <= bound {
+                "✔"
+            } else {
+                "✘"
+            }
         );
     }
     println!(

@@ -131,10 +131,20 @@ async fn sync_inner(
         .metrics
         .bytes_received
         .fetch_add(body.len() as u64, Relaxed);
-    let request = SyncRequest::decode(&body, state.limits.max_body).map_err(|e| match e {
+    let mut request = SyncRequest::decode(&body, state.limits.max_body).map_err(|e| match e {
         DecodeError::UnsupportedVersion { .. } => Problem::UnsupportedVersion(e.to_string()),
         other => Problem::BadMessage(other.to_string()),
     })?;
+    // A signature with no signer is the requesting device's own.
+    for s in request
+        .visits
+        .iter_mut()
+        .flat_map(|v| v.signatures.iter_mut())
+    {
+        if s.signer.is_empty() {
+            s.signer.clone_from(&device.device_id);
+        }
+    }
     let budget = match request.max_response {
         0 => state.limits.max_response,
         n => (n as usize).min(state.limits.max_response),
