@@ -55,21 +55,8 @@ enum Command {
         listen: String,
         #[arg(long, env = "KIEMTRA_DATA", default_value = "kiemtra-data")]
         data: PathBuf,
-        /// PEM certificate chain; with --tls-key, serve HTTPS.
-        #[arg(long, env = "KIEMTRA_TLS_CERT", requires = "tls_key")]
-        tls_cert: Option<PathBuf>,
-        /// PEM private key.
-        #[arg(long, env = "KIEMTRA_TLS_KEY", requires = "tls_cert")]
-        tls_key: Option<PathBuf>,
-        /// Largest request body in bytes.
-        #[arg(long, env = "KIEMTRA_MAX_BODY", default_value_t = 64 << 20)]
-        max_body: usize,
-        /// Seconds allowed to receive a sync request's body.
-        #[arg(long, env = "KIEMTRA_BODY_TIMEOUT_SECS", default_value_t = 120)]
-        body_timeout_secs: u64,
-        /// Log as JSON lines instead of text.
-        #[arg(long, env = "KIEMTRA_LOG_JSON")]
-        log_json: bool,
+        #[command(flatten)]
+        options: kiemtra_server::ServeOptions,
     },
     /// Administration on the server's data folder: enrollment codes (a code
     /// names the user, the team and the role), devices, revocation.
@@ -303,43 +290,17 @@ fn run(cli: Cli) -> Result<()> {
         Command::Serve {
             listen,
             data,
-            tls_cert,
-            tls_key,
-            max_body,
-            body_timeout_secs,
-            log_json,
+            options,
         } => {
-            let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-            if log_json {
-                tracing_subscriber::fmt()
-                    .json()
-                    .with_env_filter(filter)
-                    .with_writer(std::io::stderr)
-                    .init();
-            } else {
-                tracing_subscriber::fmt()
-                    .with_env_filter(filter)
-                    .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-                    .with_writer(std::io::stderr)
-                    .init();
-            }
-            let rt = tokio::runtime::Builder::new_multi_thread()
-                .enable_all()
-                .build()
-                .map_err(other)?;
-            rt.block_on(async move {
-                let app = kiemtra_server::Application::build(kiemtra_server::Settings {
-                    listen,
-                    data,
-                    tls: tls_cert.zip(tls_key),
-                    max_body,
-                    body_timeout: std::time::Duration::from_secs(body_timeout_secs),
-                    ..kiemtra_server::Settings::default()
-                })
-                .map_err(|e| CliError::Invalid(e.to_string()))?;
-                println!("listening on port {}", app.port());
-                app.run_until_stopped().await.map_err(other)
+            kiemtra_server::init_logging(options.log_json);
+            // Settings the server refuses at start are bad input (exit 2);
+            // anything failing later is not.
+            kiemtra_server::serve(options.settings(listen, data)).map_err(|e| {
+                if e.is::<kiemtra_server::StartError>() {
+                    CliError::Invalid(e.to_string())
+                } else {
+                    other(e)
+                }
             })
         }
         Command::Admin { data, command } => admin(&data, command),

@@ -298,27 +298,20 @@ impl SyncClient {
                 // Visits new to this device are loaded (validated) on
                 // background threads, a window ahead of the one being
                 // stored; storing stays sequential, in order.
-                let fresh: Vec<bool> = response
+                let docs: Vec<Option<&[u8]>> = response
                     .visits
                     .iter()
                     .map(|r| {
-                        r.status == VisitStatus::Ok
+                        let fresh = r.status == VisitStatus::Ok
                             && !r.changes.is_empty()
                             && VisitId::parse(&r.visit_id)
-                                .is_ok_and(|id| store.summary(&id).is_err())
+                                .is_ok_and(|id| store.summary(&id).is_err());
+                        fresh.then_some(r.changes.as_slice())
                     })
-                    .collect();
-                let docs: Vec<&[u8]> = response
-                    .visits
-                    .iter()
-                    .zip(&fresh)
-                    .filter(|(_, f)| **f)
-                    .map(|(r, _)| r.changes.as_slice())
                     .collect();
                 let session = store.session().clone();
                 kiemtra_core::load_pipelined(&docs, &session, LOAD_WINDOW, Fresh::of, |loads| {
-                    for (r, is_fresh) in response.visits.iter().zip(&fresh) {
-                        let preloaded = if *is_fresh { loads.next() } else { None };
+                    for (r, preloaded) in response.visits.iter().zip(loads) {
                         again |= apply_result(store, r, preloaded, &mut report)?;
                     }
                     Ok::<_, kiemtra_store::Error>(())
@@ -436,13 +429,12 @@ impl SyncClient {
             };
             if !unsigned.is_empty() {
                 // The key is parsed once per request, not once per visit.
-                if key.is_none() {
-                    key = Some(self.creds.key_pair()?);
-                }
-                let signature = match &key {
-                    Some(key) => sign_batch(key, summary.id.as_str(), &unsigned),
-                    None => self.creds.sign(summary.id.as_str(), &unsigned)?,
+                let pair = match key.take() {
+                    Some(pair) => pair,
+                    None => self.creds.key_pair()?,
                 };
+                let signature = sign_batch(&pair, summary.id.as_str(), &unsigned);
+                key = Some(pair);
                 let record = kiemtra_store::SignatureRecord {
                     signer: self.creds.device_id.clone(),
                     ranges,

@@ -13,76 +13,80 @@ use crate::visit::Visit;
 
 type Loaded<R> = Result<(Visit, R)>;
 
-/// Documents being loaded in the background, handed out in input order by
-/// its [`Iterator`] implementation. At most `window` documents are loaded ahead of the
-/// caller, which bounds memory.
-pub struct Loads<R> {
-    jobs: Option<Sender<usize>>,
+/// One entry per item given to [`load_pipelined`], in input order: `None`
+/// for an item with no document to load, else its document's result. At
+/// most `window` items are loaded ahead of the caller, which bounds memory.
+pub struct Loads<'a, R> {
+    docs: &'a [Option<&'a [u8]>],
+    jobs: Sender<usize>,
     results: Receiver<(usize, Loaded<R>)>,
     pending: HashMap<usize, Loaded<R>>,
     next: usize,
     queued: usize,
-    total: usize,
     window: usize,
 }
 
-impl<R> Loads<R> {
+impl<R> Loads<'_, R> {
     fn queue_ahead(&mut self) {
-        let limit = self.total.min(self.next + self.window);
+        let limit = self.docs.len().min(self.next + self.window);
         while self.queued < limit {
-            match &self.jobs {
-                Some(jobs) if jobs.send(self.queued).is_ok() => self.queued += 1,
-                _ => return,
+            if self.docs[self.queued].is_some() && self.jobs.send(self.queued).is_err() {
+                return;
             }
+            self.queued += 1;
         }
     }
 }
 
-impl<R> Iterator for Loads<R> {
-    type Item = Loaded<R>;
+impl<R> Iterator for Loads<'_, R> {
+    type Item = Option<Loaded<R>>;
 
-    /// The next document's result, in input order; `None` after the last.
-    fn next(&mut self) -> Option<Loaded<R>> {
-        if self.next >= self.total {
+    fn next(&mut self) -> Option<Self::Item> {
+        let at = self.next;
+        if at >= self.docs.len() {
             return None;
         }
+        self.next += 1;
         self.queue_ahead();
+        if self.docs[at].is_none() {
+            return Some(None);
+        }
         loop {
-            if let Some(r) = self.pending.remove(&self.next) {
-                self.next += 1;
-                self.queue_ahead();
-                return Some(r);
+            if let Some(r) = self.pending.remove(&at) {
+                return Some(Some(r));
             }
             match self.results.recv() {
                 Ok((k, r)) => {
                     self.pending.insert(k, r);
                 }
                 Err(_) => {
-                    self.next += 1;
-                    return Some(Err(Error::Corrupt("the loading threads stopped".into())));
+                    return Some(Some(Err(Error::Corrupt(
+                        "the loading threads stopped".into(),
+                    ))));
                 }
             }
         }
     }
 }
 
-/// Loads `docs` on the machine's cores, running `then` on each loaded visit
-/// on the loading thread, while `body` takes the results in order with
-/// its [`Iterator`] implementation on the calling thread. Returns what `body` returns. A
-/// panic while loading one document becomes that document's error.
+/// Loads the given documents on the machine's cores, running `then` on
+/// each loaded visit on the loading thread, while `body` takes one entry
+/// per item of `docs`, in order, from the [`Loads`] iterator on the calling
+/// thread. Returns what `body` returns. A panic while loading one document
+/// becomes that document's error.
 pub fn load_pipelined<R: Send, T>(
-    docs: &[&[u8]],
+    docs: &[Option<&[u8]>],
     session: &Session,
     window: usize,
     then: impl Fn(&Visit) -> R + Sync,
-    body: impl FnOnce(&mut Loads<R>) -> T,
+    body: impl FnOnce(&mut Loads<'_, R>) -> T,
 ) -> T {
     let (jobs, job_queue) = channel::<usize>();
     let (done, results) = channel::<(usize, Loaded<R>)>();
     let job_queue = Mutex::new(job_queue);
     let workers = std::thread::available_parallelism()
         .map_or(1, |n| n.get())
-        .min(docs.len())
+        .min(docs.iter().flatten().count())
         .max(1);
     std::thread::scope(|scope| {
         for _ in 0..workers {
@@ -95,8 +99,9 @@ pub fn load_pipelined<R: Send, T>(
                         Err(_) => return,
                     };
                     let Ok(k) = job else { return };
+                    let Some(doc) = docs[k] else { continue };
                     let loaded = catch_unwind(AssertUnwindSafe(|| {
-                        Visit::load(docs[k], session).map(|v| {
+                        Visit::load(doc, session).map(|v| {
                             let r = then(&v);
                             (v, r)
                         })
@@ -112,19 +117,16 @@ pub fn load_pipelined<R: Send, T>(
         }
         drop(done);
         let mut loads = Loads {
-            jobs: Some(jobs),
+            docs,
+            jobs,
             results,
             pending: HashMap::new(),
             next: 0,
             queued: 0,
-            total: docs.len(),
             window: window.max(1),
         };
-        let out = body(&mut loads);
-        // Stop the workers: no more jobs; a worker still loading finds the
-        // results channel closed and ends.
-        loads.jobs = None;
-        drop(loads);
-        out
+        // Dropping `loads` at the end closes both channels: the workers
+        // find no more jobs, or nobody to hand a result to, and end.
+        body(&mut loads)
     })
 }

@@ -50,8 +50,25 @@ fn err(e: impl std::fmt::Display) -> String {
     e.to_string()
 }
 
+/// One message from `from` to `to`, if `from` has anything to say, encoded
+/// and decoded as on a wire; returns its size.
+fn send(
+    from: &Automerge,
+    from_state: &mut State,
+    to: &mut Automerge,
+    to_state: &mut State,
+) -> Result<Option<usize>, String> {
+    let Some(m) = from.generate_sync_message(from_state) else {
+        return Ok(None);
+    };
+    let bytes = m.encode();
+    to.receive_sync_message(to_state, Message::decode(&bytes).map_err(err)?)
+        .map_err(err)?;
+    Ok(Some(bytes.len()))
+}
+
 /// Runs one sync session between `device` and `server` until neither has
-/// anything to say. Every message is encoded and decoded, as on a wire.
+/// anything to say.
 fn exchange(
     device: &mut Automerge,
     server: &mut Automerge,
@@ -61,27 +78,18 @@ fn exchange(
     let mut x = Exchange::default();
     let start = Instant::now();
     loop {
-        let mut said = false;
-        if let Some(m) = device.generate_sync_message(device_state) {
-            let bytes = m.encode();
-            x.messages_up += 1;
-            x.bytes_up += bytes.len();
-            server
-                .receive_sync_message(server_state, Message::decode(&bytes).map_err(err)?)
-                .map_err(err)?;
-            said = true;
-        }
-        if let Some(m) = server.generate_sync_message(server_state) {
-            let bytes = m.encode();
-            x.messages_down += 1;
-            x.bytes_down += bytes.len();
-            device
-                .receive_sync_message(device_state, Message::decode(&bytes).map_err(err)?)
-                .map_err(err)?;
-            said = true;
-        }
-        if !said {
+        let up = send(device, device_state, server, server_state)?;
+        let down = send(server, server_state, device, device_state)?;
+        if up.is_none() && down.is_none() {
             break;
+        }
+        if let Some(n) = up {
+            x.messages_up += 1;
+            x.bytes_up += n;
+        }
+        if let Some(n) = down {
+            x.messages_down += 1;
+            x.bytes_down += n;
         }
         x.round_trips += 1;
         if x.round_trips > 1000 {

@@ -78,30 +78,23 @@ pub fn sync(
     // Documents of visits new to the server are loaded (and so validated)
     // on background threads, at most a window ahead to bound memory, while
     // this thread checks and stores the ones already loaded, in order.
-    let fresh: Vec<bool> = req
+    let docs: Vec<Option<&[u8]>> = req
         .visits
         .iter()
         .map(|o| {
-            !o.changes.is_empty()
+            let fresh = !o.changes.is_empty()
                 && VisitId::parse(&o.visit_id).is_ok_and(|id| {
                     matches!(
                         store.summary(&id),
                         Err(kiemtra_store::Error::UnknownVisit(_))
                     )
-                })
+                });
+            fresh.then_some(o.changes.as_slice())
         })
-        .collect();
-    let docs: Vec<&[u8]> = req
-        .visits
-        .iter()
-        .zip(&fresh)
-        .filter(|(_, f)| **f)
-        .map(|(o, _)| o.changes.as_slice())
         .collect();
     let session = store.session().clone();
     kiemtra_core::load_pipelined(&docs, &session, LOAD_WINDOW, Prepared::of, |loads| {
-        for (offer, is_fresh) in req.visits.iter().zip(&fresh) {
-            let preloaded = if *is_fresh { loads.next() } else { None };
+        for (offer, preloaded) in req.visits.iter().zip(loads) {
             if let Some(r) =
                 offer_result(store, device, offer, preloaded, budget, &mut used, metrics)
             {

@@ -3,6 +3,7 @@
 mod auth;
 mod engine;
 mod metrics;
+mod options;
 mod problem;
 mod routes;
 mod secrets;
@@ -11,6 +12,7 @@ mod trust;
 mod verify;
 
 pub use auth::{ROLES, create_enrollment_code, now};
+pub use options::{ServeOptions, init_logging, serve};
 pub use problem::Problem;
 pub use startup::{Application, Settings, StartError, open_store};
 pub use verify::{Problem as VerifyProblem, Report as VerifyReport, verify_visit};

@@ -1,7 +1,7 @@
 //! `kiemtra-server`: runs the sync server, or administers its database.
 
 use clap::{Parser, Subcommand};
-use kiemtra_server::{Application, Settings};
+use kiemtra_server::ServeOptions;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -28,21 +28,8 @@ struct Cli {
         global = true
     )]
     data: PathBuf,
-    /// PEM certificate chain; with --tls-key, serve HTTPS.
-    #[arg(long, env = "KIEMTRA_TLS_CERT", requires = "tls_key")]
-    tls_cert: Option<PathBuf>,
-    /// PEM private key.
-    #[arg(long, env = "KIEMTRA_TLS_KEY", requires = "tls_cert")]
-    tls_key: Option<PathBuf>,
-    /// Largest request body in bytes.
-    #[arg(long, env = "KIEMTRA_MAX_BODY", default_value_t = 64 << 20)]
-    max_body: usize,
-    /// Seconds allowed to receive a sync request's body.
-    #[arg(long, env = "KIEMTRA_BODY_TIMEOUT_SECS", default_value_t = 120)]
-    body_timeout_secs: u64,
-    /// Log as JSON lines instead of text.
-    #[arg(long, env = "KIEMTRA_LOG_JSON")]
-    log_json: bool,
+    #[command(flatten)]
+    serve: ServeOptions,
     #[command(subcommand)]
     command: Option<Command>,
 }
@@ -76,22 +63,7 @@ enum Command {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    if cli.log_json {
-        tracing_subscriber::fmt()
-            .json()
-            .with_env_filter(filter)
-            .with_writer(std::io::stderr)
-            .init();
-    } else {
-        let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
-        tracing_subscriber::fmt()
-            .with_env_filter(filter)
-            .with_ansi(ansi)
-            .with_writer(std::io::stderr)
-            .init();
-    }
+    kiemtra_server::init_logging(cli.serve.log_json);
     match run(cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
@@ -103,26 +75,7 @@ fn main() -> ExitCode {
 
 fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
     match cli.command.unwrap_or(Command::Serve) {
-        Command::Serve => {
-            let settings = Settings {
-                listen: cli.listen,
-                data: cli.data,
-                tls: cli.tls_cert.zip(cli.tls_key),
-                max_body: cli.max_body,
-                body_timeout: std::time::Duration::from_secs(cli.body_timeout_secs),
-                ..Settings::default()
-            };
-            let rt = tokio::runtime::Builder::new_multi_thread()
-                .enable_all()
-                .build()?;
-            rt.block_on(async move {
-                let app = Application::build(settings)?;
-                // Tests and scripts read the chosen port from this line.
-                println!("listening on port {}", app.port());
-                app.run_until_stopped().await?;
-                Ok::<_, Box<dyn std::error::Error>>(())
-            })
-        }
+        Command::Serve => kiemtra_server::serve(cli.serve.settings(cli.listen, cli.data)),
         Command::EnrollCode {
             user,
             team,

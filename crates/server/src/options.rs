@@ -1,0 +1,76 @@
+//! The serving options `kiemtra-server` and `kiemtra serve` both take, and
+//! what both do with them: one definition, so the two cannot drift.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use crate::startup::{Application, Settings};
+
+/// TLS, limits and log format (the listen address and data folder are each
+/// binary's own, as `kiemtra-server` shares them with its subcommands).
+#[derive(clap::Args, Debug, Clone)]
+pub struct ServeOptions {
+    /// PEM certificate chain; with --tls-key, serve HTTPS.
+    #[arg(long, env = "KIEMTRA_TLS_CERT", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+    /// PEM private key.
+    #[arg(long, env = "KIEMTRA_TLS_KEY", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+    /// Largest request body in bytes.
+    #[arg(long, env = "KIEMTRA_MAX_BODY", default_value_t = 64 << 20)]
+    pub max_body: usize,
+    /// Seconds allowed to receive a sync request's body.
+    #[arg(long, env = "KIEMTRA_BODY_TIMEOUT_SECS", default_value_t = 120)]
+    pub body_timeout_secs: u64,
+    /// Log as JSON lines instead of text.
+    #[arg(long, env = "KIEMTRA_LOG_JSON")]
+    pub log_json: bool,
+}
+
+impl ServeOptions {
+    /// Settings for a server on `listen` over the database in `data`.
+    pub fn settings(self, listen: String, data: PathBuf) -> Settings {
+        Settings {
+            listen,
+            data,
+            tls: self.tls_cert.zip(self.tls_key),
+            max_body: self.max_body,
+            body_timeout: Duration::from_secs(self.body_timeout_secs),
+            ..Settings::default()
+        }
+    }
+}
+
+/// Logs to stderr, as JSON lines or text (coloured on a terminal), at the
+/// level `RUST_LOG` gives (info by default).
+pub fn init_logging(json: bool) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    if json {
+        tracing_subscriber::fmt()
+            .json()
+            .with_env_filter(filter)
+            .with_writer(std::io::stderr)
+            .init();
+    } else {
+        tracing_subscriber::fmt()
+            .with_env_filter(filter)
+            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+            .with_writer(std::io::stderr)
+            .init();
+    }
+}
+
+/// Builds the server, prints `listening on port N` (tests and scripts read
+/// the chosen port from that line) and serves until stopped.
+pub fn serve(settings: Settings) -> Result<(), Box<dyn std::error::Error>> {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    rt.block_on(async move {
+        let app = Application::build(settings)?;
+        println!("listening on port {}", app.port());
+        app.run_until_stopped().await?;
+        Ok(())
+    })
+}
