@@ -60,17 +60,7 @@ impl Server {
 
     /// CPU time the server process has used so far (user + system), seconds.
     pub fn cpu_seconds(&self) -> f64 {
-        std::fs::read_to_string(format!("/proc/{}/stat", self.child.id()))
-            .ok()
-            .and_then(|s| {
-                // Fields after the command name (which is in parentheses).
-                let rest = s.rsplit_once(')')?.1;
-                let f: Vec<&str> = rest.split_whitespace().collect();
-                let utime: f64 = f.get(11)?.parse().ok()?;
-                let stime: f64 = f.get(12)?.parse().ok()?;
-                Some((utime + stime) / 100.0)
-            })
-            .unwrap_or(0.0)
+        cpu_of(&format!("/proc/{}/stat", self.child.id()))
     }
 
     pub fn enroll_code(&self, bin: &Path, user: &str, team: &str) -> Result<String, String> {
@@ -92,4 +82,22 @@ impl Drop for Server {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+pub fn own_cpu_seconds() -> f64 {
+    cpu_of("/proc/self/stat")
+}
+
+fn cpu_of(path: &str) -> f64 {
+    std::fs::read_to_string(path)
+        .ok()
+        .and_then(|s| {
+            // Fields after the command name (which is in parentheses).
+            let rest = s.rsplit_once(')')?.1;
+            let f: Vec<&str> = rest.split_whitespace().collect();
+            let utime: f64 = f.get(11)?.parse().ok()?;
+            let stime: f64 = f.get(12)?.parse().ok()?;
+            Some((utime + stime) / 100.0)
+        })
+        .unwrap_or(0.0)
 }

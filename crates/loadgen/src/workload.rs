@@ -172,15 +172,36 @@ fn mb(b: usize) -> String {
     format!("{:.2} MB", b as f64 / 1e6)
 }
 
-fn line(phase: &str, r: &SyncReport, wall: Duration, server_cpu: f64) {
-    println!(
-        "| {phase} | {} | {} | {} | {} | {:.3} s | {server_cpu:.2} s |",
-        r.requests,
-        mb(r.bytes_sent as usize),
-        mb(r.bytes_received as usize),
-        r.visits_uploaded.max(r.visits_downloaded),
-        wall.as_secs_f64()
-    );
+/// Where a phase started: wall clock, and the CPU time used so far by the
+/// server process and by this one (the simulated devices).
+struct Mark {
+    wall: Instant,
+    server_cpu: f64,
+    device_cpu: f64,
+}
+
+impl Mark {
+    fn start(server: &Server) -> Self {
+        Self {
+            wall: Instant::now(),
+            server_cpu: server.cpu_seconds(),
+            device_cpu: crate::server::own_cpu_seconds(),
+        }
+    }
+
+    /// One table row for the phase that started at this mark.
+    fn line(&self, server: &Server, phase: &str, r: &SyncReport) {
+        println!(
+            "| {phase} | {} | {} | {} | {} | {:.3} s | {:.2} s | {:.2} s |",
+            r.requests,
+            mb(r.bytes_sent as usize),
+            mb(r.bytes_received as usize),
+            r.visits_uploaded.max(r.visits_downloaded),
+            self.wall.elapsed().as_secs_f64(),
+            server.cpu_seconds() - self.server_cpu,
+            crate::server::own_cpu_seconds() - self.device_cpu,
+        );
+    }
 }
 
 pub async fn standard(bin: &Path, visits: usize, edits: usize) -> Result<(), String> {
@@ -205,16 +226,11 @@ pub async fn standard(bin: &Path, visits: usize, edits: usize) -> Result<(), Str
         mb(rec.saved_bytes)
     );
     println!(
-        "\n| phase | requests | bytes up | bytes down | visits | wall | server CPU |\n|---|---|---|---|---|---|---|"
+        "\n| phase | requests | bytes up | bytes down | visits | wall | server CPU | devices CPU |\n|---|---|---|---|---|---|---|---|"
     );
-    let (t, c) = (Instant::now(), server.cpu_seconds());
+    let mark = Mark::start(&server);
     let up = sync(&mut a).await?;
-    line(
-        "upload (1 device)",
-        &up,
-        t.elapsed(),
-        server.cpu_seconds() - c,
-    );
+    mark.line(&server, "upload (1 device)", &up);
     let rss_upload = server.peak_rss_kib();
 
     let mut one = enroll(
@@ -226,14 +242,9 @@ pub async fn standard(bin: &Path, visits: usize, edits: usize) -> Result<(), Str
         &dir.path().join("b"),
     )
     .await?;
-    let (t, c) = (Instant::now(), server.cpu_seconds());
+    let mark = Mark::start(&server);
     let down = sync(&mut one).await?;
-    line(
-        "download (1 fresh device)",
-        &down,
-        t.elapsed(),
-        server.cpu_seconds() - c,
-    );
+    mark.line(&server, "download (1 fresh device)", &down);
 
     let mut four = Vec::new();
     for i in 0..4 {
@@ -249,7 +260,7 @@ pub async fn standard(bin: &Path, visits: usize, edits: usize) -> Result<(), Str
             .await?,
         );
     }
-    let (t, c) = (Instant::now(), server.cpu_seconds());
+    let mark = Mark::start(&server);
     let tasks: Vec<_> = four
         .into_iter()
         .map(|mut p| tokio::spawn(async move { sync(&mut p).await }))
@@ -262,11 +273,10 @@ pub async fn standard(bin: &Path, visits: usize, edits: usize) -> Result<(), Str
         total.bytes_received += r.bytes_received;
         total.visits_downloaded += r.visits_downloaded;
     }
-    line(
+    mark.line(
+        &server,
         "download (4 fresh devices at once, totals)",
         &total,
-        t.elapsed(),
-        server.cpu_seconds() - c,
     );
 
     // Steady state: one edit in one visit, then sync.
@@ -275,13 +285,12 @@ pub async fn standard(bin: &Path, visits: usize, edits: usize) -> Result<(), Str
             v.record_attendance(&StaffId::parse("s-007")?, AttendanceMark::Late, "", None)
         })
         .map_err(|e| e.to_string())?;
-    let (t, c) = (Instant::now(), server.cpu_seconds());
+    let mark = Mark::start(&server);
     let steady = sync(&mut a).await?;
-    line(
+    mark.line(
+        &server,
         "steady state: 1 new change, all visits offered",
         &steady,
-        t.elapsed(),
-        server.cpu_seconds() - c,
     );
 
     println!(
@@ -442,16 +451,11 @@ pub async fn shaped(
         mb(rec.saved_bytes)
     );
     println!(
-        "\n| phase | requests | bytes up | bytes down | visits | wall | server CPU |\n|---|---|---|---|---|---|---|"
+        "\n| phase | requests | bytes up | bytes down | visits | wall | server CPU | devices CPU |\n|---|---|---|---|---|---|---|---|"
     );
-    let (t, c) = (Instant::now(), server.cpu_seconds());
+    let mark = Mark::start(&server);
     let up = sync(&mut a).await?;
-    line(
-        "upload a day's work over the shaped link",
-        &up,
-        t.elapsed(),
-        server.cpu_seconds() - c,
-    );
+    mark.line(&server, "upload a day's work over the shaped link", &up);
     let mut b = enroll(
         &server,
         bin,
@@ -461,13 +465,12 @@ pub async fn shaped(
         &dir.path().join("b"),
     )
     .await?;
-    let (t, c) = (Instant::now(), server.cpu_seconds());
+    let mark = Mark::start(&server);
     let down = sync(&mut b).await?;
-    line(
+    mark.line(
+        &server,
         "a supervisor's phone receives it over the same link",
         &down,
-        t.elapsed(),
-        server.cpu_seconds() - c,
     );
     drop(shaper);
     Ok(())
