@@ -30,6 +30,8 @@ pub enum DecodeError {
     BadSignatureLength(usize),
     #[error("a signature in a response must name its signer")]
     ImpliedSigner,
+    #[error("visit {0} leaves its heads to its changes but sends none")]
+    ImpliedWithoutChanges(String),
     #[error("visit {0} appears twice in one message")]
     DuplicateVisit(String),
 }

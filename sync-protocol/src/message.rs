@@ -6,7 +6,7 @@ use crate::error::DecodeError;
 use crate::wire::{MAX_ID, MAX_MESSAGE, Reader, Writer};
 
 /// The protocol version this crate speaks.
-pub const PROTOCOL_VERSION: u8 = 3;
+pub const PROTOCOL_VERSION: u8 = 4;
 /// Media type of both messages.
 pub const MEDIA_TYPE: &str = "application/x-kiemtra-sync";
 const REQUEST_MAGIC: &[u8; 4] = b"KTSQ";
@@ -87,6 +87,13 @@ pub struct VisitOffer {
     /// Signatures covering the changes in `changes` (the device's own, and
     /// those it received with changes of others).
     pub signatures: Vec<Signature>,
+    /// `heads` and `confirmed` were left off the wire because `changes`
+    /// imply them (flag bit 2): for a whole document, its heads and no
+    /// confirmation; for changes, the ones no other sent change depends on,
+    /// and as the confirmation the dependencies outside them. A decoded
+    /// implied offer has empty `heads`, and `confirmed` is `Some(empty)` for
+    /// changes and `None` for a document; the server works out the rest.
+    pub implied: bool,
 }
 
 /// A device's sync request.
@@ -161,6 +168,7 @@ pub struct SyncResponse {
 
 const FLAG_CONFIRMED: u8 = 0b01;
 const FLAG_CONFIRMED_IS_HEADS: u8 = 0b10;
+const FLAG_IMPLIED: u8 = 0b100;
 
 impl SyncRequest {
     pub fn encode(&self) -> Vec<u8> {
@@ -173,17 +181,21 @@ impl SyncRequest {
         w.varint(self.visits.len() as u64);
         for v in &self.visits {
             w.str(&v.visit_id);
-            let flags = match &v.confirmed {
-                None => 0,
-                Some(c) if *c == v.heads => FLAG_CONFIRMED | FLAG_CONFIRMED_IS_HEADS,
-                Some(_) => FLAG_CONFIRMED,
+            let flags = match (&v.confirmed, v.implied) {
+                (None, true) => FLAG_IMPLIED,
+                (Some(_), true) => FLAG_IMPLIED | FLAG_CONFIRMED,
+                (None, false) => 0,
+                (Some(c), false) if *c == v.heads => FLAG_CONFIRMED | FLAG_CONFIRMED_IS_HEADS,
+                (Some(_), false) => FLAG_CONFIRMED,
             };
             w.u8(flags);
-            w.hashes(&v.heads);
-            if let Some(c) = &v.confirmed
-                && flags & FLAG_CONFIRMED_IS_HEADS == 0
-            {
-                w.hashes(c);
+            if !v.implied {
+                w.hashes(&v.heads);
+                if let Some(c) = &v.confirmed
+                    && flags & FLAG_CONFIRMED_IS_HEADS == 0
+                {
+                    w.hashes(c);
+                }
             }
             w.bytes(&v.changes);
             write_signatures(&mut w, &v.signatures);
@@ -210,23 +222,33 @@ impl SyncRequest {
                 return Err(DecodeError::DuplicateVisit(visit_id));
             }
             let flags = r.u8("flags")?;
-            if flags & !(FLAG_CONFIRMED | FLAG_CONFIRMED_IS_HEADS) != 0
-                || flags == FLAG_CONFIRMED_IS_HEADS
+            let implied = flags & FLAG_IMPLIED != 0;
+            if flags & !(FLAG_CONFIRMED | FLAG_CONFIRMED_IS_HEADS | FLAG_IMPLIED) != 0
+                || (flags & FLAG_CONFIRMED_IS_HEADS != 0
+                    && (flags & FLAG_CONFIRMED == 0 || implied))
             {
                 return Err(DecodeError::UnknownValue {
                     what: "flags",
                     value: flags,
                 });
             }
-            let heads = r.hashes("heads")?;
-            let confirmed = if flags & FLAG_CONFIRMED == 0 {
-                None
-            } else if flags & FLAG_CONFIRMED_IS_HEADS != 0 {
-                Some(heads.clone())
+            let (heads, confirmed) = if implied {
+                (Vec::new(), (flags & FLAG_CONFIRMED != 0).then(Vec::new))
             } else {
-                Some(r.hashes("confirmed heads")?)
+                let heads = r.hashes("heads")?;
+                let confirmed = if flags & FLAG_CONFIRMED == 0 {
+                    None
+                } else if flags & FLAG_CONFIRMED_IS_HEADS != 0 {
+                    Some(heads.clone())
+                } else {
+                    Some(r.hashes("confirmed heads")?)
+                };
+                (heads, confirmed)
             };
             let changes = r.bytes("changes", max_changes)?.to_vec();
+            if implied && changes.is_empty() {
+                return Err(DecodeError::ImpliedWithoutChanges(visit_id));
+            }
             let signatures = read_signatures(&mut r, true)?;
             visits.push(VisitOffer {
                 visit_id,
@@ -234,6 +256,7 @@ impl SyncRequest {
                 confirmed,
                 changes,
                 signatures,
+                implied,
             });
         }
         r.finish()?;

@@ -14,24 +14,34 @@ fn offer() -> impl Strategy<Value = VisitOffer> {
         prop::collection::vec(hash(), 0..3),
         prop::option::of(prop::collection::vec(hash(), 0..3)),
         prop::collection::vec(any::<u8>(), 0..64),
+        any::<bool>(),
     )
-        .prop_map(|(visit_id, heads, confirmed, changes)| VisitOffer {
-            visit_id,
-            heads: heads.clone(),
-            confirmed,
-            changes,
-            signatures: vec![Signature {
-                signer: "d-1".into(),
-                ranges: heads
-                    .iter()
-                    .map(|h| SeqRange {
-                        actor: h[..16].to_vec(),
-                        first: 1,
-                        last: 1 + u64::from(h[0]),
-                    })
-                    .collect(),
-                signature: vec![7; 64],
-            }],
+        .prop_map(|(visit_id, heads, confirmed, changes, implied)| {
+            // An implied offer carries changes and leaves its hashes off.
+            let implied = implied && !changes.is_empty();
+            VisitOffer {
+                visit_id,
+                heads: if implied { vec![] } else { heads.clone() },
+                confirmed: if implied {
+                    confirmed.map(|_| vec![])
+                } else {
+                    confirmed
+                },
+                changes,
+                implied,
+                signatures: vec![Signature {
+                    signer: "d-1".into(),
+                    ranges: heads
+                        .iter()
+                        .map(|h| SeqRange {
+                            actor: h[..16].to_vec(),
+                            first: 1,
+                            last: 1 + u64::from(h[0]),
+                        })
+                        .collect(),
+                    signature: vec![7; 64],
+                }],
+            }
         })
 }
 

@@ -25,6 +25,7 @@ fn request_1() {
             confirmed: None,
             changes: vec![0x85, 0x6f],
             signatures: vec![],
+            implied: false,
         }],
     };
     assert_eq!(
@@ -46,6 +47,7 @@ fn request_2_confirmed_heads_both_ways() {
                 confirmed: Some(vec![[0x11; 32]]),
                 changes: vec![],
                 signatures: vec![],
+                implied: false,
             },
             VisitOffer {
                 visit_id: "v-2".into(),
@@ -53,6 +55,7 @@ fn request_2_confirmed_heads_both_ways() {
                 confirmed: Some(vec![[0x11; 32]]),
                 changes: vec![],
                 signatures: vec![],
+                implied: false,
             },
         ],
     };
@@ -82,6 +85,7 @@ fn request_3_with_a_signature() {
                 }],
                 signature: vec![0x44; 64],
             }],
+            implied: false,
         }],
     };
     assert_eq!(
@@ -104,6 +108,40 @@ fn request_4_an_own_signature_leaves_its_signer_implied() {
     );
     assert_eq!(expected.encode(), hex("request-4.hex"));
     assert_eq!(hex("request-3.hex").len() - hex("request-4.hex").len(), 3);
+}
+
+#[test]
+fn request_5_heads_and_confirmation_left_to_the_changes() {
+    let offer = |id: &str, confirmed: Option<Vec<Hash>>| VisitOffer {
+        visit_id: id.into(),
+        heads: vec![],
+        confirmed,
+        changes: vec![0x85, 0x6f],
+        signatures: vec![],
+        implied: true,
+    };
+    let expected = SyncRequest {
+        cursor: Cursor::default(),
+        max_response: 0,
+        visits: vec![offer("v-1", Some(vec![])), offer("v-2", None)],
+    };
+    assert_eq!(
+        SyncRequest::decode(&hex("request-5.hex"), LIMIT),
+        Ok(expected.clone())
+    );
+    assert_eq!(expected.encode(), hex("request-5.hex"));
+    // Each offer is 66 bytes shorter than with one head and one
+    // confirmation written out (1 + 32 bytes each).
+    let mut explicit = expected.clone();
+    for v in &mut explicit.visits {
+        v.implied = false;
+        v.heads = vec![[0x11; 32]];
+        v.confirmed = v.confirmed.as_ref().map(|_| vec![[0x22; 32]]);
+    }
+    assert_eq!(
+        explicit.encode().len() - hex("request-5.hex").len(),
+        66 + 33
+    );
 }
 
 #[test]
@@ -170,14 +208,14 @@ fn response_1() {
 
 #[test]
 fn bad_vectors_are_refused_with_the_documented_error() {
-    let cases: [(&str, DecodeError); 9] = [
+    let cases: [(&str, DecodeError); 11] = [
         ("bad-range.hex", DecodeError::BadRange { first: 0, last: 3 }),
         ("bad-magic.hex", DecodeError::BadMagic),
         (
             "bad-version.hex",
             DecodeError::UnsupportedVersion {
-                found: 2,
-                supported: 3,
+                found: 3,
+                supported: 4,
             },
         ),
         (
@@ -195,8 +233,19 @@ fn bad_vectors_are_refused_with_the_documented_error() {
             "bad-flags.hex",
             DecodeError::UnknownValue {
                 what: "flags",
-                value: 4,
+                value: 8,
             },
+        ),
+        (
+            "bad-implied-flags.hex",
+            DecodeError::UnknownValue {
+                what: "flags",
+                value: 6,
+            },
+        ),
+        (
+            "bad-implied-empty.hex",
+            DecodeError::ImpliedWithoutChanges("v-1".into()),
         ),
     ];
     for (file, err) in cases {

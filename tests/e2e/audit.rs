@@ -232,6 +232,7 @@ async fn verification_detects_tampering_removal_bad_approvals_and_late_revocatio
                 }],
                 signature: creds.sign("v-1", &hashes).expect("sign"),
             }],
+            implied: false,
         }],
     };
     let resp = reqwest::Client::new()

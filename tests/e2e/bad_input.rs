@@ -114,6 +114,7 @@ async fn malformed_unauthenticated_and_oversized_requests_are_refused() {
         max_response: 0,
         visits: vec![VisitOffer {
             signatures: vec![],
+            implied: false,
             visit_id: "v-1".into(),
             heads: vec![],
             confirmed: None,
@@ -134,6 +135,7 @@ async fn malformed_unauthenticated_and_oversized_requests_are_refused() {
         visits: vec![
             VisitOffer {
                 signatures: vec![],
+                implied: false,
                 visit_id: "v-1".into(),
                 heads: vec![],
                 confirmed: None,
@@ -141,6 +143,7 @@ async fn malformed_unauthenticated_and_oversized_requests_are_refused() {
             },
             VisitOffer {
                 signatures: vec![],
+                implied: false,
                 visit_id: "v-2".into(),
                 heads: vec![],
                 confirmed: None,
@@ -270,6 +273,9 @@ async fn per_visit_errors_do_not_fail_the_batch_and_store_nothing_for_that_visit
     a.store
         .create_visit(new_visit("v-1", "team-1", 4), &template())
         .expect("create");
+    a.store
+        .create_visit(new_visit("v-2", "team-1", 4), &template())
+        .expect("create");
     a.sync().await;
     other
         .store
@@ -278,10 +284,13 @@ async fn per_visit_errors_do_not_fail_the_batch_and_store_nothing_for_that_visit
     other.sync().await;
     let token = a.client.credentials().token.clone();
     let v1_before = server_state(&server.data, &vid("v-1"));
+    let v2_before = server_state(&server.data, &vid("v-2"));
     let team2_before = server_state(&server.data, &vid("v-team2"));
 
-    // A good new visit, garbage changes for v-1, a write to another team's
-    // visit, an unknown visit with nothing to create it from, a bad id.
+    // A good new visit, garbage changes for v-1, garbage for v-2 with its
+    // heads and confirmation left to those changes (flag bit 2), a write to
+    // another team's visit, an unknown visit with nothing to create it
+    // from, a bad id.
     let mut fresh = Visit::create(
         new_visit("v-new", "team-1", 3),
         &template(),
@@ -313,6 +322,7 @@ async fn per_visit_errors_do_not_fail_the_batch_and_store_nothing_for_that_visit
         visits: vec![
             VisitOffer {
                 signatures: vec![fresh_signature],
+                implied: false,
                 visit_id: "v-new".into(),
                 heads: fresh.heads().iter().map(|h| h.0).collect(),
                 confirmed: None,
@@ -320,6 +330,7 @@ async fn per_visit_errors_do_not_fail_the_batch_and_store_nothing_for_that_visit
             },
             VisitOffer {
                 signatures: vec![],
+                implied: false,
                 visit_id: "v-1".into(),
                 heads: vec![],
                 confirmed: None,
@@ -327,6 +338,15 @@ async fn per_visit_errors_do_not_fail_the_batch_and_store_nothing_for_that_visit
             },
             VisitOffer {
                 signatures: vec![],
+                implied: true,
+                visit_id: "v-2".into(),
+                heads: vec![],
+                confirmed: Some(vec![]),
+                changes: b"\x85\x6f\x4a\x83 no heads in here".to_vec(),
+            },
+            VisitOffer {
+                signatures: vec![],
+                implied: false,
                 visit_id: "v-team2".into(),
                 heads: vec![],
                 confirmed: None,
@@ -334,6 +354,7 @@ async fn per_visit_errors_do_not_fail_the_batch_and_store_nothing_for_that_visit
             },
             VisitOffer {
                 signatures: vec![],
+                implied: false,
                 visit_id: "v-ghost".into(),
                 heads: vec![],
                 confirmed: None,
@@ -341,6 +362,7 @@ async fn per_visit_errors_do_not_fail_the_batch_and_store_nothing_for_that_visit
             },
             VisitOffer {
                 signatures: vec![],
+                implied: false,
                 visit_id: "bad id!".into(),
                 heads: vec![],
                 confirmed: None,
@@ -361,6 +383,9 @@ async fn per_visit_errors_do_not_fail_the_batch_and_store_nothing_for_that_visit
     };
     assert_eq!(status("v-new").map(|s| s.0), Some(VisitStatus::Ok));
     assert_eq!(status("v-1").map(|s| s.0), Some(VisitStatus::Invalid));
+    let (invalid, why) = status("v-2").expect("v-2 answered");
+    assert_eq!(invalid, VisitStatus::Invalid);
+    assert!(why.contains("unreadable"), "{why}");
     let (denied, why) = status("v-team2").expect("v-team2 answered");
     assert_eq!(denied, VisitStatus::Denied);
     assert!(why.contains("another team"), "{why}");
@@ -372,6 +397,7 @@ async fn per_visit_errors_do_not_fail_the_batch_and_store_nothing_for_that_visit
         "the good visit was stored"
     );
     assert_eq!(server_state(&server.data, &vid("v-1")), v1_before);
+    assert_eq!(server_state(&server.data, &vid("v-2")), v2_before);
     assert_eq!(server_state(&server.data, &vid("v-team2")), team2_before);
     assert!(server_state(&server.data, &vid("v-ghost")).is_none());
     // Team 2's visit never reaches team 1's devices.

@@ -154,3 +154,52 @@ async fn two_server_processes_share_one_database() {
     // Creation, 3 attendance changes by a and 1 conduct change by b per round.
     assert_eq!(server_history_len(&data, &id), 1 + 4 * 3 + 4);
 }
+
+/// The bytes bound of SPEC.md and the issue (wire bytes ≤ 1.1 × the new
+/// change + 100 B per visit) in its tightest case: a device holding one
+/// visit sends one small change. Heads and confirmation stay off the wire
+/// (flag bit 2); written out, they alone would cost 66 of the 100 bytes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_small_change_stays_within_the_bytes_bound() {
+    let dir = tempfile::tempdir().expect("dir");
+    let server = ServerProcess::start(&dir.path().join("server"));
+    let mut a = Device::enroll(
+        &server.data,
+        &server.url(),
+        "insp-a",
+        "team-1",
+        "inspector",
+        &dir.path().join("a"),
+    )
+    .await;
+    let id = vid("v-1");
+    a.store
+        .create_visit(new_visit("v-1", "team-1", 20), &template())
+        .expect("create");
+    a.sync().await;
+    for k in 0..3 {
+        a.store
+            .edit(&id, |v| {
+                v.record_attendance(&staff(k), AttendanceMark::Late, "", None)
+            })
+            .expect("record");
+        let change = a
+            .store
+            .visit(&id)
+            .expect("visit")
+            .automerge()
+            .get_last_local_change()
+            .expect("a local change")
+            .raw_bytes()
+            .len();
+        let report = a.sync().await;
+        let bound = change * 11 / 10 + 100;
+        assert_eq!(report.requests, 1);
+        assert!(
+            report.bytes_sent as usize <= bound,
+            "sent {} bytes for a {change}-byte change (bound {bound})",
+            report.bytes_sent
+        );
+        assert_eq!(server_state(&server.data, &id), Some(a.state(&id)));
+    }
+}

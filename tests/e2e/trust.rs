@@ -66,6 +66,7 @@ async fn offer(
             confirmed: None,
             changes,
             signatures,
+            implied: false,
         }],
     };
     let resp = reqwest::Client::new()

@@ -366,6 +366,7 @@ impl SyncClient {
                     confirmed: confirmed.map(|c| c.iter().map(|h| h.0).collect()),
                     changes: Vec::new(),
                     signatures: Vec::new(),
+                    implied: false,
                 });
                 continue;
             }
@@ -468,12 +469,33 @@ impl SyncClient {
                 .collect();
             size += changes.len() + 100;
             with_changes += 1;
-            visits.push(VisitOffer {
-                visit_id: summary.id.to_string(),
-                heads: heads.iter().map(|h| h.0).collect(),
-                confirmed: confirmed.map(|c| c.iter().map(|h| h.0).collect()),
-                changes,
-                signatures,
+            // Heads and confirmation stay off the wire when the changes
+            // imply them exactly (SPEC §4, flag bit 2): always for a whole
+            // document offered without a confirmation; for changes, when
+            // they are all that was added since the confirmation.
+            let implied = match (&confirmed, partial_sent) {
+                (None, false) => true,
+                (Some(c), true) => kiemtra_core::implied_by(&changes)
+                    .is_ok_and(|i| i.heads == heads && i.confirmed.as_ref() == Some(c)),
+                _ => false,
+            };
+            visits.push(match implied {
+                true => VisitOffer {
+                    visit_id: summary.id.to_string(),
+                    heads: Vec::new(),
+                    confirmed: confirmed.map(|_| Vec::new()),
+                    changes,
+                    signatures,
+                    implied,
+                },
+                false => VisitOffer {
+                    visit_id: summary.id.to_string(),
+                    heads: heads.iter().map(|h| h.0).collect(),
+                    confirmed: confirmed.map(|c| c.iter().map(|h| h.0).collect()),
+                    changes,
+                    signatures,
+                    implied,
+                },
             });
         }
         Ok((

@@ -38,4 +38,4 @@ pub use state::{
 pub use tally::{Percent, Tally, format_count};
 pub use template::{CheckDef, Label, TEMPLATE_FORMAT, Template};
 pub use text::{MAX_FINDING_TEXT, MAX_NAME, MAX_NARRATIVE, MAX_NOTE};
-pub use visit::{ChangeIndex, MAX_STAFF, NewVisit, Visit, seq_ranges_of};
+pub use visit::{ChangeIndex, Implied, MAX_STAFF, NewVisit, Visit, implied_by, seq_ranges_of};

@@ -124,6 +124,58 @@ fn parse_changes(chunks: Vec<&[u8]>) -> Result<Vec<Change>> {
         .collect()
 }
 
+/// What a sender's heads and server confirmation were, read off the bytes
+/// it sent (sync protocol flag bit 2), so they need not travel beside them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Implied {
+    /// Sorted.
+    pub heads: Vec<ChangeHash>,
+    /// Sorted; `None` for a whole document.
+    pub confirmed: Option<Vec<ChangeHash>>,
+}
+
+/// The heads and confirmation that `bytes` imply. For changes: the sent
+/// changes no other sent change depends on, and as the confirmation their
+/// dependencies outside the sent set. For a whole document: its heads, and
+/// no confirmation (the document is loaded to read them).
+pub fn implied_by(bytes: &[u8]) -> Result<Implied> {
+    if bytes.is_empty() {
+        return Err(Error::NotAVisit("no changes to read heads from".into()));
+    }
+    match change_chunks(bytes)? {
+        Some(chunks) => {
+            let changes = parse_changes(chunks)?;
+            let sent: std::collections::HashSet<ChangeHash> =
+                changes.iter().map(|c| c.hash()).collect();
+            let deps: std::collections::BTreeSet<ChangeHash> = changes
+                .iter()
+                .flat_map(|c| c.deps().iter().copied())
+                .collect();
+            let mut heads: Vec<ChangeHash> =
+                sent.iter().copied().filter(|h| !deps.contains(h)).collect();
+            heads.sort();
+            let confirmed = deps.into_iter().filter(|d| !sent.contains(d)).collect();
+            Ok(Implied {
+                heads,
+                confirmed: Some(confirmed),
+            })
+        }
+        None => {
+            let doc = Automerge::load_with_options(
+                bytes,
+                LoadOptions::new().on_partial_load(OnPartialLoad::Error),
+            )
+            .map_err(|e| Error::NotAVisit(format!("unreadable document: {e}")))?;
+            let mut heads = doc.get_heads();
+            heads.sort();
+            Ok(Implied {
+                heads,
+                confirmed: None,
+            })
+        }
+    }
+}
+
 fn author_of_actor(doc: &Automerge, actor: &automerge::ActorId) -> Option<Editor> {
     doc.get_author_for_actor(actor)
         .and_then(|a| Editor::from_author_bytes(a.as_bytes()))

@@ -405,6 +405,54 @@ pub async fn history(bin: &Path, changes: usize) -> Result<(), String> {
             }
         );
     }
+    // The tightest case for the bytes bound: a device that holds only the
+    // one visit, so nothing else in the request shares the 100 B.
+    let mut b = enroll(
+        &server,
+        bin,
+        &server.url,
+        "insp-b",
+        "team-2",
+        &dir.path().join("b"),
+    )
+    .await?;
+    let only_id = VisitId::parse("v-0002").map_err(|e| e.to_string())?;
+    b.store
+        .create_visit(new_visit(2, "team-2")?, &template)
+        .map_err(|e| e.to_string())?;
+    sync(&mut b).await?;
+    let (mut only, mut only_change) = (SyncReport::default(), 0);
+    for k in 0..5 {
+        b.store
+            .edit(&only_id, |v| {
+                v.record_attendance(
+                    &StaffId::parse(&format!("s-{:03}", k % STAFF))?,
+                    AttendanceMark::Late,
+                    "",
+                    None,
+                )
+            })
+            .map_err(|e| e.to_string())?;
+        only_change = b
+            .store
+            .visit(&only_id)
+            .map_err(|e| e.to_string())?
+            .automerge()
+            .get_last_local_change()
+            .map_or(0, |ch| ch.raw_bytes().len());
+        only = sync(&mut b).await?;
+    }
+    let bound = only_change * 11 / 10 + 100;
+    println!(
+        "| one new change, the device's only visit | — | — | {} B | {} B | {only_change} B | {bound} B up {} |",
+        only.bytes_sent,
+        only.bytes_received,
+        if only.bytes_sent as usize <= bound {
+            "✔"
+        } else {
+            "✘"
+        }
+    );
     println!(
         "\nratio long/fresh (median): {:.2}",
         medians[0].as_secs_f64() / medians[1].as_secs_f64()

@@ -236,6 +236,26 @@ fn offer_result(
             "this visit belongs to another team",
         ));
     }
+    // Heads and confirmation left to the changes (flag bit 2): read them
+    // off the changes, then carry on as if they had been sent.
+    let resolved;
+    let offer = match offer.implied {
+        false => offer,
+        true => match kiemtra_core::implied_by(&offer.changes) {
+            Ok(implied) => {
+                resolved = VisitOffer {
+                    visit_id: offer.visit_id.clone(),
+                    heads: from_hashes(&implied.heads),
+                    confirmed: implied.confirmed.map(|c| from_hashes(&c)),
+                    changes: offer.changes.clone(),
+                    signatures: offer.signatures.clone(),
+                    implied: false,
+                };
+                &resolved
+            }
+            Err(e) => return Some(refuse(vid, VisitStatus::Invalid, e.to_string())),
+        },
+    };
     // In sync already: answered from the index, without loading the visit.
     if offer.changes.is_empty() {
         let stored: Vec<ChangeHash> = sorted(
