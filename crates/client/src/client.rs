@@ -479,23 +479,17 @@ impl SyncClient {
                     .is_ok_and(|i| i.heads == heads && i.confirmed.as_ref() == Some(c)),
                 _ => false,
             };
-            visits.push(match implied {
-                true => VisitOffer {
-                    visit_id: summary.id.to_string(),
-                    heads: Vec::new(),
-                    confirmed: confirmed.map(|_| Vec::new()),
-                    changes,
-                    signatures,
-                    implied,
-                },
-                false => VisitOffer {
-                    visit_id: summary.id.to_string(),
-                    heads: heads.iter().map(|h| h.0).collect(),
-                    confirmed: confirmed.map(|c| c.iter().map(|h| h.0).collect()),
-                    changes,
-                    signatures,
-                    implied,
-                },
+            let written = |hs: &[ChangeHash]| match implied {
+                true => Vec::new(),
+                false => hs.iter().map(|h| h.0).collect(),
+            };
+            visits.push(VisitOffer {
+                visit_id: summary.id.to_string(),
+                heads: written(&heads),
+                confirmed: confirmed.as_deref().map(written),
+                changes,
+                signatures,
+                implied,
             });
         }
         Ok((

@@ -236,23 +236,15 @@ fn offer_result(
             "this visit belongs to another team",
         ));
     }
-    // Heads and confirmation left to the changes (flag bit 2): read them
-    // off the changes, then carry on as if they had been sent.
-    let resolved;
-    let offer = match offer.implied {
-        false => offer,
+    // The device's heads and confirmation: as sent, or read off the
+    // changes when the offer left them to those (flag bit 2).
+    let (offer_heads, offer_confirmed) = match offer.implied {
+        false => (offer.heads.clone(), offer.confirmed.clone()),
         true => match kiemtra_core::implied_by(&offer.changes) {
-            Ok(implied) => {
-                resolved = VisitOffer {
-                    visit_id: offer.visit_id.clone(),
-                    heads: from_hashes(&implied.heads),
-                    confirmed: implied.confirmed.map(|c| from_hashes(&c)),
-                    changes: offer.changes.clone(),
-                    signatures: offer.signatures.clone(),
-                    implied: false,
-                };
-                &resolved
-            }
+            Ok(implied) => (
+                from_hashes(&implied.heads),
+                implied.confirmed.map(|c| from_hashes(&c)),
+            ),
             Err(e) => return Some(refuse(vid, VisitStatus::Invalid, e.to_string())),
         },
     };
@@ -265,9 +257,8 @@ fn offer_result(
                 .filter_map(|h| h.parse().ok())
                 .collect(),
         );
-        if stored == sorted(offer.heads.iter().map(to_hash).collect()) {
-            let confirmed = offer
-                .confirmed
+        if stored == sorted(offer_heads.iter().map(to_hash).collect()) {
+            let confirmed = offer_confirmed
                 .as_ref()
                 .map(|c| sorted(c.iter().map(to_hash).collect()));
             if confirmed.as_ref() == Some(&stored) {
@@ -288,7 +279,7 @@ fn offer_result(
         Ok(v) => v,
         Err(e) => return Some(refuse(vid, VisitStatus::Invalid, e.to_string())),
     };
-    if let Some(confirmed) = &offer.confirmed
+    if let Some(confirmed) = &offer_confirmed
         && confirmed.iter().any(|h| !visit.has_change(&to_hash(h)))
     {
         return Some(result(
@@ -370,7 +361,7 @@ fn offer_result(
         Err(e) => return Some(refuse(vid, VisitStatus::Invalid, e.to_string())),
     };
     let server_heads = visit.heads();
-    let device_heads: Vec<ChangeHash> = offer.heads.iter().map(to_hash).collect();
+    let device_heads: Vec<ChangeHash> = offer_heads.iter().map(to_hash).collect();
     if device_heads.iter().any(|h| !visit.has_change(h)) {
         // The device holds changes it did not send (its confirmation was
         // ahead of this server): ask for them.
@@ -383,7 +374,7 @@ fn offer_result(
         ));
     }
     if sorted(server_heads.clone()) == sorted(device_heads.clone()) {
-        let confirmed_now = offer.confirmed.as_ref().is_some_and(|c| {
+        let confirmed_now = offer_confirmed.as_ref().is_some_and(|c| {
             sorted(c.iter().map(to_hash).collect()) == sorted(server_heads.clone())
         });
         if !applied && confirmed_now {
