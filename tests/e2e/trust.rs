@@ -310,14 +310,25 @@ async fn signatures_travel_with_changes_to_other_devices() {
     let id = visit_with_one_mark(&mut a);
     a.sync().await;
     b.sync().await;
-    let all = b.store.visit(&id).expect("v").change_hashes_after(&[]);
-    let signed = b.store.signed_hashes(&id).expect("signed");
+    let visit = b.store.visit(&id).expect("v");
+    let all = visit.change_hashes_after(&[]);
+    let ids: Vec<(Vec<u8>, u64)> = visit
+        .change_ids(&all)
+        .expect("ids")
+        .into_iter()
+        .map(|(_, actor, seq)| (actor, seq))
+        .collect();
+    let (index, _) = visit.change_index();
+    let kept = b.store.change_receipts(&id, &index).expect("receipts");
+    assert!(kept.unresolved.is_empty());
+    let signed: std::collections::HashSet<_> = kept.changes.iter().map(|(h, _)| *h).collect();
     assert_eq!(all.len(), 2);
     assert!(
         all.iter().all(|h| signed.contains(h)),
         "b holds a's signatures for every change it received"
     );
-    let sigs = b.store.signatures_covering(&id, &all).expect("sigs");
+    let sigs = b.store.signatures_covering(&id, &ids).expect("sigs");
+    assert!(!sigs.is_empty());
     assert!(
         sigs.iter()
             .all(|s| s.signer == a.client.credentials().device_id)

@@ -633,14 +633,16 @@ pub fn replay(desk: &mut Desk, key: &str, lang: Lang) -> Result<()> {
     let (receipts, from_server): (BTreeMap<ChangeHash, String>, bool) =
         match server_receipts(desk, &id)? {
             Some(r) => (r, true),
-            None => (
-                desk.store
-                    .change_receipts(&id)?
+            None => {
+                let (index, _) = desk.store.visit(&id)?.change_index();
+                let kept = desk.store.change_receipts(&id, &index)?;
+                let times = kept
+                    .changes
                     .into_iter()
-                    .map(|(h, r)| (h, r.received_at))
-                    .collect(),
-                false,
-            ),
+                    .map(|(h, r)| (h, r.record.received_at.clone()))
+                    .collect();
+                (times, false)
+            }
         };
     let visit = desk.store.visit(&id)?;
     let state = visit.state()?;

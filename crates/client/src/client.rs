@@ -381,7 +381,7 @@ impl SyncClient {
             // After an upgrade from a store that did not record them, the
             // first sync also scans each visit for them (`SCAN_ALL`).
             let (own, mark) = store.own_unsigned(&summary.id)?;
-            let (payload_hashes, partial, scanned) = if confirmed.is_some() || scan_all {
+            let (payload_ids, partial, scanned) = if confirmed.is_some() || scan_all {
                 let visit = store.visit(&summary.id)?;
                 let known: Vec<ChangeHash> = confirmed
                     .iter()
@@ -391,17 +391,26 @@ impl SyncClient {
                     .collect();
                 // For a whole document every kept signature is sent; for a
                 // partial one, those covering its changes.
-                let payload_hashes = if known.is_empty() {
+                // By actor and sequence number: kept signatures name
+                // their changes that way.
+                let payload_ids: Vec<(Vec<u8>, u64)> = if known.is_empty() {
                     Vec::new()
                 } else {
-                    visit.change_hashes_after(&known)
+                    let sent = visit.change_hashes_after(&known);
+                    let ids = visit.change_ids(&sent).unwrap_or_default();
+                    ids.into_iter()
+                        .map(|(_, actor, seq)| (actor, seq))
+                        .collect()
                 };
                 let partial = (!known.is_empty()).then(|| visit.save_after(&known));
                 let scanned = match scan_all {
-                    true => visit.changes_by(&known, &device),
+                    true => {
+                        let mine = visit.changes_by(&known, &device);
+                        visit.change_ids(&mine).unwrap_or_default()
+                    }
                     false => Vec::new(),
                 };
-                (payload_hashes, partial, scanned)
+                (payload_ids, partial, scanned)
             } else {
                 (Vec::new(), None, Vec::new())
             };
@@ -415,6 +424,7 @@ impl SyncClient {
                 unsigned.extend(
                     scanned
                         .into_iter()
+                        .map(|(h, _, _)| h)
                         .filter(|h| !signed.contains(h) && !listed.contains(h)),
                 );
                 store
@@ -439,14 +449,13 @@ impl SyncClient {
                 let record = kiemtra_store::SignatureRecord {
                     signer: self.creds.device_id.clone(),
                     ranges,
-                    hashes: unsigned,
                     signature,
                     received_at: store.session().now().to_rfc3339(),
                 };
                 store.record_own_signature(&summary.id, &record, mark)?;
             }
             let kept = match partial_sent {
-                true => store.signatures_covering(&summary.id, &payload_hashes)?,
+                true => store.signatures_covering(&summary.id, &payload_ids)?,
                 false => store.signatures_of(&summary.id)?,
             };
             // This device's own batches leave the signer implied (the
@@ -656,12 +665,14 @@ fn apply_result(
                                 .iter()
                                 .map(|g| (g.actor.clone(), g.first, g.last))
                                 .collect();
+                            // Kept only when its ranges name changes the
+                            // visit holds.
+                            match &fresh {
+                                Some(f) => f.hashes(&ranges)?,
+                                None => visit?.hashes_in_ranges(&ranges, &[])?,
+                            };
                             Some(kiemtra_store::SignatureRecord {
                                 signer: s.signer.clone(),
-                                hashes: match &fresh {
-                                    Some(f) => f.hashes(&ranges)?,
-                                    None => visit?.hashes_in_ranges(&ranges, &[])?,
-                                },
                                 ranges,
                                 signature: s.signature.clone(),
                                 received_at: received_at.clone(),

@@ -704,6 +704,18 @@ impl Visit {
             .collect()
     }
 
+    /// Each of `hashes` with its actor and sequence number, in order;
+    /// `None` if a hash is not held.
+    pub fn change_ids(&self, hashes: &[ChangeHash]) -> Option<Vec<(ChangeHash, Vec<u8>, u64)>> {
+        hashes
+            .iter()
+            .map(|h| {
+                let m = self.doc.get_change_meta_by_hash(h)?;
+                Some((*h, m.actor.to_bytes().to_vec(), m.seq))
+            })
+            .collect()
+    }
+
     /// Names a set of this visit's changes by actor and sequence ranges
     /// (`(actor bytes, first, last)`); `None` if a hash is not held.
     pub fn seq_ranges(&self, hashes: &[ChangeHash]) -> Option<Vec<(Vec<u8>, u64, u64)>> {

@@ -235,21 +235,22 @@ pub async fn visit_receipts(
     let id = VisitId::parse(&path.into_inner()).map_err(|e| Problem::BadRequest(e.to_string()))?;
     let st = state.clone();
     let receipts = web::block(move || {
-        let store = st.store();
+        let mut store = st.store();
         summary_in_scope(&store, &device, &id)?;
-        store
-            .change_receipts(&id)
-            .map_err(|e| Problem::Internal(e.to_string()))
+        let internal = |e: kiemtra_store::Error| Problem::Internal(e.to_string());
+        let (index, _) = store.visit(&id).map_err(internal)?.change_index();
+        store.change_receipts(&id, &index).map_err(internal)
     })
     .await
     .map_err(|e| Problem::Internal(e.to_string()))??;
     let list: Vec<serde_json::Value> = receipts
+        .changes
         .into_iter()
-        .map(|(hash, s)| {
+        .map(|(hash, r)| {
             serde_json::json!({
                 "hash": hash.to_string(),
-                "received_at": s.received_at,
-                "signer": s.signer,
+                "received_at": r.record.received_at,
+                "signer": r.record.signer,
             })
         })
         .collect();

@@ -129,7 +129,7 @@ pub fn check(
     let mut signed_by: HashMap<ChangeHash, usize> = HashMap::new();
     let mut keep = Vec::new();
     for s in signatures {
-        let hashes = s.hashes.clone();
+        let hashes = &s.hashes;
         if !hashes.iter().any(|h| new.contains(h)) {
             continue;
         }
@@ -161,12 +161,11 @@ pub fn check(
             }
         };
         signed_by.reserve(hashes.len());
-        for h in &hashes {
+        for h in hashes {
             signed_by.insert(*h, who);
         }
         keep.push(SignatureRecord {
             signer: s.signer.clone(),
-            hashes,
             ranges: s.ranges.clone(),
             signature: s.signature.clone(),
             received_at: now.to_owned(),

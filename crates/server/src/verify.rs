@@ -68,8 +68,9 @@ pub fn verify_visit(store: &Store, id: &VisitId) -> Result<Report, kiemtra_store
         }
     };
     let team = visit.meta()?.team.to_string();
-    let receipts: HashMap<ChangeHash, kiemtra_store::SignatureRecord> =
-        store.change_receipts(id)?.into_iter().collect();
+    let kept = store.change_receipts(id, &visit.change_index().0)?;
+    let receipts: HashMap<ChangeHash, std::sync::Arc<kiemtra_store::Receipt>> =
+        kept.changes.into_iter().collect();
     let mut devices: HashMap<String, Option<DeviceRecord>> = HashMap::new();
     let mut device = |d: &str| -> Result<Option<DeviceRecord>, kiemtra_store::Error> {
         if !devices.contains_key(d) {
@@ -77,6 +78,7 @@ pub fn verify_visit(store: &Store, id: &VisitId) -> Result<Report, kiemtra_store
         }
         Ok(devices.get(d).cloned().flatten())
     };
+    let mut verified: HashMap<usize, bool> = HashMap::new();
     let changes = visit.changes_with_authors();
     let limits = crate::trust::supervisor_only(&visit, &changes);
     for (c, author) in &changes {
@@ -94,31 +96,37 @@ pub fn verify_visit(store: &Store, id: &VisitId) -> Result<Report, kiemtra_store
             problems.push(problem(&subject, "no-author", "the change names no author"));
             continue;
         };
-        if receipt.signer != author.device.as_str() {
+        if receipt.record.signer != author.device.as_str() {
             problems.push(problem(
                 &subject,
                 "signer-not-author",
                 format!(
                     "names device {} but was signed by {}",
-                    author.device, receipt.signer
+                    author.device, receipt.record.signer
                 ),
             ));
             continue;
         }
-        let Some(dev) = device(&receipt.signer)? else {
+        let Some(dev) = device(&receipt.record.signer)? else {
             problems.push(problem(
                 &subject,
                 "unknown-device",
-                format!("device {} is not enrolled", receipt.signer),
+                format!("device {} is not enrolled", receipt.record.signer),
             ));
             continue;
         };
-        let raw: Vec<[u8; 32]> = receipt.hashes.iter().map(|h| h.0).collect();
-        if !verifies(
-            &dev.public_key,
-            &Signature::message(id.as_str(), &raw),
-            &receipt.signature,
-        ) {
+        // One check per kept signature, however many changes it covers.
+        let good = *verified
+            .entry(std::sync::Arc::as_ptr(receipt) as usize)
+            .or_insert_with(|| {
+                let raw: Vec<[u8; 32]> = receipt.hashes.iter().map(|h| h.0).collect();
+                verifies(
+                    &dev.public_key,
+                    &Signature::message(id.as_str(), &raw),
+                    &receipt.record.signature,
+                )
+            });
+        if !good {
             problems.push(problem(
                 &subject,
                 "bad-signature",
@@ -135,27 +143,27 @@ pub fn verify_visit(store: &Store, id: &VisitId) -> Result<Report, kiemtra_store
                 ),
             ));
         }
-        if dev.enrolled_at > receipt.received_at {
+        if dev.enrolled_at > receipt.record.received_at {
             problems.push(problem(
                 &subject,
                 "not-enrolled-when-received",
                 format!(
                     "received {} before device {} was enrolled {}",
-                    receipt.received_at, dev.device_id, dev.enrolled_at
+                    receipt.record.received_at, dev.device_id, dev.enrolled_at
                 ),
             ));
         }
         if let Some(revoked) = dev
             .revoked_at
             .as_ref()
-            .filter(|r| **r <= receipt.received_at)
+            .filter(|r| **r <= receipt.record.received_at)
         {
             problems.push(problem(
                 &subject,
                 "revoked-before-received",
                 format!(
                     "received {} after device {} was revoked {revoked}",
-                    receipt.received_at, dev.device_id
+                    receipt.record.received_at, dev.device_id
                 ),
             ));
         }
@@ -183,17 +191,22 @@ pub fn verify_visit(store: &Store, id: &VisitId) -> Result<Report, kiemtra_store
             ));
         }
     }
-    for (h, r) in &receipts {
-        if !visit.has_change(h) {
-            problems.push(problem(
-                h.to_string(),
-                "missing-change",
-                format!(
-                    "signed by {} and received {}, but missing from the stored document",
-                    r.signer, r.received_at
-                ),
-            ));
-        }
+    for r in &kept.unresolved {
+        let named: Vec<String> = r
+            .ranges
+            .iter()
+            .map(|(actor, first, last)| {
+                format!("{}:{first}–{last}", kiemtra_core::hex::encode(actor))
+            })
+            .collect();
+        problems.push(problem(
+            named.join(", "),
+            "missing-change",
+            format!(
+                "signed by {} and received {}, but missing from the stored document",
+                r.signer, r.received_at
+            ),
+        ));
     }
     for h in visit.missing_deps() {
         problems.push(problem(

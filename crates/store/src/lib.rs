@@ -6,6 +6,8 @@ mod schema;
 mod store;
 
 pub use error::{Error, Result};
-pub use registry::{DeviceRecord, EnrollmentRefusal, FeedEntry, OwnChange, SignatureRecord};
+pub use registry::{
+    DeviceRecord, EnrollmentRefusal, FeedEntry, OwnChange, Receipt, Receipts, SignatureRecord,
+};
 pub use schema::SCHEMA_VERSION;
 pub use store::{COMPACT_AFTER, Store, VisitSummary};

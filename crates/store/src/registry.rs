@@ -28,15 +28,43 @@ pub struct DeviceRecord {
     pub public_key: Vec<u8>,
 }
 
-/// A device's signature over a batch of change hashes of one visit.
+/// A device's signature over a batch of its changes of one visit. The
+/// batch is kept as actor and sequence ranges only: the hashes it signs are
+/// read off the visit's document when needed ([`Receipts`]), so a
+/// 500-change batch costs a few dozen bytes to keep, not 16 KB.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SignatureRecord {
     pub signer: String,
-    pub hashes: Vec<ChangeHash>,
-    /// The same changes by actor and sequence: `(actor bytes, first, last)`.
+    /// The changes by actor and sequence: `(actor bytes, first, last)`.
     pub ranges: Vec<(Vec<u8>, u64, u64)>,
     pub signature: Vec<u8>,
     pub received_at: String,
+}
+
+impl SignatureRecord {
+    /// Whether the batch names the change `(actor, seq)`.
+    pub fn covers(&self, actor: &[u8], seq: u64) -> bool {
+        self.ranges
+            .iter()
+            .any(|(a, first, last)| a.as_slice() == actor && (*first..=*last).contains(&seq))
+    }
+}
+
+/// A kept signature with the hashes its ranges name in the visit.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Receipt {
+    pub record: SignatureRecord,
+    /// The hashes the signature was made over (its message).
+    pub hashes: Vec<ChangeHash>,
+}
+
+/// Every covered change of a visit with the first kept signature naming
+/// it, and the kept signatures whose ranges name changes the document does
+/// not hold (for audits: signed, received, then lost).
+#[derive(Debug, Clone, Default)]
+pub struct Receipts {
+    pub changes: Vec<(ChangeHash, std::sync::Arc<Receipt>)>,
+    pub unresolved: Vec<SignatureRecord>,
 }
 
 /// Why an enrollment code was refused.
@@ -91,49 +119,33 @@ fn parse_ranges(json: &str) -> Vec<(Vec<u8>, u64, u64)> {
         .collect()
 }
 
-/// Reads `signer, hashes, signature, received_at, ranges` from a row.
+/// Reads `signer, signature, received_at, ranges` from a row.
 fn read_signature(r: &rusqlite::Row<'_>) -> rusqlite::Result<SignatureRecord> {
     Ok(SignatureRecord {
         signer: r.get(0)?,
-        hashes: unpack(&r.get::<_, Vec<u8>>(1)?),
-        signature: r.get(2)?,
-        received_at: r.get(3)?,
-        ranges: parse_ranges(&r.get::<_, String>(4)?),
+        signature: r.get(1)?,
+        received_at: r.get(2)?,
+        ranges: parse_ranges(&r.get::<_, String>(3)?),
     })
 }
 
+/// The `hashes` column is left empty (migration 007): ranges are the record.
 fn insert_signature(
     tx: &rusqlite::Savepoint<'_>,
     visit: &VisitId,
     s: &SignatureRecord,
 ) -> rusqlite::Result<()> {
     tx.prepare_cached(
-        "INSERT INTO signatures (visit_id, signer, hashes, ranges, signature, received_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+        "INSERT INTO signatures (visit_id, signer, hashes, ranges, signature, received_at) VALUES (?1, ?2, x'', ?3, ?4, ?5)",
     )?
     .execute(params![
         visit.as_str(),
         s.signer,
-        pack(&s.hashes),
         ranges_json(&s.ranges),
         s.signature,
         s.received_at
     ])?;
     Ok(())
-}
-
-fn pack(hashes: &[ChangeHash]) -> Vec<u8> {
-    hashes.iter().flat_map(|h| h.0).collect()
-}
-
-fn unpack(bytes: &[u8]) -> Vec<ChangeHash> {
-    bytes
-        .chunks_exact(32)
-        .map(|c| {
-            let mut h = [0u8; 32];
-            h.copy_from_slice(c);
-            ChangeHash(h)
-        })
-        .collect()
 }
 
 impl Store {
@@ -292,71 +304,49 @@ impl Store {
         Ok(())
     }
 
-    /// The changes of a visit that some kept signature covers.
-    pub fn signed_hashes(&self, visit: &VisitId) -> Result<HashSet<ChangeHash>> {
-        let mut stmt = self
-            .conn()
-            .prepare_cached("SELECT hashes FROM signatures WHERE visit_id = ?1")?;
-        let rows = stmt.query_map([visit.as_str()], |r| r.get::<_, Vec<u8>>(0))?;
-        let mut out = HashSet::new();
-        for r in rows {
-            out.extend(unpack(&r?));
-        }
-        Ok(out)
-    }
-
-    /// Which of `hashes` some kept signature covers. Reads the visit's
-    /// signature rows (one per signed batch), not one row per change.
+    /// Which of `changes` (each with its actor and sequence number, see
+    /// `Visit::change_ids`) some kept signature covers.
     pub fn signed_among(
         &self,
         visit: &VisitId,
-        hashes: &[ChangeHash],
+        changes: &[(ChangeHash, Vec<u8>, u64)],
     ) -> Result<HashSet<ChangeHash>> {
-        if hashes.is_empty() {
+        if changes.is_empty() {
             return Ok(HashSet::new());
         }
-        let wanted: HashSet<&ChangeHash> = hashes.iter().collect();
-        let mut stmt = self
-            .conn()
-            .prepare_cached("SELECT hashes FROM signatures WHERE visit_id = ?1")?;
-        let rows = stmt.query_map([visit.as_str()], |r| r.get::<_, Vec<u8>>(0))?;
-        let mut out = HashSet::new();
-        for r in rows {
-            out.extend(unpack(&r?).into_iter().filter(|h| wanted.contains(h)));
-        }
-        Ok(out)
+        let kept = self.signatures_of(visit)?;
+        Ok(changes
+            .iter()
+            .filter(|(_, actor, seq)| kept.iter().any(|s| s.covers(actor, *seq)))
+            .map(|(h, _, _)| *h)
+            .collect())
     }
 
-    /// The kept signatures that cover any of `hashes`.
+    /// The kept signatures that cover any of `changes` (by actor and
+    /// sequence number, see `Visit::change_ids`), oldest first.
     pub fn signatures_covering(
         &self,
         visit: &VisitId,
-        hashes: &[ChangeHash],
+        changes: &[(Vec<u8>, u64)],
     ) -> Result<Vec<SignatureRecord>> {
-        if hashes.is_empty() {
+        if changes.is_empty() {
             return Ok(Vec::new());
         }
         // Newest first, stopping once every wanted change is covered: the
         // changes a sync sends are usually those of the latest batches, so
         // a long history's older signatures are not read.
-        let mut left: HashSet<[u8; 32]> = hashes.iter().map(|h| h.0).collect();
+        let mut left: Vec<&(Vec<u8>, u64)> = changes.iter().collect();
         let mut stmt = self.conn().prepare_cached(
-            "SELECT signer, hashes, signature, received_at, ranges FROM signatures WHERE visit_id = ?1 ORDER BY id DESC",
+            "SELECT signer, signature, received_at, ranges FROM signatures WHERE visit_id = ?1 ORDER BY id DESC",
         )?;
         let mut rows = stmt.query([visit.as_str()])?;
         let mut out = Vec::new();
         while let Some(row) = rows.next()? {
-            let blob = row.get_ref(1)?.as_blob().map_err(rusqlite::Error::from)?;
-            let mut hit = false;
-            for chunk in blob.chunks_exact(32) {
-                if let Ok(h) = <[u8; 32]>::try_from(chunk)
-                    && left.remove(&h)
-                {
-                    hit = true;
-                }
-            }
-            if hit {
-                out.push(read_signature(row)?);
+            let s = read_signature(row)?;
+            let before = left.len();
+            left.retain(|(actor, seq)| !s.covers(actor, *seq));
+            if left.len() < before {
+                out.push(s);
             }
             if left.is_empty() {
                 break;
@@ -366,24 +356,35 @@ impl Store {
         Ok(out)
     }
 
-    /// Every kept signature of a visit.
+    /// Every kept signature of a visit, oldest first.
     pub fn signatures_of(&self, visit: &VisitId) -> Result<Vec<SignatureRecord>> {
         let mut stmt = self.conn().prepare_cached(
-            "SELECT signer, hashes, signature, received_at, ranges FROM signatures WHERE visit_id = ?1 ORDER BY id",
+            "SELECT signer, signature, received_at, ranges FROM signatures WHERE visit_id = ?1 ORDER BY id",
         )?;
         let rows = stmt.query_map([visit.as_str()], read_signature)?;
         Ok(rows.collect::<Result<_, _>>()?)
     }
 
     /// Every covered change of a visit with the first kept signature that
-    /// named it (and so when it first arrived), for audits.
-    pub fn change_receipts(&self, visit: &VisitId) -> Result<Vec<(ChangeHash, SignatureRecord)>> {
+    /// named it (and so when it first arrived), for audits. `index` is the
+    /// visit's change index (`Visit::change_index`), which turns each
+    /// signature's ranges into the hashes it was made over.
+    pub fn change_receipts(
+        &self,
+        visit: &VisitId,
+        index: &kiemtra_core::ChangeIndex,
+    ) -> Result<Receipts> {
         let mut seen = HashSet::new();
-        let mut out = Vec::new();
-        for s in self.signatures_of(visit)? {
-            for h in &s.hashes {
+        let mut out = Receipts::default();
+        for record in self.signatures_of(visit)? {
+            let Some(hashes) = index.hashes(&record.ranges) else {
+                out.unresolved.push(record);
+                continue;
+            };
+            let receipt = std::sync::Arc::new(Receipt { record, hashes });
+            for h in &receipt.hashes {
                 if seen.insert(*h) {
-                    out.push((*h, s.clone()));
+                    out.changes.push((*h, receipt.clone()));
                 }
             }
         }

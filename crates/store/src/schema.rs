@@ -16,11 +16,12 @@ static MIGRATIONS: LazyLock<Migrations<'static>> = LazyLock::new(|| {
             "../migrations/005_receipts_from_signatures.sql"
         )),
         M::up(include_str!("../migrations/006_own_changes.sql")),
+        M::up(include_str!("../migrations/007_signature_ranges_only.sql")),
     ])
 });
 
 /// The schema version a fully migrated store has.
-pub const SCHEMA_VERSION: usize = 6;
+pub const SCHEMA_VERSION: usize = 7;
 
 pub(crate) fn migrations() -> &'static Migrations<'static> {
     &MIGRATIONS
@@ -108,6 +109,14 @@ mod tests {
                 conn.execute("INSERT INTO visit_chunks (visit_id, kind, data) VALUES ('v-1','snapshot',x'00')", [])
                     .expect("chunk at v1");
             }
+            if start >= 4 {
+                conn.execute(
+                    "INSERT INTO signatures (visit_id, signer, hashes, ranges, signature, received_at)
+                     VALUES ('v-1', 'dev-1', x'0102', '[[\"aa\",1,2]]', x'07', 'now')",
+                    [],
+                )
+                .expect("signature at v4");
+            }
             migrate(&mut conn, ":memory:").expect("upgrade");
             assert_eq!(schema_of(&conn), expected, "upgrading from version {start}");
             if start >= 1 {
@@ -117,6 +126,18 @@ mod tests {
                     })
                     .expect("data kept");
                 assert_eq!(name, "Sở Nội vụ");
+                if start >= 4 {
+                    // Version 7 keeps a signature's ranges, not its hashes.
+                    let (hashes, ranges): (Vec<u8>, String) = conn
+                        .query_row("SELECT hashes, ranges FROM signatures", [], |r| {
+                            Ok((r.get(0)?, r.get(1)?))
+                        })
+                        .expect("signature kept");
+                    assert!(hashes.is_empty());
+                    assert_eq!(ranges, r#"[["aa",1,2]]"#);
+                }
+            }
+            if (1..6).contains(&start) {
                 // A store that held visits before own changes were recorded
                 // scans them once at its next sync.
                 let scan: String = conn

@@ -379,7 +379,6 @@ fn own_changes_are_remembered_until_signed_and_remote_ones_never() {
     // Signed: forgotten as unsigned; a later edit is the only one left.
     let record = kiemtra_store::SignatureRecord {
         signer: "dev-1".into(),
-        hashes: all.clone(),
         ranges: kiemtra_core::seq_ranges_of(own.iter().map(|(_, a, s)| (a.clone(), *s))),
         signature: vec![7; 64],
         received_at: "2015-09-03T08:00:00+07:00".into(),
@@ -389,7 +388,7 @@ fn own_changes_are_remembered_until_signed_and_remote_ones_never() {
         .expect("sign");
     assert!(phone.own_unsigned(&vid("v-1")).expect("own").0.is_empty());
     assert_eq!(
-        phone.signed_among(&vid("v-1"), &all).expect("signed").len(),
+        phone.signed_among(&vid("v-1"), &own).expect("signed").len(),
         4
     );
     phone
@@ -399,11 +398,48 @@ fn own_changes_are_remembered_until_signed_and_remote_ones_never() {
         .expect("edit");
     let (left, _) = phone.own_unsigned(&vid("v-1")).expect("own");
     assert_eq!(left.len(), 1);
+    let (index, _) = phone.visit(&vid("v-1")).expect("v").change_index();
+    let kept = phone
+        .change_receipts(&vid("v-1"), &index)
+        .expect("receipts");
+    assert_eq!(kept.changes.len(), 4, "receipts follow the kept signature");
+    assert!(kept.unresolved.is_empty());
+    let hashes: Vec<_> = kept.changes.iter().map(|(h, _)| *h).collect();
+    assert_eq!(hashes, all, "the hashes are read off the document by range");
     assert_eq!(
-        phone.change_receipts(&vid("v-1")).expect("receipts").len(),
-        4,
-        "receipts follow the kept signature"
+        kept.changes[0].1.hashes, all,
+        "the batch the signature was made over"
     );
+    // Covering is decided by actor and sequence number: the new edit is
+    // not covered, the first one is.
+    let actor = own[0].1.clone();
+    assert_eq!(
+        phone
+            .signatures_covering(&vid("v-1"), &[(actor.clone(), 5)])
+            .expect("covering")
+            .len(),
+        0
+    );
+    assert_eq!(
+        phone
+            .signatures_covering(&vid("v-1"), &[(actor.clone(), 1), (actor.clone(), 5)])
+            .expect("covering"),
+        vec![record.clone()]
+    );
+    // A kept signature naming changes the document lacks is reported, not
+    // silently given hashes.
+    let lost = kiemtra_store::SignatureRecord {
+        ranges: vec![(actor, 90, 91)],
+        ..record.clone()
+    };
+    phone
+        .record_signatures(&vid("v-1"), std::slice::from_ref(&lost))
+        .expect("keep");
+    let kept = phone
+        .change_receipts(&vid("v-1"), &index)
+        .expect("receipts");
+    assert_eq!(kept.changes.len(), 4);
+    assert_eq!(kept.unresolved, vec![lost]);
 
     // Another device's changes merged in are not this device's to sign.
     let mut other = Store::open(dir.path().join("b.db"), editor("insp-b")).expect("b");
