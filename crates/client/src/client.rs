@@ -393,14 +393,11 @@ impl SyncClient {
                 // partial one, those covering its changes.
                 // By actor and sequence number: kept signatures name
                 // their changes that way.
-                let payload_ids: Vec<(Vec<u8>, u64)> = if known.is_empty() {
-                    Vec::new()
-                } else {
-                    let sent = visit.change_hashes_after(&known);
-                    let ids = visit.change_ids(&sent).unwrap_or_default();
-                    ids.into_iter()
-                        .map(|(_, actor, seq)| (actor, seq))
-                        .collect()
+                let payload_ids = match known.is_empty() {
+                    true => Vec::new(),
+                    false => visit
+                        .change_ids(&visit.change_hashes_after(&known))
+                        .unwrap_or_default(),
                 };
                 let partial = (!known.is_empty()).then(|| visit.save_after(&known));
                 let scanned = match scan_all {

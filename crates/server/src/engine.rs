@@ -402,12 +402,7 @@ fn offer_result(
         missing,
         String::new(),
     );
-    let sent: Vec<(Vec<u8>, u64)> = visit
-        .change_ids(&sent)
-        .unwrap_or_default()
-        .into_iter()
-        .map(|(_, actor, seq)| (actor, seq))
-        .collect();
+    let sent = visit.change_ids(&sent).unwrap_or_default();
     r.signatures = match store.signatures_covering(&id, &sent) {
         Ok(s) => to_wire(s),
         Err(e) => return Some(refuse(vid, VisitStatus::Invalid, e.to_string())),

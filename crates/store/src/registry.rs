@@ -129,14 +129,13 @@ fn read_signature(r: &rusqlite::Row<'_>) -> rusqlite::Result<SignatureRecord> {
     })
 }
 
-/// The `hashes` column is left empty (migration 007): ranges are the record.
 fn insert_signature(
     tx: &rusqlite::Savepoint<'_>,
     visit: &VisitId,
     s: &SignatureRecord,
 ) -> rusqlite::Result<()> {
     tx.prepare_cached(
-        "INSERT INTO signatures (visit_id, signer, hashes, ranges, signature, received_at) VALUES (?1, ?2, x'', ?3, ?4, ?5)",
+        "INSERT INTO signatures (visit_id, signer, ranges, signature, received_at) VALUES (?1, ?2, ?3, ?4, ?5)",
     )?
     .execute(params![
         visit.as_str(),
@@ -322,12 +321,12 @@ impl Store {
             .collect())
     }
 
-    /// The kept signatures that cover any of `changes` (by actor and
-    /// sequence number, see `Visit::change_ids`), oldest first.
+    /// The kept signatures that cover any of `changes` (each with its actor
+    /// and sequence number, see `Visit::change_ids`), oldest first.
     pub fn signatures_covering(
         &self,
         visit: &VisitId,
-        changes: &[(Vec<u8>, u64)],
+        changes: &[(ChangeHash, Vec<u8>, u64)],
     ) -> Result<Vec<SignatureRecord>> {
         if changes.is_empty() {
             return Ok(Vec::new());
@@ -335,7 +334,7 @@ impl Store {
         // Newest first, stopping once every wanted change is covered: the
         // changes a sync sends are usually those of the latest batches, so
         // a long history's older signatures are not read.
-        let mut left: Vec<&(Vec<u8>, u64)> = changes.iter().collect();
+        let mut left: Vec<&(ChangeHash, Vec<u8>, u64)> = changes.iter().collect();
         let mut stmt = self.conn().prepare_cached(
             "SELECT signer, signature, received_at, ranges FROM signatures WHERE visit_id = ?1 ORDER BY id DESC",
         )?;
@@ -344,7 +343,7 @@ impl Store {
         while let Some(row) = rows.next()? {
             let s = read_signature(row)?;
             let before = left.len();
-            left.retain(|(actor, seq)| !s.covers(actor, *seq));
+            left.retain(|(_, actor, seq)| !s.covers(actor, *seq));
             if left.len() < before {
                 out.push(s);
             }
