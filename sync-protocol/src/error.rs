@@ -32,6 +32,8 @@ pub enum DecodeError {
     ImpliedSigner,
     #[error("visit {0} leaves its heads to its changes but sends none")]
     ImpliedWithoutChanges(String),
+    #[error("visit {0} carries a listing but is not a whole document sent ok")]
+    UnexpectedListing(String),
     #[error("visit {0} appears twice in one message")]
     DuplicateVisit(String),
 }

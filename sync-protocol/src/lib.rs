@@ -6,7 +6,8 @@ mod wire;
 
 pub use error::DecodeError;
 pub use message::{
-    Cursor, Hash, MAX_SIGNATURES, MAX_SIGNED, MAX_VISITS, MEDIA_TYPE, PROTOCOL_VERSION, SeqRange,
-    Signature, SyncRequest, SyncResponse, VisitOffer, VisitResult, VisitStatus,
+    Cursor, Hash, Listing, MAX_REASONS, MAX_SIGNATURES, MAX_SIGNED, MAX_VISITS, MEDIA_TYPE,
+    PROTOCOL_VERSION, SeqRange, Signature, SyncRequest, SyncResponse, VisitOffer, VisitResult,
+    VisitStatus,
 };
 pub use wire::{MAX_HEADS, MAX_ID, MAX_MESSAGE};

@@ -6,7 +6,7 @@ use crate::error::DecodeError;
 use crate::wire::{MAX_ID, MAX_MESSAGE, Reader, Writer};
 
 /// The protocol version this crate speaks.
-pub const PROTOCOL_VERSION: u8 = 4;
+pub const PROTOCOL_VERSION: u8 = 5;
 /// Media type of both messages.
 pub const MEDIA_TYPE: &str = "application/x-kiemtra-sync";
 const REQUEST_MAGIC: &[u8; 4] = b"KTSQ";
@@ -155,7 +155,39 @@ pub struct VisitResult {
     pub signatures: Vec<Signature>,
     /// Why, for errors; empty otherwise.
     pub message: String,
+    /// For a whole document sent to a device that has nothing of the
+    /// visit: the server's listing of it (version 5), so the device can
+    /// list the visit before it loads the document. `None` otherwise.
+    pub listing: Option<Listing>,
 }
+
+/// What a visit list shows of a visit, as the server's index holds it for
+/// the same document: derived data that a device shows until it first
+/// loads the document and works it out itself (SPEC §7). Never a source of
+/// truth: the document is.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Listing {
+    pub unit_code: String,
+    pub unit_name: String,
+    pub unit_kind: String,
+    pub campaign: String,
+    pub team: String,
+    /// `YYYY-MM-DD`.
+    pub scheduled_on: String,
+    /// `draft`, `submitted`, `approved` or `returned`.
+    pub status: String,
+    pub conflicts: u32,
+    pub payroll: u32,
+    pub present: u32,
+    pub late: u32,
+    pub absent: u32,
+    pub unrecorded: u32,
+    /// Absence reason keys with their counts, in key order.
+    pub absent_by_reason: Vec<(String, u32)>,
+}
+
+/// Most absence reasons a listing may name.
+pub const MAX_REASONS: usize = 32;
 
 /// The server's sync response.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -284,6 +316,9 @@ impl SyncResponse {
                             .iter()
                             .map(|s| 100 + s.signer.len() + 40 * s.ranges.len())
                             .sum::<usize>()
+                        + v.listing.as_ref().map_or(1, |l| {
+                            64 + l.unit_name.len() + 16 * l.absent_by_reason.len()
+                        })
                         + 32
                 })
                 .sum::<usize>();
@@ -301,6 +336,7 @@ impl SyncResponse {
             w.bytes(&v.changes);
             write_signatures(&mut w, &v.signatures);
             w.str(&v.message);
+            write_listing(&mut w, v.listing.as_ref());
         }
         w.buf
     }
@@ -337,6 +373,10 @@ impl SyncResponse {
             let changes = r.bytes("changes", max_changes)?.to_vec();
             let signatures = read_signatures(&mut r, false)?;
             let message = r.str("message", MAX_MESSAGE)?;
+            let listing = read_listing(&mut r)?;
+            if listing.is_some() && (status != VisitStatus::Ok || changes.is_empty()) {
+                return Err(DecodeError::UnexpectedListing(visit_id));
+            }
             visits.push(VisitResult {
                 visit_id,
                 status,
@@ -344,6 +384,7 @@ impl SyncResponse {
                 changes,
                 signatures,
                 message,
+                listing,
             });
         }
         r.finish()?;
@@ -404,6 +445,97 @@ fn read_signatures(
         });
     }
     Ok(out)
+}
+
+fn write_listing(w: &mut Writer, listing: Option<&Listing>) {
+    let Some(l) = listing else {
+        w.u8(0);
+        return;
+    };
+    w.u8(1);
+    for text in [
+        &l.unit_code,
+        &l.unit_name,
+        &l.unit_kind,
+        &l.campaign,
+        &l.team,
+        &l.scheduled_on,
+        &l.status,
+    ] {
+        w.str(text);
+    }
+    for n in [
+        l.conflicts,
+        l.payroll,
+        l.present,
+        l.late,
+        l.absent,
+        l.unrecorded,
+    ] {
+        w.varint(u64::from(n));
+    }
+    w.varint(l.absent_by_reason.len() as u64);
+    for (reason, n) in &l.absent_by_reason {
+        w.str(reason);
+        w.varint(u64::from(*n));
+    }
+}
+
+fn read_count(r: &mut Reader<'_>, what: &'static str) -> Result<u32, DecodeError> {
+    let v = r.varint(what)?;
+    u32::try_from(v).map_err(|_| DecodeError::TooLong {
+        what,
+        len: v,
+        max: u64::from(u32::MAX),
+    })
+}
+
+fn read_listing(r: &mut Reader<'_>) -> Result<Option<Listing>, DecodeError> {
+    match r.u8("listing")? {
+        0 => return Ok(None),
+        1 => {}
+        value => {
+            return Err(DecodeError::UnknownValue {
+                what: "listing",
+                value,
+            });
+        }
+    }
+    let unit_code = r.str("unit code", MAX_ID)?;
+    let unit_name = r.str("unit name", MAX_MESSAGE)?;
+    let unit_kind = r.str("unit kind", MAX_ID)?;
+    let campaign = r.str("campaign", MAX_ID)?;
+    let team = r.str("team", MAX_ID)?;
+    let scheduled_on = r.str("scheduled date", MAX_ID)?;
+    let status = r.str("listed status", MAX_ID)?;
+    let conflicts = read_count(r, "conflicts")?;
+    let payroll = read_count(r, "payroll")?;
+    let present = read_count(r, "present")?;
+    let late = read_count(r, "late")?;
+    let absent = read_count(r, "absent")?;
+    let unrecorded = read_count(r, "unrecorded")?;
+    let n = r.len("reason count", MAX_REASONS)?;
+    let mut absent_by_reason = Vec::with_capacity(n);
+    for _ in 0..n {
+        let reason = r.str("absence reason", MAX_ID)?;
+        absent_by_reason.push((reason, read_count(r, "absent for a reason")?));
+    }
+    Ok(Some(Listing {
+        unit_code,
+        unit_name,
+        unit_kind,
+        campaign,
+        team,
+        scheduled_on,
+        status,
+        conflicts,
+        payroll,
+        present,
+        late,
+        absent,
+        unrecorded,
+        absent_by_reason,
+    }))
 }
 
 fn check_version(found: u8) -> Result<(), DecodeError> {

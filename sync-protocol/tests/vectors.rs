@@ -188,6 +188,7 @@ fn response_1() {
                 changes: vec![],
                 signatures: vec![],
                 message: String::new(),
+                listing: None,
             },
             VisitResult {
                 visit_id: "v-2".into(),
@@ -196,6 +197,7 @@ fn response_1() {
                 changes: vec![],
                 signatures: vec![],
                 message: "team".into(),
+                listing: None,
             },
         ],
     };
@@ -207,6 +209,74 @@ fn response_1() {
 }
 
 #[test]
+fn response_2_a_whole_document_with_its_listing() {
+    let expected = SyncResponse {
+        cursor: Cursor { seq: 9, nonce: 1 },
+        more: false,
+        visits: vec![VisitResult {
+            visit_id: "v-1".into(),
+            status: VisitStatus::Ok,
+            heads: vec![[0x44; 32]],
+            changes: vec![0x85, 0x6f],
+            signatures: vec![],
+            message: String::new(),
+            listing: Some(Listing {
+                unit_code: "u-01".into(),
+                unit_name: "UBND xã A".into(),
+                unit_kind: "commune".into(),
+                campaign: "ct-2015".into(),
+                team: "team-1".into(),
+                scheduled_on: "2015-08-31".into(),
+                status: "draft".into(),
+                conflicts: 1,
+                payroll: 60,
+                present: 50,
+                late: 2,
+                absent: 5,
+                unrecorded: 5,
+                absent_by_reason: vec![("business_trip".into(), 5)],
+            }),
+        }],
+    };
+    assert_eq!(
+        SyncResponse::decode(&hex("response-2.hex"), LIMIT),
+        Ok(expected.clone())
+    );
+    assert_eq!(expected.encode(), hex("response-2.hex"));
+}
+
+#[test]
+fn a_listing_travels_only_with_a_whole_document_sent_ok() {
+    // response-2 with the status byte set to 3 (denied).
+    assert_eq!(
+        SyncResponse::decode(&hex("bad-listing.hex"), LIMIT),
+        Err(DecodeError::UnexpectedListing("v-1".into()))
+    );
+    // And with no changes: the same listing on an ok result with nothing sent.
+    let mut empty = hex("response-2.hex");
+    let at = empty
+        .windows(3)
+        .position(|w| w == [0x02, 0x85, 0x6f])
+        .expect("the changes");
+    empty.splice(at..at + 3, [0x00]);
+    assert_eq!(
+        SyncResponse::decode(&empty, LIMIT),
+        Err(DecodeError::UnexpectedListing("v-1".into()))
+    );
+    // A listing flag other than 0 or 1.
+    let mut flag = hex("response-1.hex");
+    let last = flag.len() - 1;
+    flag[last] = 2;
+    assert_eq!(
+        SyncResponse::decode(&flag, LIMIT),
+        Err(DecodeError::UnknownValue {
+            what: "listing",
+            value: 2
+        })
+    );
+}
+
+#[test]
 fn bad_vectors_are_refused_with_the_documented_error() {
     let cases: [(&str, DecodeError); 11] = [
         ("bad-range.hex", DecodeError::BadRange { first: 0, last: 3 }),
@@ -214,8 +284,8 @@ fn bad_vectors_are_refused_with_the_documented_error() {
         (
             "bad-version.hex",
             DecodeError::UnsupportedVersion {
-                found: 3,
-                supported: 4,
+                found: 4,
+                supported: 5,
             },
         ),
         (

@@ -10,4 +10,5 @@ mod faults;
 mod harness;
 mod merge;
 mod operations;
+mod received;
 mod trust;

@@ -133,6 +133,9 @@ pub struct SyncReport {
     pub visits_uploaded: usize,
     pub visits_downloaded: usize,
     pub errors: Vec<VisitError>,
+    /// Visits stored as received that were found damaged when this sync
+    /// opened them: removed, and downloaded again.
+    pub refetched: usize,
 }
 
 /// Enrolls this device with a code from an administrator. A new Ed25519
@@ -274,7 +277,7 @@ impl SyncClient {
             if self.cancel.load(Ordering::Relaxed) {
                 return Err(Error::Cancelled);
             }
-            let cursor = parse_cursor(store.setting("sync.cursor")?);
+            let cursor = parse_cursor(store.setting(kiemtra_store::CURSOR_SETTING)?);
             // One transaction for the whole request: the signatures it
             // records are written with one disk sync, not one per visit.
             let (request, local_more, offered_changes) =
@@ -293,6 +296,7 @@ impl SyncClient {
             }
             // The whole answer is applied in one transaction (one disk sync),
             // with the cursor stored alongside.
+            let refetched_before = report.refetched;
             again |= store.batch(|store| {
                 let mut again = false;
                 // Visits new to this device are loaded (validated) on
@@ -302,8 +306,12 @@ impl SyncClient {
                     .visits
                     .iter()
                     .map(|r| {
+                        // A whole document sent with the server's listing
+                        // is stored as received and loaded when first opened
+                        // (SPEC §7); only the others are loaded now.
                         let fresh = r.status == VisitStatus::Ok
                             && !r.changes.is_empty()
+                            && r.listing.is_none()
                             && VisitId::parse(&r.visit_id)
                                 .is_ok_and(|id| store.summary(&id).is_err());
                         fresh.then_some(r.changes.as_slice())
@@ -316,8 +324,12 @@ impl SyncClient {
                     }
                     Ok::<_, kiemtra_store::Error>(())
                 })?;
-                let cursor = format!("{}:{}", response.cursor.seq, response.cursor.nonce);
-                store.set_setting("sync.cursor", &cursor)?;
+                // Left cleared when a received visit was removed as damaged
+                // (so the next round is answered with it again).
+                if report.refetched == refetched_before {
+                    let cursor = format!("{}:{}", response.cursor.seq, response.cursor.nonce);
+                    store.set_setting(kiemtra_store::CURSOR_SETTING, &cursor)?;
+                }
                 Ok(again)
             })?;
             done += response.visits.len();
@@ -382,7 +394,13 @@ impl SyncClient {
             // first sync also scans each visit for them (`SCAN_ALL`).
             let (own, mark) = store.own_unsigned(&summary.id)?;
             let (payload_ids, partial, scanned) = if confirmed.is_some() || scan_all {
-                let visit = store.visit(&summary.id)?;
+                let visit = match store.visit(&summary.id) {
+                    Ok(v) => v,
+                    // Stored as received and found damaged on opening: removed,
+                    // and downloaded again (the store reset the cursor).
+                    Err(kiemtra_store::Error::Refetch { .. }) => continue,
+                    Err(e) => return Err(e.into()),
+                };
                 let known: Vec<ChangeHash> = confirmed
                     .iter()
                     .flatten()
@@ -574,6 +592,45 @@ impl SyncClient {
     }
 }
 
+/// The server's listing of a visit it sent whole, as this store's summary
+/// (`None` when it names an absence reason this build does not know, or no
+/// heads: the document is then loaded at once instead).
+fn listed_summary(
+    id: &VisitId,
+    l: &kiemtra_sync_protocol::Listing,
+    heads: &[kiemtra_sync_protocol::Hash],
+    now: String,
+) -> Option<kiemtra_store::VisitSummary> {
+    if heads.is_empty() {
+        return None;
+    }
+    let mut absent_by_reason = std::collections::BTreeMap::new();
+    for (reason, n) in &l.absent_by_reason {
+        absent_by_reason.insert(kiemtra_core::AbsenceReason::parse(reason).ok()?, *n);
+    }
+    Some(kiemtra_store::VisitSummary {
+        id: id.clone(),
+        unit_code: l.unit_code.clone(),
+        unit_name: l.unit_name.clone(),
+        unit_kind: l.unit_kind.clone(),
+        campaign: l.campaign.clone(),
+        team: l.team.clone(),
+        scheduled_on: l.scheduled_on.clone(),
+        status: l.status.clone(),
+        conflicts: l.conflicts,
+        tally: kiemtra_core::Tally {
+            payroll: l.payroll,
+            present: l.present,
+            late: l.late,
+            absent: l.absent,
+            unrecorded: l.unrecorded,
+            absent_by_reason,
+        },
+        heads: heads.iter().map(|h| ChangeHash(*h).to_string()).collect(),
+        updated_at: now,
+    })
+}
+
 /// Applies one visit's answer; returns whether another round is needed.
 /// Visits new to the device loaded in parallel at a time.
 const LOAD_WINDOW: usize = 16;
@@ -623,10 +680,22 @@ fn apply_result(
         VisitStatus::Ok => {
             let held = store.summary(&id).is_ok();
             let mut fresh = None;
+            // Stored as received, not loaded: its signatures are kept as
+            // sent and checked against the document when it is opened.
+            let mut unread = false;
+            let listed = match (held, &r.listing) {
+                (false, Some(l)) if !r.changes.is_empty() => {
+                    listed_summary(&id, l, &r.heads, store.session().now().to_rfc3339())
+                }
+                _ => None,
+            };
             let applied = if r.changes.is_empty() {
                 Ok(())
             } else if held {
                 store.apply_remote(&id, &r.changes).map(|_| ())
+            } else if let Some(summary) = listed {
+                unread = true;
+                store.insert_unverified(&summary, &r.changes)
             } else {
                 match preloaded {
                     Some(Ok((visit, f))) => {
@@ -649,7 +718,7 @@ fn apply_result(
                     let received_at = store.session().now().to_rfc3339();
                     // An answer to an upload carries no signatures: nothing
                     // to record, and no need to open the document.
-                    let visit = match r.signatures.is_empty() || fresh.is_some() {
+                    let visit = match r.signatures.is_empty() || fresh.is_some() || unread {
                         true => None,
                         false => Some(store.visit(&id)?),
                     };
@@ -665,8 +734,9 @@ fn apply_result(
                             // Kept only when its ranges name changes the
                             // visit holds.
                             match &fresh {
-                                Some(f) => f.hashes(&ranges)?,
-                                None => visit?.hashes_in_ranges(&ranges, &[])?,
+                                Some(f) => Some(f.hashes(&ranges)?),
+                                None if unread => None,
+                                None => Some(visit?.hashes_in_ranges(&ranges, &[])?),
                             };
                             Some(kiemtra_store::SignatureRecord {
                                 signer: s.signer.clone(),
@@ -680,6 +750,13 @@ fn apply_result(
                         store.record_signatures(&id, &records)?;
                     }
                     store.set_confirmed_heads(&id, PEER, &server_heads)?;
+                }
+                // A visit stored as received was found damaged when this
+                // answer opened it: the store removed it and reset the
+                // cursor, and the next round downloads it again.
+                Err(kiemtra_store::Error::Refetch { .. }) => {
+                    report.refetched += 1;
+                    return Ok(true);
                 }
                 Err(e) => report.errors.push(VisitError {
                     visit_id: r.visit_id.clone(),

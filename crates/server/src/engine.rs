@@ -4,7 +4,7 @@
 use kiemtra_core::{ChangeHash, Visit, VisitId};
 use kiemtra_store::{DeviceRecord, Store};
 use kiemtra_sync_protocol::{
-    Cursor, Hash, SyncRequest, SyncResponse, VisitOffer, VisitResult, VisitStatus,
+    Cursor, Hash, Listing, SyncRequest, SyncResponse, VisitOffer, VisitResult, VisitStatus,
 };
 use std::collections::HashSet;
 use std::sync::atomic::Ordering::Relaxed;
@@ -42,6 +42,32 @@ fn result(
         changes,
         signatures: Vec::new(),
         message,
+        listing: None,
+    }
+}
+
+/// A visit's summary from the server's index, as the wire's listing.
+fn listing_of(s: &kiemtra_store::VisitSummary) -> Listing {
+    Listing {
+        unit_code: s.unit_code.clone(),
+        unit_name: s.unit_name.clone(),
+        unit_kind: s.unit_kind.clone(),
+        campaign: s.campaign.clone(),
+        team: s.team.clone(),
+        scheduled_on: s.scheduled_on.clone(),
+        status: s.status.clone(),
+        conflicts: s.conflicts,
+        payroll: s.tally.payroll,
+        present: s.tally.present,
+        late: s.tally.late,
+        absent: s.tally.absent,
+        unrecorded: s.tally.unrecorded,
+        absent_by_reason: s
+            .tally
+            .absent_by_reason
+            .iter()
+            .map(|(reason, n)| (reason.key().to_owned(), *n))
+            .collect(),
     }
 }
 
@@ -143,8 +169,8 @@ pub fn sync(
                 break;
             }
             used += doc.len();
-            let heads: Vec<Hash> = store
-                .summary(&id)?
+            let summary = store.summary(&id)?;
+            let heads: Vec<Hash> = summary
                 .heads
                 .iter()
                 .filter_map(|h| h.parse::<ChangeHash>().ok())
@@ -153,6 +179,9 @@ pub fn sync(
             metrics.visits_sent.fetch_add(1, Relaxed);
             let mut r = result(&entry.visit_id, VisitStatus::Ok, heads, doc, String::new());
             r.signatures = to_wire(store.signatures_of(&id)?);
+            // The index's summary of the same document, so the device can
+            // list the visit before loading it (SPEC §5, §7).
+            r.listing = Some(listing_of(&summary));
             visits.push(r);
         }
         cursor = Cursor {

@@ -25,6 +25,16 @@ pub enum Error {
     Migration(String),
     #[error("stored data is damaged: {0}")]
     Corrupt(String),
+    /// A visit stored as received from the server, not yet loaded, did not
+    /// load or is not what it claimed to be. It has been removed (nothing
+    /// of it was edited here) and the sync cursor reset, so the next sync
+    /// downloads it again.
+    #[error(
+        "visit {id} as received from the server is damaged ({reason}); it was removed and will be downloaded again at the next sync"
+    )]
+    Refetch { id: VisitId, reason: String },
+    #[error("{0}")]
+    Refused(String),
 }
 
 impl From<rusqlite::Error> for Error {

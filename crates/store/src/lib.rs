@@ -10,4 +10,4 @@ pub use registry::{
     DeviceRecord, EnrollmentRefusal, FeedEntry, OwnChange, Receipt, Receipts, SignatureRecord,
 };
 pub use schema::SCHEMA_VERSION;
-pub use store::{COMPACT_AFTER, Store, VisitSummary};
+pub use store::{COMPACT_AFTER, CURSOR_SETTING, Store, Verified, VisitSummary};

@@ -17,11 +17,12 @@ static MIGRATIONS: LazyLock<Migrations<'static>> = LazyLock::new(|| {
         )),
         M::up(include_str!("../migrations/006_own_changes.sql")),
         M::up(include_str!("../migrations/007_signature_ranges_only.sql")),
+        M::up(include_str!("../migrations/008_unverified_visits.sql")),
     ])
 });
 
 /// The schema version a fully migrated store has.
-pub const SCHEMA_VERSION: usize = 7;
+pub const SCHEMA_VERSION: usize = 8;
 
 pub(crate) fn migrations() -> &'static Migrations<'static> {
     &MIGRATIONS

@@ -15,6 +15,21 @@ use crate::schema;
 pub const COMPACT_AFTER: u32 = 64;
 /// Visits kept open in memory by default.
 const CACHE: usize = 32;
+/// The setting where the sync client keeps its feed cursor. The store
+/// clears it when it removes a received visit that failed to load, so that
+/// the next sync is answered with every visit of the team the device does
+/// not hold, that one included.
+pub const CURSOR_SETTING: &str = "sync.cursor";
+
+/// What [`Store::verify_pending`] did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Verified {
+    /// Visits loaded, checked and summarised from their documents.
+    pub verified: usize,
+    /// Visits whose received document was damaged, with the reason: removed,
+    /// to be downloaded again.
+    pub removed: Vec<(VisitId, String)>,
+}
 
 /// What a listing shows of a visit, read from the index without loading the document.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -191,6 +206,138 @@ impl Store {
         self.insert_with(visit, bytes.to_vec(), Some(summary))
     }
 
+    /// Stores a visit received whole from the server **without loading
+    /// it**: `summary` is the server's listing of it, heads included, and is
+    /// what listings show until the visit is first opened. Opening it (any
+    /// read, edit, merge or compaction, or [`Store::verify_pending`]) loads
+    /// the document, checks that it is whole and of this visit, and
+    /// replaces the summary with one worked out here; a document that fails
+    /// is removed and downloaded again ([`Error::Refetch`]). So a phone
+    /// loads only the visits it opens. Servers never store a document they
+    /// have not loaded: a store with a feed refuses this.
+    pub fn insert_unverified(&mut self, summary: &VisitSummary, bytes: &[u8]) -> Result<()> {
+        if self.feed {
+            return Err(Error::Refused(
+                "a server stores only documents it has loaded and checked".into(),
+            ));
+        }
+        if bytes.is_empty() {
+            return Err(Error::Visit(kiemtra_core::Error::NotAVisit(
+                "an empty document".into(),
+            )));
+        }
+        if self.exists(&summary.id)? {
+            return Err(Error::VisitExists(summary.id.clone()));
+        }
+        let tx = self.conn.savepoint()?;
+        write_summary(&tx, summary, true)?;
+        tx.execute(
+            "UPDATE visits SET verified = 0 WHERE id = ?1",
+            [summary.id.as_str()],
+        )?;
+        tx.execute(
+            "INSERT INTO visit_chunks (visit_id, kind, data) VALUES (?1, 'snapshot', ?2)",
+            params![summary.id.as_str(), bytes],
+        )?;
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// Whether the visit is stored as received, not yet loaded here.
+    pub fn is_unverified(&self, id: &VisitId) -> Result<bool> {
+        let v: Option<i64> = self
+            .conn
+            .query_row(
+                "SELECT verified FROM visits WHERE id = ?1",
+                [id.as_str()],
+                |r| r.get(0),
+            )
+            .optional()?;
+        match v {
+            Some(v) => Ok(v == 0),
+            None => Err(Error::UnknownVisit(id.clone())),
+        }
+    }
+
+    /// Loads and checks every visit stored as received and not opened yet
+    /// (for idle moments, like [`Store::compact_all`]).
+    pub fn verify_pending(&mut self) -> Result<Verified> {
+        let pending: Vec<String> = {
+            let mut stmt = self
+                .conn
+                .prepare("SELECT id FROM visits WHERE verified = 0 ORDER BY id")?;
+            stmt.query_map([], |r| r.get(0))?
+                .collect::<Result<_, _>>()?
+        };
+        let mut out = Verified::default();
+        for id in pending {
+            let id = VisitId::parse(&id)?;
+            match self.opened(&id) {
+                Ok(_) => out.verified += 1,
+                Err(Error::Refetch { id, reason }) => out.removed.push((id, reason)),
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(out)
+    }
+
+    /// Checks a visit stored as received against its loaded document and
+    /// makes its summary the one worked out here; keeps only the received
+    /// signatures whose ranges name changes the document holds.
+    fn verify_received(&mut self, id: &VisitId, visit: &Visit) -> Result<()> {
+        let of_visit = visit.id().map_err(|e| e.to_string());
+        match of_visit {
+            Ok(found) if found == *id => {}
+            Ok(found) => return Err(self.drop_received(id, format!("it is visit {found}"))),
+            Err(e) => return Err(self.drop_received(id, e)),
+        }
+        if !visit.missing_deps().is_empty() {
+            return Err(self.drop_received(id, "changes are missing".into()));
+        }
+        let summary = match summarise(visit) {
+            Ok(s) => s,
+            Err(e) => return Err(self.drop_received(id, e.to_string())),
+        };
+        let index = visit.change_index().0;
+        let unresolved = self.change_receipts(id, &index)?.unresolved;
+        let tx = self.conn.savepoint()?;
+        write_summary(&tx, &summary, false)?;
+        tx.execute(
+            "UPDATE visits SET verified = 1 WHERE id = ?1",
+            [id.as_str()],
+        )?;
+        for s in &unresolved {
+            tx.execute(
+                "DELETE FROM signatures WHERE visit_id = ?1 AND signature = ?2",
+                params![id.as_str(), s.signature],
+            )?;
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// Removes a received visit that failed its check and resets the
+    /// cursor, so the next sync downloads it again; returns the error to
+    /// report.
+    fn drop_received(&mut self, id: &VisitId, reason: String) -> Error {
+        tracing::warn!(visit = %id, %reason, "a received document is damaged; removed, to be downloaded again");
+        self.open.remove(id);
+        let removed = self
+            .conn
+            .execute("DELETE FROM visits WHERE id = ?1", [id.as_str()])
+            .and_then(|_| {
+                self.conn
+                    .execute("DELETE FROM settings WHERE key = ?1", [CURSOR_SETTING])
+            });
+        match removed {
+            Ok(_) => Error::Refetch {
+                id: id.clone(),
+                reason,
+            },
+            Err(e) => e.into(),
+        }
+    }
+
     fn insert_new(&mut self, visit: Visit) -> Result<VisitSummary> {
         let snapshot = visit.save();
         self.insert_with_snapshot(visit, snapshot)
@@ -254,9 +401,17 @@ impl Store {
         self.open.insert(id, open);
     }
 
-    fn load(&self, id: &VisitId) -> Result<OpenVisit> {
+    fn load(&mut self, id: &VisitId) -> Result<OpenVisit> {
         let count = self.chunk_count(id)?;
-        let visit = Visit::load(&self.stored_bytes(id)?, &self.session)?;
+        let received = self.is_unverified(id)?;
+        let visit = match Visit::load(&self.stored_bytes(id)?, &self.session) {
+            Ok(v) => v,
+            Err(e) if received => return Err(self.drop_received(id, e.to_string())),
+            Err(e) => return Err(e.into()),
+        };
+        if received {
+            self.verify_received(id, &visit)?;
+        }
         Ok(OpenVisit {
             saved_heads: visit.heads(),
             visit,
