@@ -531,6 +531,16 @@ pub struct SyncReport {
     pub errors: Vec<VisitSyncError>,
 }
 
+/// What `verify_received` did.
+#[derive(Debug, Clone, uniffi::Record)]
+pub struct ReceivedCheck {
+    /// Visits loaded and checked.
+    pub verified: u64,
+    /// Visits whose received document was damaged: removed, and downloaded
+    /// again at the next sync.
+    pub removed: Vec<String>,
+}
+
 // ---------------------------------------------------------------- sync hooks
 
 /// Implemented by the app to follow a sync (a progress bar).
@@ -728,6 +738,22 @@ impl DeviceStore {
             inner: self.inner.clone(),
             id,
         }))
+    }
+
+    /// Loads and checks every visit received from the server and not opened
+    /// yet; for when the app is idle. A sync stores received visits without
+    /// loading them and the list shows the server's listing until then;
+    /// opening a visit does the same check for that one.
+    pub fn verify_received(&self) -> ApiResult<ReceivedCheck> {
+        let done = self.inner.with(|s| Ok(s.verify_pending()?))?;
+        Ok(ReceivedCheck {
+            verified: done.verified as u64,
+            removed: done
+                .removed
+                .into_iter()
+                .map(|(id, _)| id.to_string())
+                .collect(),
+        })
     }
 
     /// Sends what the server lacks and receives what the device lacks

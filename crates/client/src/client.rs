@@ -769,7 +769,15 @@ fn apply_result(
         VisitStatus::Resend => {
             // The server lacks what we thought it had: confirm only the
             // server heads we know, so the next round sends the rest.
-            let visit = store.visit(&id)?;
+            let visit = match store.visit(&id) {
+                Ok(v) => v,
+                // Stored as received and damaged: removed, to be downloaded again.
+                Err(kiemtra_store::Error::Refetch { .. }) => {
+                    report.refetched += 1;
+                    return Ok(true);
+                }
+                Err(e) => return Err(e),
+            };
             let known: Vec<ChangeHash> = server_heads
                 .into_iter()
                 .filter(|h| visit.has_change(h))

@@ -110,13 +110,21 @@ mod tests {
                 conn.execute("INSERT INTO visit_chunks (visit_id, kind, data) VALUES ('v-1','snapshot',x'00')", [])
                     .expect("chunk at v1");
             }
-            if start >= 4 {
+            if (4..7).contains(&start) {
                 conn.execute(
                     "INSERT INTO signatures (visit_id, signer, hashes, ranges, signature, received_at)
                      VALUES ('v-1', 'dev-1', x'0102', '[[\"aa\",1,2]]', x'07', 'now')",
                     [],
                 )
                 .expect("signature at v4");
+            }
+            if start >= 7 {
+                conn.execute(
+                    "INSERT INTO signatures (visit_id, signer, ranges, signature, received_at)
+                     VALUES ('v-1', 'dev-1', '[[\"aa\",1,2]]', x'07', 'now')",
+                    [],
+                )
+                .expect("signature at v7");
             }
             migrate(&mut conn, ":memory:").expect("upgrade");
             assert_eq!(schema_of(&conn), expected, "upgrading from version {start}");
@@ -127,6 +135,13 @@ mod tests {
                     })
                     .expect("data kept");
                 assert_eq!(name, "Sở Nội vụ");
+                // Version 8: a visit stored before was loaded when stored.
+                let verified: i64 = conn
+                    .query_row("SELECT verified FROM visits WHERE id='v-1'", [], |r| {
+                        r.get(0)
+                    })
+                    .expect("verified flag");
+                assert_eq!(verified, 1);
                 if start >= 4 {
                     // Version 7 keeps a signature's ranges, not its hashes.
                     let ranges: String = conn

@@ -269,16 +269,19 @@ impl Store {
             stmt.query_map([], |r| r.get(0))?
                 .collect::<Result<_, _>>()?
         };
-        let mut out = Verified::default();
-        for id in pending {
-            let id = VisitId::parse(&id)?;
-            match self.opened(&id) {
-                Ok(_) => out.verified += 1,
-                Err(Error::Refetch { id, reason }) => out.removed.push((id, reason)),
-                Err(e) => return Err(e),
+        // One transaction (one disk sync) for all of them.
+        self.batch(|store| {
+            let mut out = Verified::default();
+            for id in pending {
+                let id = VisitId::parse(&id)?;
+                match store.opened(&id) {
+                    Ok(_) => out.verified += 1,
+                    Err(Error::Refetch { id, reason }) => out.removed.push((id, reason)),
+                    Err(e) => return Err(e),
+                }
             }
-        }
-        Ok(out)
+            Ok(out)
+        })
     }
 
     /// Checks a visit stored as received against its loaded document and

@@ -218,6 +218,13 @@ def main():
     b = km.enroll(b_path, URL, enrollment_code("insp-py-b", "inspector"), "Điện thoại B")
     report = b.sync(None, None)
     check("second device receives the visit", report.visits_downloaded == 1, repr(report))
+    listed = b.list_visits()
+    check("the received visit is listed before it is opened",
+          [v.id for v in listed] == [vid], repr(listed))
+    checked = b.verify_received()
+    check("idle check loads the received visit", checked.verified == 1 and checked.removed == [],
+          repr(checked))
+    check("nothing left to check", b.verify_received().verified == 0)
     vb = b.open_visit(vid)
     check("second device holds the same visit", vb.state() == visit.state())
     check("same heads on both", sorted(vb.heads()) == sorted(visit.heads()))
