@@ -149,4 +149,24 @@ async fn received_visits_are_listed_before_loading_and_a_damaged_one_comes_back(
         Some(sup.state(&vid("v-2"))),
         server_state(&data, &vid("v-2"))
     );
+
+    // Damaged once more, and found while the sync builds its request (its
+    // confirmation differs from its heads, so the offer opens it): the
+    // request asks from the start of the feed and the answer brings it back.
+    {
+        let conn = rusqlite::Connection::open(sup.dir.join("device.db")).expect("sqlite");
+        conn.execute("UPDATE visits SET verified = 0 WHERE id = 'v-2'", [])
+            .expect("mark as received");
+    }
+    damage(&mut sup, "v-2");
+    let other = sup.store.summary(&vid("v-1")).expect("v-1").heads[0]
+        .parse()
+        .expect("hash");
+    sup.store
+        .set_confirmed_heads(&vid("v-2"), kiemtra_client::PEER, &[other])
+        .expect("confirmation");
+    let rebuilt = sup.sync().await;
+    assert_eq!(rebuilt.requests, 1, "{rebuilt:?}");
+    assert_eq!(rebuilt.visits_downloaded, 1, "{rebuilt:?}");
+    assert_eq!(sup.state(&vid("v-2")), a.state(&vid("v-2")));
 }

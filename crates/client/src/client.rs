@@ -355,7 +355,7 @@ impl SyncClient {
     fn build_request(
         &self,
         store: &mut Store,
-        cursor: Cursor,
+        mut cursor: Cursor,
     ) -> Result<(SyncRequest, bool, usize), Error> {
         let mut visits = Vec::new();
         let mut size = 0usize;
@@ -396,9 +396,13 @@ impl SyncClient {
             let (payload_ids, partial, scanned) = if confirmed.is_some() || scan_all {
                 let visit = match store.visit(&summary.id) {
                     Ok(v) => v,
-                    // Stored as received and found damaged on opening: removed,
-                    // and downloaded again (the store reset the cursor).
-                    Err(kiemtra_store::Error::Refetch { .. }) => continue,
+                    // Stored as received and found damaged on opening: removed.
+                    // Asking from the start of the feed brings it back in
+                    // this very answer.
+                    Err(kiemtra_store::Error::Refetch { .. }) => {
+                        cursor = Cursor::default();
+                        continue;
+                    }
                     Err(e) => return Err(e.into()),
                 };
                 let known: Vec<ChangeHash> = confirmed
