@@ -59,7 +59,15 @@ async fn record_group_b(d: &mut Device, id: &VisitId) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_groups_offline_converge_in_every_sync_order() {
-    for order in [["a", "b", "sup"], ["b", "a", "sup"], ["sup", "b", "a"]] {
+    // All six orders of the three devices' first syncs.
+    for order in [
+        ["a", "b", "sup"],
+        ["a", "sup", "b"],
+        ["b", "a", "sup"],
+        ["b", "sup", "a"],
+        ["sup", "a", "b"],
+        ["sup", "b", "a"],
+    ] {
         let dir = tempfile::tempdir().expect("dir");
         let server = ServerProcess::start(&dir.path().join("server"));
         let data = server.data.clone();
