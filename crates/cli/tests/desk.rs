@@ -706,6 +706,7 @@ fn serve_refuses_bad_settings() {
     // A certificate without its key is a usage error (clap).
     refused(&run(&["--tls-cert", "cert.pem"]), 2, "--tls-key");
     refused(&run(&["--listen", "not-an-address"]), 2, "not-an-address");
+    refused(&run(&["--max-syncs", "0"]), 2, "at least 1");
     refused(
         &run(&[
             "--listen",

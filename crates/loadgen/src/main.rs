@@ -3,7 +3,7 @@
 //! Build both in release mode first:
 //! `cargo build --release -p kiemtra-server -p kiemtra-loadgen`, then
 //! `target/release/kiemtra-loadgen standard` (or `history`, `shaped`,
-//! `peer`).
+//! `fleet`, `peer`).
 
 mod peer;
 mod server;
@@ -58,6 +58,18 @@ enum Command {
         #[arg(long, default_value_t = 1.0)]
         loss: f64,
     },
+    /// Many inspectors coming back into coverage at once: each phone
+    /// uploads a day's work, then receives its team-mates' visits.
+    Fleet {
+        #[arg(long, default_value_t = 200)]
+        devices: usize,
+        #[arg(long, default_value_t = 10)]
+        per_team: usize,
+        #[arg(long, default_value_t = 2)]
+        visits: usize,
+        #[arg(long, default_value_t = 200)]
+        edits: usize,
+    },
     /// The standard workload through Automerge's own sync protocol, in
     /// memory, for comparison: messages, round trips and bytes.
     Peer {
@@ -100,6 +112,12 @@ fn main() -> ExitCode {
                 rtt_ms,
                 loss,
             } => workload::shaped(&server_bin, visits, edits, kbit, rtt_ms, loss).await,
+            Command::Fleet {
+                devices,
+                per_team,
+                visits,
+                edits,
+            } => workload::fleet(&server_bin, devices, per_team, visits, edits).await,
             Command::Peer { visits, edits } => peer::peer(visits, edits),
         }
     });

@@ -569,3 +569,106 @@ pub async fn shaped(
     drop(shaper);
     Ok(())
 }
+
+/// Many inspectors at once: `devices` phones in teams of `per_team`, each
+/// with a day's work recorded offline (`visits` visits of `edits` taps),
+/// all coming back into coverage together: every phone uploads at once,
+/// then every phone syncs again and receives its team-mates' visits. For
+/// the capacity arithmetic in BENCHMARKS.md.
+pub async fn fleet(
+    bin: &Path,
+    devices: usize,
+    per_team: usize,
+    visits: usize,
+    edits: usize,
+) -> Result<(), String> {
+    let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
+    let server = Server::start(bin, &dir.path().join("server"))?;
+    let per_team = per_team.max(1);
+    let t = Instant::now();
+    let mut phones = Vec::with_capacity(devices);
+    let mut recorded = Recorded {
+        raw_change_bytes: 0,
+        saved_bytes: 0,
+        changes: 0,
+    };
+    for d in 0..devices {
+        let team = format!("team-{}", d / per_team);
+        let mut p = enroll(
+            &server,
+            bin,
+            &server.url,
+            &format!("insp-{d}"),
+            &team,
+            &dir.path().join(format!("d{d}")),
+        )
+        .await?;
+        let r = record(&mut p.store, &team, d * visits, visits, edits)?;
+        recorded.changes += r.changes;
+        recorded.raw_change_bytes += r.raw_change_bytes;
+        recorded.saved_bytes += r.saved_bytes;
+        phones.push(p);
+    }
+    println!(
+        "{devices} phones in teams of {per_team}, each with {visits} visits × {edits} taps recorded offline ({} changes in all; saved documents {}), set up in {:.1} s",
+        recorded.changes,
+        mb(recorded.saved_bytes),
+        t.elapsed().as_secs_f64()
+    );
+    println!(
+        "\n| phase | requests | bytes up | bytes down | visits | wall | server CPU | devices CPU |\n|---|---|---|---|---|---|---|---|"
+    );
+    let mut per_sync = Vec::new();
+    for phase in [
+        "every phone uploads its day at once",
+        "every phone syncs again: its team-mates' visits arrive",
+    ] {
+        let mark = Mark::start(&server);
+        let tasks: Vec<_> = phones
+            .into_iter()
+            .map(|mut p| {
+                tokio::spawn(async move {
+                    let t = Instant::now();
+                    let r = sync(&mut p).await;
+                    r.map(|r| (p, r, t.elapsed()))
+                })
+            })
+            .collect();
+        let mut total = SyncReport::default();
+        let mut back = Vec::with_capacity(devices);
+        let mut walls = Vec::with_capacity(devices);
+        for task in tasks {
+            let (p, r, wall) = task.await.map_err(|e| e.to_string())??;
+            total.requests += r.requests;
+            total.bytes_sent += r.bytes_sent;
+            total.bytes_received += r.bytes_received;
+            total.visits_uploaded += r.visits_uploaded;
+            total.visits_downloaded += r.visits_downloaded;
+            back.push(p);
+            walls.push(wall);
+        }
+        phones = back;
+        mark.line(&server, phase, &total);
+        walls.sort();
+        per_sync.push((
+            phase,
+            walls[walls.len() / 2],
+            walls[walls.len() - 1],
+            server.cpu_seconds() - mark.server_cpu,
+        ));
+    }
+    println!();
+    for (phase, median, worst, cpu) in per_sync {
+        println!(
+            "{phase}: one phone's sync took {:.0} ms (median), {:.0} ms (slowest); server CPU {:.2} ms per phone",
+            median.as_secs_f64() * 1e3,
+            worst.as_secs_f64() * 1e3,
+            cpu * 1e3 / devices.max(1) as f64
+        );
+    }
+    println!(
+        "server peak RSS: {:.1} MiB",
+        server.peak_rss_kib() as f64 / 1024.0
+    );
+    Ok(())
+}

@@ -22,6 +22,10 @@ pub struct ServeOptions {
     /// Seconds allowed to receive a sync request's body.
     #[arg(long, env = "KIEMTRA_BODY_TIMEOUT_SECS", default_value_t = 120)]
     pub body_timeout_secs: u64,
+    /// Sync requests decoded and answered at once (the others wait with
+    /// only their body in memory; bodies are read regardless).
+    #[arg(long, env = "KIEMTRA_MAX_SYNCS", default_value_t = 4, value_parser = at_least_one)]
+    pub max_syncs: usize,
     /// Log as JSON lines instead of text.
     #[arg(long, env = "KIEMTRA_LOG_JSON")]
     pub log_json: bool,
@@ -36,6 +40,7 @@ impl ServeOptions {
             tls: self.tls_cert.zip(self.tls_key),
             max_body: self.max_body,
             body_timeout: Duration::from_secs(self.body_timeout_secs),
+            max_syncs: self.max_syncs,
             ..Settings::default()
         }
     }
@@ -73,4 +78,12 @@ pub fn serve(settings: Settings) -> Result<(), Box<dyn std::error::Error>> {
         app.run_until_stopped().await?;
         Ok(())
     })
+}
+
+fn at_least_one(s: &str) -> Result<usize, String> {
+    match s.parse::<usize>() {
+        Ok(0) => Err("must be at least 1".into()),
+        Ok(n) => Ok(n),
+        Err(e) => Err(e.to_string()),
+    }
 }

@@ -131,6 +131,15 @@ async fn sync_inner(
         .metrics
         .bytes_received
         .fetch_add(body.len() as u64, Relaxed);
+    // Decoding, the engine and encoding the answer take a place; waiting
+    // requests hold only their body. (The engine itself runs one request at
+    // a time behind the store's lock; without this, every waiting request
+    // would sit decoded on a blocking thread.)
+    let _slot = state
+        .sync_slots
+        .acquire()
+        .await
+        .map_err(|e| Problem::Internal(e.to_string()))?;
     let mut request = SyncRequest::decode(&body, state.limits.max_body).map_err(|e| match e {
         DecodeError::UnsupportedVersion { .. } => Problem::UnsupportedVersion(e.to_string()),
         other => Problem::BadMessage(other.to_string()),

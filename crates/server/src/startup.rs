@@ -33,6 +33,10 @@ pub struct Settings {
     pub body_timeout: Duration,
     /// PEM certificate chain and private key; TLS (rustls) when both are set.
     pub tls: Option<(PathBuf, PathBuf)>,
+    /// Sync requests decoded and answered at once; the others wait with
+    /// only their received body in memory. Bodies are read without a limit
+    /// on how many at a time, so a slow link never holds a place.
+    pub max_syncs: usize,
 }
 
 impl Default for Settings {
@@ -46,6 +50,7 @@ impl Default for Settings {
             request_timeout: Duration::from_secs(30),
             body_timeout: Duration::from_secs(120),
             tls: None,
+            max_syncs: 4,
         }
     }
 }
@@ -63,6 +68,8 @@ pub struct AppState {
     store: Mutex<Store>,
     pub metrics: Metrics,
     pub limits: Limits,
+    /// Places for syncs past reading their body (`Settings::max_syncs`).
+    pub sync_slots: tokio::sync::Semaphore,
 }
 
 impl AppState {
@@ -133,6 +140,7 @@ impl Application {
                 body_timeout: settings.body_timeout,
                 max_response: settings.max_response,
             },
+            sync_slots: tokio::sync::Semaphore::new(settings.max_syncs.max(1)),
         });
         let listener = TcpListener::bind(&settings.listen)
             .map_err(|e| StartError::Listen(settings.listen.clone(), e))?;
