@@ -657,6 +657,18 @@ pub async fn fleet(
             server.cpu_seconds() - mark.server_cpu,
         ));
     }
+    // Every phone now holds every visit of its team.
+    for (d, p) in phones.iter().enumerate() {
+        let team = d / per_team;
+        let mates = (devices - team * per_team).min(per_team);
+        let held = p.store.list_visits().map_err(|e| e.to_string())?.len();
+        if held != mates * visits {
+            return Err(format!(
+                "phone {d} holds {held} visits, its team has {}",
+                mates * visits
+            ));
+        }
+    }
     println!();
     for (phase, median, worst, cpu) in per_sync {
         println!(
