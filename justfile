@@ -25,6 +25,7 @@ bench:
     target/release/kiemtra-loadgen standard
     target/release/kiemtra-loadgen history
     target/release/kiemtra-loadgen shaped
+    target/release/kiemtra-loadgen fleet
 
 # The fixture campaign's tallies, in Vietnamese and English.
 tally:
