@@ -736,13 +736,16 @@ fn apply_result(
                                 .map(|g| (g.actor.clone(), g.first, g.last))
                                 .collect();
                             // Kept only when its ranges name changes the
-                            // visit holds.
-                            match &fresh {
-                                Some(f) => Some(f.hashes(&ranges)?),
-                                None if unread => None,
-                                None => Some(visit?.hashes_in_ranges(&ranges, &[])?),
+                            // visit holds (checked when it is first opened,
+                            // for a visit stored as received).
+                            let names_held = match &fresh {
+                                Some(f) => f.hashes(&ranges).is_some(),
+                                None if unread => true,
+                                None => visit
+                                    .and_then(|v| v.hashes_in_ranges(&ranges, &[]))
+                                    .is_some(),
                             };
-                            Some(kiemtra_store::SignatureRecord {
+                            names_held.then(|| kiemtra_store::SignatureRecord {
                                 signer: s.signer.clone(),
                                 ranges,
                                 signature: s.signature.clone(),

@@ -168,6 +168,37 @@ async fn sync(p: &mut Phone) -> Result<SyncReport, String> {
     Ok(r)
 }
 
+/// Syncs every phone at once; gives the phones back with the summed
+/// report and each phone's sync wall time, in the phones' order.
+async fn sync_all(
+    phones: Vec<Phone>,
+) -> Result<(Vec<Phone>, SyncReport, Vec<std::time::Duration>), String> {
+    let tasks: Vec<_> = phones
+        .into_iter()
+        .map(|mut p| {
+            tokio::spawn(async move {
+                let t = Instant::now();
+                let r = sync(&mut p).await;
+                r.map(|r| (p, r, t.elapsed()))
+            })
+        })
+        .collect();
+    let mut total = SyncReport::default();
+    let mut back = Vec::with_capacity(tasks.len());
+    let mut walls = Vec::with_capacity(tasks.len());
+    for task in tasks {
+        let (p, r, wall) = task.await.map_err(|e| e.to_string())??;
+        total.requests += r.requests;
+        total.bytes_sent += r.bytes_sent;
+        total.bytes_received += r.bytes_received;
+        total.visits_uploaded += r.visits_uploaded;
+        total.visits_downloaded += r.visits_downloaded;
+        back.push(p);
+        walls.push(wall);
+    }
+    Ok((back, total, walls))
+}
+
 fn mb(b: usize) -> String {
     format!("{:.2} MB", b as f64 / 1e6)
 }
@@ -261,25 +292,7 @@ pub async fn standard(bin: &Path, visits: usize, edits: usize) -> Result<(), Str
         );
     }
     let mark = Mark::start(&server);
-    let tasks: Vec<_> = four
-        .into_iter()
-        .map(|mut p| {
-            tokio::spawn(async move {
-                let r = sync(&mut p).await;
-                r.map(|r| (p, r))
-            })
-        })
-        .collect();
-    let mut total = SyncReport::default();
-    let mut four = Vec::new();
-    for task in tasks {
-        let (p, r) = task.await.map_err(|e| e.to_string())??;
-        total.requests += r.requests;
-        total.bytes_sent += r.bytes_sent;
-        total.bytes_received += r.bytes_received;
-        total.visits_downloaded += r.visits_downloaded;
-        four.push(p);
-    }
+    let (four, total, _) = sync_all(four).await?;
     mark.line(
         &server,
         "download (4 fresh devices at once, totals)",
@@ -624,29 +637,7 @@ pub async fn fleet(
         "every phone syncs again: its team-mates' visits arrive",
     ] {
         let mark = Mark::start(&server);
-        let tasks: Vec<_> = phones
-            .into_iter()
-            .map(|mut p| {
-                tokio::spawn(async move {
-                    let t = Instant::now();
-                    let r = sync(&mut p).await;
-                    r.map(|r| (p, r, t.elapsed()))
-                })
-            })
-            .collect();
-        let mut total = SyncReport::default();
-        let mut back = Vec::with_capacity(devices);
-        let mut walls = Vec::with_capacity(devices);
-        for task in tasks {
-            let (p, r, wall) = task.await.map_err(|e| e.to_string())??;
-            total.requests += r.requests;
-            total.bytes_sent += r.bytes_sent;
-            total.bytes_received += r.bytes_received;
-            total.visits_uploaded += r.visits_uploaded;
-            total.visits_downloaded += r.visits_downloaded;
-            back.push(p);
-            walls.push(wall);
-        }
+        let (back, total, mut walls) = sync_all(phones).await?;
         phones = back;
         mark.line(&server, phase, &total);
         walls.sort();
