@@ -138,8 +138,7 @@ pub fn sync(
 
     // Visits of the device's team it does not hold yet, from the feed.
     let (head_seq, head_nonce) = store.feed_head()?;
-    let valid_cursor =
-        req.cursor.seq > 0 && store.feed_nonce(req.cursor.seq)? == Some(req.cursor.nonce);
+    let valid_cursor = store.feed_cursor_valid(req.cursor.seq, req.cursor.nonce)?;
     let (after, mut cursor) = if valid_cursor {
         (req.cursor.seq, req.cursor)
     } else {

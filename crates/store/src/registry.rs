@@ -423,25 +423,37 @@ impl Store {
             .unwrap_or((0, 0)))
     }
 
-    /// The nonce of the feed entry `seq`, if it exists.
-    pub fn feed_nonce(&self, seq: u64) -> Result<Option<u64>> {
+    /// Whether a device's cursor `(seq, nonce)` names a feed row this
+    /// database wrote: `nonce` is a generation of this database and `seq`
+    /// lies within the rows it had written. Holds after the row itself was
+    /// superseded and dropped; fails for a cursor from a newer state than a
+    /// restored backup holds (its generation unknown here, or its row past
+    /// the generation's last one here), and for seq 0.
+    pub fn feed_cursor_valid(&self, seq: u64, nonce: u64) -> Result<bool> {
+        let (Ok(seq), Ok(nonce)) = (i64::try_from(seq), i64::try_from(nonce)) else {
+            return Ok(false);
+        };
+        if seq == 0 {
+            return Ok(false);
+        }
         Ok(self
             .conn()
-            .query_row("SELECT nonce FROM feed WHERE seq = ?1", [seq as i64], |r| {
-                r.get::<_, i64>(0).map(|n| n as u64)
-            })
-            .optional()?)
+            .prepare_cached(
+                "SELECT 1 FROM feed_generations WHERE nonce = ?1 AND first_seq <= ?2 AND ?2 <= last_seq",
+            )?
+            .query_row(params![nonce, seq], |_| Ok(()))
+            .optional()?
+            .is_some())
     }
 
-    /// Visits of `team` (of every team for `None`) updated after `after` and
-    /// no later than `upto`, each once with its latest entry, oldest first.
+    /// Visits of `team` (of every team for `None`) whose latest update is
+    /// after `after` and no later than `upto`, oldest first. The feed holds
+    /// one row per visit, its latest update.
     pub fn feed_since(&self, team: Option<&str>, after: u64, upto: u64) -> Result<Vec<FeedEntry>> {
         let mut stmt = self.conn().prepare_cached(
-            "SELECT f.visit_id, f.seq, f.nonce FROM feed f
-             JOIN (SELECT visit_id, max(seq) AS seq FROM feed
-                   WHERE (?1 IS NULL OR team = ?1) AND seq > ?2 AND seq <= ?3 GROUP BY visit_id) m
-               ON f.seq = m.seq
-             ORDER BY f.seq",
+            "SELECT visit_id, seq, nonce FROM feed
+             WHERE (?1 IS NULL OR team = ?1) AND seq > ?2 AND seq <= ?3
+             ORDER BY seq",
         )?;
         let rows = stmt.query_map(params![team, after as i64, upto as i64], |r| {
             Ok(FeedEntry {

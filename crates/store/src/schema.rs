@@ -18,11 +18,12 @@ static MIGRATIONS: LazyLock<Migrations<'static>> = LazyLock::new(|| {
         M::up(include_str!("../migrations/006_own_changes.sql")),
         M::up(include_str!("../migrations/007_signature_ranges_only.sql")),
         M::up(include_str!("../migrations/008_unverified_visits.sql")),
+        M::up(include_str!("../migrations/009_feed_one_row_per_visit.sql")),
     ])
 });
 
 /// The schema version a fully migrated store has.
-pub const SCHEMA_VERSION: usize = 8;
+pub const SCHEMA_VERSION: usize = 9;
 
 pub(crate) fn migrations() -> &'static Migrations<'static> {
     &MIGRATIONS
@@ -103,7 +104,9 @@ mod tests {
             assert_eq!(user_version(&conn).expect("v"), start);
             if start >= 1 {
                 conn.execute(
-                    "INSERT INTO visits VALUES ('v-1','u','Sở Nội vụ','department','c','t','2015-08-31','draft',0,'{}','[]','now')",
+                    "INSERT INTO visits (id, unit_code, unit_name, unit_kind, campaign, team, scheduled_on,
+                                         status, conflicts, tally, heads, updated_at)
+                     VALUES ('v-1','u','Sở Nội vụ','department','c','t','2015-08-31','draft',0,'{}','[]','now')",
                     [],
                 )
                 .expect("insert at v1");
@@ -126,8 +129,43 @@ mod tests {
                 )
                 .expect("signature at v7");
             }
+            if (3..9).contains(&start) {
+                // Three updates of v-1 and one of v-2, each under its own nonce.
+                for (visit, nonce) in [("v-1", 11), ("v-2", 12), ("v-1", 13), ("v-1", 14)] {
+                    conn.execute(
+                        "INSERT INTO feed (visit_id, team, nonce) VALUES (?1, 't', ?2)",
+                        rusqlite::params![visit, nonce],
+                    )
+                    .expect("feed row at v3");
+                }
+            }
             migrate(&mut conn, ":memory:").expect("upgrade");
             assert_eq!(schema_of(&conn), expected, "upgrading from version {start}");
+            if (3..9).contains(&start) {
+                // Version 9: one feed row per visit, its latest; every row
+                // written before stays a valid cursor as a generation of its own.
+                let rows: Vec<(i64, String)> = conn
+                    .prepare("SELECT seq, visit_id FROM feed ORDER BY seq")
+                    .and_then(|mut st| {
+                        st.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
+                            .collect::<std::result::Result<_, _>>()
+                    })
+                    .expect("feed rows");
+                assert_eq!(rows, vec![(2, "v-2".to_owned()), (4, "v-1".to_owned())]);
+                let generations: Vec<(i64, i64, i64)> = conn
+                    .prepare(
+                        "SELECT nonce, first_seq, last_seq FROM feed_generations ORDER BY nonce",
+                    )
+                    .and_then(|mut st| {
+                        st.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
+                            .collect::<std::result::Result<_, _>>()
+                    })
+                    .expect("generations");
+                assert_eq!(
+                    generations,
+                    vec![(11, 1, 1), (12, 2, 2), (13, 3, 3), (14, 4, 4)]
+                );
+            }
             if start >= 1 {
                 let name: String = conn
                     .query_row("SELECT unit_name FROM visits WHERE id='v-1'", [], |r| {

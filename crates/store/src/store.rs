@@ -65,7 +65,9 @@ pub struct Store {
     session: Session,
     open: HashMap<VisitId, OpenVisit>,
     cache: usize,
-    feed: bool,
+    /// The server's mode: the feed generation this store writes its feed
+    /// rows under (a random nonce, new each time the store is opened).
+    feed: Option<u64>,
 }
 
 /// Remembers changes this device made, until they are signed.
@@ -129,7 +131,7 @@ impl Store {
             session,
             open: HashMap::new(),
             cache: CACHE,
-            feed: false,
+            feed: None,
         })
     }
 
@@ -140,9 +142,11 @@ impl Store {
     }
 
     /// Records every stored update of a visit in the feed that devices
-    /// follow with a cursor (the server's mode).
+    /// follow with a cursor (the server's mode). The feed keeps each
+    /// visit's latest update only; the rows written from here on belong to
+    /// a new generation, whose nonce the cursors handed out carry.
     pub fn with_feed(mut self) -> Self {
-        self.feed = true;
+        self.feed = Some(feed_generation());
         self
     }
 
@@ -216,7 +220,7 @@ impl Store {
     /// loads only the visits it opens. Servers never store a document they
     /// have not loaded: a store with a feed refuses this.
     pub fn insert_unverified(&mut self, summary: &VisitSummary, bytes: &[u8]) -> Result<()> {
-        if self.feed {
+        if self.feed.is_some() {
             return Err(Error::Refused(
                 "a server stores only documents it has loaded and checked".into(),
             ));
@@ -365,8 +369,8 @@ impl Store {
         let tx = self.conn.savepoint()?;
         write_summary(&tx, &summary, true)?;
         record_own(&tx, &id, &made)?;
-        if self.feed {
-            append_feed(&tx, &summary)?;
+        if let Some(generation) = self.feed {
+            append_feed(&tx, &summary, generation)?;
         }
         tx.execute(
             "INSERT INTO visit_chunks (visit_id, kind, data) VALUES (?1, 'snapshot', ?2)",
@@ -515,8 +519,8 @@ impl Store {
         )?;
         record_own(&tx, id, &made)?;
         write_summary(&tx, &summary, false)?;
-        if self.feed {
-            append_feed(&tx, &summary)?;
+        if let Some(generation) = self.feed {
+            append_feed(&tx, &summary, generation)?;
         }
         tx.commit()?;
         open.saved_heads = open.visit.heads();
@@ -724,12 +728,27 @@ fn summarise(visit: &Visit) -> Result<VisitSummary> {
     })
 }
 
-fn append_feed(tx: &rusqlite::Savepoint<'_>, s: &VisitSummary) -> Result<()> {
-    let nonce = (uuid::Uuid::new_v4().as_u128() as u64 >> 1) as i64;
-    tx.execute(
-        "INSERT INTO feed (visit_id, team, nonce) VALUES (?1, ?2, ?3)",
-        params![s.id.as_str(), s.team, nonce],
-    )?;
+/// A random 63-bit nonce for a feed generation (positive as an SQLite integer).
+fn feed_generation() -> u64 {
+    uuid::Uuid::new_v4().as_u128() as u64 >> 1
+}
+
+/// Replaces the visit's feed row with one for this update (the feed keeps
+/// one row per visit) and extends this generation's range to it.
+fn append_feed(tx: &rusqlite::Savepoint<'_>, s: &VisitSummary, generation: u64) -> Result<()> {
+    let nonce = generation as i64;
+    // AUTOINCREMENT: the new row's seq is past every row ever written,
+    // including the one dropped here.
+    tx.prepare_cached("DELETE FROM feed WHERE visit_id = ?1")?
+        .execute([s.id.as_str()])?;
+    tx.prepare_cached("INSERT INTO feed (visit_id, team, nonce) VALUES (?1, ?2, ?3)")?
+        .execute(params![s.id.as_str(), s.team, nonce])?;
+    let seq = tx.last_insert_rowid();
+    tx.prepare_cached(
+        "INSERT INTO feed_generations (nonce, first_seq, last_seq) VALUES (?1, ?2, ?2)
+         ON CONFLICT (nonce) DO UPDATE SET last_seq = max(last_seq, excluded.last_seq)",
+    )?
+    .execute(params![nonce, seq])?;
     Ok(())
 }
 
