@@ -88,6 +88,9 @@ pub struct SyncOptions {
     pub max_response: u64,
     /// Most request rounds in one `sync` call.
     pub max_rounds: u32,
+    /// Bytes of an evidence file sent per request: what a dropped link
+    /// can cost to send again.
+    pub evidence_piece: u64,
 }
 
 impl Default for SyncOptions {
@@ -100,6 +103,7 @@ impl Default for SyncOptions {
             max_request: 4 << 20,
             max_response: 8 << 20,
             max_rounds: 64,
+            evidence_piece: 256 << 10,
         }
     }
 }
@@ -136,6 +140,48 @@ pub struct SyncReport {
     /// Visits stored as received that were found damaged when this sync
     /// opened them: removed, and downloaded again.
     pub refetched: usize,
+}
+
+/// What one `upload_evidence` call did.
+#[derive(Debug, Clone, Default)]
+pub struct EvidenceReport {
+    /// Files the server now holds whole.
+    pub uploaded: usize,
+    /// HTTP requests that got an answer (retries not counted).
+    pub requests: u32,
+    /// Attempts that failed and were retried.
+    pub retries: u32,
+    /// Evidence bytes sent.
+    pub bytes_sent: u64,
+    /// Files the server would not take, left for the next call.
+    pub errors: Vec<EvidenceError>,
+}
+
+/// An evidence file the server refused, with its reason.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EvidenceError {
+    pub visit_id: String,
+    pub hash: String,
+    pub status: u16,
+    /// The problem type's kind (`evidence-not-referenced`, `not-found`, …).
+    pub kind: String,
+    pub message: String,
+}
+
+/// The server's answer about how much of a file it holds.
+fn parse_status(answer: &[u8]) -> Result<kiemtra_store::EvidenceStatus, Error> {
+    #[derive(Deserialize)]
+    struct Held {
+        length: Option<u64>,
+        received: u64,
+        complete: bool,
+    }
+    let h: Held = serde_json::from_slice(answer).map_err(|e| Error::Decode(e.to_string()))?;
+    Ok(kiemtra_store::EvidenceStatus {
+        length: h.length.unwrap_or(0),
+        received: h.received,
+        complete: h.complete,
+    })
 }
 
 /// Enrolls this device with a code from an administrator. A new Ed25519
@@ -535,23 +581,33 @@ impl SyncClient {
     /// exponential backoff and full jitter. Safe because sync is idempotent.
     async fn post(&self, body: Vec<u8>, report: &mut SyncReport) -> Result<Vec<u8>, Error> {
         let url = format!("{}/v1/sync", self.creds.server);
+        self.send(&mut report.retries, || {
+            self.http
+                .post(&url)
+                .header("Content-Type", MEDIA_TYPE)
+                .body(body.clone())
+        })
+        .await
+    }
+
+    /// Sends the request `make` builds, authenticated, retrying network
+    /// errors, 5xx and 429 with backoff; a 4xx answer is returned as
+    /// [`Error::Refused`] at once. Counts retries in `retries`.
+    async fn send(
+        &self,
+        retries: &mut u32,
+        make: impl Fn() -> reqwest::RequestBuilder,
+    ) -> Result<Vec<u8>, Error> {
         let mut last = String::new();
         for attempt in 0..self.options.max_attempts {
             if self.cancel.load(Ordering::Relaxed) {
                 return Err(Error::Cancelled);
             }
             if attempt > 0 {
-                report.retries += 1;
+                *retries += 1;
                 tokio::time::sleep(self.backoff(attempt)).await;
             }
-            let sent = self
-                .http
-                .post(&url)
-                .bearer_auth(&self.creds.token)
-                .header("Content-Type", MEDIA_TYPE)
-                .body(body.clone())
-                .send()
-                .await;
+            let sent = make().bearer_auth(&self.creds.token).send().await;
             let resp = match sent {
                 Ok(r) => r,
                 Err(e) => {
@@ -579,6 +635,110 @@ impl SyncClient {
             "gave up after {} attempts: {last}",
             self.options.max_attempts
         )))
+    }
+
+    /// Uploads every evidence file this device holds that the server does
+    /// not hold whole, in pieces of `SyncOptions::evidence_piece` bytes,
+    /// each resuming where the server's copy stops (so a file cut off by a
+    /// dropped link is not sent again from the start). A file is marked
+    /// uploaded only once the server answers that it holds it whole and
+    /// matching its name. Run it after [`SyncClient::sync`]: the server
+    /// takes only files a visit it holds refers to. A file the server will
+    /// not take is reported and left for the next call.
+    pub async fn upload_evidence(&self, store: &mut Store) -> Result<EvidenceReport, Error> {
+        let mut report = EvidenceReport::default();
+        for file in store.evidence_to_upload()? {
+            match self.upload_one(store, &file, &mut report).await {
+                Ok(()) => {
+                    store.mark_evidence_uploaded(&file.visit_id, &file.hash)?;
+                    report.uploaded += 1;
+                }
+                Err(Error::Refused {
+                    status,
+                    kind,
+                    detail,
+                }) => report.errors.push(EvidenceError {
+                    visit_id: file.visit_id.to_string(),
+                    hash: file.hash.to_string(),
+                    status,
+                    kind,
+                    message: detail,
+                }),
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(report)
+    }
+
+    async fn upload_one(
+        &self,
+        store: &Store,
+        file: &kiemtra_store::PendingEvidence,
+        report: &mut EvidenceReport,
+    ) -> Result<(), Error> {
+        let url = format!(
+            "{}/v1/visits/{}/evidence/{}",
+            self.creds.server, file.visit_id, file.hash
+        );
+        let status_url = format!("{url}/status");
+        let answer = self
+            .send(&mut report.retries, || self.http.get(&status_url))
+            .await?;
+        report.requests += 1;
+        let mut held = parse_status(&answer)?;
+        // One fresh start is allowed: the server discards a file whose
+        // bytes did not match (damaged on the way) and asks for it again.
+        let mut restarted = false;
+        while !held.complete {
+            let piece = store
+                .evidence_bytes(
+                    &file.visit_id,
+                    &file.hash,
+                    held.received,
+                    self.options.evidence_piece,
+                )?
+                .ok_or_else(|| {
+                    Error::Store(kiemtra_store::Error::Refused(format!(
+                        "evidence {} is no longer held whole on this device",
+                        file.hash
+                    )))
+                })?;
+            let offset = held.received;
+            let sent = self
+                .send(&mut report.retries, || {
+                    self.http
+                        .put(&url)
+                        .header("Content-Type", "application/octet-stream")
+                        .header("Upload-Offset", offset)
+                        .header("Upload-Length", file.length)
+                        .body(piece.clone())
+                })
+                .await;
+            report.requests += 1;
+            let answer = match sent {
+                Ok(a) => a,
+                Err(Error::Refused { kind, .. }) if kind == "evidence-mismatch" && !restarted => {
+                    restarted = true;
+                    held = kiemtra_store::EvidenceStatus {
+                        length: file.length,
+                        received: 0,
+                        complete: false,
+                    };
+                    continue;
+                }
+                Err(e) => return Err(e),
+            };
+            report.bytes_sent += piece.len() as u64;
+            let next = parse_status(&answer)?;
+            if !next.complete && next.received <= held.received {
+                return Err(Error::Decode(format!(
+                    "the server's copy of evidence {} did not grow ({} bytes)",
+                    file.hash, next.received
+                )));
+            }
+            held = next;
+        }
+        Ok(())
     }
 
     fn backoff(&self, attempt: u32) -> Duration {

@@ -4,6 +4,7 @@ mod client;
 mod error;
 
 pub use client::{
-    Credentials, PEER, Progress, SyncClient, SyncOptions, SyncReport, VisitError, enroll,
+    Credentials, EvidenceError, EvidenceReport, PEER, Progress, SyncClient, SyncOptions,
+    SyncReport, VisitError, enroll,
 };
 pub use error::Error;

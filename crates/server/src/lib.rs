@@ -2,6 +2,7 @@
 
 mod auth;
 mod engine;
+mod evidence;
 mod metrics;
 mod options;
 mod problem;

@@ -19,6 +19,8 @@ pub struct Metrics {
     pub bytes_sent: AtomicU64,
     pub enrollments: AtomicU64,
     pub auth_failures: AtomicU64,
+    pub evidence_bytes_received: AtomicU64,
+    pub evidence_rejected: AtomicU64,
     latency_buckets: [AtomicU64; 11],
     latency_count: AtomicU64,
     latency_micros: AtomicU64,
@@ -98,6 +100,18 @@ impl Metrics {
             "kiemtra_auth_failures_total",
             "Requests refused for missing, invalid or revoked credentials.",
             &self.auth_failures,
+        );
+        counter(
+            &mut out,
+            "kiemtra_evidence_bytes_received_total",
+            "Evidence upload bytes received.",
+            &self.evidence_bytes_received,
+        );
+        counter(
+            &mut out,
+            "kiemtra_evidence_rejected_total",
+            "Evidence uploads discarded because the bytes did not match their name.",
+            &self.evidence_rejected,
         );
         let name = "kiemtra_sync_duration_seconds";
         let _ = writeln!(

@@ -26,6 +26,9 @@ pub struct ServeOptions {
     /// only their body in memory; bodies are read regardless).
     #[arg(long, env = "KIEMTRA_MAX_SYNCS", default_value_t = 4, value_parser = at_least_one)]
     pub max_syncs: usize,
+    /// Largest evidence file (a photo) taken, in bytes.
+    #[arg(long, env = "KIEMTRA_MAX_EVIDENCE", default_value_t = 32 << 20)]
+    pub max_evidence: u64,
     /// Log as JSON lines instead of text.
     #[arg(long, env = "KIEMTRA_LOG_JSON")]
     pub log_json: bool,
@@ -41,6 +44,7 @@ impl ServeOptions {
             max_body: self.max_body,
             body_timeout: Duration::from_secs(self.body_timeout_secs),
             max_syncs: self.max_syncs,
+            max_evidence: self.max_evidence,
             ..Settings::default()
         }
     }

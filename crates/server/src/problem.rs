@@ -30,6 +30,12 @@ pub enum Problem {
     TooLarge(usize),
     #[error("the request body did not arrive within {0} seconds")]
     Timeout(u64),
+    /// The request conflicts with what the server holds (kind, detail).
+    #[error("{1}")]
+    Conflict(&'static str, String),
+    /// Well formed but not acceptable (kind, detail).
+    #[error("{1}")]
+    Unprocessable(&'static str, String),
     #[error("expected Content-Type {0}")]
     UnsupportedMediaType(&'static str),
     #[error("internal error: {0}")]
@@ -59,6 +65,7 @@ impl Problem {
             Problem::Forbidden(_) => "forbidden",
             Problem::TooLarge(_) => "too-large",
             Problem::Timeout(_) => "request-timeout",
+            Problem::Conflict(kind, _) | Problem::Unprocessable(kind, _) => kind,
             Problem::UnsupportedMediaType(_) => "unsupported-media-type",
             Problem::Internal(_) => "internal",
         }
@@ -76,6 +83,8 @@ impl Problem {
             Problem::Forbidden(_) => "Forbidden",
             Problem::TooLarge(_) => "Request too large",
             Problem::Timeout(_) => "Request timeout",
+            Problem::Conflict(..) => "Conflict with what the server holds",
+            Problem::Unprocessable(..) => "Not acceptable as sent",
             Problem::UnsupportedMediaType(_) => "Unsupported media type",
             Problem::Internal(_) => "Internal error",
         }
@@ -96,6 +105,8 @@ impl ResponseError for Problem {
             Problem::Forbidden(_) => StatusCode::FORBIDDEN,
             Problem::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             Problem::Timeout(_) => StatusCode::REQUEST_TIMEOUT,
+            Problem::Conflict(..) => StatusCode::CONFLICT,
+            Problem::Unprocessable(..) => StatusCode::UNPROCESSABLE_ENTITY,
             Problem::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Problem::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }

@@ -64,7 +64,7 @@ pub async fn enroll(
 }
 
 /// Authenticates on the blocking pool (the lookup reads the database).
-async fn authenticate(
+pub(crate) async fn authenticate(
     state: &web::Data<AppState>,
     req: &HttpRequest,
 ) -> Result<kiemtra_store::DeviceRecord, Problem> {
@@ -83,7 +83,7 @@ async fn authenticate(
     outcome
 }
 
-async fn read_body(mut payload: web::Payload, limit: usize) -> Result<Vec<u8>, Problem> {
+pub(crate) async fn read_body(mut payload: web::Payload, limit: usize) -> Result<Vec<u8>, Problem> {
     let mut body = Vec::new();
     while let Some(chunk) = payload.next().await {
         let chunk = chunk.map_err(|e| Problem::BadRequest(format!("reading the body: {e}")))?;
@@ -268,7 +268,7 @@ pub async fn visit_receipts(
 
 /// Whether a device may read a visit of `team`: its own team's, every
 /// team's for auditors, none for administrators.
-fn in_scope(device: &kiemtra_store::DeviceRecord, team: &str) -> bool {
+pub(crate) fn in_scope(device: &kiemtra_store::DeviceRecord, team: &str) -> bool {
     match device.role.as_str() {
         "auditor" => true,
         "administrator" => false,

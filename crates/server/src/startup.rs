@@ -37,6 +37,8 @@ pub struct Settings {
     /// only their received body in memory. Bodies are read without a limit
     /// on how many at a time, so a slow link never holds a place.
     pub max_syncs: usize,
+    /// Largest evidence file (a photo) the server takes, bytes.
+    pub max_evidence: u64,
 }
 
 impl Default for Settings {
@@ -51,6 +53,7 @@ impl Default for Settings {
             body_timeout: Duration::from_secs(120),
             tls: None,
             max_syncs: 4,
+            max_evidence: 32 << 20,
         }
     }
 }
@@ -59,6 +62,7 @@ pub struct Limits {
     pub max_body: usize,
     pub body_timeout: Duration,
     pub max_response: usize,
+    pub max_evidence: u64,
 }
 
 /// Shared by all workers. The store has one connection and is the only
@@ -139,6 +143,7 @@ impl Application {
                 max_body: settings.max_body,
                 body_timeout: settings.body_timeout,
                 max_response: settings.max_response,
+                max_evidence: settings.max_evidence,
             },
             sync_slots: tokio::sync::Semaphore::new(settings.max_syncs.max(1)),
         });
@@ -169,6 +174,18 @@ impl Application {
                 .route(
                     "/v1/visits/{id}/receipts",
                     web::get().to(routes::visit_receipts),
+                )
+                .route(
+                    "/v1/visits/{id}/evidence/{hash}",
+                    web::put().to(crate::evidence::put),
+                )
+                .route(
+                    "/v1/visits/{id}/evidence/{hash}",
+                    web::get().to(crate::evidence::get),
+                )
+                .route(
+                    "/v1/visits/{id}/evidence/{hash}/status",
+                    web::get().to(crate::evidence::status),
                 )
                 .route(
                     "/v1/campaigns/{id}/verify",

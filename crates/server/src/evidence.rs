@@ -1,0 +1,189 @@
+//! Evidence uploads (SPEC §12): a file referenced from a visit by SHA-256,
+//! sent in pieces that a dropped link can resume, kept once whole and
+//! matching its name.
+
+use actix_web::{HttpRequest, HttpResponse, web};
+use kiemtra_core::{EvidenceHash, VisitId};
+use kiemtra_store::{DeviceRecord, EvidenceRefusal, EvidenceStatus, Store};
+use std::sync::atomic::Ordering::Relaxed;
+
+use crate::problem::Problem;
+use crate::routes::{authenticate, in_scope, read_body};
+use crate::startup::AppState;
+use crate::trust::WRITERS;
+
+pub const OCTETS: &str = "application/octet-stream";
+
+fn ids(path: (String, String)) -> Result<(VisitId, EvidenceHash), Problem> {
+    let visit = VisitId::parse(&path.0).map_err(|e| Problem::BadRequest(e.to_string()))?;
+    let hash = EvidenceHash::parse(&path.1).map_err(|e| Problem::BadRequest(e.to_string()))?;
+    Ok((visit, hash))
+}
+
+/// The visit's team if `device` may read it; unknown visits and other
+/// teams' visits alike are "not found".
+fn team_in_scope(store: &Store, device: &DeviceRecord, id: &VisitId) -> Result<String, Problem> {
+    match store.summary(id) {
+        Ok(s) if in_scope(device, &s.team) => Ok(s.team),
+        Ok(_) | Err(kiemtra_store::Error::UnknownVisit(_)) => {
+            Err(Problem::NotFound(format!("no visit {id}")))
+        }
+        Err(e) => Err(Problem::Internal(e.to_string())),
+    }
+}
+
+fn status_json(s: Option<EvidenceStatus>) -> serde_json::Value {
+    match s {
+        Some(s) => serde_json::json!({
+            "length": s.length, "received": s.received, "complete": s.complete,
+        }),
+        None => serde_json::json!({ "length": null, "received": 0, "complete": false }),
+    }
+}
+
+fn header_u64(req: &HttpRequest, name: &str) -> Result<u64, Problem> {
+    let value = req
+        .headers()
+        .get(name)
+        .ok_or_else(|| Problem::BadRequest(format!("the {name} header is required")))?;
+    value
+        .to_str()
+        .ok()
+        .and_then(|v| v.trim().parse::<u64>().ok())
+        .ok_or_else(|| Problem::BadRequest(format!("{name} must be a number of bytes")))
+}
+
+/// `GET /v1/visits/{id}/evidence/{hash}/status`: how much of the file the
+/// server holds (`received` 0 and `length` null when nothing).
+pub async fn status(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    path: web::Path<(String, String)>,
+) -> Result<HttpResponse, Problem> {
+    let device = authenticate(&state, &req).await?;
+    let (visit, hash) = ids(path.into_inner())?;
+    let st = state.clone();
+    let held = web::block(move || {
+        let store = st.store();
+        team_in_scope(&store, &device, &visit)?;
+        store
+            .evidence_status(&visit, &hash)
+            .map_err(|e| Problem::Internal(e.to_string()))
+    })
+    .await
+    .map_err(|e| Problem::Internal(e.to_string()))??;
+    Ok(HttpResponse::Ok().json(status_json(held)))
+}
+
+/// `PUT /v1/visits/{id}/evidence/{hash}` with `Upload-Offset` and
+/// `Upload-Length`: one piece of the file.
+pub async fn put(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    path: web::Path<(String, String)>,
+    payload: web::Payload,
+) -> Result<HttpResponse, Problem> {
+    let device = authenticate(&state, &req).await?;
+    let (visit, hash) = ids(path.into_inner())?;
+    let media = req
+        .headers()
+        .get("Content-Type")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    if media != OCTETS {
+        return Err(Problem::UnsupportedMediaType(OCTETS));
+    }
+    let offset = header_u64(&req, "Upload-Offset")?;
+    let length = header_u64(&req, "Upload-Length")?;
+    if length > state.limits.max_evidence {
+        return Err(Problem::TooLarge(state.limits.max_evidence as usize));
+    }
+    let limit = state.limits.body_timeout;
+    let piece = tokio::time::timeout(limit, read_body(payload, state.limits.max_body))
+        .await
+        .map_err(|_| Problem::Timeout(limit.as_secs()))??;
+    state
+        .metrics
+        .evidence_bytes_received
+        .fetch_add(piece.len() as u64, Relaxed);
+    let st = state.clone();
+    let outcome = web::block(move || {
+        let mut store = st.store();
+        team_in_scope(&store, &device, &visit)?;
+        if !WRITERS.contains(&device.role.as_str()) {
+            return Err(Problem::Forbidden(format!(
+                "{}s cannot upload evidence; inspectors and supervisors can",
+                device.role
+            )));
+        }
+        // Only a file the visit refers to is taken: the server is not a
+        // place to keep anything else. Checked when the upload starts.
+        if store
+            .evidence_status(&visit, &hash)
+            .map_err(|e| Problem::Internal(e.to_string()))?
+            .is_none()
+        {
+            let referenced = store
+                .visit(&visit)
+                .and_then(|v| Ok(v.state()?))
+                .map_err(|e| Problem::Internal(e.to_string()))?
+                .evidence
+                .values()
+                .any(|set| set.contains(&hash));
+            if !referenced {
+                return Err(Problem::Unprocessable(
+                    "evidence-not-referenced",
+                    format!(
+                        "visit {visit} does not refer to evidence {hash}; sync the visit first"
+                    ),
+                ));
+            }
+        }
+        store
+            .receive_evidence(&visit, &hash, length, offset, &piece)
+            .map_err(|e| Problem::Internal(e.to_string()))
+    })
+    .await
+    .map_err(|e| Problem::Internal(e.to_string()))??;
+    match outcome {
+        Ok(status) => {
+            if status.complete {
+                tracing::info!(length = status.length, "evidence held whole");
+            }
+            Ok(HttpResponse::Ok().json(status_json(Some(status))))
+        }
+        Err(refusal) => Err(match refusal {
+            EvidenceRefusal::Mismatch { .. } => {
+                state.metrics.evidence_rejected.fetch_add(1, Relaxed);
+                Problem::Unprocessable("evidence-mismatch", refusal.to_string())
+            }
+            EvidenceRefusal::Gap { .. } => Problem::Conflict("evidence-gap", refusal.to_string()),
+            EvidenceRefusal::LengthChanged { .. } => {
+                Problem::Conflict("evidence-length", refusal.to_string())
+            }
+            EvidenceRefusal::PastEnd { .. } => Problem::BadRequest(refusal.to_string()),
+        }),
+    }
+}
+
+/// `GET /v1/visits/{id}/evidence/{hash}`: the file, once held whole.
+pub async fn get(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    path: web::Path<(String, String)>,
+) -> Result<HttpResponse, Problem> {
+    let device = authenticate(&state, &req).await?;
+    let (visit, hash) = ids(path.into_inner())?;
+    let st = state.clone();
+    let bytes = web::block(move || {
+        let store = st.store();
+        team_in_scope(&store, &device, &visit)?;
+        store
+            .evidence_bytes(&visit, &hash, 0, u64::MAX)
+            .map_err(|e| Problem::Internal(e.to_string()))?
+            .ok_or_else(|| Problem::NotFound(format!("evidence {hash} is not held whole")))
+    })
+    .await
+    .map_err(|e| Problem::Internal(e.to_string()))??;
+    Ok(HttpResponse::Ok().content_type(OCTETS).body(bytes))
+}
