@@ -531,6 +531,28 @@ pub struct SyncReport {
     pub errors: Vec<VisitSyncError>,
 }
 
+/// What `upload_evidence` did.
+#[derive(Debug, Clone, uniffi::Record)]
+pub struct EvidenceUploadReport {
+    /// Photos the server now holds whole.
+    pub uploaded: u64,
+    pub requests: u32,
+    pub retries: u32,
+    pub bytes_sent: u64,
+    /// Photos the server would not take (yet), each with its reason; they
+    /// stay waiting for the next call.
+    pub errors: Vec<EvidenceUploadError>,
+}
+
+#[derive(Debug, Clone, uniffi::Record)]
+pub struct EvidenceUploadError {
+    pub visit_id: String,
+    pub sha256: String,
+    /// The server's problem kind, e.g. `not-found` for a visit not synced yet.
+    pub kind: String,
+    pub message: String,
+}
+
 /// What `verify_received` did.
 #[derive(Debug, Clone, uniffi::Record)]
 pub struct ReceivedCheck {
@@ -756,6 +778,45 @@ impl DeviceStore {
         })
     }
 
+    /// Photos kept on this device that the server does not hold whole yet.
+    pub fn pending_evidence(&self) -> ApiResult<u64> {
+        Ok(self.inner.with(|s| Ok(s.evidence_to_upload()?))?.len() as u64)
+    }
+
+    /// Uploads every waiting photo in pieces, each resuming where the
+    /// server's copy stops; call after `sync` (the server takes only photos
+    /// of visits it holds). A photo the server refuses stays waiting and is
+    /// reported; `cancel` stops at the next piece.
+    pub fn upload_evidence(
+        &self,
+        cancel: Option<Arc<CancelToken>>,
+    ) -> ApiResult<EvidenceUploadReport> {
+        let mut client = SyncClient::new(self.inner.creds.clone(), SyncOptions::default())?;
+        if let Some(token) = &cancel {
+            client = client.with_cancel(token.flag.clone());
+        }
+        let rt = runtime()?;
+        let report = self
+            .inner
+            .with(|store| Ok(rt.block_on(client.upload_evidence(store))?))?;
+        Ok(EvidenceUploadReport {
+            uploaded: report.uploaded as u64,
+            requests: report.requests,
+            retries: report.retries,
+            bytes_sent: report.bytes_sent,
+            errors: report
+                .errors
+                .into_iter()
+                .map(|e| EvidenceUploadError {
+                    visit_id: e.visit_id,
+                    sha256: e.hash,
+                    kind: e.kind,
+                    message: e.message,
+                })
+                .collect(),
+        })
+    }
+
     /// Sends what the server lacks and receives what the device lacks
     /// (including visits new to it). `listener` hears progress after each
     /// request; `cancel` stops the sync at its next step.
@@ -891,7 +952,19 @@ impl VisitHandle {
         self.edit(|v| v.add_staff(member))
     }
 
-    /// A photo (by its SHA-256, hex) supporting an office check.
+    /// Takes a photo's bytes: keeps them on the device and references them
+    /// from the office check, in one durable step; `upload_evidence` sends
+    /// them later. Returns the photo's SHA-256 (hex), its name.
+    pub fn add_evidence(&self, check_id: String, bytes: Vec<u8>) -> ApiResult<String> {
+        let check = CheckId::parse(&check_id)?;
+        let hash = self
+            .inner
+            .with(|s| Ok(s.add_evidence(&self.id, &check, &bytes)?))?;
+        Ok(hash.to_string())
+    }
+
+    /// A photo (by its SHA-256, hex) supporting an office check; the bytes
+    /// are kept elsewhere (see `add_evidence` to keep them here).
     pub fn attach_evidence(&self, check_id: String, sha256: String) -> ApiResult<()> {
         let check = CheckId::parse(&check_id)?;
         let hash = kiemtra_core::EvidenceHash::parse(&sha256)?;

@@ -180,8 +180,22 @@ fun scenario() {
     vs.returnVisit("bổ sung ảnh")
     s.sync(null, null); a.sync(null, null)
     check("returned visit reaches A", visit.state().status == "returned")
+    val pic = ByteArray(300_000) { (it % 251).toByte() }
+    val sha = visit.addEvidence("tthc-posted", pic)
+    val expected = java.security.MessageDigest.getInstance("SHA-256").digest(pic)
+        .joinToString("") { "%02x".format(it) }
+    check("a photo is named by its SHA-256", sha == expected, sha)
+    check("one photo waits for upload", a.pendingEvidence() == 1uL)
+    raises<ApiException.NotFound>("a photo for an unknown check is refused") {
+        visit.addEvidence("no-such-check", byteArrayOf(1))
+    }
     visit.submit("đã bổ sung")
-    a.sync(null, null); s.sync(null, null)
+    a.sync(null, null)
+    val sent = a.uploadEvidence(null)
+    check("the photo is uploaded in pieces",
+        sent.uploaded == 1uL && sent.bytesSent == 300_000uL && sent.errors.isEmpty(), sent.toString())
+    check("no photo waits any more", a.pendingEvidence() == 0uL)
+    s.sync(null, null)
     val approval = vs.approve("đồng ý")
     s.sync(null, null); a.sync(null, null)
     val fin = visit.state()

@@ -10,6 +10,7 @@ Prints `bindings[python]: N passed, M failed` and exits non-zero when any
 check fails.
 """
 
+import hashlib
 import os
 import subprocess
 import sys
@@ -275,8 +276,23 @@ def main():
     a.sync(None, None)
     check("returned visit reaches A", visit.state().status == "returned"
           and visit.state().status_note == "bổ sung ảnh", visit.state().status)
+    pic = bytes(range(256)) * 1200
+    sha = visit.add_evidence("tthc-posted", pic)
+    check("a photo is named by its SHA-256", sha == hashlib.sha256(pic).hexdigest(), sha)
+    check("the photo is referenced from its check",
+          [c.evidence for c in visit.state().checks if c.id == "tthc-posted"] == [[sha]],
+          repr([c.evidence for c in visit.state().checks]))
+    check("one photo waits for upload", a.pending_evidence() == 1)
+    raises("a photo for an unknown check is refused", "NotFound",
+           lambda: visit.add_evidence("no-such-check", b"x"))
+    check("nothing kept of a refused photo", a.pending_evidence() == 1)
     visit.submit("đã bổ sung")
     a.sync(None, None)
+    up = a.upload_evidence(None)
+    check("the photo is uploaded in pieces",
+          up.uploaded == 1 and up.bytes_sent == len(pic) and up.requests >= 3 and not up.errors,
+          repr(up))
+    check("no photo waits any more", a.pending_evidence() == 0)
     s.sync(None, None)
     approval = vs.approve("đồng ý")
     s.sync(None, None)
