@@ -57,6 +57,12 @@ enum Command {
         /// Percent of connections reset mid-transfer (the in-process model of loss).
         #[arg(long, default_value_t = 1.0)]
         loss: f64,
+        /// Photos taken during the day, uploaded after the visits (0: none).
+        #[arg(long, default_value_t = 3)]
+        photos: usize,
+        /// Size of each photo, kB (a phone's photo scaled down for upload).
+        #[arg(long, default_value_t = 200)]
+        photo_kb: usize,
     },
     /// Many inspectors coming back into coverage at once: each phone
     /// uploads a day's work, then receives its team-mates' visits.
@@ -111,7 +117,20 @@ fn main() -> ExitCode {
                 kbit,
                 rtt_ms,
                 loss,
-            } => workload::shaped(&server_bin, visits, edits, kbit, rtt_ms, loss).await,
+                photos,
+                photo_kb,
+            } => {
+                let day = workload::ShapedDay {
+                    visits,
+                    edits,
+                    kbit,
+                    rtt_ms,
+                    loss,
+                    photos,
+                    photo_kb,
+                };
+                workload::shaped(&server_bin, day).await
+            }
             Command::Fleet {
                 devices,
                 per_team,

@@ -519,14 +519,29 @@ pub async fn history(bin: &Path, changes: usize) -> Result<(), String> {
     Ok(())
 }
 
-pub async fn shaped(
-    bin: &Path,
-    visits: usize,
-    edits: usize,
-    kbit: u64,
-    rtt_ms: u64,
-    loss: f64,
-) -> Result<(), String> {
+/// A day's work over a shaped link: what was recorded, and the link.
+#[derive(Debug, Clone, Copy)]
+pub struct ShapedDay {
+    pub visits: usize,
+    pub edits: usize,
+    pub kbit: u64,
+    pub rtt_ms: u64,
+    /// Percent of segments lost once.
+    pub loss: f64,
+    pub photos: usize,
+    pub photo_kb: usize,
+}
+
+pub async fn shaped(bin: &Path, day: ShapedDay) -> Result<(), String> {
+    let ShapedDay {
+        visits,
+        edits,
+        kbit,
+        rtt_ms,
+        loss,
+        photos,
+        photo_kb,
+    } = day;
     let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
     let server = Server::start(bin, &dir.path().join("server"))?;
     let upstream = std::net::SocketAddr::from(([127, 0, 0, 1], server.port()));
@@ -579,7 +594,72 @@ pub async fn shaped(
         "a supervisor's phone receives it over the same link",
         &down,
     );
+    if photos > 0 && visits > 0 {
+        photo_phase(&server, &mut a, visits, photos, photo_kb, kbit).await?;
+    }
     drop(shaper);
+    Ok(())
+}
+
+/// The day's photos over the shaped link: each kept on the phone with its
+/// reference (one per visit in turn), the references synced, then the files
+/// uploaded in pieces.
+async fn photo_phase(
+    server: &Server,
+    a: &mut Phone,
+    visits: usize,
+    photos: usize,
+    photo_kb: usize,
+    kbit: u64,
+) -> Result<(), String> {
+    let check = CheckId::parse("tthc-posted").map_err(|e| e.to_string())?;
+    let mut files = 0usize;
+    for i in 0..photos {
+        let id = VisitId::parse(&format!("v-{:04}", i % visits)).map_err(|e| e.to_string())?;
+        // Photo bytes do not compress: pseudo-random, different per photo.
+        let mut x = 0x2545_f491_4f6c_dd1du64 ^ (i as u64 + 1);
+        let bytes: Vec<u8> = (0..photo_kb * 1000)
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                x as u8
+            })
+            .collect();
+        a.store
+            .add_evidence(&id, &check, &bytes)
+            .map_err(|e| e.to_string())?;
+        files += bytes.len();
+    }
+    let mark = Mark::start(server);
+    let refs = sync(a).await?;
+    let up = a
+        .client
+        .upload_evidence(&mut a.store)
+        .await
+        .map_err(|e| e.to_string())?;
+    if up.uploaded != photos || !up.errors.is_empty() {
+        return Err(format!("photos not all uploaded: {up:?}"));
+    }
+    let both = SyncReport {
+        requests: refs.requests + up.requests,
+        bytes_sent: refs.bytes_sent + up.bytes_sent,
+        bytes_received: refs.bytes_received,
+        visits_uploaded: refs.visits_uploaded,
+        ..SyncReport::default()
+    };
+    mark.line(
+        server,
+        &format!("then: {photos} photos of {photo_kb} kB (references synced, files uploaded)"),
+        &both,
+    );
+    println!(
+        "photos: {} of files sent as {} of evidence pieces in {} requests; at {kbit} kbit/s the files alone need {:.1} s",
+        mb(files),
+        mb(up.bytes_sent as usize),
+        up.requests,
+        files as f64 * 8.0 / (kbit as f64 * 1000.0)
+    );
     Ok(())
 }
 
