@@ -6,9 +6,9 @@
 use chrono::{DateTime, Utc};
 use kiemtra_client::{Credentials, SyncClient, SyncOptions};
 use kiemtra_core::{
-    CampaignId, ChangeHash, DeviceId, Editor, Lang, NewVisit, Role, Session, StaffCategory,
-    StaffId, StaffMember, TeamId, Template, Unit, UnitCode, UnitKind, UserId, Visit, VisitId,
-    VisitState, format_count, format_time,
+    CampaignId, ChangeHash, DeviceId, Editor, EvidenceHash, Lang, NewVisit, Role, Session,
+    StaffCategory, StaffId, StaffMember, TeamId, Template, Unit, UnitCode, UnitKind, UserId, Visit,
+    VisitId, VisitState, format_count, format_time,
 };
 use kiemtra_store::{Store, VisitSummary};
 use std::collections::BTreeMap;
@@ -473,6 +473,9 @@ pub fn show_state(state: &VisitState, lang: Lang) -> String {
             })
             .unwrap_or_else(|| "—".into());
         let _ = writeln!(o, "  {}: {result}", def.label.get(lang));
+        for hash in state.evidence.get(&def.id).into_iter().flatten() {
+            let _ = writeln!(o, "    {} {hash}", l(lang, "ảnh", "photo"));
+        }
     }
     let findings: Vec<_> = state.findings.values().filter(|f| !f.withdrawn()).collect();
     if !findings.is_empty() {
@@ -712,6 +715,34 @@ pub fn diff_lines(visit: &Visit, a: &str, b: &str, lang: Lang) -> Result<Vec<Str
         .iter()
         .map(|c| c.describe(lang, &state))
         .collect())
+}
+
+// ---------------------------------------------------------------- evidence
+
+/// A photo the visit refers to: from this desk's own store when it holds
+/// it, otherwise from the server, checked against its SHA-256 either way.
+pub fn fetch_evidence(desk: &mut Desk, id: &VisitId, sha256: &str) -> Result<Vec<u8>> {
+    let hash = EvidenceHash::parse(sha256).map_err(|e| CliError::Invalid(e.to_string()))?;
+    let state = desk.store.visit(id)?.state()?;
+    if !state.evidence.values().any(|set| set.contains(&hash)) {
+        return Err(CliError::NotFound(format!(
+            "visit {id} does not refer to evidence {hash} (run `kiemtra sync`?)"
+        )));
+    }
+    if let Some(bytes) = desk.store.evidence_bytes(id, &hash, 0, u64::MAX)? {
+        return Ok(bytes);
+    }
+    let client = SyncClient::new(desk.creds.clone(), SyncOptions::default())?;
+    match runtime()?.block_on(client.download_evidence(id, &hash)) {
+        Ok(bytes) => Ok(bytes),
+        Err(kiemtra_client::Error::Decode(m)) => Err(CliError::Problems(m)),
+        Err(kiemtra_client::Error::Refused { status: 404, .. }) => {
+            Err(CliError::NotFound(format!(
+                "the server does not hold evidence {hash} of visit {id} whole yet (not uploaded?)"
+            )))
+        }
+        Err(e) => Err(e.into()),
+    }
 }
 
 // ---------------------------------------------------------------- verify

@@ -159,6 +159,16 @@ enum Command {
     },
     /// The server's verification of a visit or a whole campaign.
     Verify { target: String },
+    /// Save a photo (evidence file) of a visit, checked against its SHA-256.
+    ///
+    /// Example: kiemtra evidence cantho-2015.u-01 9f86d0…0a08 --out hotline.jpg
+    Evidence {
+        visit: String,
+        /// The file's SHA-256, as `show` lists it under the office check.
+        sha256: String,
+        #[arg(long)]
+        out: PathBuf,
+    },
     /// A visit or a campaign as JSON or CSV (attendance rows).
     Export {
         visit: Option<String>,
@@ -522,6 +532,23 @@ fn run(cli: Cli) -> Result<()> {
                 return Ok(());
             }
             desk::replay(&mut desk, &visit, lang)
+        }
+        Command::Evidence { visit, sha256, out } => {
+            let mut desk = Desk::open(&home)?;
+            let id = desk.find(&visit)?;
+            let bytes = desk::fetch_evidence(&mut desk, &id, &sha256)?;
+            std::fs::write(&out, &bytes)
+                .map_err(|e| CliError::Other(format!("{}: {e}", out.display())))?;
+            println!(
+                "{} B → {} (SHA-256 {})",
+                bytes.len(),
+                out.display(),
+                match lang {
+                    Lang::Vi => "khớp",
+                    Lang::En => "checked",
+                }
+            );
+            Ok(())
         }
         Command::Verify { target } => {
             let desk = Desk::open(&home)?;

@@ -6,8 +6,8 @@
 
 use kiemtra_client::{Credentials, SyncClient, SyncOptions};
 use kiemtra_core::{
-    AbsenceReason, AttendanceMark, CampaignFixture, ChangeHash, DeviceId, Editor, Role, Session,
-    UserId, VisitId,
+    AbsenceReason, AttendanceMark, CampaignFixture, ChangeHash, CheckId, DeviceId, Editor, Role,
+    Session, UserId, VisitId,
 };
 use kiemtra_store::Store;
 use std::io::{BufRead, BufReader};
@@ -289,9 +289,55 @@ fn a_desk_assigns_approves_and_reports_the_campaign() {
             p.store.edit(&id, |v| v.submit("")).expect("submit");
         }
     }
+    // A photo of the last unit's posted procedures, taken on the phone.
+    let last = fixture.units[fixture.units.len() - 1]
+        .visit_id(&fixture.campaign.id)
+        .expect("id");
+    let photo: Vec<u8> = (0..90_000u32).map(|i| (i * 13 % 256) as u8).collect();
+    let sha = p
+        .store
+        .add_evidence(
+            &last,
+            &CheckId::parse("tthc-posted").expect("check"),
+            &photo,
+        )
+        .expect("photo");
     sync(&rt, &mut p);
+    let up = rt
+        .block_on(p.client.upload_evidence(&mut p.store))
+        .expect("upload");
+    assert_eq!((up.uploaded, up.errors.len()), (1, 0), "{up:?}");
 
     ok(&kiemtra(&sup, &["sync"]));
+    // The desk lists the photo under its check and saves it, checked.
+    let shown = ok(&kiemtra(&sup, &["show", last.as_str()]));
+    assert!(shown.contains(sha.as_str()), "{shown}");
+    let saved = dir.path().join("photo.jpg");
+    ok(&kiemtra(
+        &sup,
+        &[
+            "evidence",
+            last.as_str(),
+            sha.as_str(),
+            "--out",
+            saved.to_str().expect("path"),
+        ],
+    ));
+    assert_eq!(std::fs::read(&saved).expect("saved"), photo);
+    let stray = "ab".repeat(32);
+    refused(
+        &kiemtra(&sup, &["evidence", last.as_str(), &stray, "--out", "x"]),
+        3,
+        "does not refer to evidence",
+    );
+    refused(
+        &kiemtra(
+            &sup,
+            &["evidence", last.as_str(), "not-a-hash", "--out", "x"],
+        ),
+        2,
+        "SHA-256",
+    );
     ok(&kiemtra(
         &sup,
         &[

@@ -670,6 +670,25 @@ impl SyncClient {
         Ok(report)
     }
 
+    /// An evidence file of a visit, as the server holds it, checked here
+    /// against its name: a copy that does not hash to it is refused
+    /// ([`Error::Decode`]), so what is shown is what the inspector took.
+    pub async fn download_evidence(
+        &self,
+        visit: &VisitId,
+        hash: &kiemtra_core::EvidenceHash,
+    ) -> Result<Vec<u8>, Error> {
+        let url = format!("{}/v1/visits/{visit}/evidence/{hash}", self.creds.server);
+        let mut retries = 0;
+        let bytes = self.send(&mut retries, || self.http.get(&url)).await?;
+        if kiemtra_store::evidence_hash(&bytes) != *hash {
+            return Err(Error::Decode(format!(
+                "the server's copy of evidence {hash} does not hash to its name"
+            )));
+        }
+        Ok(bytes)
+    }
+
     async fn upload_one(
         &self,
         store: &Store,
