@@ -170,6 +170,20 @@ pub async fn run(campaign_path: &Path, log: &mut dyn FnMut(&str)) -> Result<Stri
                 Ok(())
             })
             .map_err(step("recording"))?;
+        if i % 7 == 0 {
+            // A photo of the notice board that lacks the new procedures.
+            let board: Vec<u8> = (0..40_000u32)
+                .map(|k| (k.wrapping_mul(2_654_435_761).wrapping_add(i as u32) >> 24) as u8)
+                .collect();
+            phone
+                .store
+                .add_evidence(
+                    &id,
+                    &CheckId::parse("tthc-posted").map_err(step("photo"))?,
+                    &board,
+                )
+                .map_err(step("photo"))?;
+        }
         if i < both {
             let other = if i % 2 == 0 { &mut g2 } else { &mut g1 };
             let (first, mark, _) = outcomes
@@ -195,6 +209,21 @@ pub async fn run(campaign_path: &Path, log: &mut dyn FnMut(&str)) -> Result<Stri
 
     sync(&mut g1).await?;
     sync(&mut g2).await?;
+    let mut photos = 0;
+    for p in [&mut g1, &mut g2] {
+        let up = p
+            .client
+            .upload_evidence(&mut p.store)
+            .await
+            .map_err(step("photo upload"))?;
+        if let Some(e) = up.errors.first() {
+            return Err(Error::Step(format!("photo upload refused: {}", e.message)));
+        }
+        photos += up.uploaded;
+    }
+    log(&format!(
+        "   {photos} ảnh bảng niêm yết đã tải lên, đối chiếu SHA-256 / {photos} photos of notice boards uploaded, SHA-256 checked"
+    ));
     sync(&mut sup).await?;
     let mut conflicts = 0;
     for unit in &fixture.units {

@@ -31,6 +31,10 @@ fn the_demo_reproduces_the_campaign_figures() {
         "the demo produced and resolved real conflicts:\n{stderr}"
     );
     assert!(
+        stderr.contains("10 ảnh bảng niêm yết đã tải lên"),
+        "the inspectors' photos reached the server:\n{stderr}"
+    );
+    assert!(
         !stdout.contains("chưa được phê duyệt"),
         "every visit was approved"
     );
