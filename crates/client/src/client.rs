@@ -706,7 +706,8 @@ impl SyncClient {
         report.requests += 1;
         let mut held = parse_status(&answer)?;
         // One fresh start is allowed: the server discards a file whose
-        // bytes did not match (damaged on the way) and asks for it again.
+        // bytes did not match (damaged on the way), and a piece from byte 0
+        // replaces an unfinished upload of another length.
         let mut restarted = false;
         while !held.complete {
             let piece = store
@@ -736,7 +737,9 @@ impl SyncClient {
             report.requests += 1;
             let answer = match sent {
                 Ok(a) => a,
-                Err(Error::Refused { kind, .. }) if kind == "evidence-mismatch" && !restarted => {
+                Err(Error::Refused { kind, .. })
+                    if (kind == "evidence-mismatch" || kind == "evidence-length") && !restarted =>
+                {
                     restarted = true;
                     held = kiemtra_store::EvidenceStatus {
                         length: file.length,

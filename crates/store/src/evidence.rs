@@ -108,7 +108,8 @@ impl Store {
     /// Adds a piece of an upload that starts at byte `offset` of a file
     /// `length` bytes long (the server's side). A piece overlapping what is
     /// held already (a retry after a lost answer) adds only what is new; a
-    /// piece for a file held whole changes nothing. When the last byte
+    /// piece for a file held whole changes nothing. A piece from byte 0 with
+    /// another length restarts an unfinished upload. When the last byte
     /// arrives the file is checked against its name: a file that does not
     /// match is discarded whole. A refused piece leaves the store as it was
     /// (except that a mismatched file is gone).
@@ -122,7 +123,17 @@ impl Store {
     ) -> Result<std::result::Result<EvidenceStatus, EvidenceRefusal>> {
         let now = self.session().now().to_rfc3339();
         let outcome = self.batch(|store| {
-            let held = store.evidence_status(visit, hash)?;
+            let mut held = store.evidence_status(visit, hash)?;
+            // An unfinished upload of another length is replaced by one that
+            // starts again from the beginning: whichever is right hashes to
+            // the name, so no upload can block another for good.
+            if held.is_some_and(|s| !s.complete && s.length != length && offset == 0) {
+                store.conn().execute(
+                    "DELETE FROM evidence WHERE visit_id = ?1 AND hash = ?2",
+                    params![visit.as_str(), hash.as_str()],
+                )?;
+                held = None;
+            }
             let status = match held {
                 Some(s) if s.length != length => {
                     return Ok(Err(EvidenceRefusal::LengthChanged {

@@ -189,6 +189,21 @@ fn a_file_that_does_not_match_its_name_is_discarded_whole() {
         })
     );
     assert_eq!(s.evidence_status(&v, &hash).expect("status"), None);
+    // An unfinished upload of a wrong length does not block the right one:
+    // a new start from byte 0 replaces it.
+    assert!(
+        s.receive_evidence(&v, &hash, 9_999, 0, &forged[..100])
+            .expect("store")
+            .is_ok()
+    );
+    assert_eq!(
+        s.receive_evidence(&v, &hash, 5_000, 100, &bytes[100..200])
+            .expect("store"),
+        Err(EvidenceRefusal::LengthChanged {
+            held: 9_999,
+            claimed: 5_000
+        })
+    );
     // The right bytes, from the start, are then accepted.
     assert_eq!(
         s.receive_evidence(&v, &hash, 5_000, 0, &bytes)
