@@ -205,6 +205,58 @@ async fn a_photo_is_uploaded_after_its_visit_resumes_and_reaches_the_team_only()
             .is_some_and(|n| n >= 700_000)),
         "{metrics}"
     );
+
+    // The auditor's verification re-hashes the held photo.
+    let audit = |who: &Device| {
+        let (http, url, token) = (http.clone(), server.url(), token(who));
+        async move {
+            http.get(format!("{url}/v1/visits/v-1/verify"))
+                .bearer_auth(token)
+                .send()
+                .await
+                .expect("verify")
+                .json::<serde_json::Value>()
+                .await
+                .expect("report")
+        }
+    };
+    let report = audit(&aud).await;
+    assert_eq!(
+        (
+            &report["ok"],
+            &report["evidence_referenced"],
+            &report["evidence_held"]
+        ),
+        (
+            &serde_json::json!(true),
+            &serde_json::json!(1),
+            &serde_json::json!(1)
+        ),
+        "{report}"
+    );
+    // An operator alters the stored photo: the verification says so, and
+    // a phone or desk that downloads it refuses the copy.
+    rusqlite::Connection::open(server.data.join("kiemtra.db"))
+        .expect("open server db")
+        .execute(
+            "UPDATE evidence_pieces SET data = zeroblob(length(data)) WHERE at = 0",
+            [],
+        )
+        .expect("tamper");
+    let report = audit(&aud).await;
+    assert_eq!(report["ok"], false, "{report}");
+    assert!(
+        report["problems"]
+            .as_array()
+            .expect("problems")
+            .iter()
+            .any(|p| p["rule"] == "evidence-damaged" && p["subject"] == hash.as_str()),
+        "{report}"
+    );
+    match sup.client.download_evidence(&id, &hash).await {
+        Err(kiemtra_client::Error::Decode(m)) => assert!(m.contains("does not hash"), "{m}"),
+        other => panic!("a damaged copy was accepted: {:?}", other.map(|b| b.len())),
+    }
     drop(proxy);
     drop(server);
 }

@@ -800,6 +800,28 @@ pub fn render_verify(body: &serde_json::Value, lang: Lang) -> (String, bool) {
             v["approvals_checked"],
             l(lang, "phê duyệt đã kiểm", "approvals checked"),
         );
+        let referenced = v["evidence_referenced"].as_u64().unwrap_or(0);
+        if referenced > 0 {
+            let _ = writeln!(
+                o,
+                "    {}: {} / {referenced} {}",
+                l(lang, "ảnh", "photos"),
+                v["evidence_held"].as_u64().unwrap_or(0),
+                l(
+                    lang,
+                    "có trên máy chủ, khớp SHA-256",
+                    "held by the server, SHA-256 checked"
+                ),
+            );
+            for h in v["evidence_missing"].as_array().into_iter().flatten() {
+                let _ = writeln!(
+                    o,
+                    "    {} {}",
+                    l(lang, "chưa tải lên:", "not uploaded yet:"),
+                    h.as_str().unwrap_or("?")
+                );
+            }
+        }
         for p in v["problems"].as_array().into_iter().flatten() {
             let _ = writeln!(
                 o,

@@ -27,6 +27,13 @@ pub struct Report {
     pub visit_id: String,
     pub changes_checked: usize,
     pub approvals_checked: usize,
+    /// Evidence files (photos) the visit refers to, and how many of them
+    /// the server holds whole, each re-hashed against its name.
+    pub evidence_referenced: usize,
+    pub evidence_held: usize,
+    /// Referenced files not (yet) uploaded whole: not a problem by itself,
+    /// a phone may still be out of coverage.
+    pub evidence_missing: Vec<String>,
     pub ok: bool,
     pub problems: Vec<Problem>,
 }
@@ -62,6 +69,9 @@ pub fn verify_visit(store: &Store, id: &VisitId) -> Result<Report, kiemtra_store
                 visit_id: id.to_string(),
                 changes_checked: 0,
                 approvals_checked: 0,
+                evidence_referenced: 0,
+                evidence_held: 0,
+                evidence_missing: Vec::new(),
                 ok: false,
                 problems,
             });
@@ -219,10 +229,26 @@ pub fn verify_visit(store: &Store, id: &VisitId) -> Result<Report, kiemtra_store
     for a in &state.approvals {
         check_approval(&mut problems, &mut device, &visit, id, a)?;
     }
+    let referenced: std::collections::BTreeSet<_> = state.evidence.values().flatten().collect();
+    let (mut held, mut missing) = (0, Vec::new());
+    for hash in &referenced {
+        match store.evidence_bytes(id, hash, 0, u64::MAX)? {
+            Some(bytes) if kiemtra_store::evidence_hash(&bytes) == **hash => held += 1,
+            Some(_) => problems.push(problem(
+                hash.as_str(),
+                "evidence-damaged",
+                "the stored file no longer hashes to the name the visit refers to",
+            )),
+            None => missing.push(hash.to_string()),
+        }
+    }
     Ok(Report {
         visit_id: id.to_string(),
         changes_checked: changes.len(),
         approvals_checked: state.approvals.len(),
+        evidence_referenced: referenced.len(),
+        evidence_held: held,
+        evidence_missing: missing,
         ok: problems.is_empty(),
         problems,
     })
