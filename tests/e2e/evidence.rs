@@ -436,5 +436,30 @@ async fn bad_evidence_uploads_are_refused_and_keep_nothing() {
         (1, 40_000),
         "{report:?}"
     );
+    // A photo taken, then detached from its check: kept, not sent.
+    let second = a
+        .store
+        .add_evidence(&id, &check(), &photo(999))
+        .expect("photo");
+    a.store
+        .edit(&id, |v| v.detach_evidence(&check(), &second))
+        .expect("detach");
+    a.sync().await;
+    let report = a
+        .client
+        .upload_evidence(&mut a.store)
+        .await
+        .expect("upload");
+    assert_eq!(
+        (
+            report.uploaded,
+            report.skipped,
+            report.requests,
+            report.errors.len()
+        ),
+        (0, 1, 0, 0),
+        "{report:?}"
+    );
+    assert_eq!(a.store.evidence_to_upload().expect("pending").len(), 1);
     drop(server);
 }

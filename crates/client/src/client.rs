@@ -155,6 +155,9 @@ pub struct EvidenceReport {
     pub bytes_sent: u64,
     /// Files the server would not take, left for the next call.
     pub errors: Vec<EvidenceError>,
+    /// Files no longer referenced from their visit here (detached): kept
+    /// on the device, not sent.
+    pub skipped: usize,
 }
 
 /// An evidence file the server refused, with its reason.
@@ -648,6 +651,17 @@ impl SyncClient {
     pub async fn upload_evidence(&self, store: &mut Store) -> Result<EvidenceReport, Error> {
         let mut report = EvidenceReport::default();
         for file in store.evidence_to_upload()? {
+            // A photo detached from its check on this device is kept (it may
+            // be attached again) but not sent: the server would refuse it.
+            let referenced = store
+                .visit(&file.visit_id)
+                .ok()
+                .and_then(|v| v.state().ok())
+                .is_some_and(|s| s.evidence.values().any(|set| set.contains(&file.hash)));
+            if !referenced {
+                report.skipped += 1;
+                continue;
+            }
             match self.upload_one(store, &file, &mut report).await {
                 Ok(()) => {
                     store.mark_evidence_uploaded(&file.visit_id, &file.hash)?;
