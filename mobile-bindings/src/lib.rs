@@ -542,6 +542,8 @@ pub struct EvidenceUploadReport {
     /// Photos the server would not take (yet), each with its reason; they
     /// stay waiting for the next call.
     pub errors: Vec<EvidenceUploadError>,
+    /// Photos detached from their check on this device: kept, not sent.
+    pub skipped: u64,
 }
 
 #[derive(Debug, Clone, uniffi::Record)]
@@ -804,6 +806,7 @@ impl DeviceStore {
             requests: report.requests,
             retries: report.retries,
             bytes_sent: report.bytes_sent,
+            skipped: report.skipped as u64,
             errors: report
                 .errors
                 .into_iter()
