@@ -96,7 +96,7 @@ pub async fn put(
     let offset = header_u64(&req, "Upload-Offset")?;
     let length = header_u64(&req, "Upload-Length")?;
     if length > state.limits.max_evidence {
-        return Err(Problem::TooLarge(state.limits.max_evidence as usize));
+        return Err(Problem::FileTooLarge(state.limits.max_evidence));
     }
     let limit = state.limits.body_timeout;
     let piece = tokio::time::timeout(limit, read_body(payload, state.limits.max_body))

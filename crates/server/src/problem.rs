@@ -28,6 +28,8 @@ pub enum Problem {
     Forbidden(String),
     #[error("the request body is larger than {0} bytes")]
     TooLarge(usize),
+    #[error("the file is larger than the {0} bytes this server takes")]
+    FileTooLarge(u64),
     #[error("the request body did not arrive within {0} seconds")]
     Timeout(u64),
     /// The request conflicts with what the server holds (kind, detail).
@@ -63,7 +65,7 @@ impl Problem {
             Problem::Enrollment(_) => "enrollment-refused",
             Problem::NotFound(_) => "not-found",
             Problem::Forbidden(_) => "forbidden",
-            Problem::TooLarge(_) => "too-large",
+            Problem::TooLarge(_) | Problem::FileTooLarge(_) => "too-large",
             Problem::Timeout(_) => "request-timeout",
             Problem::Conflict(kind, _) | Problem::Unprocessable(kind, _) => kind,
             Problem::UnsupportedMediaType(_) => "unsupported-media-type",
@@ -81,7 +83,7 @@ impl Problem {
             Problem::Enrollment(_) => "Enrollment refused",
             Problem::NotFound(_) => "Not found",
             Problem::Forbidden(_) => "Forbidden",
-            Problem::TooLarge(_) => "Request too large",
+            Problem::TooLarge(_) | Problem::FileTooLarge(_) => "Request too large",
             Problem::Timeout(_) => "Request timeout",
             Problem::Conflict(..) => "Conflict with what the server holds",
             Problem::Unprocessable(..) => "Not acceptable as sent",
@@ -103,7 +105,7 @@ impl ResponseError for Problem {
             Problem::Enrollment(_) => StatusCode::FORBIDDEN,
             Problem::NotFound(_) => StatusCode::NOT_FOUND,
             Problem::Forbidden(_) => StatusCode::FORBIDDEN,
-            Problem::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            Problem::TooLarge(_) | Problem::FileTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             Problem::Timeout(_) => StatusCode::REQUEST_TIMEOUT,
             Problem::Conflict(..) => StatusCode::CONFLICT,
             Problem::Unprocessable(..) => StatusCode::UNPROCESSABLE_ENTITY,
