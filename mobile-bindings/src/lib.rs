@@ -666,6 +666,17 @@ pub fn enroll(
     }))
 }
 
+impl DeviceStore {
+    /// A sync client with this device's credentials, stopped by `cancel`.
+    fn client(&self, cancel: Option<&CancelToken>) -> ApiResult<SyncClient> {
+        let client = SyncClient::new(self.inner.creds.clone(), SyncOptions::default())?;
+        Ok(match cancel {
+            Some(token) => client.with_cancel(token.flag.clone()),
+            None => client,
+        })
+    }
+}
+
 #[uniffi::export]
 impl DeviceStore {
     /// Opens an enrolled device's store (after `enroll`, on a later start).
@@ -793,10 +804,7 @@ impl DeviceStore {
         &self,
         cancel: Option<Arc<CancelToken>>,
     ) -> ApiResult<EvidenceUploadReport> {
-        let mut client = SyncClient::new(self.inner.creds.clone(), SyncOptions::default())?;
-        if let Some(token) = &cancel {
-            client = client.with_cancel(token.flag.clone());
-        }
+        let client = self.client(cancel.as_deref())?;
         let rt = runtime()?;
         let report = self
             .inner
@@ -828,10 +836,7 @@ impl DeviceStore {
         listener: Option<Arc<dyn SyncListener>>,
         cancel: Option<Arc<CancelToken>>,
     ) -> ApiResult<SyncReport> {
-        let mut client = SyncClient::new(self.inner.creds.clone(), SyncOptions::default())?;
-        if let Some(token) = &cancel {
-            client = client.with_cancel(token.flag.clone());
-        }
+        let client = self.client(cancel.as_deref())?;
         let rt = runtime()?;
         let report = self.inner.with(|store| {
             let mut progress = |p: &kiemtra_client::Progress| {

@@ -53,6 +53,26 @@ fn header_u64(req: &HttpRequest, name: &str) -> Result<u64, Problem> {
         .ok_or_else(|| Problem::BadRequest(format!("{name} must be a number of bytes")))
 }
 
+/// Authenticates, then runs `read` on the blocking pool for a visit the
+/// device may read (unknown and out-of-scope visits alike are not found).
+async fn read_in_scope<T: Send + 'static>(
+    state: &web::Data<AppState>,
+    req: &HttpRequest,
+    path: (String, String),
+    read: impl FnOnce(&Store, &VisitId, &EvidenceHash) -> Result<T, Problem> + Send + 'static,
+) -> Result<T, Problem> {
+    let device = authenticate(state, req).await?;
+    let (visit, hash) = ids(path)?;
+    let st = state.clone();
+    web::block(move || {
+        let store = st.store();
+        team_in_scope(&store, &device, &visit)?;
+        read(&store, &visit, &hash)
+    })
+    .await
+    .map_err(|e| Problem::Internal(e.to_string()))?
+}
+
 /// `GET /v1/visits/{id}/evidence/{hash}/status`: how much of the file the
 /// server holds (`received` 0 and `length` null when nothing).
 pub async fn status(
@@ -60,18 +80,12 @@ pub async fn status(
     req: HttpRequest,
     path: web::Path<(String, String)>,
 ) -> Result<HttpResponse, Problem> {
-    let device = authenticate(&state, &req).await?;
-    let (visit, hash) = ids(path.into_inner())?;
-    let st = state.clone();
-    let held = web::block(move || {
-        let store = st.store();
-        team_in_scope(&store, &device, &visit)?;
+    let held = read_in_scope(&state, &req, path.into_inner(), |store, visit, hash| {
         store
-            .evidence_status(&visit, &hash)
+            .evidence_status(visit, hash)
             .map_err(|e| Problem::Internal(e.to_string()))
     })
-    .await
-    .map_err(|e| Problem::Internal(e.to_string()))??;
+    .await?;
     Ok(HttpResponse::Ok().json(status_json(held)))
 }
 
@@ -172,18 +186,12 @@ pub async fn get(
     req: HttpRequest,
     path: web::Path<(String, String)>,
 ) -> Result<HttpResponse, Problem> {
-    let device = authenticate(&state, &req).await?;
-    let (visit, hash) = ids(path.into_inner())?;
-    let st = state.clone();
-    let bytes = web::block(move || {
-        let store = st.store();
-        team_in_scope(&store, &device, &visit)?;
+    let bytes = read_in_scope(&state, &req, path.into_inner(), |store, visit, hash| {
         store
-            .evidence_bytes(&visit, &hash, 0, u64::MAX)
+            .evidence_bytes(visit, hash, 0, u64::MAX)
             .map_err(|e| Problem::Internal(e.to_string()))?
             .ok_or_else(|| Problem::NotFound(format!("evidence {hash} is not held whole")))
     })
-    .await
-    .map_err(|e| Problem::Internal(e.to_string()))??;
+    .await?;
     Ok(HttpResponse::Ok().content_type(OCTETS).body(bytes))
 }
