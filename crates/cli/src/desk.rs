@@ -724,7 +724,7 @@ pub fn diff_lines(visit: &Visit, a: &str, b: &str, lang: Lang) -> Result<Vec<Str
 pub fn fetch_evidence(desk: &mut Desk, id: &VisitId, sha256: &str) -> Result<Vec<u8>> {
     let hash = EvidenceHash::parse(sha256).map_err(|e| CliError::Invalid(e.to_string()))?;
     let state = desk.store.visit(id)?.state()?;
-    if !state.evidence.values().any(|set| set.contains(&hash)) {
+    if !state.refers_to(&hash) {
         return Err(CliError::NotFound(format!(
             "visit {id} does not refer to evidence {hash} (run `kiemtra sync`?)"
         )));

@@ -657,7 +657,7 @@ impl SyncClient {
                 .visit(&file.visit_id)
                 .ok()
                 .and_then(|v| v.state().ok())
-                .is_some_and(|s| s.evidence.values().any(|set| set.contains(&file.hash)));
+                .is_some_and(|s| s.refers_to(&file.hash));
             if !referenced {
                 report.skipped += 1;
                 continue;

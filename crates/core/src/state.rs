@@ -390,6 +390,11 @@ impl VisitState {
             .unwrap_or_else(|| id.to_string())
     }
 
+    /// Whether any office check refers to this evidence file.
+    pub fn refers_to(&self, hash: &EvidenceHash) -> bool {
+        self.evidence.values().any(|set| set.contains(hash))
+    }
+
     /// Tallies derived from the roster and the attendance shown.
     pub fn tally(&self) -> Tally {
         Tally::from_state(self)

@@ -45,25 +45,7 @@ enum Command {
     },
     /// A day's work (10 visits) over a link shaped in-process to the given
     /// rate, round trip and loss.
-    Shaped {
-        #[arg(long, default_value_t = 10)]
-        visits: usize,
-        #[arg(long, default_value_t = 500)]
-        edits: usize,
-        #[arg(long, default_value_t = 384)]
-        kbit: u64,
-        #[arg(long, default_value_t = 300)]
-        rtt_ms: u64,
-        /// Percent of connections reset mid-transfer (the in-process model of loss).
-        #[arg(long, default_value_t = 1.0)]
-        loss: f64,
-        /// Photos taken during the day, uploaded after the visits (0: none).
-        #[arg(long, default_value_t = 3)]
-        photos: usize,
-        /// Size of each photo, kB (a phone's photo scaled down for upload).
-        #[arg(long, default_value_t = 200)]
-        photo_kb: usize,
-    },
+    Shaped(workload::ShapedDay),
     /// Many inspectors coming back into coverage at once: each phone
     /// uploads a day's work, then receives its team-mates' visits.
     Fleet {
@@ -111,26 +93,7 @@ fn main() -> ExitCode {
                 workload::standard(&server_bin, visits, edits).await
             }
             Command::History { changes } => workload::history(&server_bin, changes).await,
-            Command::Shaped {
-                visits,
-                edits,
-                kbit,
-                rtt_ms,
-                loss,
-                photos,
-                photo_kb,
-            } => {
-                let day = workload::ShapedDay {
-                    visits,
-                    edits,
-                    kbit,
-                    rtt_ms,
-                    loss,
-                    photos,
-                    photo_kb,
-                };
-                workload::shaped(&server_bin, day).await
-            }
+            Command::Shaped(day) => workload::shaped(&server_bin, day).await,
             Command::Fleet {
                 devices,
                 per_team,

@@ -520,15 +520,27 @@ pub async fn history(bin: &Path, changes: usize) -> Result<(), String> {
 }
 
 /// A day's work over a shaped link: what was recorded, and the link.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, clap::Args)]
 pub struct ShapedDay {
+    /// Visits recorded during the day.
+    #[arg(long, default_value_t = 10)]
     pub visits: usize,
+    /// Single-change taps per visit.
+    #[arg(long, default_value_t = 500)]
     pub edits: usize,
+    #[arg(long, default_value_t = 384)]
     pub kbit: u64,
+    #[arg(long, default_value_t = 300)]
     pub rtt_ms: u64,
-    /// Percent of segments lost once.
+    /// Percent of segments lost once (each holds back what follows for one
+    /// retransmission timeout).
+    #[arg(long, default_value_t = 1.0)]
     pub loss: f64,
+    /// Photos taken during the day, uploaded after the visits (0: none).
+    #[arg(long, default_value_t = 3)]
     pub photos: usize,
+    /// Size of each photo, kB (a phone's photo scaled down for upload).
+    #[arg(long, default_value_t = 200)]
     pub photo_kb: usize,
 }
 

@@ -4,11 +4,11 @@
 
 use actix_web::{HttpRequest, HttpResponse, web};
 use kiemtra_core::{EvidenceHash, VisitId};
-use kiemtra_store::{DeviceRecord, EvidenceRefusal, EvidenceStatus, Store};
+use kiemtra_store::{EvidenceRefusal, EvidenceStatus, Store};
 use std::sync::atomic::Ordering::Relaxed;
 
 use crate::problem::Problem;
-use crate::routes::{authenticate, in_scope, read_body};
+use crate::routes::{authenticate, read_body, require_media, summary_in_scope};
 use crate::startup::AppState;
 use crate::trust::WRITERS;
 
@@ -18,18 +18,6 @@ fn ids(path: (String, String)) -> Result<(VisitId, EvidenceHash), Problem> {
     let visit = VisitId::parse(&path.0).map_err(|e| Problem::BadRequest(e.to_string()))?;
     let hash = EvidenceHash::parse(&path.1).map_err(|e| Problem::BadRequest(e.to_string()))?;
     Ok((visit, hash))
-}
-
-/// The visit's team if `device` may read it; unknown visits and other
-/// teams' visits alike are "not found".
-fn team_in_scope(store: &Store, device: &DeviceRecord, id: &VisitId) -> Result<String, Problem> {
-    match store.summary(id) {
-        Ok(s) if in_scope(device, &s.team) => Ok(s.team),
-        Ok(_) | Err(kiemtra_store::Error::UnknownVisit(_)) => {
-            Err(Problem::NotFound(format!("no visit {id}")))
-        }
-        Err(e) => Err(Problem::Internal(e.to_string())),
-    }
 }
 
 fn status_json(s: Option<EvidenceStatus>) -> serde_json::Value {
@@ -66,7 +54,7 @@ async fn read_in_scope<T: Send + 'static>(
     let st = state.clone();
     web::block(move || {
         let store = st.store();
-        team_in_scope(&store, &device, &visit)?;
+        summary_in_scope(&store, &device, &visit)?;
         read(&store, &visit, &hash)
     })
     .await
@@ -99,14 +87,7 @@ pub async fn put(
 ) -> Result<HttpResponse, Problem> {
     let device = authenticate(&state, &req).await?;
     let (visit, hash) = ids(path.into_inner())?;
-    let media = req
-        .headers()
-        .get("Content-Type")
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("");
-    if media != OCTETS {
-        return Err(Problem::UnsupportedMediaType(OCTETS));
-    }
+    require_media(&req, OCTETS)?;
     let offset = header_u64(&req, "Upload-Offset")?;
     let length = header_u64(&req, "Upload-Length")?;
     if length > state.limits.max_evidence {
@@ -123,7 +104,7 @@ pub async fn put(
     let st = state.clone();
     let outcome = web::block(move || {
         let mut store = st.store();
-        team_in_scope(&store, &device, &visit)?;
+        summary_in_scope(&store, &device, &visit)?;
         if !WRITERS.contains(&device.role.as_str()) {
             return Err(Problem::Forbidden(format!(
                 "{}s cannot upload evidence; inspectors and supervisors can",
@@ -141,9 +122,7 @@ pub async fn put(
                 .visit(&visit)
                 .and_then(|v| Ok(v.state()?))
                 .map_err(|e| Problem::Internal(e.to_string()))?
-                .evidence
-                .values()
-                .any(|set| set.contains(&hash));
+                .refers_to(&hash);
             if !referenced {
                 return Err(Problem::Unprocessable(
                     "evidence-not-referenced",

@@ -83,6 +83,20 @@ pub(crate) async fn authenticate(
     outcome
 }
 
+/// Refuses a body whose `Content-Type` is not `media`.
+pub(crate) fn require_media(req: &HttpRequest, media: &'static str) -> Result<(), Problem> {
+    let sent = req
+        .headers()
+        .get("Content-Type")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    if sent == media {
+        Ok(())
+    } else {
+        Err(Problem::UnsupportedMediaType(media))
+    }
+}
+
 pub(crate) async fn read_body(mut payload: web::Payload, limit: usize) -> Result<Vec<u8>, Problem> {
     let mut body = Vec::new();
     while let Some(chunk) = payload.next().await {
@@ -115,14 +129,7 @@ async fn sync_inner(
     payload: web::Payload,
 ) -> Result<HttpResponse, Problem> {
     let device = authenticate(state, req).await?;
-    let media = req
-        .headers()
-        .get("Content-Type")
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("");
-    if media != MEDIA_TYPE {
-        return Err(Problem::UnsupportedMediaType(MEDIA_TYPE));
-    }
+    require_media(req, MEDIA_TYPE)?;
     let limit = state.limits.body_timeout;
     let body = tokio::time::timeout(limit, read_body(payload, state.limits.max_body))
         .await
@@ -218,7 +225,7 @@ pub async fn get_visit(
 
 /// A visit's summary if `device` may read it; unknown visits and other
 /// teams' visits alike are "not found".
-fn summary_in_scope(
+pub(crate) fn summary_in_scope(
     store: &kiemtra_store::Store,
     device: &kiemtra_store::DeviceRecord,
     id: &VisitId,
@@ -268,7 +275,7 @@ pub async fn visit_receipts(
 
 /// Whether a device may read a visit of `team`: its own team's, every
 /// team's for auditors, none for administrators.
-pub(crate) fn in_scope(device: &kiemtra_store::DeviceRecord, team: &str) -> bool {
+fn in_scope(device: &kiemtra_store::DeviceRecord, team: &str) -> bool {
     match device.role.as_str() {
         "auditor" => true,
         "administrator" => false,
