@@ -304,6 +304,20 @@ async fn bad_evidence_uploads_are_refused_and_keep_nothing() {
         (422, "evidence-mismatch".to_owned())
     );
     assert_eq!(held(&http, &url, &t).await["received"], 0);
+    let metrics = http
+        .get(format!("{}/metrics", server.url()))
+        .send()
+        .await
+        .expect("metrics")
+        .text()
+        .await
+        .expect("text");
+    assert!(
+        metrics
+            .lines()
+            .any(|l| l == "kiemtra_evidence_rejected_total 1"),
+        "{metrics}"
+    );
     // A file the visit does not refer to.
     let stray = evidence_hash(b"not referenced");
     assert_eq!(

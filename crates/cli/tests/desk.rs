@@ -338,6 +338,12 @@ fn a_desk_assigns_approves_and_reports_the_campaign() {
         2,
         "SHA-256",
     );
+    // The verification counts the photo as held and matching.
+    let verified = ok(&kiemtra(&sup, &["--lang", "en", "verify", last.as_str()]));
+    assert!(
+        verified.contains("photos: 1 / 1 held by the server, SHA-256 checked"),
+        "{verified}"
+    );
     ok(&kiemtra(
         &sup,
         &[
