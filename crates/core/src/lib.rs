@@ -1,5 +1,6 @@
 #![doc = include_str!("../README.md")]
 
+mod accept;
 mod error;
 mod fixture;
 pub mod hex;
@@ -14,6 +15,9 @@ mod template;
 mod text;
 mod visit;
 
+pub use accept::{
+    Accepted, MAX_FINDINGS, MAX_OPS_PER_CHANGE, MAX_OPS_PER_VISIT, Refusal, RefusalKind, Roles,
+};
 pub use automerge::{ActorId, Change, ChangeHash};
 pub use error::{Error, Result};
 pub use fixture::{

@@ -124,6 +124,45 @@ fn parse_changes(chunks: Vec<&[u8]>) -> Result<Vec<Change>> {
         .collect()
 }
 
+/// The changes in received bytes: change chunks parsed one by one, or a
+/// whole document loaded (with Automerge's own checks, and a panic inside
+/// it turned into a refusal) and bounded in ops before its changes are
+/// taken out.
+fn received_changes(bytes: &[u8]) -> std::result::Result<Vec<Change>, crate::accept::Refusal> {
+    let refuse = |reason: String| crate::accept::Refusal {
+        kind: crate::accept::RefusalKind::Invalid,
+        change: None,
+        reason,
+    };
+    match change_chunks(bytes).map_err(|e| refuse(e.to_string()))? {
+        Some(chunks) => parse_changes(chunks).map_err(|e| refuse(e.to_string())),
+        None => {
+            let loaded = std::panic::catch_unwind(|| {
+                Automerge::load_with_options(
+                    bytes,
+                    LoadOptions::new().on_partial_load(OnPartialLoad::Error),
+                )
+            })
+            .map_err(|_| refuse("unreadable document: Automerge could not load it".into()))?
+            .map_err(|e| refuse(format!("unreadable document: {e}")))?;
+            let max_op = loaded
+                .get_changes_meta(&[])
+                .iter()
+                .map(|m| m.max_op)
+                .max()
+                .unwrap_or(0);
+            if max_op > crate::accept::MAX_OPS_PER_VISIT {
+                return Err(refuse(format!(
+                    "the document holds {max_op} ops; at most {} are allowed in one visit",
+                    crate::accept::MAX_OPS_PER_VISIT
+                )));
+            }
+            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| loaded.get_changes(&[])))
+                .map_err(|_| refuse("unreadable document: its changes cannot be read".into()))
+        }
+    }
+}
+
 /// What a sender's heads and server confirmation were, read off the bytes
 /// it sent (sync protocol flag bit 2), so they need not travel beside them.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -161,10 +200,13 @@ pub fn implied_by(bytes: &[u8]) -> Result<Implied> {
             })
         }
         None => {
-            let doc = Automerge::load_with_options(
-                bytes,
-                LoadOptions::new().on_partial_load(OnPartialLoad::Error),
-            )
+            let doc = std::panic::catch_unwind(|| {
+                Automerge::load_with_options(
+                    bytes,
+                    LoadOptions::new().on_partial_load(OnPartialLoad::Error),
+                )
+            })
+            .map_err(|_| Error::NotAVisit("unreadable document".into()))?
             .map_err(|e| Error::NotAVisit(format!("unreadable document: {e}")))?;
             let mut heads = doc.get_heads();
             heads.sort();
@@ -265,7 +307,9 @@ impl Visit {
     /// Loads a saved document (whole or as concatenated chunks) for editing
     /// in `session`. Documents of a newer schema are refused.
     pub fn load(bytes: &[u8], session: &Session) -> Result<Self> {
-        let doc = Automerge::load(bytes).map_err(|e| Error::NotAVisit(e.to_string()))?;
+        let doc = std::panic::catch_unwind(|| Automerge::load(bytes))
+            .map_err(|_| Error::NotAVisit("Automerge could not load the document".into()))?
+            .map_err(|e| Error::NotAVisit(e.to_string()))?;
         Self::from_automerge(doc, session)
     }
 
@@ -513,6 +557,61 @@ impl Visit {
             ));
         }
         Ok(probe)
+    }
+
+    /// Applies changes received from another device (change chunks, or a
+    /// whole document of this visit), each checked first by the acceptance
+    /// rule (see [`crate::Refusal`]) against the document and the role
+    /// `roles` gives its author. Returns the changes that were new, with
+    /// their authors; on a refusal the document is unchanged. `max_ops`
+    /// bounds the ops the bytes may hold in all.
+    pub fn accept_remote(
+        &mut self,
+        bytes: &[u8],
+        roles: &dyn crate::accept::Roles,
+        max_ops: usize,
+    ) -> std::result::Result<Vec<crate::accept::Accepted>, crate::accept::Refusal> {
+        let changes = received_changes(bytes)?;
+        let (doc, accepted) =
+            crate::accept::accept_into(self.doc.clone(), changes, roles, max_ops)?;
+        self.doc = doc;
+        self.bind_session();
+        Ok(accepted)
+    }
+
+    /// A visit received whole from another device (a document or change
+    /// chunks), its history checked change by change from the first by the
+    /// acceptance rule, as [`Visit::accept_remote`] does.
+    pub fn accept_new(
+        bytes: &[u8],
+        session: &Session,
+        roles: &dyn crate::accept::Roles,
+        max_ops: usize,
+    ) -> std::result::Result<(Self, Vec<crate::accept::Accepted>), crate::accept::Refusal> {
+        let changes = received_changes(bytes)?;
+        let (doc, accepted) =
+            crate::accept::accept_into(Automerge::new(), changes, roles, max_ops)?;
+        if !doc.get_missing_deps(&[]).is_empty() {
+            return Err(crate::accept::Refusal {
+                kind: crate::accept::RefusalKind::Invalid,
+                change: None,
+                reason: "the document is missing changes".into(),
+            });
+        }
+        let visit = Self::from_automerge(doc, session).map_err(|e| crate::accept::Refusal {
+            kind: crate::accept::RefusalKind::Invalid,
+            change: None,
+            reason: e.to_string(),
+        })?;
+        Ok((visit, accepted))
+    }
+
+    /// Every change of this visit's history that the acceptance rule
+    /// refuses, checked in causal order against the document before it,
+    /// with the roles `roles` gives their authors: what an auditor's
+    /// verification reports of a visit stored by a build that accepted it.
+    pub fn audit_history(&self, roles: &dyn crate::accept::Roles) -> Vec<crate::accept::Refusal> {
+        crate::accept::audit_history(&self.doc, roles)
     }
 
     /// Merges another replica of the same visit into this one.
