@@ -3,7 +3,9 @@
 
 use crate::harness::*;
 use kiemtra_core::*;
-use kiemtra_sync_protocol::{Cursor, MEDIA_TYPE, Signature, SyncRequest, VisitOffer};
+use kiemtra_sync_protocol::{
+    Cursor, MEDIA_TYPE, Signature, SyncRequest, SyncResponse, VisitOffer, VisitStatus,
+};
 
 async fn verify(url: &str, d: &Device, id: &str) -> (reqwest::StatusCode, serde_json::Value) {
     let resp = reqwest::Client::new()
@@ -244,12 +246,23 @@ async fn verification_detects_tampering_removal_bad_approvals_and_late_revocatio
         .await
         .expect("post");
     assert_eq!(resp.status(), reqwest::StatusCode::OK);
-    let (_, report) = verify(&url, &aud, "v-1").await;
+    // The acceptance rule refuses an approval over heads other than the
+    // ones its change was made on; nothing of it is stored.
+    let answer =
+        SyncResponse::decode(&resp.bytes().await.expect("body"), usize::MAX).expect("decode");
     assert_eq!(
-        rules(&report),
-        vec!["approval-heads-missing".to_owned()],
-        "{report}"
+        answer.visits[0].status,
+        VisitStatus::Invalid,
+        "{}",
+        answer.visits[0].message
     );
+    assert!(
+        answer.visits[0].message.contains("approves heads"),
+        "{}",
+        answer.visits[0].message
+    );
+    let (_, report) = verify(&url, &aud, "v-1").await;
+    assert!(rules(&report).is_empty(), "{report}");
 
     // A change removed from the database (its chunk deleted).
     db(&data)

@@ -386,9 +386,10 @@ async fn per_visit_errors_do_not_fail_the_batch_and_store_nothing_for_that_visit
     let (invalid, why) = status("v-2").expect("v-2 answered");
     assert_eq!(invalid, VisitStatus::Invalid);
     assert!(why.contains("unreadable"), "{why}");
-    let (denied, why) = status("v-team2").expect("v-team2 answered");
-    assert_eq!(denied, VisitStatus::Denied);
-    assert!(why.contains("another team"), "{why}");
+    // Another team's visit is answered as if it did not exist.
+    let (unknown, why) = status("v-team2").expect("v-team2 answered");
+    assert_eq!(unknown, VisitStatus::Unknown);
+    assert_eq!(why, "no such visit");
     assert_eq!(status("v-ghost").map(|s| s.0), Some(VisitStatus::Unknown));
     assert_eq!(status("bad id!").map(|s| s.0), Some(VisitStatus::Invalid));
 

@@ -33,7 +33,7 @@ pub use model::{
     ConductResult, FindingField, Lang, NewFinding, Role, Severity, StaffCategory, StaffMember,
     StatusEntry, Unit, UnitKind, VisitMeta, VisitStatus,
 };
-pub use pipeline::{Loads, load_pipelined};
+pub use pipeline::{Loads, load_pipelined, map_pipelined};
 pub use session::{Editor, Session, Stamp, Stamped};
 pub use state::{
     Approval, Conflict, FieldRef, FieldValue, FindingState, FindingValue, SCHEMA_VERSION, Slot,

@@ -13,20 +13,22 @@ use crate::visit::Visit;
 
 type Loaded<R> = Result<(Visit, R)>;
 
-/// One entry per item given to [`load_pipelined`], in input order: `None`
-/// for an item with no document to load, else its document's result. At
-/// most `window` items are loaded ahead of the caller, which bounds memory.
-pub struct Loads<'a, R> {
+/// One entry per item given to [`load_pipelined`] (or [`map_pipelined`]),
+/// in input order: `None` for an item with no document to load, else its
+/// document's result. At most `window` items are worked on ahead of the
+/// caller, which bounds memory.
+pub struct Loads<'a, O> {
     docs: &'a [Option<&'a [u8]>],
     jobs: Sender<usize>,
-    results: Receiver<(usize, Loaded<R>)>,
-    pending: HashMap<usize, Loaded<R>>,
+    results: Receiver<(usize, O)>,
+    pending: HashMap<usize, O>,
+    stopped: fn() -> O,
     next: usize,
     queued: usize,
     window: usize,
 }
 
-impl<R> Loads<'_, R> {
+impl<O> Loads<'_, O> {
     fn queue_ahead(&mut self) {
         let limit = self.docs.len().min(self.next + self.window);
         while self.queued < limit {
@@ -38,8 +40,8 @@ impl<R> Loads<'_, R> {
     }
 }
 
-impl<R> Iterator for Loads<'_, R> {
-    type Item = Option<Loaded<R>>;
+impl<O> Iterator for Loads<'_, O> {
+    type Item = Option<O>;
 
     fn next(&mut self) -> Option<Self::Item> {
         let at = self.next;
@@ -59,11 +61,7 @@ impl<R> Iterator for Loads<'_, R> {
                 Ok((k, r)) => {
                     self.pending.insert(k, r);
                 }
-                Err(_) => {
-                    return Some(Some(Err(Error::Corrupt(
-                        "the loading threads stopped".into(),
-                    ))));
-                }
+                Err(_) => return Some(Some((self.stopped)())),
             }
         }
     }
@@ -79,10 +77,34 @@ pub fn load_pipelined<R: Send, T>(
     session: &Session,
     window: usize,
     then: impl Fn(&Visit) -> R + Sync,
-    body: impl FnOnce(&mut Loads<'_, R>) -> T,
+    body: impl FnOnce(&mut Loads<'_, Loaded<R>>) -> T,
+) -> T {
+    map_pipelined(
+        docs,
+        window,
+        |doc| {
+            Visit::load(doc, session).map(|v| {
+                let r = then(&v);
+                (v, r)
+            })
+        },
+        || Err(Error::Corrupt("loading the document panicked".into())),
+        body,
+    )
+}
+
+/// Like [`load_pipelined`] with any work on each document: `work` runs on
+/// the machine's cores (`failed` stands in for a run that panicked, or for
+/// results when the workers stopped), `body` takes the results in order.
+pub fn map_pipelined<O: Send, T>(
+    docs: &[Option<&[u8]>],
+    window: usize,
+    work: impl Fn(&[u8]) -> O + Sync,
+    failed: fn() -> O,
+    body: impl FnOnce(&mut Loads<'_, O>) -> T,
 ) -> T {
     let (jobs, job_queue) = channel::<usize>();
-    let (done, results) = channel::<(usize, Loaded<R>)>();
+    let (done, results) = channel::<(usize, O)>();
     let job_queue = Mutex::new(job_queue);
     let workers = std::thread::available_parallelism()
         .map_or(1, |n| n.get())
@@ -91,7 +113,7 @@ pub fn load_pipelined<R: Send, T>(
     std::thread::scope(|scope| {
         for _ in 0..workers {
             let done = done.clone();
-            let (job_queue, then) = (&job_queue, &then);
+            let (job_queue, work) = (&job_queue, &work);
             scope.spawn(move || {
                 loop {
                     let job = match job_queue.lock() {
@@ -100,16 +122,9 @@ pub fn load_pipelined<R: Send, T>(
                     };
                     let Ok(k) = job else { return };
                     let Some(doc) = docs[k] else { continue };
-                    let loaded = catch_unwind(AssertUnwindSafe(|| {
-                        Visit::load(doc, session).map(|v| {
-                            let r = then(&v);
-                            (v, r)
-                        })
-                    }))
-                    .unwrap_or_else(|_| {
-                        Err(Error::Corrupt("loading the document panicked".into()))
-                    });
-                    if done.send((k, loaded)).is_err() {
+                    let out =
+                        catch_unwind(AssertUnwindSafe(|| work(doc))).unwrap_or_else(|_| failed());
+                    if done.send((k, out)).is_err() {
                         return;
                     }
                 }
@@ -121,6 +136,7 @@ pub fn load_pipelined<R: Send, T>(
             jobs,
             results,
             pending: HashMap::new(),
+            stopped: failed,
             next: 0,
             queued: 0,
             window: window.max(1),

@@ -606,6 +606,33 @@ impl Visit {
         Ok((visit, accepted))
     }
 
+    /// Takes over `other`'s document (the same visit with more changes, e.g.
+    /// what [`Visit::accept_remote`] made of a copy), keeping this value's
+    /// session. Refused unless `other` holds every change this one does.
+    pub fn adopt(&mut self, other: Visit) -> Result<()> {
+        if other.meta()?.visit_id != self.meta()?.visit_id
+            || self.heads().iter().any(|h| !other.has_change(h))
+        {
+            return Err(Error::NotAVisit(
+                "the adopted document is not a later copy of this visit".into(),
+            ));
+        }
+        self.doc = other.doc;
+        self.bind_session();
+        Ok(())
+    }
+
+    /// A copy of this visit for `session` (the same document).
+    pub fn fork_for(&self, session: &Session) -> Self {
+        let mut v = Self {
+            doc: self.doc.clone(),
+            session: session.clone(),
+            made_here: Vec::new(),
+        };
+        v.bind_session();
+        v
+    }
+
     /// Every change of this visit's history that the acceptance rule
     /// refuses, checked in causal order against the document before it,
     /// with the roles `roles` gives their authors: what an auditor's

@@ -109,6 +109,7 @@ pub fn sync(
         .iter()
         .map(|o| {
             let fresh = !o.changes.is_empty()
+                && trust::WRITERS.contains(&device.role.as_str())
                 && VisitId::parse(&o.visit_id).is_ok_and(|id| {
                     matches!(
                         store.summary(&id),
@@ -118,23 +119,48 @@ pub fn sync(
             fresh.then_some(o.changes.as_slice())
         })
         .collect();
+    // The acceptance rule runs on the new visits' whole histories on
+    // background threads, with the team's devices read beforehand.
+    let writers = if docs.iter().any(Option::is_some) {
+        trust::Writers::of_team(store, &device.team)?
+    } else {
+        trust::Writers::default()
+    };
     let session = store.session().clone();
-    kiemtra_core::load_pipelined(&docs, &session, LOAD_WINDOW, Prepared::of, |loads| {
-        for (offer, preloaded) in req.visits.iter().zip(loads) {
-            if let Some(r) =
-                offer_result(store, device, offer, preloaded, budget, &mut used, metrics)
-            {
-                match r.status {
-                    VisitStatus::Deferred => more = true,
-                    VisitStatus::Denied | VisitStatus::Invalid | VisitStatus::Unknown => {
-                        metrics.visit_errors.fetch_add(1, Relaxed);
+    let max_ops = op_budget(req);
+    kiemtra_core::map_pipelined(
+        &docs,
+        LOAD_WINDOW,
+        |bytes| {
+            Visit::accept_new(bytes, &session, &writers, max_ops).map(|(v, accepted)| {
+                let summary = kiemtra_store::VisitSummary::of(&v).ok();
+                (v, Prepared { accepted, summary })
+            })
+        },
+        || {
+            Err(kiemtra_core::Refusal {
+                kind: kiemtra_core::RefusalKind::Invalid,
+                change: None,
+                reason: "checking the document failed".into(),
+            })
+        },
+        |loads| {
+            for (offer, preloaded) in req.visits.iter().zip(loads) {
+                if let Some(r) =
+                    offer_result(store, device, offer, preloaded, budget, &mut used, metrics)
+                {
+                    match r.status {
+                        VisitStatus::Deferred => more = true,
+                        VisitStatus::Denied | VisitStatus::Invalid | VisitStatus::Unknown => {
+                            metrics.visit_errors.fetch_add(1, Relaxed);
+                        }
+                        _ => {}
                     }
-                    _ => {}
+                    visits.push(r);
                 }
-                visits.push(r);
             }
-        }
-    });
+        },
+    );
 
     // Visits of the device's team it does not hold yet, from the feed.
     let (head_seq, head_nonce) = store.feed_head()?;
@@ -201,29 +227,32 @@ pub fn sync(
     })
 }
 
-/// What the server works out from a new visit's document alone, in the
-/// parallel loading stage rather than under the store lock: who each
-/// change names, the changes by `(actor, seq)` for expanding signatures,
-/// and the supervisor-only writes the document shows.
+/// Ops a request's changes may hold in all: generous for honest uploads
+/// (Automerge's encoding takes at least a few bits per op), small enough
+/// that a tiny body cannot unfold into a huge document.
+fn op_budget(req: &SyncRequest) -> usize {
+    let bytes: usize = req.visits.iter().map(|v| v.changes.len()).sum();
+    bytes
+        .saturating_mul(16)
+        .max(kiemtra_core::MAX_OPS_PER_CHANGE)
+}
+
+/// What the acceptance rule made of a new visit's document on a
+/// background thread: its changes with their authors, and its summary.
 pub struct Prepared {
-    authors: Vec<(ChangeHash, Option<kiemtra_core::Editor>)>,
-    index: kiemtra_core::ChangeIndex,
-    limits: kiemtra_core::Result<std::collections::HashMap<ChangeHash, &'static str>>,
+    accepted: Vec<kiemtra_core::Accepted>,
     summary: Option<kiemtra_store::VisitSummary>,
 }
 
-impl Prepared {
-    fn of(visit: &Visit) -> Self {
-        let (index, authors) = visit.change_index();
-        Self {
-            authors,
-            index,
-            limits: visit
-                .supervisor_writes_in_state()
-                .map(|w| w.into_iter().collect()),
-            summary: kiemtra_store::VisitSummary::of(visit).ok(),
-        }
-    }
+type Preloaded = Result<(Visit, Prepared), kiemtra_core::Refusal>;
+
+/// The answer to a refused offer.
+fn refusal(vid: &str, r: &kiemtra_core::Refusal) -> VisitResult {
+    let status = match r.kind {
+        kiemtra_core::RefusalKind::Denied => VisitStatus::Denied,
+        _ => VisitStatus::Invalid,
+    };
+    refuse(vid, status, r.to_string())
 }
 
 /// What the server does with one offered visit; `None` when the device and
@@ -232,7 +261,7 @@ fn offer_result(
     store: &mut Store,
     device: &DeviceRecord,
     offer: &VisitOffer,
-    preloaded: Option<kiemtra_core::Result<(Visit, Prepared)>>,
+    preloaded: Option<Preloaded>,
     budget: usize,
     used: &mut usize,
     metrics: &Metrics,
@@ -256,13 +285,19 @@ fn offer_result(
             "administrators never read or write visit contents",
         ));
     }
-    let reads_all = device.role == "auditor" && offer.changes.is_empty();
-    if summary.team != device.team && !reads_all {
+    // Writes are refused by role before anything of them is read.
+    if !offer.changes.is_empty() && !trust::WRITERS.contains(&device.role.as_str()) {
         return Some(refuse(
             vid,
             VisitStatus::Denied,
-            "this visit belongs to another team",
+            format!("{}s never write visit contents", device.role),
         ));
+    }
+    let reads_all = device.role == "auditor" && offer.changes.is_empty();
+    if summary.team != device.team && !reads_all {
+        // The same answer as for a visit that does not exist: whether
+        // another team has a visit of this unit is not told.
+        return Some(refuse(vid, VisitStatus::Unknown, "no such visit"));
     }
     // The device's heads and confirmation: as sent, or read off the
     // changes when the offer left them to those (flag bit 2).
@@ -319,70 +354,8 @@ fn offer_result(
         ));
     }
     let applied = !offer.changes.is_empty();
-    if applied {
-        if !trust::WRITERS.contains(&device.role.as_str()) {
-            return Some(refuse(
-                vid,
-                VisitStatus::Denied,
-                format!("{}s never write visit contents", device.role),
-            ));
-        }
-        let incoming = match store
-            .visit(&id)
-            .and_then(|v| Ok(v.incoming_changes(&offer.changes)?))
-        {
-            Ok(c) => c,
-            Err(e) => return Some(refuse(vid, VisitStatus::Invalid, e.to_string())),
-        };
-        let (limits, expanded) = match store.visit(&id) {
-            Ok(v) => (
-                trust::supervisor_only(v, &incoming),
-                trust::expand(v, &incoming, &offer.signatures),
-            ),
-            Err(e) => return Some(refuse(vid, VisitStatus::Invalid, e.to_string())),
-        };
-        let expanded = match expanded {
-            Ok(x) => x,
-            Err((status, message)) => return Some(refuse(vid, status, message)),
-        };
-        let keep = match trust::check(
-            store,
-            &limits,
-            vid,
-            &summary.team,
-            &incoming
-                .iter()
-                .map(|(c, e)| (c.hash(), e.clone()))
-                .collect::<Vec<_>>(),
-            &expanded,
-            &crate::auth::now(),
-        ) {
-            Ok(keep) => keep,
-            Err((status, message)) => return Some(refuse(vid, status, message)),
-        };
-        match store
-            .apply_remote(&id, &offer.changes)
-            .and_then(|_| store.record_signatures(&id, &keep))
-        {
-            Ok(_) => {}
-            Err(kiemtra_store::Error::Visit(kiemtra_core::Error::MissingChanges(_))) => {
-                let heads = store.summary(&id).map(|s| s.heads).unwrap_or_default();
-                let heads = heads
-                    .iter()
-                    .filter_map(|h| h.parse::<ChangeHash>().ok())
-                    .map(|h| h.0)
-                    .collect();
-                return Some(result(
-                    vid,
-                    VisitStatus::Resend,
-                    heads,
-                    Vec::new(),
-                    String::new(),
-                ));
-            }
-            Err(e) => return Some(refuse(vid, VisitStatus::Invalid, e.to_string())),
-        }
-        metrics.visits_applied.fetch_add(1, Relaxed);
+    if applied && let Err(r) = accept_offer(store, offer, &id, &summary.team, metrics) {
+        return Some(*r);
     }
     let visit = match store.visit(&id) {
         Ok(v) => v,
@@ -444,7 +417,7 @@ fn new_visit(
     store: &mut Store,
     device: &DeviceRecord,
     offer: &VisitOffer,
-    preloaded: Option<kiemtra_core::Result<(Visit, Prepared)>>,
+    preloaded: Option<Preloaded>,
     id: &VisitId,
     metrics: &Metrics,
 ) -> VisitResult {
@@ -462,17 +435,33 @@ fn new_visit(
             refuse(vid, VisitStatus::Unknown, "no such visit")
         };
     }
-    let loaded = preloaded.unwrap_or_else(|| {
-        Visit::load(&offer.changes, store.session()).map(|v| {
-            let p = Prepared::of(&v);
-            (v, p)
-        })
-    });
+    if !trust::WRITERS.contains(&device.role.as_str()) {
+        return refuse(
+            vid,
+            VisitStatus::Denied,
+            format!("{}s never write visit contents", device.role),
+        );
+    }
+    let loaded = match preloaded {
+        Some(l) => l,
+        None => {
+            let writers = match trust::Writers::of_team(store, &device.team) {
+                Ok(w) => w,
+                Err(e) => return refuse(vid, VisitStatus::Invalid, e.to_string()),
+            };
+            Visit::accept_new(&offer.changes, store.session(), &writers, usize::MAX).map(
+                |(v, accepted)| {
+                    let summary = kiemtra_store::VisitSummary::of(&v).ok();
+                    (v, Prepared { accepted, summary })
+                },
+            )
+        }
+    };
     let (visit, prepared) = match loaded {
         Ok(v) => v,
         // Only a part of the history arrived (the device thought the server
         // had the rest): ask for all of it.
-        Err(_) if offer.confirmed.is_some() => {
+        Err(r) if r.kind == kiemtra_core::RefusalKind::Missing && offer.confirmed.is_some() => {
             return result(
                 vid,
                 VisitStatus::Resend,
@@ -481,7 +470,7 @@ fn new_visit(
                 String::new(),
             );
         }
-        Err(e) => return refuse(vid, VisitStatus::Invalid, e.to_string()),
+        Err(r) => return refusal(vid, &r),
     };
     match visit.meta() {
         Ok(meta) if meta.visit_id != *id => {
@@ -495,54 +484,30 @@ fn new_visit(
             return refuse(
                 vid,
                 VisitStatus::Denied,
-                "this visit belongs to another team",
+                "a device creates visits only for its own team",
             );
         }
         Ok(_) => {}
         Err(e) => return refuse(vid, VisitStatus::Invalid, e.to_string()),
     }
-    if !visit.missing_deps().is_empty() {
-        return refuse(vid, VisitStatus::Invalid, "the document is missing changes");
-    }
-    if !trust::WRITERS.contains(&device.role.as_str()) {
-        return refuse(
-            vid,
-            VisitStatus::Denied,
-            format!("{}s never write visit contents", device.role),
-        );
-    }
-    let team = visit.meta().map(|m| m.team.to_string()).unwrap_or_default();
-    // A whole new visit: authorship from change metadata, and supervisor-only
-    // writes from what the document shows (see `supervisor_writes_in_state`).
-    let Prepared {
-        authors: changes,
-        index,
-        limits,
-        summary,
-    } = prepared;
-    let limits = match limits {
-        Ok(w) => w,
-        Err(e) => return refuse(vid, VisitStatus::Invalid, e.to_string()),
-    };
-    let expanded = match trust::expand_indexed(&index, &offer.signatures) {
+    let team = device.team.clone();
+    let changes: Vec<(ChangeHash, Option<kiemtra_core::Editor>)> = prepared
+        .accepted
+        .iter()
+        .map(|a| (a.hash, Some(a.author.clone())))
+        .collect();
+    let expanded = match trust::expand_in(&visit, &prepared.accepted, &offer.signatures) {
         Ok(x) => x,
         Err((status, message)) => return refuse(vid, status, message),
     };
-    let keep = match trust::check(
-        store,
-        &limits,
-        vid,
-        &team,
-        &changes,
-        &expanded,
-        &crate::auth::now(),
-    ) {
+    let keep = match trust::check(store, vid, &team, &changes, &expanded, &crate::auth::now()) {
         Ok(keep) => keep,
         Err((status, message)) => return refuse(vid, status, message),
     };
-    let stored = match summary {
-        Some(summary) => store.insert_summarised(visit, &offer.changes, summary),
-        None => store.insert_loaded(visit, &offer.changes),
+    let bytes = visit.save();
+    let stored = match prepared.summary {
+        Some(summary) => store.insert_summarised(visit, &bytes, summary),
+        None => store.insert_loaded(visit, &bytes),
     };
     let stored = stored.and_then(|summary| store.record_signatures(id, &keep).map(|_| summary));
     match stored {
@@ -558,4 +523,63 @@ fn new_visit(
         }
         Err(e) => refuse(vid, VisitStatus::Invalid, e.to_string()),
     }
+}
+
+/// Checks an offer's changes to a stored visit by the acceptance rule and
+/// its signatures by the trust rule, and stores them; the answer to give
+/// instead when they are refused (or a dependency is missing).
+fn accept_offer(
+    store: &mut Store,
+    offer: &VisitOffer,
+    id: &VisitId,
+    team: &str,
+    metrics: &Metrics,
+) -> Result<(), Box<VisitResult>> {
+    let vid = offer.visit_id.as_str();
+    let internal =
+        |e: kiemtra_store::Error| Box::new(refuse(vid, VisitStatus::Invalid, e.to_string()));
+    let writers = trust::Writers::of_team(store, team).map_err(internal)?;
+    let session = store.session().clone();
+    let mut candidate = store.visit(id).map_err(internal)?.fork_for(&session);
+    let max_ops = offer
+        .changes
+        .len()
+        .saturating_mul(16)
+        .max(kiemtra_core::MAX_OPS_PER_CHANGE);
+    let accepted = match candidate.accept_remote(&offer.changes, &writers, max_ops) {
+        Ok(a) => a,
+        Err(r) if r.kind == kiemtra_core::RefusalKind::Missing => {
+            let heads = store.summary(id).map(|s| s.heads).unwrap_or_default();
+            let heads = heads
+                .iter()
+                .filter_map(|h| h.parse::<ChangeHash>().ok())
+                .map(|h| h.0)
+                .collect();
+            return Err(Box::new(result(
+                vid,
+                VisitStatus::Resend,
+                heads,
+                Vec::new(),
+                String::new(),
+            )));
+        }
+        Err(r) => return Err(Box::new(refusal(vid, &r))),
+    };
+    let expanded = trust::expand_in(&candidate, &accepted, &offer.signatures)
+        .map_err(|(status, message)| Box::new(refuse(vid, status, message)))?;
+    let changes: Vec<(ChangeHash, Option<kiemtra_core::Editor>)> = accepted
+        .iter()
+        .map(|a| (a.hash, Some(a.author.clone())))
+        .collect();
+    let keep = trust::check(store, vid, team, &changes, &expanded, &crate::auth::now())
+        .map_err(|(status, message)| Box::new(refuse(vid, status, message)))?;
+    if accepted.is_empty() {
+        return Ok(());
+    }
+    store
+        .edit(id, |v| v.adopt(candidate))
+        .and_then(|_| store.record_signatures(id, &keep))
+        .map_err(internal)?;
+    metrics.visits_applied.fetch_add(1, Relaxed);
+    Ok(())
 }

@@ -13,8 +13,21 @@ use crate::engine;
 use crate::problem::Problem;
 use crate::startup::AppState;
 
-pub async fn healthz() -> HttpResponse {
-    HttpResponse::Ok().json(serde_json::json!({ "status": "ok" }))
+/// `ok` only while the store takes a write (a write transaction is begun
+/// and rolled back); 503 otherwise.
+pub async fn healthz(state: web::Data<AppState>) -> HttpResponse {
+    let st = state.clone();
+    match web::block(move || st.store().check_writable()).await {
+        Ok(Ok(())) => HttpResponse::Ok().json(serde_json::json!({ "status": "ok" })),
+        Ok(Err(e)) => {
+            tracing::error!(error = %e, "the store does not take writes");
+            HttpResponse::ServiceUnavailable()
+                .json(serde_json::json!({ "status": "unavailable", "detail": "the store does not take writes" }))
+        }
+        Err(_) => {
+            HttpResponse::ServiceUnavailable().json(serde_json::json!({ "status": "unavailable" }))
+        }
+    }
 }
 
 pub async fn metrics(state: web::Data<AppState>) -> HttpResponse {

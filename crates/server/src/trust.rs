@@ -8,7 +8,7 @@
 //! changes its device authored: a change slipped into someone's history in
 //! their name fails, whoever forwards it.
 
-use kiemtra_core::{Change, ChangeHash, Editor, Visit};
+use kiemtra_core::{Accepted, ChangeHash, Editor, Role, Visit};
 
 /// A signature from the wire with the change hashes its ranges name.
 pub struct Expanded {
@@ -18,73 +18,136 @@ pub struct Expanded {
     pub signature: Vec<u8>,
 }
 
-/// Resolves each signature's actor and sequence ranges to change hashes,
-/// among the incoming changes and then the visit. A signature naming
-/// changes that are not there is refused.
-pub fn expand(
-    visit: &Visit,
-    incoming: &[(Change, Option<Editor>)],
-    sigs: &[Signature],
-) -> Result<Vec<Expanded>, Refusal> {
-    let extra: Vec<Change> = incoming.iter().map(|(c, _)| c.clone()).collect();
-    expand_with(sigs, |ranges| visit.hashes_in_ranges(ranges, &extra))
+/// Most changes one signature may name.
+const MAX_SIGNED: u64 = 1_000_000;
+
+/// The roles of the enrolled devices, for the acceptance rule: a change's
+/// device's role when the device belongs to the user the change names.
+/// Read once per request, so that it can be asked from any thread. The
+/// device's team and revocation are checked after it by [`check`], with
+/// the change's signature.
+#[derive(Default)]
+pub struct Writers {
+    devices: HashMap<String, DeviceRecord>,
 }
 
-/// Like [`expand`], for a whole new document whose changes were indexed
-/// by `(actor, seq)` beforehand (see `engine::Prepared`).
-pub fn expand_indexed(
-    index: &kiemtra_core::ChangeIndex,
-    sigs: &[Signature],
-) -> Result<Vec<Expanded>, Refusal> {
-    expand_with(sigs, |ranges| index.hashes(ranges))
-}
-
-fn expand_with(
-    sigs: &[Signature],
-    lookup: impl Fn(&[(Vec<u8>, u64, u64)]) -> Option<Vec<ChangeHash>>,
-) -> Result<Vec<Expanded>, Refusal> {
-    sigs.iter()
-        .map(|s| {
-            let refuse = |what: &str| {
-                (
-                    VisitStatus::Invalid,
-                    format!("the signature of device {} {what}", s.signer),
-                )
-            };
-            let ranges: Vec<(Vec<u8>, u64, u64)> = s
-                .ranges
-                .iter()
-                .map(|r| (r.actor.clone(), r.first, r.last))
-                .collect();
-            let count: u64 = ranges
-                .iter()
-                .map(|(_, a, b)| b.saturating_sub(*a).saturating_add(1))
-                .fold(0u64, u64::saturating_add);
-            if count > 1_000_000 || ranges.iter().any(|(_, a, b)| a > b) {
-                return Err(refuse("names too many changes"));
-            }
-            let hashes = lookup(&ranges)
-                .ok_or_else(|| refuse("names changes that are not in this visit"))?;
-            Ok(Expanded {
-                signer: s.signer.clone(),
-                hashes,
-                ranges,
-                signature: s.signature.clone(),
-            })
+impl Writers {
+    pub fn of_team(store: &Store, _team: &str) -> Result<Self, kiemtra_store::Error> {
+        Ok(Self {
+            devices: store
+                .devices()?
+                .into_iter()
+                .map(|d| (d.device_id.clone(), d))
+                .collect(),
         })
-        .collect()
+    }
 }
 
-/// What each change does that only a supervisor may do (see
-/// `Visit::supervisor_only`), for `check`.
-pub fn supervisor_only(
+impl kiemtra_core::Roles for Writers {
+    fn role(&self, author: &Editor) -> Option<Role> {
+        let d = self.devices.get(author.device.as_str())?;
+        if d.user_id != author.user.as_str() {
+            return None;
+        }
+        Role::parse(&d.role).ok()
+    }
+}
+
+/// The roles of a visit's authors for the auditor's check of stored
+/// history: each device's role if it is of the visit's team and its user
+/// (revocation is judged against receive times elsewhere).
+pub struct Authors {
+    pub team: String,
+    pub devices: HashMap<String, DeviceRecord>,
+}
+
+impl kiemtra_core::Roles for Authors {
+    fn role(&self, author: &Editor) -> Option<Role> {
+        let d = self.devices.get(author.device.as_str())?;
+        if d.user_id != author.user.as_str() || d.team != self.team {
+            return None;
+        }
+        Role::parse(&d.role).ok()
+    }
+}
+
+/// Resolves each signature's actor and sequence ranges to change hashes of
+/// `visit` (which already holds the accepted changes). A signature may
+/// name only changes its own device authored, only changes that are there,
+/// and no change another signature of the request names (so the same
+/// signature twice is refused, and what is looked up is bounded by the
+/// visit's changes). A signature that names none of the `accepted` (new)
+/// changes is dropped unverified (a repeated upload, or a colleague's
+/// batch forwarded again), so only signatures over new changes are
+/// verified.
+pub fn expand_in(
     visit: &Visit,
-    changes: &[(Change, Option<Editor>)],
-) -> HashMap<ChangeHash, &'static str> {
-    changes
-        .iter()
-        .filter_map(|(c, _)| visit.supervisor_only(c).map(|w| (c.hash(), w)))
-        .collect()
+    accepted: &[Accepted],
+    sigs: &[Signature],
+) -> Result<Vec<Expanded>, Refusal> {
+    let mut seen_sigs = std::collections::HashSet::new();
+    for s in sigs {
+        if !seen_sigs.insert((s.signer.as_str(), s.signature.as_slice())) {
+            return Err((
+                VisitStatus::Invalid,
+                format!("the same signature of device {} is offered twice", s.signer),
+            ));
+        }
+    }
+    let mut named: std::collections::HashSet<ChangeHash> = std::collections::HashSet::new();
+    let new: HashMap<ChangeHash, &Editor> = accepted.iter().map(|a| (a.hash, &a.author)).collect();
+    let index = visit.change_index();
+    let authored: HashMap<ChangeHash, Option<&Editor>> =
+        index.1.iter().map(|(h, e)| (*h, e.as_ref())).collect();
+    let mut out = Vec::new();
+    for s in sigs {
+        let refuse = |what: &str| {
+            (
+                VisitStatus::Invalid,
+                format!("the signature of device {} {what}", s.signer),
+            )
+        };
+        let ranges: Vec<(Vec<u8>, u64, u64)> = s
+            .ranges
+            .iter()
+            .map(|r| (r.actor.clone(), r.first, r.last))
+            .collect();
+        let count: u64 = ranges
+            .iter()
+            .map(|(_, a, b)| b.saturating_sub(*a).saturating_add(1))
+            .fold(0u64, u64::saturating_add);
+        if count > MAX_SIGNED || ranges.iter().any(|(_, a, b)| a > b) {
+            return Err(refuse("names too many changes"));
+        }
+        let hashes = index
+            .0
+            .hashes(&ranges)
+            .ok_or_else(|| refuse("names changes that are not in this visit"))?;
+        for h in &hashes {
+            let by = new
+                .get(h)
+                .copied()
+                .or_else(|| authored.get(h).copied().flatten());
+            if by.is_none_or(|e| e.device.as_str() != s.signer) {
+                return Err(refuse("names a change its device did not author"));
+            }
+            if !named.insert(*h) {
+                return Err(refuse(
+                    "names a change another signature of this request names",
+                ));
+            }
+        }
+        if !hashes.iter().any(|h| new.contains_key(h)) {
+            continue;
+        }
+        out.push(Expanded {
+            signer: s.signer.clone(),
+            hashes,
+            ranges,
+            signature: s.signature.clone(),
+        });
+    }
+    Ok(out)
 }
 use kiemtra_store::{DeviceRecord, SignatureRecord, Store};
 use kiemtra_sync_protocol::{Signature, VisitStatus};
@@ -107,7 +170,6 @@ fn short(h: &ChangeHash) -> String {
 /// cover them, stamped with the receive time `now`, for keeping.
 pub fn check(
     store: &Store,
-    supervisor_only: &HashMap<ChangeHash, &'static str>,
     visit_id: &str,
     team: &str,
     changes: &[(ChangeHash, Option<Editor>)],
@@ -182,8 +244,8 @@ pub fn check(
             ));
         };
         let key = (author.device.as_str(), author.user.as_str());
-        let inspector = match passed.get(&key) {
-            Some(&inspector) => inspector,
+        let _checked = match passed.get(&key) {
+            Some(&checked) => checked,
             None => {
                 let Some(record) = device(author.device.as_str())? else {
                     return Err((
@@ -238,20 +300,10 @@ pub fn check(
                         ),
                     ));
                 }
-                let inspector = record.role == "inspector";
-                passed.insert(key, inspector);
-                inspector
+                passed.insert(key, true);
+                true
             }
         };
-        if inspector && let Some(what) = supervisor_only.get(&h) {
-            return Err((
-                VisitStatus::Denied,
-                format!(
-                    "change {} by an inspector would {what}; only a supervisor may",
-                    short(&h)
-                ),
-            ));
-        }
         check_signer(&h, author, &signed_by, &signers)?;
     }
     Ok(keep)

@@ -627,7 +627,16 @@ impl Store {
     /// Used for a whole sync request or response.
     pub fn batch<T>(&mut self, f: impl FnOnce(&mut Store) -> Result<T>) -> Result<T> {
         self.conn.execute_batch("BEGIN IMMEDIATE")?;
-        match f(self) {
+        // A panic inside `f` must not leave the transaction open: every
+        // later request on this connection would fail. It is rolled back
+        // and reported as this request's error.
+        let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| f(self)))
+            .unwrap_or_else(|_| {
+                Err(Error::Corrupt(
+                    "the request panicked; nothing of it was stored".into(),
+                ))
+            });
+        match outcome {
             Ok(v) => match self.conn.execute_batch("COMMIT") {
                 Ok(()) => Ok(v),
                 Err(e) => {
@@ -642,6 +651,14 @@ impl Store {
                 Err(e)
             }
         }
+    }
+
+    /// Whether the database takes a write now: a write transaction is
+    /// begun and rolled back. Fails while another transaction is open on
+    /// this connection or the file cannot be written.
+    pub fn check_writable(&self) -> Result<()> {
+        self.conn.execute_batch("BEGIN IMMEDIATE; ROLLBACK")?;
+        Ok(())
     }
 
     /// Deletes a visit and everything stored about it.
