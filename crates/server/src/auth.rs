@@ -244,8 +244,9 @@ impl EnrollLimiter {
         }
     }
 
-    /// Addresses with failures remembered (for tests and logs).
-    pub fn tracked(&self) -> usize {
+    /// Addresses with failures remembered.
+    #[cfg(test)]
+    fn tracked(&self) -> usize {
         self.lock().len()
     }
 }
