@@ -67,6 +67,17 @@ pub struct Receipts {
     pub unresolved: Vec<SignatureRecord>,
 }
 
+/// An enrollment code as stored: user, team, role, expiry, when it was
+/// used and by which device.
+type CodeRow = (
+    String,
+    String,
+    String,
+    String,
+    Option<String>,
+    Option<String>,
+);
+
 /// Why an enrollment code was refused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum EnrollmentRefusal {
@@ -187,7 +198,7 @@ impl Store {
         public_key: &[u8],
     ) -> Result<std::result::Result<(DeviceRecord, bool), EnrollmentRefusal>> {
         let tx = self.conn_mut().savepoint()?;
-        let row: Option<(String, String, String, String, Option<String>, Option<String>)> = tx
+        let row: Option<CodeRow> = tx
             .query_row(
                 "SELECT user_id, team, role, expires_at, used_at, device_id FROM enrollment_codes WHERE code_hash = ?1",
                 [code_hash],
