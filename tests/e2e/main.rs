@@ -5,6 +5,7 @@ mod audit;
 mod bad_input;
 mod concurrency;
 mod continuation;
+mod enrollment;
 mod evidence;
 mod faults;
 #[allow(dead_code)]

@@ -117,12 +117,24 @@ pub fn lang_of(s: &str) -> Result<Lang> {
     }
 }
 
+/// User-supplied text as it may be printed (see [`table`]).
+pub fn p(text: &str) -> std::borrow::Cow<'_, str> {
+    kiemtra_server::printable(text)
+}
+
 fn l(lang: Lang, vi: &'static str, en: &'static str) -> &'static str {
     if lang == Lang::Vi { vi } else { en }
 }
 
-/// Prints a table: boxed on a terminal, tab-separated when piped.
+/// Prints a table: boxed on a terminal, tab-separated when piped. Cells
+/// hold what people typed (names, notes) and what the server sent: each is
+/// escaped ([`kiemtra_server::printable`]), so that no cell can act on the
+/// terminal or break a row or column.
 pub fn table(headers: &[&str], rows: Vec<Vec<String>>) {
+    let rows: Vec<Vec<String>> = rows
+        .into_iter()
+        .map(|r| r.iter().map(|c| p(c).into_owned()).collect())
+        .collect();
     if std::io::stdout().is_terminal() {
         let mut t = comfy_table::Table::new();
         t.load_preset(comfy_table::presets::UTF8_FULL_CONDENSED);
@@ -403,7 +415,7 @@ pub fn show_state(state: &VisitState, lang: Lang) -> String {
     let _ = writeln!(
         o,
         "{} ({}) — {}",
-        state.meta.unit.name,
+        p(&state.meta.unit.name),
         state.meta.unit.code,
         state.meta.unit.kind.label(lang)
     );
@@ -456,7 +468,7 @@ pub fn show_state(state: &VisitState, lang: Lang) -> String {
                 format!("{}{conflict}", a.value().mark.label(lang))
             })
             .unwrap_or_else(|| l(lang, "chưa ghi nhận", "not recorded").into());
-        let _ = writeln!(o, "  {id}\t{}\t{mark}", m.value.name);
+        let _ = writeln!(o, "  {id}\t{}\t{mark}", p(&m.value.name));
     }
     let _ = writeln!(o, "\n{}:", l(lang, "Nội dung kiểm tra", "Office checks"));
     for def in &state.template.checks {
@@ -468,7 +480,7 @@ pub fn show_state(state: &VisitState, lang: Lang) -> String {
                 if note.is_empty() {
                     c.value().result.label(lang).to_owned()
                 } else {
-                    format!("{} – {note}", c.value().result.label(lang))
+                    format!("{} – {}", c.value().result.label(lang), p(note))
                 }
             })
             .unwrap_or_else(|| "—".into());
@@ -481,7 +493,7 @@ pub fn show_state(state: &VisitState, lang: Lang) -> String {
     if !findings.is_empty() {
         let _ = writeln!(o, "\n{}:", l(lang, "Tồn tại, hạn chế", "Findings"));
         for f in findings {
-            let _ = writeln!(o, "  - {} → {}", f.text(), f.recommendation());
+            let _ = writeln!(o, "  - {} → {}", p(f.text()), p(f.recommendation()));
         }
     }
     if !state.narrative.is_empty() {
@@ -489,7 +501,7 @@ pub fn show_state(state: &VisitState, lang: Lang) -> String {
             o,
             "\n{}:\n  {}",
             l(lang, "Diễn biến", "Narrative"),
-            state.narrative
+            kiemtra_server::printable_lines(&state.narrative)
         );
     }
     o
@@ -713,7 +725,7 @@ pub fn diff_lines(visit: &Visit, a: &str, b: &str, lang: Lang) -> Result<Vec<Str
     Ok(visit
         .diff(&from, &to)?
         .iter()
-        .map(|c| c.describe(lang, &state))
+        .map(|c| p(&c.describe(lang, &state)).into_owned())
         .collect())
 }
 
@@ -794,7 +806,7 @@ pub fn render_verify(body: &serde_json::Value, lang: Lang) -> (String, bool) {
             o,
             "{} {} — {} {}, {} {}",
             if ok { "✓" } else { "✗" },
-            v["visit_id"].as_str().unwrap_or("?"),
+            p(v["visit_id"].as_str().unwrap_or("?")),
             v["changes_checked"],
             l(lang, "thay đổi đã kiểm", "changes checked"),
             v["approvals_checked"],
@@ -818,17 +830,17 @@ pub fn render_verify(body: &serde_json::Value, lang: Lang) -> (String, bool) {
                     o,
                     "    {} {}",
                     l(lang, "chưa tải lên:", "not uploaded yet:"),
-                    h.as_str().unwrap_or("?")
+                    p(h.as_str().unwrap_or("?"))
                 );
             }
         }
-        for p in v["problems"].as_array().into_iter().flatten() {
+        for problem in v["problems"].as_array().into_iter().flatten() {
             let _ = writeln!(
                 o,
                 "    [{}] {}: {}",
-                p["rule"].as_str().unwrap_or("?"),
-                p["subject"].as_str().unwrap_or("?"),
-                p["detail"].as_str().unwrap_or("")
+                p(problem["rule"].as_str().unwrap_or("?")),
+                p(problem["subject"].as_str().unwrap_or("?")),
+                p(problem["detail"].as_str().unwrap_or(""))
             );
         }
     }

@@ -258,7 +258,11 @@ fn main() -> ExitCode {
     match run(cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("kiemtra: {e}");
+            // Errors can carry the server's words and the user's input.
+            eprintln!(
+                "kiemtra: {}",
+                kiemtra_server::printable_lines(&e.to_string())
+            );
             ExitCode::from(e.exit_code())
         }
     }
@@ -322,10 +326,10 @@ fn run(cli: Cli) -> Result<()> {
                     Lang::Vi => "Đã đăng ký",
                     Lang::En => "Enrolled",
                 },
-                desk.creds.user_id,
-                desk.creds.role,
-                desk.creds.team,
-                desk.creds.device_id
+                desk::p(&desk.creds.user_id),
+                desk::p(&desk.creds.role),
+                desk::p(&desk.creds.team),
+                desk::p(&desk.creds.device_id)
             );
             Ok(())
         }
@@ -347,7 +351,10 @@ fn run(cli: Cli) -> Result<()> {
             let mut desk = Desk::open(&home)?;
             let n = desk::assign(&mut desk, &campaign, &template, &csv, &date)?;
             desk.sync()?;
-            println!("{n} visit(s) created for team {} and sent", desk.creds.team);
+            println!(
+                "{n} visit(s) created for team {} and sent",
+                desk::p(&desk.creds.team)
+            );
             Ok(())
         }
         Command::Draw { command } => draw_command(&home, command),
@@ -490,6 +497,11 @@ fn run(cli: Cli) -> Result<()> {
                 desk.sync()?;
             }
             let mut out = desk::report(&mut desk, &campaign, title.as_deref(), lang, &format)?;
+            // Markdown is read on a terminal as it is; JSON escapes control
+            // characters itself; CSV is data and kept as recorded.
+            if format == "md" {
+                out = kiemtra_server::printable_lines(&out).into_owned();
+            }
             let draws = load_draws(&desk, &campaign)?;
             if format == "md" && !draws.is_empty() {
                 out.push_str(&format!(

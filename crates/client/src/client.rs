@@ -188,8 +188,25 @@ fn parse_status(answer: &[u8]) -> Result<kiemtra_store::EvidenceStatus, Error> {
 }
 
 /// Enrolls this device with a code from an administrator. A new Ed25519
-/// key pair is made here; only its public half is sent.
+/// key pair is made here; only its public half is sent. Retried with the
+/// default patience (see [`enroll_with`]).
 pub async fn enroll(server: &str, code: &str, device_name: &str) -> Result<Credentials, Error> {
+    enroll_with(server, code, device_name, &SyncOptions::default()).await
+}
+
+/// Enrolls this device, retrying network failures, lost or cut answers,
+/// 5xx and 429 (after its `Retry-After`) up to `options.max_attempts` times
+/// with backoff. Every attempt sends the same key pair, made once here: the
+/// server answers a repeat of a code it already redeemed for that key with
+/// the same device and a fresh token, so an answer lost on a bad link does
+/// not burn the code. A 4xx answer is returned at once as
+/// [`Error::Refused`].
+pub async fn enroll_with(
+    server: &str,
+    code: &str,
+    device_name: &str,
+    options: &SyncOptions,
+) -> Result<Credentials, Error> {
     let pkcs8 = Ed25519KeyPair::generate_pkcs8(&SystemRandom::new())
         .map_err(|_| Error::Network("no system randomness".into()))?;
     let pair = Ed25519KeyPair::from_pkcs8(pkcs8.as_ref())
@@ -204,32 +221,89 @@ pub async fn enroll(server: &str, code: &str, device_name: &str) -> Result<Crede
         role: String,
     }
     let http = reqwest::Client::builder()
-        .timeout(Duration::from_secs(30))
+        .timeout(options.timeout)
         .build()
         .map_err(|e| Error::Network(e.to_string()))?;
     let server = server.trim_end_matches('/').to_owned();
-    let resp = http
-        .post(format!("{server}/v1/enroll"))
-        .json(&serde_json::json!({ "code": code, "device_name": device_name, "public_key": public_key }))
-        .send()
-        .await
-        .map_err(|e| Error::Network(e.to_string()))?;
-    if !resp.status().is_success() {
+    let body =
+        serde_json::json!({ "code": code, "device_name": device_name, "public_key": public_key });
+    let mut last = String::new();
+    let mut wait = Duration::ZERO;
+    for attempt in 0..options.max_attempts.max(1) {
+        if attempt > 0 {
+            tokio::time::sleep(wait.max(backoff(options, attempt))).await;
+        }
+        wait = Duration::ZERO;
+        let resp = match http
+            .post(format!("{server}/v1/enroll"))
+            .json(&body)
+            .send()
+            .await
+        {
+            Ok(r) => r,
+            Err(e) => {
+                last = e.to_string();
+                continue;
+            }
+        };
+        let status = resp.status();
+        if status.is_success() {
+            match resp.json::<Enrolled>().await {
+                Ok(e) => {
+                    return Ok(Credentials {
+                        server,
+                        device_id: e.device_id,
+                        token: e.token,
+                        user_id: e.user_id,
+                        team: e.team,
+                        role: e.role,
+                        signing_key: kiemtra_core::hex::encode(pkcs8.as_ref()),
+                    });
+                }
+                // Cut off or garbled on the way: the server may have
+                // enrolled us; asking again with the same key is safe.
+                Err(e) => {
+                    last = format!("the answer was lost: {e}");
+                    continue;
+                }
+            }
+        }
+        if status.as_u16() == 429 {
+            wait = resp
+                .headers()
+                .get("Retry-After")
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.trim().parse::<u64>().ok())
+                .map(|s| Duration::from_secs(s.min(300)))
+                .unwrap_or_default();
+            last = format!("HTTP {status}");
+            continue;
+        }
+        if status.is_server_error() {
+            last = format!("HTTP {status}");
+            continue;
+        }
         return Err(refused(resp).await);
     }
-    let e: Enrolled = resp
-        .json()
-        .await
-        .map_err(|e| Error::Decode(e.to_string()))?;
-    Ok(Credentials {
-        server,
-        device_id: e.device_id,
-        token: e.token,
-        user_id: e.user_id,
-        team: e.team,
-        role: e.role,
-        signing_key: kiemtra_core::hex::encode(pkcs8.as_ref()),
-    })
+    Err(Error::Network(format!(
+        "enrollment gave up after {} attempts: {last}",
+        options.max_attempts.max(1)
+    )))
+}
+
+/// The wait before retry `attempt`: exponential from `base_backoff`, capped
+/// at `max_backoff`, with full jitter.
+fn backoff(options: &SyncOptions, attempt: u32) -> Duration {
+    let cap = options
+        .base_backoff
+        .saturating_mul(1u32 << attempt.min(16))
+        .min(options.max_backoff);
+    let mut b = [0u8; 4];
+    let r = SystemRandom::new()
+        .fill(&mut b)
+        .map(|_| u32::from_le_bytes(b))
+        .unwrap_or(u32::MAX / 2);
+    cap.mul_f64(f64::from(r) / f64::from(u32::MAX))
 }
 
 async fn refused(resp: reqwest::Response) -> Error {
@@ -778,17 +852,7 @@ impl SyncClient {
     }
 
     fn backoff(&self, attempt: u32) -> Duration {
-        let cap = self
-            .options
-            .base_backoff
-            .saturating_mul(1u32 << attempt.min(16))
-            .min(self.options.max_backoff);
-        let mut b = [0u8; 4];
-        let r = SystemRandom::new()
-            .fill(&mut b)
-            .map(|_| u32::from_le_bytes(b))
-            .unwrap_or(u32::MAX / 2);
-        cap.mul_f64(f64::from(r) / f64::from(u32::MAX))
+        backoff(&self.options, attempt)
     }
 }
 

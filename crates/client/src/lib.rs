@@ -5,6 +5,6 @@ mod error;
 
 pub use client::{
     Credentials, EvidenceError, EvidenceReport, PEER, Progress, SyncClient, SyncOptions,
-    SyncReport, VisitError, enroll,
+    SyncReport, VisitError, enroll, enroll_with,
 };
 pub use error::Error;

@@ -12,7 +12,7 @@ mod startup;
 mod trust;
 mod verify;
 
-pub use auth::{ROLES, create_enrollment_code, now};
+pub use auth::{ROLES, create_enrollment_code, now, printable, printable_lines};
 pub use options::{ServeOptions, init_logging, serve};
 pub use problem::Problem;
 pub use startup::{Application, Settings, StartError, open_store};

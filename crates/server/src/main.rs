@@ -100,15 +100,18 @@ fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
         }
         Command::Devices => {
             let store = kiemtra_server::open_store(&cli.data)?;
+            // Names are the devices' own words: escaped, so that a name
+            // cannot move the cursor, clear the screen or forge a row.
+            use kiemtra_server::printable as p;
             for d in store.devices()? {
                 println!(
                     "{}\t{}\t{}\t{}\t{}\t{}",
-                    d.device_id,
-                    d.user_id,
-                    d.team,
-                    d.role,
-                    d.name,
-                    d.revoked_at.as_deref().unwrap_or("active")
+                    p(&d.device_id),
+                    p(&d.user_id),
+                    p(&d.team),
+                    p(&d.role),
+                    p(&d.name),
+                    p(d.revoked_at.as_deref().unwrap_or("active"))
                 );
             }
             Ok(())

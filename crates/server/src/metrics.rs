@@ -18,6 +18,10 @@ pub struct Metrics {
     pub bytes_received: AtomicU64,
     pub bytes_sent: AtomicU64,
     pub enrollments: AtomicU64,
+    pub enrollment_attempts: AtomicU64,
+    pub enrollment_refusals: AtomicU64,
+    pub enrollments_limited: AtomicU64,
+    pub enrollment_retries: AtomicU64,
     pub auth_failures: AtomicU64,
     pub evidence_bytes_received: AtomicU64,
     pub evidence_rejected: AtomicU64,
@@ -94,6 +98,30 @@ impl Metrics {
             "kiemtra_enrollments_total",
             "Devices enrolled.",
             &self.enrollments,
+        );
+        counter(
+            &mut out,
+            "kiemtra_enrollment_attempts_total",
+            "Enrollment requests received.",
+            &self.enrollment_attempts,
+        );
+        counter(
+            &mut out,
+            "kiemtra_enrollment_refusals_total",
+            "Enrollment requests refused (bad code, key or body, too many attempts).",
+            &self.enrollment_refusals,
+        );
+        counter(
+            &mut out,
+            "kiemtra_enrollments_limited_total",
+            "Enrollment requests refused for too many failed attempts from their address.",
+            &self.enrollments_limited,
+        );
+        counter(
+            &mut out,
+            "kiemtra_enrollment_retries_total",
+            "Enrollments repeated with the same code and key: the same device, a new token.",
+            &self.enrollment_retries,
         );
         counter(
             &mut out,

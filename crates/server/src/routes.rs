@@ -53,20 +53,77 @@ struct EnrollResponse {
     role: String,
 }
 
+/// Largest enrollment body: a code, a name and a key fit in far less.
+const ENROLL_BODY: usize = 16 * 1024;
+/// Most time a client has to send an enrollment body (the server's body
+/// timeout when that is shorter).
+const ENROLL_BODY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// `POST /v1/enroll`. Every attempt is counted; a client address with too
+/// many failed attempts in the last minute is answered 429 with
+/// `Retry-After`, before its body is read or the database touched. The body
+/// is read here, bounded in size and time, then parsed.
 pub async fn enroll(
     state: web::Data<AppState>,
-    body: web::Json<EnrollRequest>,
+    req: HttpRequest,
+    payload: web::Payload,
 ) -> Result<HttpResponse, Problem> {
-    let body = body.into_inner();
+    let metrics = &state.metrics;
+    metrics.enrollment_attempts.fetch_add(1, Relaxed);
+    let client = auth::client_key(req.peer_addr());
+    if let Some(wait) = state.enroll_limiter.refused(client, Instant::now()) {
+        metrics.enrollment_refusals.fetch_add(1, Relaxed);
+        metrics.enrollments_limited.fetch_add(1, Relaxed);
+        tracing::warn!(%client, "enrollment attempts refused: too many failures");
+        return Ok(auth::too_many_attempts(wait));
+    }
+    let outcome = enroll_inner(&state, &req, payload).await;
+    if let Err(problem) = &outcome {
+        metrics.enrollment_refusals.fetch_add(1, Relaxed);
+        // A fault of the server's is not the client's failure.
+        if !matches!(problem, Problem::Internal(_)) {
+            state.enroll_limiter.failed(client, Instant::now());
+        }
+        tracing::info!(%client, kind = problem.kind(), "enrollment refused");
+    }
+    outcome
+}
+
+async fn enroll_inner(
+    state: &web::Data<AppState>,
+    req: &HttpRequest,
+    payload: web::Payload,
+) -> Result<HttpResponse, Problem> {
+    let media = req
+        .headers()
+        .get("Content-Type")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .map(str::trim)
+        .unwrap_or("");
+    if !media.eq_ignore_ascii_case("application/json") {
+        return Err(Problem::UnsupportedMediaType("application/json"));
+    }
+    let limit = state.limits.body_timeout.min(ENROLL_BODY_TIMEOUT);
+    let body = tokio::time::timeout(limit, read_body(payload, ENROLL_BODY))
+        .await
+        .map_err(|_| Problem::Timeout(limit.as_secs()))??;
+    let body: EnrollRequest = serde_json::from_slice(&body)
+        .map_err(|e| Problem::BadRequest(format!("the enrollment request: {e}")))?;
     let st = state.clone();
-    let (record, token) = web::block(move || {
+    let (record, token, retry) = web::block(move || {
         let mut store = st.store();
         auth::enroll(&mut store, &body.code, &body.device_name, &body.public_key)
     })
     .await
     .map_err(|e| Problem::Internal(e.to_string()))??;
-    state.metrics.enrollments.fetch_add(1, Relaxed);
-    tracing::info!(device = %record.device_id, user = %record.user_id, team = %record.team, "device enrolled");
+    if retry {
+        state.metrics.enrollment_retries.fetch_add(1, Relaxed);
+        tracing::info!(device = %record.device_id, user = %record.user_id, team = %record.team, "device enrolled again with the same key: new token");
+    } else {
+        state.metrics.enrollments.fetch_add(1, Relaxed);
+        tracing::info!(device = %record.device_id, user = %record.user_id, team = %record.team, "device enrolled");
+    }
     Ok(HttpResponse::Created().json(EnrollResponse {
         device_id: record.device_id,
         token,

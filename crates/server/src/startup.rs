@@ -74,6 +74,8 @@ pub struct AppState {
     pub limits: Limits,
     /// Places for syncs past reading their body (`Settings::max_syncs`).
     pub sync_slots: tokio::sync::Semaphore,
+    /// Failed enrollment attempts by client address.
+    pub enroll_limiter: crate::auth::EnrollLimiter,
 }
 
 impl AppState {
@@ -146,6 +148,7 @@ impl Application {
                 max_evidence: settings.max_evidence,
             },
             sync_slots: tokio::sync::Semaphore::new(settings.max_syncs.max(1)),
+            enroll_limiter: crate::auth::EnrollLimiter::default(),
         });
         let listener = TcpListener::bind(&settings.listen)
             .map_err(|e| StartError::Listen(settings.listen.clone(), e))?;

@@ -67,6 +67,17 @@ pub struct Receipts {
     pub unresolved: Vec<SignatureRecord>,
 }
 
+/// An enrollment code as stored: user, team, role, expiry, when it was
+/// used and by which device.
+type CodeRow = (
+    String,
+    String,
+    String,
+    String,
+    Option<String>,
+    Option<String>,
+);
+
 /// Why an enrollment code was refused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum EnrollmentRefusal {
@@ -166,9 +177,17 @@ impl Store {
         Ok(())
     }
 
-    /// Redeems a code once: on success the device is enrolled with the
-    /// code's user, team and role, and the code can never be used again.
-    /// Times are RFC 3339 UTC strings, which compare in time order.
+    /// Redeems a code: on success the device is enrolled with the code's
+    /// user, team and role, and no other device can use the code again.
+    /// Answers the device and whether this was a retry (below).
+    ///
+    /// A used code redeemed again with the **same public key** before it
+    /// expires is a retry by the device whose answer was lost: the same
+    /// device is answered (with its stored name), its token becomes
+    /// `token_hash` and the token it had stops working; no second device is
+    /// made. A used code with another key, or whose device was revoked, is
+    /// refused as [`EnrollmentRefusal::Used`]. Times are RFC 3339 UTC
+    /// strings, which compare in time order.
     pub fn redeem_enrollment_code(
         &mut self,
         code_hash: &[u8],
@@ -177,23 +196,47 @@ impl Store {
         device_name: &str,
         token_hash: &[u8],
         public_key: &[u8],
-    ) -> Result<std::result::Result<DeviceRecord, EnrollmentRefusal>> {
+    ) -> Result<std::result::Result<(DeviceRecord, bool), EnrollmentRefusal>> {
         let tx = self.conn_mut().savepoint()?;
-        let row: Option<(String, String, String, String, Option<String>)> = tx
+        let row: Option<CodeRow> = tx
             .query_row(
-                "SELECT user_id, team, role, expires_at, used_at FROM enrollment_codes WHERE code_hash = ?1",
+                "SELECT user_id, team, role, expires_at, used_at, device_id FROM enrollment_codes WHERE code_hash = ?1",
                 [code_hash],
-                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)),
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?)),
             )
             .optional()?;
-        let Some((user_id, team, role, expires_at, used_at)) = row else {
+        let Some((user_id, team, role, expires_at, used_at, used_by)) = row else {
             return Ok(Err(EnrollmentRefusal::Unknown));
         };
-        if used_at.is_some() {
-            return Ok(Err(EnrollmentRefusal::Used));
-        }
         if expires_at.as_str() <= now {
-            return Ok(Err(EnrollmentRefusal::Expired));
+            return Ok(Err(if used_at.is_some() {
+                EnrollmentRefusal::Used
+            } else {
+                EnrollmentRefusal::Expired
+            }));
+        }
+        if used_at.is_some() {
+            let enrolled = match used_by {
+                Some(id) => tx
+                    .query_row(
+                        &format!("SELECT {DEVICE_COLUMNS} FROM devices WHERE device_id = ?1"),
+                        [&id],
+                        read_device,
+                    )
+                    .optional()?,
+                None => None,
+            };
+            let Some(record) = enrolled
+                .filter(|d| d.revoked_at.is_none() && d.public_key.as_slice() == public_key)
+            else {
+                return Ok(Err(EnrollmentRefusal::Used));
+            };
+            tx.execute(
+                "UPDATE devices SET token_hash = ?2 WHERE device_id = ?1",
+                params![record.device_id, token_hash],
+            )?;
+            tx.commit()?;
+            return Ok(Ok((record, true)));
         }
         tx.execute(
             "UPDATE enrollment_codes SET used_at = ?2, device_id = ?3 WHERE code_hash = ?1",
@@ -205,7 +248,7 @@ impl Store {
             params![device_id, user_id, team, role, device_name, token_hash, now, public_key],
         )?;
         tx.commit()?;
-        Ok(Ok(DeviceRecord {
+        let record = DeviceRecord {
             device_id: device_id.into(),
             user_id,
             team,
@@ -214,7 +257,8 @@ impl Store {
             enrolled_at: now.into(),
             revoked_at: None,
             public_key: public_key.to_vec(),
-        }))
+        };
+        Ok(Ok((record, false)))
     }
 
     /// The device holding a token (by digest), revoked or not.

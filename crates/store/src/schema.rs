@@ -2,6 +2,7 @@
 
 use rusqlite::Connection;
 use rusqlite_migration::{M, Migrations};
+use std::path::Path;
 use std::sync::LazyLock;
 
 use crate::error::{Error, Result};
@@ -28,6 +29,104 @@ pub const SCHEMA_VERSION: usize = 10;
 
 pub(crate) fn migrations() -> &'static Migrations<'static> {
     &MIGRATIONS
+}
+
+/// Makes the database's folder (`0700`) and file (`0600`) before SQLite
+/// opens it, so that SQLite creates the `-wal` and `-shm` files, which take
+/// the main file's mode, `0600` too. A folder or file found more open than
+/// that (made by an older build, or by hand) is tightened, with a warning
+/// in the log. A folder with the sticky bit (a shared one such as `/tmp`)
+/// is left as it is. Unix only; elsewhere the folder is only created.
+pub(crate) fn prepare_private(path: &Path) -> Result<()> {
+    let err = |p: &Path, e: std::io::Error| Error::Database(format!("{}: {e}", p.display()));
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        create_private_dir(dir).map_err(|e| err(dir, e))?;
+    }
+    private::create_file(path).map_err(|e| err(path, e))?;
+    for suffix in ["-wal", "-shm", "-journal"] {
+        let mut side = path.as_os_str().to_owned();
+        side.push(suffix);
+        let side = std::path::PathBuf::from(side);
+        private::tighten(&side, private::FILE).map_err(|e| err(&side, e))?;
+    }
+    Ok(())
+}
+
+fn create_private_dir(dir: &Path) -> std::io::Result<()> {
+    if !dir.exists() {
+        let mut builder = std::fs::DirBuilder::new();
+        builder.recursive(true);
+        private::dir_mode(&mut builder);
+        builder.create(dir)?;
+    }
+    private::tighten(dir, private::DIR)
+}
+
+#[cfg(unix)]
+mod private {
+    use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
+    use std::path::Path;
+
+    pub const DIR: u32 = 0o700;
+    pub const FILE: u32 = 0o600;
+
+    pub fn dir_mode(builder: &mut std::fs::DirBuilder) {
+        builder.mode(DIR);
+    }
+
+    /// Creates the file `0600` if it does not exist, else tightens it.
+    pub fn create_file(path: &Path) -> std::io::Result<()> {
+        match std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(FILE)
+            .open(path)
+        {
+            Ok(_) => Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => tighten(path, FILE),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Takes group and other permissions off `path` when it exists and has
+    /// any (keeping the owner's), logging that it did.
+    pub fn tighten(path: &Path, wanted: u32) -> std::io::Result<()> {
+        let meta = match std::fs::metadata(path) {
+            Ok(m) => m,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+            Err(e) => return Err(e),
+        };
+        let mode = meta.permissions().mode() & 0o7777;
+        if mode & 0o077 == 0 {
+            return Ok(());
+        }
+        if meta.is_dir() && mode & 0o1000 != 0 {
+            tracing::warn!(path = %path.display(), mode = format!("{mode:o}"), "the store's folder is a shared folder (sticky bit): left as it is; give the store a folder of its own");
+            return Ok(());
+        }
+        let new = (mode & 0o700) | (wanted & 0o700);
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(new))?;
+        tracing::warn!(path = %path.display(), was = format!("{mode:o}"), now = format!("{new:o}"), "the store's folder or file was open to other users: tightened");
+        Ok(())
+    }
+}
+
+#[cfg(not(unix))]
+mod private {
+    use std::path::Path;
+
+    pub const DIR: u32 = 0;
+    pub const FILE: u32 = 0;
+
+    pub fn dir_mode(_: &mut std::fs::DirBuilder) {}
+
+    pub fn create_file(_: &Path) -> std::io::Result<()> {
+        Ok(())
+    }
+
+    pub fn tighten(_: &Path, _: u32) -> std::io::Result<()> {
+        Ok(())
+    }
 }
 
 /// Pragmas every connection gets. WAL with `synchronous=FULL`: a commit is

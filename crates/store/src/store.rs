@@ -118,10 +118,10 @@ impl Store {
     /// Opens the store with a given session (clock, actor).
     pub fn open_with_session(path: impl AsRef<Path>, session: Session) -> Result<Self> {
         let path = path.as_ref().to_path_buf();
-        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            std::fs::create_dir_all(dir)
-                .map_err(|e| Error::Database(format!("{}: {e}", dir.display())))?;
-        }
+        // The store holds the device's token and private key (phones,
+        // desks) or every visit and device (the server): its folder and
+        // files are the owner's alone, made so before SQLite opens them.
+        schema::prepare_private(&path)?;
         let mut conn = Connection::open(&path)?;
         schema::configure(&conn)?;
         schema::migrate(&mut conn, &path.display().to_string())?;
