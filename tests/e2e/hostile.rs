@@ -91,13 +91,17 @@ impl Net {
 
     /// The target as `a` holds it (everything the server has, after a sync).
     fn base(&mut self) -> Vec<u8> {
-        self.a.store.visit(&vid(TARGET)).expect("target").save()
+        self.base_of(TARGET)
+    }
+
+    fn base_of(&mut self, id: &str) -> Vec<u8> {
+        self.a.store.visit(&vid(id)).expect("visit").save()
     }
 
     /// Concurrent attendance marks for `s-002` by `a` and `b`: the server and
     /// `a` then hold a conflict on that slot.
-    async fn conflict(&mut self) {
-        let id = vid(TARGET);
+    async fn conflict(&mut self, id: &str) {
+        let id = vid(id);
         self.b.sync().await;
         self.a
             .store
@@ -121,15 +125,19 @@ impl Net {
         );
     }
 
-    /// The supervisor submits and approves the target (with a signed
+    /// The supervisor submits and approves the visit (with a signed
     /// approval); `a` receives it.
-    async fn approved(&mut self) {
-        let id = vid(TARGET);
+    async fn approved(&mut self, id: &str) {
+        let id = vid(id);
         self.s.sync().await;
         self.s.store.edit(&id, |v| v.submit("")).expect("submit");
+        let creds = self.s.client.credentials().clone();
         self.s
             .store
-            .edit(&id, |v| v.approve("đạt").map(|_| ()))
+            .edit(&id, |v| {
+                v.approve_signed("đạt", &|m| creds.sign_bytes(m).expect("sign"))
+                    .map(|_| ())
+            })
             .expect("approve");
         self.s.sync().await;
         self.a.sync().await;
@@ -203,6 +211,7 @@ impl Net {
         let mut f = Findings::default();
         let before = self.heads_of(target).await;
         let answer = answer_for(post(&self.url, token, offers).await, target);
+        eprintln!("{target}: answered {answer:?}");
         f.judge(&expect, &answer);
         let after = self.heads_of(target).await;
         f.check(before == after, || {
@@ -832,19 +841,21 @@ pub enum Forgery {
 }
 
 impl Forgery {
-    pub const ALL: [Forgery; 12] = [
-        Forgery::MetaTeam,
+    /// The writes this build stores (deleting the approvals key or one
+    /// approval is refused already), kept in the forged-history fixture.
+    /// The team rewrite comes last: after it the visit is another team's
+    /// and every later sync of team-1 would report it.
+    pub const IN_HISTORY: [Forgery; 10] = [
         Forgery::SettleByDelete,
         Forgery::SettleByDeleteThenPut,
         Forgery::SettleByReput,
         Forgery::ApprovedToSubmitted,
         Forgery::ApprovedToDraft,
         Forgery::ApprovalsReplaced,
-        Forgery::ApprovalsKeyDeleted,
-        Forgery::ApprovalDeleted,
         Forgery::ApprovalCopiedIntoNewMap,
         Forgery::StampNamesOtherUser,
         Forgery::StampNamesOtherDevice,
+        Forgery::MetaTeam,
     ];
 
     fn name(self) -> &'static str {
@@ -986,10 +997,10 @@ impl Forgery {
 async fn forged(forgery: Forgery) {
     let mut net = Net::new().await;
     if forgery.needs_conflict() {
-        net.conflict().await;
+        net.conflict(TARGET).await;
     }
     if forgery.needs_approval() {
-        net.approved().await;
+        net.approved(TARGET).await;
     }
     let base = net.base();
     let changes = forgery.craft(&base, &net.a, &net.b);
@@ -1001,6 +1012,7 @@ async fn forged(forgery: Forgery) {
     let mut f = Findings::default();
     let before = net.heads_of(TARGET).await;
     let answer = answer_for(post(&net.url, &token, vec![offer]).await, TARGET);
+    eprintln!("{}: answered {answer:?}", forgery.name());
     f.judge(&forgery.expect(), &answer);
     let after = net.heads_of(TARGET).await;
     f.check(before == after, || {
@@ -1283,4 +1295,143 @@ async fn hostile_another_team_cannot_tell_an_existing_visit_from_an_unknown_one(
     let revoke = net.z.client.credentials().device_id.clone();
     net.still_works(&mut f, &revoke).await;
     f.finish("existence oracle");
+}
+
+// ----- verification over stored history -------------------------------------
+
+fn fixture_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/e2e/fixtures/forged-history")
+}
+
+/// Writes `tests/e2e/fixtures/forged-history/`: a server data folder in
+/// which every case-2 write was accepted (as this build accepts them), one
+/// visit per write, and `expected.json` naming each visit's offending
+/// change. Run once against a build that accepts them:
+/// `cargo test -p kiemtra-server --test e2e generate_forged_history -- --ignored`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "writes the forged-history fixture; run by hand against a build that accepts the writes"]
+async fn generate_forged_history_fixture() {
+    let mut net = Net::new().await;
+    let mut expected = serde_json::Map::new();
+    for forgery in Forgery::IN_HISTORY {
+        let id = format!("v-{}", forgery.name());
+        net.a
+            .store
+            .create_visit(new_visit(&id, "team-1", 6), &template())
+            .expect("create");
+        net.a.sync().await;
+        net.b.sync().await;
+        net.s.sync().await;
+        if forgery.needs_conflict() {
+            net.conflict(&id).await;
+        }
+        if forgery.needs_approval() {
+            net.approved(&id).await;
+        }
+        let base = net.base_of(&id);
+        let changes = forgery.craft(&base, &net.a, &net.b);
+        let offer = signed_offer(&net.a, &id, &base, &changes);
+        let answer = answer_for(
+            post(&net.url, &net.a.client.credentials().token, vec![offer]).await,
+            &id,
+        );
+        match answer {
+            Ok((VisitStatus::Ok, _)) => {
+                expected.insert(
+                    id.clone(),
+                    serde_json::json!({
+                        "case": forgery.name(),
+                        "change": changes[0].hash().to_string(),
+                    }),
+                );
+            }
+            other => panic!(
+                "{}: this build refused the write ({other:?}); the fixture needs it stored",
+                forgery.name()
+            ),
+        }
+    }
+    let data = net.data.clone();
+    if let Some(server) = net.server.take() {
+        let status = server.terminate();
+        assert!(status.success(), "clean shutdown: {status}");
+    }
+    // A clean shutdown checkpoints the WAL: the database file alone is whole.
+    let out = fixture_dir();
+    let _ = std::fs::remove_dir_all(&out);
+    std::fs::create_dir_all(&out).expect("fixture dir");
+    for entry in std::fs::read_dir(&data).expect("data dir") {
+        let entry = entry.expect("entry");
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if name.ends_with("-wal") || name.ends_with("-shm") {
+            let len = entry.metadata().expect("meta").len();
+            assert_eq!(len, 0, "{name} is not empty after a clean shutdown");
+            continue;
+        }
+        if entry.file_type().expect("type").is_file() {
+            std::fs::copy(entry.path(), out.join(&name)).expect("copy");
+        }
+    }
+    std::fs::write(
+        out.join("expected.json"),
+        serde_json::to_string_pretty(&serde_json::Value::Object(expected)).expect("json"),
+    )
+    .expect("expected.json");
+}
+
+/// The auditor's verification flags, in stored history, every case-2
+/// write with rule `refused-change` and the offending change as subject.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hostile_verification_flags_every_forged_write_in_stored_history() {
+    let dir = tempfile::tempdir().expect("dir");
+    let data = dir.path().join("server");
+    std::fs::create_dir_all(&data).expect("data dir");
+    let fixture = fixture_dir();
+    for entry in std::fs::read_dir(&fixture).expect("fixture") {
+        let entry = entry.expect("entry");
+        std::fs::copy(entry.path(), data.join(entry.file_name())).expect("copy fixture");
+    }
+    let expected: serde_json::Map<String, serde_json::Value> = serde_json::from_str(
+        &std::fs::read_to_string(fixture.join("expected.json")).expect("expected.json"),
+    )
+    .expect("expected json");
+    assert_eq!(
+        expected.len(),
+        Forgery::IN_HISTORY.len(),
+        "one visit per forged write"
+    );
+    let code = enroll_codes(&data, "audit-9", "team-1", "auditor", 1).remove(0);
+    let server = ServerProcess::start(&data);
+    let auditor =
+        Device::enroll_with_code(&server.url(), &code, "audit-9", &dir.path().join("aud")).await;
+    let mut f = Findings::default();
+    for (id, want) in &expected {
+        let case = want["case"].as_str().unwrap_or("?");
+        let change = want["change"].as_str().expect("change hash");
+        let resp = http()
+            .get(format!("{}/v1/visits/{id}/verify", server.url()))
+            .bearer_auth(&auditor.client.credentials().token)
+            .send()
+            .await
+            .expect("verify");
+        if resp.status() != reqwest::StatusCode::OK {
+            f.fail(format!("{case}: verify answered {}", resp.status()));
+            continue;
+        }
+        let report: serde_json::Value = resp.json().await.expect("report");
+        f.check(report["ok"] == false, || {
+            format!("{case}: verify says ok: {report}")
+        });
+        let flagged = report["problems"].as_array().is_some_and(|ps| {
+            ps.iter()
+                .any(|p| p["rule"] == "refused-change" && p["subject"] == change)
+        });
+        f.check(flagged, || {
+            format!(
+                "{case}: no refused-change problem naming {change}: {}",
+                report["problems"]
+            )
+        });
+    }
+    f.finish("verification of stored forged writes");
 }
