@@ -1135,7 +1135,7 @@ async fn hostile_4095_junk_signatures_on_an_old_change_are_invalid() {
 async fn hostile_ten_million_character_narrative_is_invalid() {
     let mut net = Net::new().await;
     let base = net.base();
-    assert!(MAX_NARRATIVE < 10_000_000);
+    const { assert!(MAX_NARRATIVE < 10_000_000) };
     // One small splice, then its inserted text replaced by 10 million
     // characters in the encoded change (a few kilobytes compressed).
     let mut doc = tampered(&base, &net.a);
@@ -1149,6 +1149,13 @@ async fn hostile_ten_million_character_narrative_is_invalid() {
             }
         }
     });
+    // What a reader of the document then sees: 10 million characters.
+    let mut probe = Automerge::load(&base).expect("load");
+    probe
+        .apply_changes([huge.clone()])
+        .expect("the change applies");
+    assert_eq!(probe.text(&text).expect("text").chars().count(), 10_000_000);
+    drop(probe);
     let mut offer = signed_offer(&net.a, TARGET, &base, std::slice::from_ref(&huge));
     // Sent as the client sends changes: compressed.
     let mut compressed = huge.clone();
