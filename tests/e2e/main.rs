@@ -10,6 +10,7 @@ mod evidence;
 mod faults;
 #[allow(dead_code)]
 mod harness;
+mod hostile;
 mod merge;
 mod operations;
 mod received;
