@@ -883,9 +883,11 @@ impl Forgery {
             Forgery::MetaTeam | Forgery::StampNamesOtherUser | Forgery::StampNamesOtherDevice => {
                 Expect::Invalid
             }
-            Forgery::SettleByDelete | Forgery::SettleByDeleteThenPut | Forgery::SettleByReput => {
-                Expect::Denied
-            }
+            Forgery::SettleByDelete | Forgery::SettleByDeleteThenPut => Expect::Denied,
+            // Automerge writes a re-put of the shown string as a delete of
+            // the other candidate alone: refused as not superseding what
+            // its author saw.
+            Forgery::SettleByReput => Expect::InvalidOrDenied,
             _ => Expect::InvalidOrDenied,
         }
     }

@@ -701,3 +701,32 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn a_supervisor_settles_with_any_candidate_and_a_status_conflict() {
+    for pick in 0..2 {
+        let base = create(3);
+        let mut v = server_copy(&base);
+        let mut a = insp_replica(&base, "insp-a", "phone-a");
+        let mut b = insp_replica(&base, "insp-b", "phone-b");
+        a.record_attendance(&staff(0), AttendanceMark::Present, "", None)
+            .expect("a");
+        b.record_attendance(&staff(0), AttendanceMark::Late, "", None)
+            .expect("b");
+        a.submit("").expect("a submits");
+        b.submit("").expect("b submits");
+        v.accept_remote(&after(&a, &base), &roles, NO_LIMIT)
+            .expect("a");
+        v.accept_remote(&after(&b, &base), &roles, NO_LIMIT)
+            .expect("b");
+        let mut sup = Visit::load(&v.save(), &session("sup-1", "desk", 40)).expect("sup");
+        for c in sup.conflicts().expect("conflicts") {
+            sup.resolve(&c.field, pick).expect("resolve");
+        }
+        sup.return_visit("thiếu biên bản").expect("return");
+        v.accept_remote(&sup.save_after(&v.heads()), &roles, NO_LIMIT)
+            .expect("the supervisor's settling passes");
+        assert!(v.conflicts().expect("c").is_empty());
+        assert_eq!(v.state().expect("s").status(), VisitStatus::Returned);
+    }
+}

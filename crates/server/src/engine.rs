@@ -470,6 +470,11 @@ fn new_visit(
                 String::new(),
             );
         }
+        // Changes of a visit the server does not hold, without its history:
+        // answered like any other visit outside the device's reach.
+        Err(r) if r.kind == kiemtra_core::RefusalKind::Missing => {
+            return refuse(vid, VisitStatus::Unknown, "no such visit");
+        }
         Err(r) => return refusal(vid, &r),
     };
     match visit.meta() {
