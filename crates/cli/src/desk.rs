@@ -336,7 +336,7 @@ pub fn read_roster(
                 &row.area,
             )
             .map_err(|e| at(&e))?;
-            let visit_id = VisitId::parse(&format!("{campaign}.{code}")).map_err(|e| at(&e))?;
+            let visit_id = unguessable_visit_id(campaign, &code).map_err(|e| at(&e))?;
             order.push(row.unit_code.clone());
             units.insert(
                 row.unit_code.clone(),
@@ -373,6 +373,14 @@ pub fn read_roster(
         .collect())
 }
 
+/// A new visit's id: `CAMPAIGN.UNIT.` and 40 random bits, so that no one
+/// can create (and so block) a visit another team will be assigned, or
+/// probe for it, by guessing its id.
+fn unguessable_visit_id(campaign: &CampaignId, unit: &UnitCode) -> kiemtra_core::Result<VisitId> {
+    let random = uuid::Uuid::new_v4().simple().to_string();
+    VisitId::parse(&format!("{campaign}.{unit}.{}", &random[..10]))
+}
+
 /// Creates the team's visits from a roster file, all or nothing.
 pub fn assign(
     desk: &mut Desk,
@@ -396,6 +404,17 @@ pub fn assign(
     let date = chrono::NaiveDate::parse_from_str(date, "%Y-%m-%d")
         .map_err(|e| CliError::Invalid(format!("--date {date:?}: {e} (use yyyy-mm-dd)")))?;
     let visits = read_roster(roster, &campaign, &team, date)?;
+    // Ids are random, so assigning a unit twice is caught here.
+    let held = desk.store.list_visits()?;
+    if let Some(v) = visits.iter().find(|v| {
+        held.iter()
+            .any(|s| s.campaign == campaign.as_str() && s.unit_code == v.unit.code.as_str())
+    }) {
+        return Err(CliError::Invalid(format!(
+            "unit {} already has a visit in campaign {campaign}",
+            v.unit.code
+        )));
+    }
     let n = visits.len();
     desk.store.batch(|store| {
         for v in visits {

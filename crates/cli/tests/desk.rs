@@ -245,19 +245,23 @@ fn a_desk_assigns_approves_and_reports_the_campaign() {
     // first person is marked differently once, then corrected (replay).
     let mut p = phone(&rt, &server, dir.path());
     sync(&rt, &mut p);
-    let held: Vec<VisitId> = p
-        .store
-        .list_visits()
-        .expect("list")
-        .into_iter()
-        .map(|s| s.id)
-        .collect();
+    let listed = p.store.list_visits().expect("list");
+    let held: Vec<VisitId> = listed.iter().map(|s| s.id.clone()).collect();
     assert_eq!(held.len(), 65);
+    // Assigned visits have random ids: found by their unit.
+    let by_unit: std::collections::HashMap<String, VisitId> = listed
+        .iter()
+        .map(|s| (s.unit_code.clone(), s.id.clone()))
+        .collect();
+    for id in &held {
+        assert!(id.as_str().starts_with("ct-2015."), "{id}");
+    }
+    let id_of = |unit: &kiemtra_core::UnitFixture| by_unit[unit.code.as_str()].clone();
     let mut points: Vec<Vec<ChangeHash>> = Vec::new();
-    let first = fixture.units[0].visit_id(&fixture.campaign.id).expect("id");
+    let first = id_of(&fixture.units[0]);
     let (first_staff, first_mark, _) = fixture.units[0].outcomes().expect("o")[0].clone();
     for (i, unit) in fixture.units.iter().enumerate() {
-        let id = unit.visit_id(&fixture.campaign.id).expect("id");
+        let id = id_of(unit);
         let outcomes = unit.outcomes().expect("outcomes");
         p.store
             .edit(&id, |v| {
@@ -290,9 +294,7 @@ fn a_desk_assigns_approves_and_reports_the_campaign() {
         }
     }
     // A photo of the last unit's posted procedures, taken on the phone.
-    let last = fixture.units[fixture.units.len() - 1]
-        .visit_id(&fixture.campaign.id)
-        .expect("id");
+    let last = id_of(&fixture.units[fixture.units.len() - 1]);
     let photo: Vec<u8> = (0..90_000u32).map(|i| (i * 13 % 256) as u8).collect();
     let sha = p
         .store
@@ -364,9 +366,10 @@ fn a_desk_assigns_approves_and_reports_the_campaign() {
     assert!(partial.contains(&fixture.units[1].name), "{partial}");
     assert!(partial.contains("**63**"), "{partial}");
 
-    for id in held.iter().filter(|id| {
-        **id == first || **id == fixture.units[1].visit_id(&fixture.campaign.id).expect("id")
-    }) {
+    for id in held
+        .iter()
+        .filter(|id| **id == first || **id == id_of(&fixture.units[1]))
+    {
         p.store.edit(id, |v| v.submit("")).expect("submit");
     }
     sync(&rt, &mut p);
