@@ -191,12 +191,124 @@ pub(crate) struct Acceptor<'r> {
     roles: &'r dyn Roles,
     actors: HashMap<ActorId, ActorLog>,
     metas: HashMap<ChangeHash, Meta>,
-    /// Schema objects by op id, with the id Automerge reads them by.
-    objects: HashMap<OpId, (Kind, automerge::ObjId)>,
+    /// Schema objects by op id, with the id Automerge reads them by (none
+    /// when working from the ledger).
+    objects: HashMap<OpId, (Kind, Option<automerge::ObjId>)>,
     narrative: Option<OpId>,
     template: Option<Template>,
     decoded: HashMap<ChangeHash, am::Change>,
     ops_total: u64,
+    /// For a visit checked from its first change: the checks read this
+    /// instead of the document, and the changes are applied all at once
+    /// at the end (Automerge applies one change at a time slowly).
+    ledger: Option<Ledger>,
+    /// Changes checked in ledger mode, to apply at the end.
+    pending: Vec<Change>,
+}
+
+/// Where a change sits: its actor and seq.
+type At = (ActorId, u64);
+
+/// One op written at a map key, and the changes that superseded it.
+struct Written {
+    id: OpId,
+    at: At,
+    value: Option<String>,
+    superseded: Vec<At>,
+}
+
+/// The visit as a record of every op, for checking a history from its
+/// first change without applying each change to a document.
+#[derive(Default)]
+struct Ledger {
+    /// Map ops by (object, key); `None` is the root.
+    slots: HashMap<(Option<OpId>, String), Vec<Written>>,
+    /// Narrative characters by the op that inserted them.
+    elements: HashMap<OpId, At>,
+    deleted: HashSet<OpId>,
+    /// Each change's clock: the highest seq of every actor in its past.
+    clocks: HashMap<ChangeHash, std::rc::Rc<HashMap<ActorId, u64>>>,
+    staff: usize,
+    findings: usize,
+}
+
+impl Ledger {
+    fn clock(&self, change: &Change) -> HashMap<ActorId, u64> {
+        let mut clock: HashMap<ActorId, u64> = HashMap::new();
+        for d in change.deps() {
+            if let Some(c) = self.clocks.get(d) {
+                for (a, s) in c.iter() {
+                    let e = clock.entry(a.clone()).or_insert(0);
+                    *e = (*e).max(*s);
+                }
+            }
+        }
+        clock
+    }
+
+    fn visible(
+        &self,
+        obj: &Option<OpId>,
+        key: &str,
+        clock: &HashMap<ActorId, u64>,
+    ) -> Vec<(OpId, Option<String>)> {
+        let past = |at: &At| clock.get(&at.0).is_some_and(|s| *s >= at.1);
+        self.slots
+            .get(&(obj.clone(), key.to_owned()))
+            .map(|all| {
+                all.iter()
+                    .filter(|w| past(&w.at) && !w.superseded.iter().any(past))
+                    .map(|w| (w.id.clone(), w.value.clone()))
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    /// Records a change's ops.
+    fn record(&mut self, h: ChangeHash, d: &am::Change, clock: HashMap<ActorId, u64>) {
+        let at: At = (d.actor_id.clone(), d.seq);
+        let start = d.start_op.get();
+        for (i, op) in d.operations.iter().enumerate() {
+            let id = OpId(start + i as u64, d.actor_id.clone());
+            let obj = match &op.obj {
+                ObjectId::Root => None,
+                ObjectId::Id(o) => Some(o.clone()),
+            };
+            match (&op.key, &op.action) {
+                (Key::Seq(_), OpType::Put(_)) if op.insert => {
+                    self.elements.insert(id, at.clone());
+                }
+                (Key::Seq(ElementId::Id(e)), OpType::Delete) => {
+                    self.deleted.insert(e.clone());
+                }
+                (Key::Map(k), action) => {
+                    let slot = self.slots.entry((obj, k.to_string())).or_default();
+                    for w in slot.iter_mut() {
+                        if op.pred.iter().any(|p| *p == w.id) {
+                            w.superseded.push(at.clone());
+                        }
+                    }
+                    if !matches!(action, OpType::Delete) {
+                        let value = match action {
+                            OpType::Put(ScalarValue::Str(s)) => Some(s.to_string()),
+                            _ => None,
+                        };
+                        slot.push(Written {
+                            id,
+                            at: at.clone(),
+                            value,
+                            superseded: Vec::new(),
+                        });
+                    }
+                }
+                _ => {}
+            }
+        }
+        let mut clock = clock;
+        let e = clock.entry(at.0).or_insert(0);
+        *e = (*e).max(at.1);
+        self.clocks.insert(h, std::rc::Rc::new(clock));
+    }
 }
 
 /// A change's ops checked against the document; what applying it will add.
@@ -220,6 +332,8 @@ impl<'r> Acceptor<'r> {
             template: None,
             decoded: HashMap::new(),
             ops_total: 0,
+            ledger: None,
+            pending: Vec::new(),
         };
         let metas = guarded(None, || {
             me.doc
@@ -254,8 +368,22 @@ impl<'r> Acceptor<'r> {
         Ok(me)
     }
 
-    pub(crate) fn into_doc(self) -> Automerge {
-        self.doc
+    /// Starts a visit from its first change, checked from the ledger.
+    pub(crate) fn from_scratch(roles: &'r dyn Roles) -> Result<Self, Refusal> {
+        let mut me = Self::new(Automerge::new(), roles)?;
+        me.ledger = Some(Ledger::default());
+        Ok(me)
+    }
+
+    /// The document with every accepted change applied.
+    pub(crate) fn into_doc(mut self) -> Result<Automerge, Refusal> {
+        if !self.pending.is_empty() {
+            let changes = std::mem::take(&mut self.pending);
+            let doc = &mut self.doc;
+            guarded(None, || doc.apply_changes(changes))?
+                .map_err(|e| invalid(None, format!("Automerge refused the changes: {e}")))?;
+        }
+        Ok(self.doc)
     }
 
     /// Reads the schema objects of the document as it stands.
@@ -269,7 +397,7 @@ impl<'r> Acceptor<'r> {
                 return Err(corrupt(key));
             };
             let id = op_id_of(ex).ok_or_else(|| corrupt(key))?;
-            objects.insert(id, (kind, ex.clone()));
+            objects.insert(id, (kind, Some(ex.clone())));
         }
         let all = doc
             .get_all(ROOT, keys::NARRATIVE)
@@ -278,11 +406,11 @@ impl<'r> Acceptor<'r> {
             return Err(corrupt("narrative"));
         };
         let narrative = op_id_of(ex).ok_or_else(|| corrupt("narrative"))?;
-        objects.insert(narrative.clone(), (Kind::Narrative, ex.clone()));
+        objects.insert(narrative.clone(), (Kind::Narrative, Some(ex.clone())));
         let findings = objects
             .values()
             .find(|(k, _)| *k == Kind::Findings)
-            .map(|(_, ex)| ex.clone())
+            .and_then(|(_, ex)| ex.clone())
             .ok_or_else(|| corrupt("findings"))?;
         for key in doc.keys(&findings).collect::<Vec<_>>() {
             for (value, ex) in doc
@@ -290,7 +418,7 @@ impl<'r> Acceptor<'r> {
                 .map_err(|_| corrupt("findings"))?
             {
                 if let (automerge::Value::Object(ObjType::Map), Some(id)) = (value, op_id_of(&ex)) {
-                    objects.insert(id, (Kind::Finding, ex));
+                    objects.insert(id, (Kind::Finding, Some(ex)));
                 }
             }
         }
@@ -304,6 +432,86 @@ impl<'r> Acceptor<'r> {
         self.template = Some(template.ok_or_else(|| corrupt("template"))?);
         self.objects = objects;
         self.narrative = Some(narrative);
+        Ok(())
+    }
+
+    /// Records a checked change in the ledger (ledger mode).
+    fn record_in_ledger(&mut self, change: &Change, first: bool) -> Result<(), Refusal> {
+        let h = change.hash();
+        if !self.decoded.contains_key(&h) {
+            let d = guarded(Some(h), || change.decode())?;
+            self.decoded.insert(h, d);
+        }
+        if first {
+            self.index_creation(change)?;
+        }
+        let findings = self.container_id(Kind::Findings);
+        let staff = self.container_id(Kind::Staff);
+        let (Some(ledger), Some(d)) = (self.ledger.as_mut(), self.decoded.get(&h)) else {
+            return Ok(());
+        };
+        let clock = ledger.clock(change);
+        ledger.record(h, d, clock);
+        let start = d.start_op.get();
+        for (i, op) in d.operations.iter().enumerate() {
+            let ObjectId::Id(o) = &op.obj else { continue };
+            if matches!(op.action, OpType::Make(ObjType::Map)) && Some(o) == findings.as_ref() {
+                self.objects.insert(
+                    OpId(start + i as u64, d.actor_id.clone()),
+                    (Kind::Finding, None),
+                );
+                ledger.findings += 1;
+            }
+            if matches!(op.action, OpType::Put(_))
+                && op.pred.is_empty()
+                && Some(o) == staff.as_ref()
+            {
+                ledger.staff += 1;
+            }
+        }
+        Ok(())
+    }
+
+    /// The schema objects a visit's first change creates, read off its ops.
+    fn index_creation(&mut self, change: &Change) -> Result<(), Refusal> {
+        let h = Some(change.hash());
+        let Some(d) = self.decoded.get(&change.hash()) else {
+            return Err(invalid(h, "the first change could not be read"));
+        };
+        let start = d.start_op.get();
+        let mut objects = HashMap::new();
+        let mut narrative = None;
+        let mut template = None;
+        for (i, op) in d.operations.iter().enumerate() {
+            let id = OpId(start + i as u64, d.actor_id.clone());
+            let (ObjectId::Root, Key::Map(k)) = (&op.obj, &op.key) else {
+                continue;
+            };
+            match &op.action {
+                OpType::Make(ObjType::Map) => {
+                    if let Some((_, kind)) = CONTAINERS.iter().find(|(key, _)| *key == k.as_str()) {
+                        objects.insert(id, (kind.clone(), None));
+                    }
+                }
+                OpType::Make(ObjType::Text) if k.as_str() == keys::NARRATIVE => {
+                    objects.insert(id.clone(), (Kind::Narrative, None));
+                    narrative = Some(id);
+                }
+                OpType::Put(ScalarValue::Str(json)) if k.as_str() == keys::TEMPLATE => {
+                    template = serde_json::from_str::<Template>(json).ok();
+                }
+                _ => {}
+            }
+        }
+        if objects.len() != CONTAINERS.len() + 1 || narrative.is_none() || template.is_none() {
+            return Err(invalid(
+                h,
+                "a visit's first change must create the visit's fields",
+            ));
+        }
+        self.objects = objects;
+        self.narrative = narrative;
+        self.template = template;
         Ok(())
     }
 
@@ -384,13 +592,18 @@ impl<'r> Acceptor<'r> {
         let (seq, start, max_op) = (change.seq(), change.start_op().get(), change.max_op());
         let deps = change.deps().to_vec();
         let first = self.metas.is_empty();
-        let applied = guarded(Some(h), || self.doc.apply_changes([change]))?;
-        applied.map_err(|e| invalid(Some(h), format!("Automerge refused it: {e}")))?;
-        if !self.doc.get_missing_deps(&[]).is_empty() {
-            return Err(invalid(
-                Some(h),
-                "it was queued: its dependencies are missing",
-            ));
+        if self.ledger.is_some() {
+            self.record_in_ledger(&change, first)?;
+            self.pending.push(change);
+        } else {
+            let applied = guarded(Some(h), || self.doc.apply_changes([change]))?;
+            applied.map_err(|e| invalid(Some(h), format!("Automerge refused it: {e}")))?;
+            if !self.doc.get_missing_deps(&[]).is_empty() {
+                return Err(invalid(
+                    Some(h),
+                    "it was queued: its dependencies are missing",
+                ));
+            }
         }
         let log = self.actors.entry(actor.clone()).or_default();
         if log.author.is_none() {
@@ -407,6 +620,9 @@ impl<'r> Acceptor<'r> {
                 deps,
             },
         );
+        if self.ledger.is_some() {
+            return Ok(());
+        }
         if first {
             self.index_schema()?;
         } else if let Some(d) = self.decoded.get(&h) {
@@ -591,8 +807,12 @@ impl<'r> Acceptor<'r> {
             ));
         }
         if !e.new_findings.is_empty() {
-            let findings = self.container(Kind::Findings);
-            let n = findings.map_or(0, |f| self.doc.length(f));
+            let n = match &self.ledger {
+                Some(l) => l.findings,
+                None => self
+                    .container(Kind::Findings)
+                    .map_or(0, |f| self.doc.length(f)),
+            };
             if n + e.new_findings.len() > MAX_FINDINGS {
                 return Err(invalid(
                     Some(h),
@@ -607,7 +827,14 @@ impl<'r> Acceptor<'r> {
         self.objects
             .values()
             .find(|(k, _)| *k == kind)
-            .map(|(_, ex)| ex)
+            .and_then(|(_, ex)| ex.as_ref())
+    }
+
+    fn container_id(&self, kind: Kind) -> Option<OpId> {
+        self.objects
+            .iter()
+            .find(|(_, (k, _))| *k == kind)
+            .map(|(id, _)| id.clone())
     }
 
     /// The first change of a visit: exactly what [`crate::Visit::create`]
@@ -812,6 +1039,16 @@ impl<'r> Acceptor<'r> {
                     .get(i)
                     .is_some_and(|op| op.insert && op.obj == ObjectId::Id(narrative.clone()));
         }
+        if let Some(ledger) = &self.ledger {
+            return ledger.elements.get(elem).is_some_and(|at| {
+                past_is_all
+                    || self
+                        .actors
+                        .get(&at.0)
+                        .and_then(|l| l.changes.get((at.1 - 1) as usize))
+                        .is_some_and(|(_, _, c)| self.is_ancestor(c, deps))
+            });
+        }
         let Some((s, hash)) = self.change_of_op(elem) else {
             return false;
         };
@@ -845,12 +1082,17 @@ impl<'r> Acceptor<'r> {
         let h = change.hash();
         let hs = Some(h);
         let deps = change.deps().to_vec();
-        let past_is_all = {
-            let mut d = deps.clone();
-            let mut heads = self.doc.get_heads();
-            d.sort();
-            heads.sort();
-            d == heads
+        let clock = self.ledger.as_ref().map(|l| l.clock(change));
+        let past_is_all = match &self.ledger {
+            // The ledger reads every key at the change's own clock.
+            Some(_) => false,
+            None => {
+                let mut d = deps.clone();
+                let mut heads = self.doc.get_heads();
+                d.sort();
+                heads.sort();
+                d == heads
+            }
         };
         let start = decoded.start_op.get();
         let mut effects = Effects::default();
@@ -906,20 +1148,24 @@ impl<'r> Acceptor<'r> {
                 obj_id.clone().unwrap_or(OpId(0, decoded.actor_id.clone())),
                 key.clone(),
             );
-            let seen: Vec<(OpId, Option<String>)> =
-                match local.get(&local_key) {
-                    Some(ids) => ids.iter().map(|id| (id.clone(), None)).collect(),
-                    None => match &obj_id {
-                        Some(id) if made.contains_key(id) => Vec::new(),
-                        Some(id) => {
-                            let ex = self.objects.get(id).map(|(_, ex)| ex.clone()).ok_or_else(
-                                || invalid(hs, "writes to an object that is not part of the visit"),
-                            )?;
-                            self.visible(&ex, &key, &deps, h)?
-                        }
-                        None => self.visible(&ROOT, &key, &deps, h)?,
-                    },
-                };
+            let seen: Vec<(OpId, Option<String>)> = match local.get(&local_key) {
+                Some(ids) => ids.iter().map(|id| (id.clone(), None)).collect(),
+                None => match (&obj_id, &self.ledger, &clock) {
+                    (Some(id), _, _) if made.contains_key(id) => Vec::new(),
+                    (_, Some(ledger), Some(clock)) => ledger.visible(&obj_id, &key, clock),
+                    (Some(id), _, _) => {
+                        let ex = self
+                            .objects
+                            .get(id)
+                            .and_then(|(_, ex)| ex.clone())
+                            .ok_or_else(|| {
+                                invalid(hs, "writes to an object that is not part of the visit")
+                            })?;
+                        self.visible(&ex, &key, &deps, h)?
+                    }
+                    (None, _, _) => self.visible(&ROOT, &key, &deps, h)?,
+                },
+            };
             let mut pred: Vec<&OpId> = op.pred.iter().collect();
             pred.sort_by(|a, b| (a.0, a.1.to_bytes()).cmp(&(b.0, b.1.to_bytes())));
             let mut shown: Vec<&OpId> = seen.iter().map(|(id, _)| id).collect();
@@ -1037,9 +1283,14 @@ impl<'r> Acceptor<'r> {
     }
 
     fn require_staff(&self, h: Option<ChangeHash>, staff: &StaffId) -> Result<(), Refusal> {
-        let known = self
-            .container(Kind::Staff)
-            .is_some_and(|obj| matches!(self.doc.get(obj, staff.as_str()), Ok(Some(_))));
+        let known = match &self.ledger {
+            Some(l) => self
+                .container_id(Kind::Staff)
+                .is_some_and(|obj| l.slots.contains_key(&(Some(obj), staff.to_string()))),
+            None => self
+                .container(Kind::Staff)
+                .is_some_and(|obj| matches!(self.doc.get(obj, staff.as_str()), Ok(Some(_)))),
+        };
         if known {
             Ok(())
         } else {
@@ -1082,9 +1333,12 @@ impl<'r> Acceptor<'r> {
                     ));
                 }
                 check_staff(h, key, json, author, true)?;
-                let n = self
-                    .container(Kind::Staff)
-                    .map_or(0, |o| self.doc.length(o));
+                let n = match &self.ledger {
+                    Some(l) => l.staff,
+                    None => self
+                        .container(Kind::Staff)
+                        .map_or(0, |o| self.doc.length(o)),
+                };
                 if n >= crate::visit::MAX_STAFF {
                     return Err(invalid(h, "would bring the visit past its staff limit"));
                 }
@@ -1199,11 +1453,16 @@ impl<'r> Acceptor<'r> {
                     return Err(invalid(h, "files an approval under another id"));
                 }
                 check_stamp(h, &a.stamp, author)?;
-                let mut named = a.head_hashes().map_err(|e| invalid(h, e.to_string()))?;
-                named.sort();
-                let mut own = deps.to_vec();
-                own.sort();
-                if named != own {
+                // The heads named are the change's dependencies, less any
+                // that Automerge adds although another covers it (its
+                // actor's previous change).
+                let named = a.head_hashes().map_err(|e| invalid(h, e.to_string()))?;
+                let covered = named.iter().all(|n| deps.contains(n))
+                    && deps
+                        .iter()
+                        .filter(|d| !named.contains(d))
+                        .all(|d| self.is_ancestor(d, &named));
+                if named.is_empty() || !covered {
                     return Err(invalid(h, "approves heads other than those it was made on"));
                 }
                 effects.adds_approval = true;
@@ -1275,8 +1534,16 @@ impl<'r> Acceptor<'r> {
 
     /// Checks limits that depend on the document after a change.
     pub(crate) fn check_after(&self, h: ChangeHash) -> Result<(), Refusal> {
-        if let Some(n) = self.narrative.as_ref().and_then(|id| self.objects.get(id)) {
-            let len = self.doc.length(&n.1);
+        let len = match &self.ledger {
+            Some(l) => Some(l.elements.len().saturating_sub(l.deleted.len())),
+            None => self
+                .narrative
+                .as_ref()
+                .and_then(|id| self.objects.get(id))
+                .and_then(|(_, ex)| ex.as_ref())
+                .map(|ex| self.doc.length(ex)),
+        };
+        if let Some(len) = len {
             if len > text::MAX_NARRATIVE {
                 return Err(invalid(
                     Some(h),
@@ -1504,9 +1771,14 @@ pub(crate) fn accept_into(
     roles: &dyn Roles,
     max_ops: usize,
 ) -> Result<(Automerge, Vec<Accepted>), Refusal> {
-    let mut acceptor = Acceptor::new(doc, roles)?;
+    // A visit received whole is checked from the ledger and applied at once.
+    let mut acceptor = if doc.get_heads().is_empty() {
+        Acceptor::from_scratch(roles)?
+    } else {
+        Acceptor::new(doc, roles)?
+    };
     let accepted = acceptor.accept_all(changes, max_ops)?;
-    Ok((acceptor.into_doc(), accepted))
+    Ok((acceptor.into_doc()?, accepted))
 }
 
 /// Every change of `doc`'s history that the acceptance rule refuses.
@@ -1515,7 +1787,7 @@ pub(crate) fn audit_history(doc: &Automerge, roles: &dyn Roles) -> Vec<Refusal> 
         Ok(c) => c,
         Err(_) => return vec![invalid(None, "the stored history cannot be read")],
     };
-    match Acceptor::new(Automerge::new(), roles) {
+    match Acceptor::from_scratch(roles) {
         Ok(a) => a.audit(changes),
         Err(e) => vec![e],
     }

@@ -730,3 +730,39 @@ fn a_supervisor_settles_with_any_candidate_and_a_status_conflict() {
         assert_eq!(v.state().expect("s").status(), VisitStatus::Returned);
     }
 }
+
+#[test]
+fn an_approval_after_a_return_and_a_photo_is_accepted() {
+    let base = create(3);
+    let mut server = server_copy(&base);
+    let mut a = insp_replica(&base, "insp-a", "phone-a");
+    let mut sup = Visit::load(&base.save(), &session("sup-1", "desk", 9)).expect("sup");
+    a.submit("xong").expect("submit");
+    server
+        .accept_remote(&after(&a, &base), &roles, NO_LIMIT)
+        .expect("submit");
+    sup.merge(&server).expect("merge");
+    let h0 = server.heads();
+    sup.return_visit("bổ sung ảnh").expect("return");
+    server
+        .accept_remote(&sup.save_after(&h0), &roles, NO_LIMIT)
+        .expect("return");
+    a.merge(&server).expect("merge");
+    let h1 = server.heads();
+    let check_id = template().checks[0].id.clone();
+    a.attach_evidence(
+        &check_id,
+        &EvidenceHash::parse(&"cd".repeat(32)).expect("h"),
+    )
+    .expect("attach");
+    a.submit("đã bổ sung").expect("submit");
+    server
+        .accept_remote(&a.save_after(&h1), &roles, NO_LIMIT)
+        .expect("resubmit");
+    sup.merge(&server).expect("merge");
+    let h2 = server.heads();
+    sup.approve("đồng ý").expect("approve");
+    server
+        .accept_remote(&sup.save_after(&h2), &roles, NO_LIMIT)
+        .expect("approval");
+}
