@@ -34,6 +34,8 @@ pub enum DecodeError {
     ImpliedWithoutChanges(String),
     #[error("visit {0} carries a listing but is not a whole document sent ok")]
     UnexpectedListing(String),
+    #[error("the message of {len} bytes would take more than {limit} bytes of memory decoded")]
+    TooCostly { len: u64, limit: u64 },
     #[error("visit {0} appears twice in one message")]
     DuplicateVisit(String),
 }

@@ -10,4 +10,4 @@ pub use message::{
     PROTOCOL_VERSION, SeqRange, Signature, SyncRequest, SyncResponse, VisitOffer, VisitResult,
     VisitStatus,
 };
-pub use wire::{MAX_HEADS, MAX_ID, MAX_MESSAGE};
+pub use wire::{DECODE_PER_BYTE, DECODE_SLACK, MAX_HEADS, MAX_ID, MAX_MESSAGE, decode_budget};

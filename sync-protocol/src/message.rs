@@ -198,6 +198,22 @@ pub struct SyncResponse {
     pub visits: Vec<VisitResult>,
 }
 
+/// What each decoded element is charged against the decode budget (its
+/// in-memory size, rounded up; a visit's also covers its entry in the set of
+/// ids seen), and the fewest wire bytes it can take.
+pub(crate) const OFFER_WEIGHT: usize = 168;
+pub(crate) const RESULT_WEIGHT: usize = 384;
+pub(crate) const SIGNATURE_WEIGHT: usize = 72;
+pub(crate) const RANGE_WEIGHT: usize = 40;
+pub(crate) const REASON_WEIGHT: usize = 32;
+// The slack holds the largest visit list whatever the input length.
+const _: () = assert!(crate::wire::DECODE_SLACK >= MAX_VISITS * RESULT_WEIGHT);
+const OFFER_MIN_WIRE: usize = 5;
+const RESULT_MIN_WIRE: usize = 7;
+const SIGNATURE_MIN_WIRE: usize = 3;
+const RANGE_MIN_WIRE: usize = 3;
+const REASON_MIN_WIRE: usize = 2;
+
 const FLAG_CONFIRMED: u8 = 0b01;
 const FLAG_CONFIRMED_IS_HEADS: u8 = 0b10;
 const FLAG_IMPLIED: u8 = 0b100;
@@ -245,14 +261,11 @@ impl SyncRequest {
             nonce: r.u64_le("cursor nonce")?,
         };
         let max_response = r.varint("max_response")?;
-        let n = r.len("visit count", MAX_VISITS)?;
-        let mut seen = HashSet::new();
-        let mut visits = Vec::with_capacity(n.min(1024));
+        let (n, capacity) = r.count("visit count", MAX_VISITS, OFFER_MIN_WIRE, OFFER_WEIGHT)?;
+        let mut seen = HashSet::with_capacity(capacity);
+        let mut visits = Vec::with_capacity(capacity);
         for _ in 0..n {
-            let visit_id = r.str("visit id", MAX_ID)?;
-            if !seen.insert(visit_id.clone()) {
-                return Err(DecodeError::DuplicateVisit(visit_id));
-            }
+            let visit_id = read_visit_id(&mut r, &mut seen)?;
             let flags = r.u8("flags")?;
             let implied = flags & FLAG_IMPLIED != 0;
             if flags & !(FLAG_CONFIRMED | FLAG_CONFIRMED_IS_HEADS | FLAG_IMPLIED) != 0
@@ -271,13 +284,14 @@ impl SyncRequest {
                 let confirmed = if flags & FLAG_CONFIRMED == 0 {
                     None
                 } else if flags & FLAG_CONFIRMED_IS_HEADS != 0 {
+                    r.charge(32 * heads.len())?;
                     Some(heads.clone())
                 } else {
                     Some(r.hashes("confirmed heads")?)
                 };
                 (heads, confirmed)
             };
-            let changes = r.bytes("changes", max_changes)?.to_vec();
+            let changes = r.byte_vec("changes", max_changes)?;
             if implied && changes.is_empty() {
                 return Err(DecodeError::ImpliedWithoutChanges(visit_id));
             }
@@ -360,17 +374,14 @@ impl SyncResponse {
                 });
             }
         };
-        let n = r.len("visit count", MAX_VISITS)?;
-        let mut seen = HashSet::new();
-        let mut visits = Vec::with_capacity(n.min(1024));
+        let (n, capacity) = r.count("visit count", MAX_VISITS, RESULT_MIN_WIRE, RESULT_WEIGHT)?;
+        let mut seen = HashSet::with_capacity(capacity);
+        let mut visits = Vec::with_capacity(capacity);
         for _ in 0..n {
-            let visit_id = r.str("visit id", MAX_ID)?;
-            if !seen.insert(visit_id.clone()) {
-                return Err(DecodeError::DuplicateVisit(visit_id));
-            }
+            let visit_id = read_visit_id(&mut r, &mut seen)?;
             let status = VisitStatus::from_u8(r.u8("status")?)?;
             let heads = r.hashes("heads")?;
-            let changes = r.bytes("changes", max_changes)?.to_vec();
+            let changes = r.byte_vec("changes", max_changes)?;
             let signatures = read_signatures(&mut r, false)?;
             let message = r.str("message", MAX_MESSAGE)?;
             let listing = read_listing(&mut r)?;
@@ -396,6 +407,20 @@ impl SyncResponse {
     }
 }
 
+/// A visit id, refused if `seen` holds it already (the set borrows the
+/// input, so it costs no copies of the ids).
+fn read_visit_id<'a>(
+    r: &mut Reader<'a>,
+    seen: &mut HashSet<&'a str>,
+) -> Result<String, DecodeError> {
+    let id = r.str_ref("visit id", MAX_ID)?;
+    if !seen.insert(id) {
+        return Err(DecodeError::DuplicateVisit(id.to_owned()));
+    }
+    r.charge(id.len())?;
+    Ok(id.to_owned())
+}
+
 fn write_signatures(w: &mut Writer, sigs: &[Signature]) {
     w.varint(sigs.len() as u64);
     for s in sigs {
@@ -416,17 +441,23 @@ fn read_signatures(
     r: &mut Reader<'_>,
     implied_signer: bool,
 ) -> Result<Vec<Signature>, DecodeError> {
-    let n = r.len("signature count", MAX_SIGNATURES)?;
-    let mut out = Vec::with_capacity(n.min(64));
+    let (n, capacity) = r.count(
+        "signature count",
+        MAX_SIGNATURES,
+        SIGNATURE_MIN_WIRE,
+        SIGNATURE_WEIGHT,
+    )?;
+    let mut out = Vec::with_capacity(capacity);
     for _ in 0..n {
         let signer = r.str("signer", MAX_ID)?;
         if signer.is_empty() && !implied_signer {
             return Err(DecodeError::ImpliedSigner);
         }
-        let n_ranges = r.len("range count", MAX_SIGNED)?;
-        let mut ranges = Vec::with_capacity(n_ranges.min(64));
+        let (n_ranges, capacity) =
+            r.count("range count", MAX_SIGNED, RANGE_MIN_WIRE, RANGE_WEIGHT)?;
+        let mut ranges = Vec::with_capacity(capacity);
         for _ in 0..n_ranges {
-            let actor = r.bytes("actor", 32)?.to_vec();
+            let actor = r.byte_vec("actor", 32)?;
             let first = r.varint("first seq")?;
             let last = r.varint("last seq")?;
             if first == 0 || last < first {
@@ -434,7 +465,7 @@ fn read_signatures(
             }
             ranges.push(SeqRange { actor, first, last });
         }
-        let signature = r.bytes("signature", 64)?.to_vec();
+        let signature = r.byte_vec("signature", 64)?;
         if signature.len() != 64 {
             return Err(DecodeError::BadSignatureLength(signature.len()));
         }
@@ -514,8 +545,8 @@ fn read_listing(r: &mut Reader<'_>) -> Result<Option<Listing>, DecodeError> {
     let late = read_count(r, "late")?;
     let absent = read_count(r, "absent")?;
     let unrecorded = read_count(r, "unrecorded")?;
-    let n = r.len("reason count", MAX_REASONS)?;
-    let mut absent_by_reason = Vec::with_capacity(n);
+    let (n, capacity) = r.count("reason count", MAX_REASONS, REASON_MIN_WIRE, REASON_WEIGHT)?;
+    let mut absent_by_reason = Vec::with_capacity(capacity);
     for _ in 0..n {
         let reason = r.str("absence reason", MAX_ID)?;
         absent_by_reason.push((reason, read_count(r, "absent for a reason")?));
@@ -546,4 +577,22 @@ fn check_version(found: u8) -> Result<(), DecodeError> {
         });
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::mem::size_of;
+
+    /// The decode budget never under-counts: each weight covers the
+    /// element's in-memory size (a visit's also its entry in the id set,
+    /// at most 40 bytes at hashbrown's load factor).
+    #[test]
+    fn weights_cover_the_in_memory_sizes() {
+        assert!(OFFER_WEIGHT >= size_of::<VisitOffer>() + 40);
+        assert!(RESULT_WEIGHT >= size_of::<VisitResult>() + 40);
+        assert!(SIGNATURE_WEIGHT >= size_of::<Signature>());
+        assert!(RANGE_WEIGHT >= size_of::<SeqRange>());
+        assert!(REASON_WEIGHT >= size_of::<(String, u32)>());
+    }
 }

@@ -1,6 +1,12 @@
 //! The binary encoding: LEB128 varints, length-prefixed byte strings, raw
 //! 32-byte hashes. Decoding is strict: every length is bounded, every byte
 //! is consumed, nothing is guessed.
+//!
+//! Decoding is also bounded in memory by the input's length: a count read
+//! from the wire is refused as truncated unless the bytes left could hold
+//! that many elements, so no allocation is larger than the rest of the
+//! input could encode, and everything the decoder allocates is charged to a
+//! budget of [`DECODE_PER_BYTE`] bytes per input byte plus [`DECODE_SLACK`].
 
 use crate::error::DecodeError;
 
@@ -58,14 +64,64 @@ impl Writer {
     }
 }
 
+/// Bytes of memory a decoded message may take per byte of input, beyond
+/// [`DECODE_SLACK`].
+pub const DECODE_PER_BYTE: usize = 3;
+/// Memory a decoded message may take whatever its length: room for the
+/// largest visit list ([`crate::MAX_VISITS`] results with their listings).
+pub const DECODE_SLACK: usize = 4 << 20;
+
+/// The memory budget of decoding `len` input bytes.
+pub fn decode_budget(len: usize) -> usize {
+    len.saturating_mul(DECODE_PER_BYTE)
+        .saturating_add(DECODE_SLACK)
+}
+
 pub(crate) struct Reader<'a> {
     buf: &'a [u8],
     pos: usize,
+    /// What the decoded message may still allocate, bytes.
+    budget: usize,
+    limit: usize,
 }
 
 impl<'a> Reader<'a> {
     pub(crate) fn new(buf: &'a [u8]) -> Self {
-        Self { buf, pos: 0 }
+        let limit = decode_budget(buf.len());
+        Self {
+            buf,
+            pos: 0,
+            budget: limit,
+            limit,
+        }
+    }
+    /// Charges `bytes` of decoded memory to the budget.
+    pub(crate) fn charge(&mut self, bytes: usize) -> Result<(), DecodeError> {
+        self.budget = self
+            .budget
+            .checked_sub(bytes)
+            .ok_or(DecodeError::TooCostly {
+                len: self.buf.len() as u64,
+                limit: self.limit as u64,
+            })?;
+        Ok(())
+    }
+    /// A count of elements that each take at least `min_wire` bytes on the
+    /// wire and `weight` bytes decoded (at most `max`), and the capacity to
+    /// allocate for them: no more than the rest of the input could hold
+    /// (past that, decoding fails as truncated before the list would grow),
+    /// charged to the budget.
+    pub(crate) fn count(
+        &mut self,
+        what: &'static str,
+        max: usize,
+        min_wire: usize,
+        weight: usize,
+    ) -> Result<(usize, usize), DecodeError> {
+        let n = self.len(what, max)?;
+        let capacity = n.min(self.remaining() / min_wire.max(1));
+        self.charge(capacity.saturating_mul(weight))?;
+        Ok((n, capacity))
     }
     fn take(&mut self, n: usize, what: &'static str) -> Result<&'a [u8], DecodeError> {
         let end = self
@@ -126,11 +182,30 @@ impl<'a> Reader<'a> {
         let n = self.len(what, max)?;
         self.take(n, what)
     }
-    pub(crate) fn str(&mut self, what: &'static str, max: usize) -> Result<String, DecodeError> {
+    /// A byte string copied out of the input (and charged).
+    pub(crate) fn byte_vec(
+        &mut self,
+        what: &'static str,
+        max: usize,
+    ) -> Result<Vec<u8>, DecodeError> {
         let b = self.bytes(what, max)?;
-        std::str::from_utf8(b)
-            .map(str::to_owned)
-            .map_err(|_| DecodeError::BadUtf8(what))
+        self.charge(b.len())?;
+        Ok(b.to_vec())
+    }
+    /// A string borrowed from the input (nothing allocated).
+    pub(crate) fn str_ref(
+        &mut self,
+        what: &'static str,
+        max: usize,
+    ) -> Result<&'a str, DecodeError> {
+        let b = self.bytes(what, max)?;
+        std::str::from_utf8(b).map_err(|_| DecodeError::BadUtf8(what))
+    }
+    /// A string copied out of the input (and charged).
+    pub(crate) fn str(&mut self, what: &'static str, max: usize) -> Result<String, DecodeError> {
+        let s = self.str_ref(what, max)?;
+        self.charge(s.len())?;
+        Ok(s.to_owned())
     }
     pub(crate) fn hashes(&mut self, what: &'static str) -> Result<Vec<[u8; 32]>, DecodeError> {
         self.many_hashes(what, MAX_HEADS)
@@ -140,8 +215,8 @@ impl<'a> Reader<'a> {
         what: &'static str,
         max: usize,
     ) -> Result<Vec<[u8; 32]>, DecodeError> {
-        let n = self.len(what, max)?;
-        let mut out = Vec::with_capacity(n);
+        let (n, capacity) = self.count(what, max, 32, 32)?;
+        let mut out = Vec::with_capacity(capacity);
         for _ in 0..n {
             let mut h = [0u8; 32];
             h.copy_from_slice(self.take(32, what)?);

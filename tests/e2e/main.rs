@@ -3,6 +3,7 @@
 
 mod audit;
 mod bad_input;
+mod bounds;
 mod concurrency;
 mod continuation;
 mod enrollment;

@@ -438,9 +438,8 @@ impl<'r> Acceptor<'r> {
     /// Records a checked change in the ledger (ledger mode).
     fn record_in_ledger(&mut self, change: &Change, first: bool) -> Result<(), Refusal> {
         let h = change.hash();
-        if !self.decoded.contains_key(&h) {
-            let d = guarded(Some(h), || change.decode())?;
-            self.decoded.insert(h, d);
+        if let std::collections::hash_map::Entry::Vacant(e) = self.decoded.entry(h) {
+            e.insert(guarded(Some(h), || change.decode())?);
         }
         if first {
             self.index_creation(change)?;
@@ -1543,8 +1542,10 @@ impl<'r> Acceptor<'r> {
                 .and_then(|(_, ex)| ex.as_ref())
                 .map(|ex| self.doc.length(ex)),
         };
-        if let Some(len) = len {
-            if len > text::MAX_NARRATIVE {
+        if let Some(len) = len
+            && len > text::MAX_NARRATIVE
+        {
+            {
                 return Err(invalid(
                     Some(h),
                     format!(

@@ -8,7 +8,7 @@ use kiemtra_store::{EvidenceRefusal, EvidenceStatus, Store};
 use std::sync::atomic::Ordering::Relaxed;
 
 use crate::problem::Problem;
-use crate::routes::{authenticate, read_body, require_media, summary_in_scope};
+use crate::routes::{authenticate, declared_length, read_body, require_media, summary_in_scope};
 use crate::startup::AppState;
 use crate::trust::WRITERS;
 
@@ -93,10 +93,19 @@ pub async fn put(
     if length > state.limits.max_evidence {
         return Err(Problem::FileTooLarge(state.limits.max_evidence));
     }
-    let limit = state.limits.body_timeout;
-    let piece = tokio::time::timeout(limit, read_body(payload, state.limits.max_body))
+    declared_length(&req, state.limits.max_body)?;
+    // Who may write here is known from the headers: refused before a byte
+    // of the piece is read, as it would be after.
+    let st = state.clone();
+    let (d, v) = (device.clone(), visit.clone());
+    web::block(move || may_upload(&st.store(), &d, &v))
         .await
-        .map_err(|_| Problem::Timeout(limit.as_secs()))??;
+        .map_err(|e| Problem::Internal(e.to_string()))??;
+    // The reservation is held until the piece is stored.
+    let crate::routes::Body {
+        bytes: piece,
+        reserved: _reserved,
+    } = read_body(&state, &req, payload, state.limits.max_body).await?;
     state
         .metrics
         .evidence_bytes_received
@@ -104,13 +113,7 @@ pub async fn put(
     let st = state.clone();
     let outcome = web::block(move || {
         let mut store = st.store();
-        summary_in_scope(&store, &device, &visit)?;
-        if !WRITERS.contains(&device.role.as_str()) {
-            return Err(Problem::Forbidden(format!(
-                "{}s cannot upload evidence; inspectors and supervisors can",
-                device.role
-            )));
-        }
+        may_upload(&store, &device, &visit)?;
         // Only a file the visit refers to is taken: the server is not a
         // place to keep anything else. Checked when the upload starts.
         if store
@@ -157,6 +160,23 @@ pub async fn put(
             EvidenceRefusal::PastEnd { .. } => Problem::BadRequest(refusal.to_string()),
         }),
     }
+}
+
+/// Whether `device` may upload evidence of `visit`: one it may read (unknown
+/// and out-of-scope visits alike are not found), by a role that writes.
+fn may_upload(
+    store: &Store,
+    device: &kiemtra_store::DeviceRecord,
+    visit: &VisitId,
+) -> Result<(), Problem> {
+    summary_in_scope(store, device, visit)?;
+    if !WRITERS.contains(&device.role.as_str()) {
+        return Err(Problem::Forbidden(format!(
+            "{}s cannot upload evidence; inspectors and supervisors can",
+            device.role
+        )));
+    }
+    Ok(())
 }
 
 /// `GET /v1/visits/{id}/evidence/{hash}`: the file, once held whole.

@@ -19,7 +19,8 @@ pub struct ServeOptions {
     /// Largest request body in bytes.
     #[arg(long, env = "KIEMTRA_MAX_BODY", default_value_t = 64 << 20)]
     pub max_body: usize,
-    /// Seconds allowed to receive a sync request's body.
+    /// Seconds allowed to receive a request's body (sync and evidence); a
+    /// body waiting for room under --max-buffered waits at most as long.
     #[arg(long, env = "KIEMTRA_BODY_TIMEOUT_SECS", default_value_t = 120)]
     pub body_timeout_secs: u64,
     /// Sync requests decoded and answered at once (the others wait with
@@ -29,6 +30,11 @@ pub struct ServeOptions {
     /// Largest evidence file (a photo) taken, in bytes.
     #[arg(long, env = "KIEMTRA_MAX_EVIDENCE", default_value_t = 32 << 20)]
     pub max_evidence: u64,
+    /// Request body bytes buffered at once across all sync and evidence
+    /// requests (at least --max-body); past it a body waits for room, at
+    /// most the body timeout, then is refused with 503 and Retry-After.
+    #[arg(long, env = "KIEMTRA_MAX_BUFFERED", default_value_t = 256 << 20)]
+    pub max_buffered: usize,
     /// Log as JSON lines instead of text.
     #[arg(long, env = "KIEMTRA_LOG_JSON")]
     pub log_json: bool,
@@ -45,6 +51,7 @@ impl ServeOptions {
             body_timeout: Duration::from_secs(self.body_timeout_secs),
             max_syncs: self.max_syncs,
             max_evidence: self.max_evidence,
+            max_buffered: self.max_buffered,
             ..Settings::default()
         }
     }

@@ -40,6 +40,10 @@ pub enum Problem {
     Unprocessable(&'static str, String),
     #[error("expected Content-Type {0}")]
     UnsupportedMediaType(&'static str),
+    /// Every byte the server buffers at once is taken: try again after
+    /// the given seconds (sent as `Retry-After`).
+    #[error("the server is receiving as much as it holds at once; try again in {0} seconds")]
+    Busy(u64),
     #[error("internal error: {0}")]
     Internal(String),
 }
@@ -69,6 +73,7 @@ impl Problem {
             Problem::Timeout(_) => "request-timeout",
             Problem::Conflict(kind, _) | Problem::Unprocessable(kind, _) => kind,
             Problem::UnsupportedMediaType(_) => "unsupported-media-type",
+            Problem::Busy(_) => "busy",
             Problem::Internal(_) => "internal",
         }
     }
@@ -88,6 +93,7 @@ impl Problem {
             Problem::Conflict(..) => "Conflict with what the server holds",
             Problem::Unprocessable(..) => "Not acceptable as sent",
             Problem::UnsupportedMediaType(_) => "Unsupported media type",
+            Problem::Busy(_) => "Server busy",
             Problem::Internal(_) => "Internal error",
         }
     }
@@ -110,6 +116,7 @@ impl ResponseError for Problem {
             Problem::Conflict(..) => StatusCode::CONFLICT,
             Problem::Unprocessable(..) => StatusCode::UNPROCESSABLE_ENTITY,
             Problem::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            Problem::Busy(_) => StatusCode::SERVICE_UNAVAILABLE,
             Problem::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -129,6 +136,9 @@ impl ResponseError for Problem {
             Problem::Unauthenticated | Problem::BadCredentials | Problem::Revoked
         ) {
             resp.insert_header(("WWW-Authenticate", "Bearer"));
+        }
+        if let Problem::Busy(secs) = self {
+            resp.insert_header(("Retry-After", secs.to_string()));
         }
         resp.json(body)
     }

@@ -105,10 +105,10 @@ async fn enroll_inner(
         return Err(Problem::UnsupportedMediaType("application/json"));
     }
     let limit = state.limits.body_timeout.min(ENROLL_BODY_TIMEOUT);
-    let body = tokio::time::timeout(limit, read_body(payload, ENROLL_BODY))
+    let body = tokio::time::timeout(limit, read_body(state, req, payload, ENROLL_BODY))
         .await
         .map_err(|_| Problem::Timeout(limit.as_secs()))??;
-    let body: EnrollRequest = serde_json::from_slice(&body)
+    let body: EnrollRequest = serde_json::from_slice(&body.bytes)
         .map_err(|e| Problem::BadRequest(format!("the enrollment request: {e}")))?;
     let st = state.clone();
     let (record, token, retry) = web::block(move || {
@@ -167,16 +167,67 @@ pub(crate) fn require_media(req: &HttpRequest, media: &'static str) -> Result<()
     }
 }
 
-pub(crate) async fn read_body(mut payload: web::Payload, limit: usize) -> Result<Vec<u8>, Problem> {
-    let mut body = Vec::new();
-    while let Some(chunk) = payload.next().await {
-        let chunk = chunk.map_err(|e| Problem::BadRequest(format!("reading the body: {e}")))?;
-        if body.len() + chunk.len() > limit {
-            return Err(Problem::TooLarge(limit));
-        }
-        body.extend_from_slice(&chunk);
+/// The body's declared `Content-Length`, refused before anything is read
+/// when it is over `limit` (`None` for a body sent without one).
+pub(crate) fn declared_length(req: &HttpRequest, limit: usize) -> Result<Option<usize>, Problem> {
+    let Some(value) = req.headers().get(actix_web::http::header::CONTENT_LENGTH) else {
+        return Ok(None);
+    };
+    let n = value
+        .to_str()
+        .ok()
+        .and_then(|v| v.trim().parse::<u64>().ok())
+        .ok_or_else(|| Problem::BadRequest("Content-Length must be a number of bytes".into()))?;
+    match usize::try_from(n) {
+        Ok(n) if n <= limit => Ok(Some(n)),
+        _ => Err(Problem::TooLarge(limit)),
     }
-    Ok(body)
+}
+
+/// A request body held in memory with its reservation under the server's
+/// bound on bytes buffered at once; the bytes are released when this (and
+/// whatever keeps the reservation) is dropped.
+pub(crate) struct Body {
+    pub bytes: Vec<u8>,
+    pub reserved: crate::startup::Reserved,
+}
+
+/// Reads a body of at most `limit` bytes: refuses a declared length over
+/// the limit before reading, reserves the declared length (the limit when
+/// none is declared) under the server-wide bound — waiting for room, in
+/// arrival order, for at most the body timeout, then refusing as busy —
+/// and then gives the body the body timeout to arrive. A body that grows
+/// past what it reserved is refused.
+pub(crate) async fn read_body(
+    state: &web::Data<AppState>,
+    req: &HttpRequest,
+    mut payload: web::Payload,
+    limit: usize,
+) -> Result<Body, Problem> {
+    let declared = declared_length(req, limit)?;
+    let timeout = state.limits.body_timeout;
+    let room = declared.unwrap_or(limit);
+    let reserved = state
+        .buffered
+        .reserve(room, tokio::time::Instant::now() + timeout)
+        .await?;
+    let read = async {
+        // The whole declared length at once: no copies while growing, and
+        // pages the sender never fills are never touched.
+        let mut body = Vec::with_capacity(declared.unwrap_or(0));
+        while let Some(chunk) = payload.next().await {
+            let chunk = chunk.map_err(|e| Problem::BadRequest(format!("reading the body: {e}")))?;
+            if body.len() + chunk.len() > room {
+                return Err(Problem::TooLarge(room));
+            }
+            body.extend_from_slice(&chunk);
+        }
+        Ok(body)
+    };
+    let bytes = tokio::time::timeout(timeout, read)
+        .await
+        .map_err(|_| Problem::Timeout(timeout.as_secs()))??;
+    Ok(Body { bytes, reserved })
 }
 
 pub async fn sync(
@@ -200,10 +251,10 @@ async fn sync_inner(
 ) -> Result<HttpResponse, Problem> {
     let device = authenticate(state, req).await?;
     require_media(req, MEDIA_TYPE)?;
-    let limit = state.limits.body_timeout;
-    let body = tokio::time::timeout(limit, read_body(payload, state.limits.max_body))
-        .await
-        .map_err(|_| Problem::Timeout(limit.as_secs()))??;
+    let Body {
+        bytes: body,
+        reserved: _reserved,
+    } = read_body(state, req, payload, state.limits.max_body).await?;
     state
         .metrics
         .bytes_received
@@ -221,6 +272,9 @@ async fn sync_inner(
         DecodeError::UnsupportedVersion { .. } => Problem::UnsupportedVersion(e.to_string()),
         other => Problem::BadMessage(other.to_string()),
     })?;
+    // The decoded request holds what it needs; the reservation now covers
+    // it (at most a small multiple of the body, SPEC §3) until the end.
+    drop(body);
     // A signature with no signer is the requesting device's own.
     for s in request
         .visits

@@ -39,6 +39,12 @@ pub struct Settings {
     pub max_syncs: usize,
     /// Largest evidence file (a photo) the server takes, bytes.
     pub max_evidence: u64,
+    /// Request bytes (sync and evidence bodies) buffered at once across all
+    /// requests; at least `max_body`. A body reserves its `Content-Length`
+    /// (`max_body` when it has none) before it is read; while the bound is
+    /// reached it waits for room, at most `body_timeout`, then is refused
+    /// (503, `Retry-After`).
+    pub max_buffered: usize,
 }
 
 impl Default for Settings {
@@ -54,6 +60,7 @@ impl Default for Settings {
             tls: None,
             max_syncs: 4,
             max_evidence: 32 << 20,
+            max_buffered: 256 << 20,
         }
     }
 }
@@ -76,6 +83,53 @@ pub struct AppState {
     pub sync_slots: tokio::sync::Semaphore,
     /// Failed enrollment attempts by client address.
     pub enroll_limiter: crate::auth::EnrollLimiter,
+    /// The bound on request bytes buffered at once (`Settings::max_buffered`).
+    pub buffered: BodyBudget,
+}
+
+/// The server-wide bound on request bytes buffered at once, counted in KiB.
+/// A request reserves its body's bytes before reading it and holds them
+/// (through its decoded form) until it ends; the reservation is released
+/// when its permit is dropped, however the request ends.
+pub struct BodyBudget {
+    kib: Arc<tokio::sync::Semaphore>,
+    total_kib: u32,
+}
+
+/// Bytes reserved from the [`BodyBudget`]; released when dropped.
+#[derive(Debug)]
+pub struct Reserved {
+    _permit: tokio::sync::OwnedSemaphorePermit,
+}
+
+/// Seconds a refused request is told to wait (`Retry-After`).
+pub const BUSY_RETRY_SECS: u64 = 10;
+
+impl BodyBudget {
+    pub fn new(bytes: usize) -> Self {
+        let total_kib = u32::try_from(bytes.div_ceil(1024).max(1)).unwrap_or(u32::MAX);
+        Self {
+            kib: Arc::new(tokio::sync::Semaphore::new(total_kib as usize)),
+            total_kib,
+        }
+    }
+
+    /// Reserves `bytes`, waiting in arrival order until `deadline`; past it
+    /// the request is refused as busy (503 with `Retry-After`).
+    pub async fn reserve(
+        &self,
+        bytes: usize,
+        deadline: tokio::time::Instant,
+    ) -> Result<Reserved, Problem> {
+        let kib = u32::try_from(bytes.div_ceil(1024).max(1))
+            .unwrap_or(u32::MAX)
+            .min(self.total_kib);
+        match tokio::time::timeout_at(deadline, self.kib.clone().acquire_many_owned(kib)).await {
+            Ok(Ok(permit)) => Ok(Reserved { _permit: permit }),
+            Ok(Err(e)) => Err(Problem::Internal(e.to_string())),
+            Err(_) => Err(Problem::Busy(BUSY_RETRY_SECS)),
+        }
+    }
 }
 
 impl AppState {
@@ -149,6 +203,8 @@ impl Application {
             },
             sync_slots: tokio::sync::Semaphore::new(settings.max_syncs.max(1)),
             enroll_limiter: crate::auth::EnrollLimiter::default(),
+            // A body the limit allows always fits the bound.
+            buffered: BodyBudget::new(settings.max_buffered.max(settings.max_body)),
         });
         let listener = TcpListener::bind(&settings.listen)
             .map_err(|e| StartError::Listen(settings.listen.clone(), e))?;
