@@ -246,6 +246,15 @@ impl Ledger {
         clock
     }
 
+    /// Whether the change at `at` is in the past of a change with `deps`.
+    fn in_past(&self, at: &At, deps: &[ChangeHash]) -> bool {
+        deps.iter().any(|d| {
+            self.clocks
+                .get(d)
+                .is_some_and(|c| c.get(&at.0).is_some_and(|s| *s >= at.1))
+        })
+    }
+
     fn visible(
         &self,
         obj: &Option<OpId>,
@@ -1039,14 +1048,10 @@ impl<'r> Acceptor<'r> {
                     .is_some_and(|op| op.insert && op.obj == ObjectId::Id(narrative.clone()));
         }
         if let Some(ledger) = &self.ledger {
-            return ledger.elements.get(elem).is_some_and(|at| {
-                past_is_all
-                    || self
-                        .actors
-                        .get(&at.0)
-                        .and_then(|l| l.changes.get((at.1 - 1) as usize))
-                        .is_some_and(|(_, _, c)| self.is_ancestor(c, deps))
-            });
+            return ledger
+                .elements
+                .get(elem)
+                .is_some_and(|at| past_is_all || ledger.in_past(at, deps));
         }
         let Some((s, hash)) = self.change_of_op(elem) else {
             return false;
@@ -1120,7 +1125,13 @@ impl<'r> Acceptor<'r> {
                 && !made.contains_key(id)
                 && !self
                     .change_of_op(id)
-                    .is_some_and(|(_, c)| self.is_ancestor(&c, &deps))
+                    .is_some_and(|(_, c)| match &self.ledger {
+                        Some(l) => self
+                            .metas
+                            .get(&c)
+                            .is_some_and(|m| l.in_past(&(m.actor.clone(), m.seq), &deps)),
+                        None => self.is_ancestor(&c, &deps),
+                    })
             {
                 return Err(invalid(hs, "writes to a finding its author had not seen"));
             }

@@ -766,3 +766,47 @@ fn an_approval_after_a_return_and_a_photo_is_accepted() {
         .accept_remote(&sup.save_after(&h2), &roles, NO_LIMIT)
         .expect("approval");
 }
+
+/// Writes the `change_accept` fuzz target's base visit and seed inputs
+/// into `$KIEMTRA_FUZZ_DIR` (`fuzz/`): honest uploads (change chunks and
+/// whole documents) on that base, which the fuzzer then mutates.
+#[test]
+#[ignore = "writes the change_accept fuzz target's seeds; run by hand"]
+fn write_fuzz_seeds() {
+    let dir =
+        std::path::PathBuf::from(std::env::var("KIEMTRA_FUZZ_DIR").expect("KIEMTRA_FUZZ_DIR"));
+    let corpus = dir.join("corpus/change_accept");
+    std::fs::create_dir_all(&corpus).expect("mkdir");
+    let base = create(4);
+    std::fs::write(dir.join("seeds/base.visit"), base.save()).expect("base");
+    let mut a = insp_replica(&base, "insp-a", "phone-a");
+    a.record_attendance(&staff(0), AttendanceMark::Present, "", None)
+        .expect("a");
+    std::fs::write(corpus.join("one-mark"), after(&a, &base)).expect("w");
+    a.record_conduct(
+        &staff(1),
+        ConductKind::Badge,
+        ConductResult::Violation,
+        "không đeo thẻ",
+    )
+    .expect("c");
+    a.splice_narrative(0, 0, "Biên bản kiểm tra").expect("n");
+    a.splice_narrative(3, 4, "").expect("n");
+    let f = a
+        .add_finding(NewFinding {
+            category: "Kỷ luật".into(),
+            severity: Severity::ALL[1],
+            text: "Không đeo thẻ".into(),
+            recommendation: String::new(),
+            related_staff: vec![staff(1)],
+        })
+        .expect("finding");
+    a.update_finding(&f, FindingValue::Withdrawn(true))
+        .expect("w");
+    a.submit("").expect("submit");
+    std::fs::write(corpus.join("a-day"), after(&a, &base)).expect("w");
+    std::fs::write(corpus.join("whole-document"), a.save()).expect("w");
+    let mut sup = Visit::load(&a.save(), &session("sup-1", "desk", 9)).expect("sup");
+    sup.approve("").expect("approve");
+    std::fs::write(corpus.join("approved"), sup.save_after(&base.heads())).expect("w");
+}
