@@ -222,18 +222,19 @@ fn a_desk_assigns_approves_and_reports_the_campaign() {
 
     let roster = dir.path().join("roster.csv");
     std::fs::write(&roster, &good).expect("write");
-    ok(&kiemtra(
-        &sup,
-        &[
-            "assign",
-            "--campaign",
-            &campaign,
-            "--csv",
-            roster.to_str().expect("path"),
-            "--date",
-            "2015-08-31",
-        ],
-    ));
+    let assign = [
+        "assign",
+        "--campaign",
+        &campaign,
+        "--csv",
+        roster.to_str().expect("path"),
+        "--date",
+        "2015-08-31",
+    ];
+    ok(&kiemtra(&sup, &assign));
+    // Assigned ids are random, so a second assignment of the same units is
+    // refused rather than making a second visit of each.
+    refused(&kiemtra(&sup, &assign), 2, "already has a visit");
     assert_eq!(
         ok(&kiemtra(&sup, &["visits", "--campaign", &campaign]))
             .lines()
