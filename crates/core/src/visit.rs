@@ -135,7 +135,26 @@ fn received_changes(bytes: &[u8]) -> std::result::Result<Vec<Change>, crate::acc
         reason,
     };
     match change_chunks(bytes).map_err(|e| refuse(e.to_string()))? {
-        Some(chunks) => parse_changes(chunks).map_err(|e| refuse(e.to_string())),
+        Some(chunks) => {
+            let changes = parse_changes(chunks).map_err(|e| refuse(e.to_string()))?;
+            // A change Automerge would write differently (a non-canonical
+            // encoding of the same ops) hashes differently once stored and
+            // re-read: the document would no longer hold what it names.
+            for c in &changes {
+                let canonical = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                    Change::from(c.decode()).hash() == c.hash()
+                }))
+                .unwrap_or(false);
+                if !canonical {
+                    return Err(crate::accept::Refusal {
+                        kind: crate::accept::RefusalKind::Invalid,
+                        change: Some(c.hash()),
+                        reason: "is not encoded as Automerge writes it".into(),
+                    });
+                }
+            }
+            Ok(changes)
+        }
         None => {
             let loaded = std::panic::catch_unwind(|| {
                 Automerge::load_with_options(

@@ -810,3 +810,32 @@ fn write_fuzz_seeds() {
     sup.approve("").expect("approve");
     std::fs::write(corpus.join("approved"), sup.save_after(&base.heads())).expect("w");
 }
+
+/// A change the fuzzer found: plausible ops, encoded other than Automerge
+/// writes them, so that the stored document would re-encode it under
+/// another hash (and a later read of its history panicked inside
+/// Automerge). Recorded on the fuzz target's base visit.
+#[test]
+fn a_change_encoded_otherwise_than_automerge_writes_it_is_refused() {
+    let base = include_bytes!("../../../fuzz/seeds/base.visit");
+    let data = include_bytes!("data/non-canonical-change.bin");
+    let server = session("server", "server", 0);
+    let mut visit = Visit::load(base, &server).expect("base");
+    let before = visit.heads();
+    let e = visit
+        .accept_remote(data, &roles, NO_LIMIT)
+        .expect_err("refused");
+    assert_eq!(e.kind, RefusalKind::Invalid);
+    assert!(
+        e.reason.contains("not encoded as Automerge writes it"),
+        "{e}"
+    );
+    assert_eq!(visit.heads(), before);
+    // The same ops, encoded by Automerge, are accepted.
+    let c = Change::from_bytes(data.to_vec()).expect("parses");
+    let canonical = Change::from(c.decode());
+    visit
+        .accept_remote(canonical.raw_bytes(), &roles, NO_LIMIT)
+        .expect("the canonical encoding passes");
+    assert!(visit.audit_history(&roles).is_empty());
+}
