@@ -839,3 +839,21 @@ fn a_change_encoded_otherwise_than_automerge_writes_it_is_refused() {
         .expect("the canonical encoding passes");
     assert!(visit.audit_history(&roles).is_empty());
 }
+
+/// A change the fuzzer found that Automerge parses but then panics on
+/// when decoding its ops (an op naming an actor the change does not list):
+/// the panic is caught and the change refused, nothing applied.
+#[test]
+fn a_change_automerge_cannot_decode_is_refused() {
+    let base = include_bytes!("../../../fuzz/seeds/base.visit");
+    let data = include_bytes!("data/undecodable-change.bin");
+    let server = session("server", "server", 0);
+    let mut visit = Visit::load(base, &server).expect("base");
+    let before = visit.heads();
+    let e = visit
+        .accept_remote(data, &roles, NO_LIMIT)
+        .expect_err("refused");
+    assert_eq!(e.kind, RefusalKind::Invalid);
+    assert_eq!(visit.heads(), before);
+    assert!(Visit::accept_new(data, &server, &roles, NO_LIMIT).is_err());
+}
