@@ -204,6 +204,8 @@ pub(crate) struct Acceptor<'r> {
     ledger: Option<Ledger>,
     /// Changes checked in ledger mode, to apply at the end.
     pending: Vec<Change>,
+    /// Whether `pending` is kept (not when the caller has the document).
+    keep_pending: bool,
 }
 
 /// Where a change sits: its actor and seq.
@@ -343,6 +345,7 @@ impl<'r> Acceptor<'r> {
             ops_total: 0,
             ledger: None,
             pending: Vec::new(),
+            keep_pending: true,
         };
         let metas = guarded(None, || {
             me.doc
@@ -455,9 +458,11 @@ impl<'r> Acceptor<'r> {
         }
         let findings = self.container_id(Kind::Findings);
         let staff = self.container_id(Kind::Staff);
-        let (Some(ledger), Some(d)) = (self.ledger.as_mut(), self.decoded.get(&h)) else {
+        // The ledger keeps what later checks need; the decoded ops go.
+        let (Some(ledger), Some(d)) = (self.ledger.as_mut(), self.decoded.remove(&h)) else {
             return Ok(());
         };
+        let d = &d;
         let clock = ledger.clock(change);
         ledger.record(h, d, clock);
         let start = d.start_op.get();
@@ -602,7 +607,9 @@ impl<'r> Acceptor<'r> {
         let first = self.metas.is_empty();
         if self.ledger.is_some() {
             self.record_in_ledger(&change, first)?;
-            self.pending.push(change);
+            if self.keep_pending {
+                self.pending.push(change);
+            }
         } else {
             let applied = guarded(Some(h), || self.doc.apply_changes([change]))?;
             applied.map_err(|e| invalid(Some(h), format!("Automerge refused it: {e}")))?;
@@ -1601,7 +1608,9 @@ impl<'r> Acceptor<'r> {
             });
             out.push(a);
         }
-        if narrative_touched && let Some(last) = out.last() {
+        if (narrative_touched || self.ledger.is_some())
+            && let Some(last) = out.last()
+        {
             self.check_after(last.hash)?;
         }
         Ok(out)
@@ -1793,6 +1802,18 @@ pub(crate) fn accept_into(
     Ok((acceptor.into_doc()?, accepted))
 }
 
+/// Checks the whole history of a new visit from its first change without
+/// building a document of it (the caller holds one already).
+pub(crate) fn accept_checked(
+    changes: Vec<Change>,
+    roles: &dyn Roles,
+    max_ops: usize,
+) -> Result<Vec<Accepted>, Refusal> {
+    let mut acceptor = Acceptor::from_scratch(roles)?;
+    acceptor.keep_pending = false;
+    acceptor.accept_all(changes, max_ops)
+}
+
 /// Every change of `doc`'s history that the acceptance rule refuses.
 pub(crate) fn audit_history(doc: &Automerge, roles: &dyn Roles) -> Vec<Refusal> {
     let changes = match catch_unwind(AssertUnwindSafe(|| doc.get_changes(&[]))) {
@@ -1800,7 +1821,10 @@ pub(crate) fn audit_history(doc: &Automerge, roles: &dyn Roles) -> Vec<Refusal> 
         Err(_) => return vec![invalid(None, "the stored history cannot be read")],
     };
     match Acceptor::from_scratch(roles) {
-        Ok(a) => a.audit(changes),
+        Ok(mut a) => {
+            a.keep_pending = false;
+            a.audit(changes)
+        }
         Err(e) => vec![e],
     }
 }

@@ -128,7 +128,9 @@ fn parse_changes(chunks: Vec<&[u8]>) -> Result<Vec<Change>> {
 /// whole document loaded (with Automerge's own checks, and a panic inside
 /// it turned into a refusal) and bounded in ops before its changes are
 /// taken out.
-fn received_changes(bytes: &[u8]) -> std::result::Result<Vec<Change>, crate::accept::Refusal> {
+fn received_changes(
+    bytes: &[u8],
+) -> std::result::Result<(Vec<Change>, Option<Automerge>), crate::accept::Refusal> {
     let refuse = |reason: String| crate::accept::Refusal {
         kind: crate::accept::RefusalKind::Invalid,
         change: None,
@@ -153,7 +155,7 @@ fn received_changes(bytes: &[u8]) -> std::result::Result<Vec<Change>, crate::acc
                     });
                 }
             }
-            Ok(changes)
+            Ok((changes, None))
         }
         None => {
             let loaded = std::panic::catch_unwind(|| {
@@ -176,8 +178,12 @@ fn received_changes(bytes: &[u8]) -> std::result::Result<Vec<Change>, crate::acc
                     crate::accept::MAX_OPS_PER_VISIT
                 )));
             }
-            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| loaded.get_changes(&[])))
-                .map_err(|_| refuse("unreadable document: its changes cannot be read".into()))
+            let changes =
+                std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| loaded.get_changes(&[])))
+                    .map_err(|_| {
+                        refuse("unreadable document: its changes cannot be read".into())
+                    })?;
+            Ok((changes, Some(loaded)))
         }
     }
 }
@@ -590,7 +596,7 @@ impl Visit {
         roles: &dyn crate::accept::Roles,
         max_ops: usize,
     ) -> std::result::Result<Vec<crate::accept::Accepted>, crate::accept::Refusal> {
-        let changes = received_changes(bytes)?;
+        let (changes, _) = received_changes(bytes)?;
         let (doc, accepted) =
             crate::accept::accept_into(self.doc.clone(), changes, roles, max_ops)?;
         self.doc = doc;
@@ -607,9 +613,24 @@ impl Visit {
         roles: &dyn crate::accept::Roles,
         max_ops: usize,
     ) -> std::result::Result<(Self, Vec<crate::accept::Accepted>), crate::accept::Refusal> {
-        let changes = received_changes(bytes)?;
-        let (doc, accepted) =
-            crate::accept::accept_into(Automerge::new(), changes, roles, max_ops)?;
+        let (changes, loaded) = received_changes(bytes)?;
+        let count = changes.len();
+        let (doc, accepted) = match loaded {
+            // Every change of a loaded document accepted: the document is
+            // the result, without applying its changes a second time.
+            Some(loaded) => {
+                let accepted = crate::accept::accept_checked(changes, roles, max_ops)?;
+                if accepted.len() != count {
+                    return Err(crate::accept::Refusal {
+                        kind: crate::accept::RefusalKind::Invalid,
+                        change: None,
+                        reason: "the document holds a change twice".into(),
+                    });
+                }
+                (loaded, accepted)
+            }
+            None => crate::accept::accept_into(Automerge::new(), changes, roles, max_ops)?,
+        };
         if !doc.get_missing_deps(&[]).is_empty() {
             return Err(crate::accept::Refusal {
                 kind: crate::accept::RefusalKind::Invalid,
