@@ -6,6 +6,7 @@ mod bad_input;
 mod bounds;
 mod concurrency;
 mod continuation;
+mod cost;
 mod enrollment;
 mod evidence;
 mod faults;

@@ -206,6 +206,8 @@ pub(crate) struct Acceptor<'r> {
     pending: Vec<Change>,
     /// Whether `pending` is kept (not when the caller has the document).
     keep_pending: bool,
+    /// The clock the last checked change was read at (ledger mode).
+    last_clock: Option<HashMap<ActorId, u64>>,
 }
 
 /// Where a change sits: its actor and seq.
@@ -346,6 +348,7 @@ impl<'r> Acceptor<'r> {
             ledger: None,
             pending: Vec::new(),
             keep_pending: true,
+            last_clock: None,
         };
         let metas = guarded(None, || {
             me.doc
@@ -463,7 +466,10 @@ impl<'r> Acceptor<'r> {
             return Ok(());
         };
         let d = &d;
-        let clock = ledger.clock(change);
+        let clock = match self.last_clock.take() {
+            Some(c) => c,
+            None => ledger.clock(change),
+        };
         ledger.record(h, d, clock);
         let start = d.start_op.get();
         for (i, op) in d.operations.iter().enumerate() {
@@ -686,6 +692,9 @@ impl<'r> Acceptor<'r> {
 
     /// Whether `target` is `from` or one of its ancestors.
     fn is_ancestor(&self, target: &ChangeHash, from: &[ChangeHash]) -> bool {
+        if from.contains(target) {
+            return true;
+        }
         let mut stack: Vec<ChangeHash> = from.to_vec();
         let mut seen: HashSet<ChangeHash> = HashSet::new();
         let floor = self.metas.get(target).map(|m| (m.actor.clone(), m.seq));
@@ -778,6 +787,7 @@ impl<'r> Acceptor<'r> {
 
     /// All checks of one change; the author it names, or why it is refused.
     fn check(&mut self, change: &Change) -> Result<Accepted, Refusal> {
+        self.last_clock = None;
         let h = change.hash();
         let author = self.author_of(change)?;
         self.check_header(change)?;
@@ -1094,6 +1104,7 @@ impl<'r> Acceptor<'r> {
         let hs = Some(h);
         let deps = change.deps().to_vec();
         let clock = self.ledger.as_ref().map(|l| l.clock(change));
+        self.last_clock = clock.clone();
         let past_is_all = match &self.ledger {
             // The ledger reads every key at the change's own clock.
             Some(_) => false,

@@ -509,10 +509,12 @@ fn new_visit(
         Ok(keep) => keep,
         Err((status, message)) => return refuse(vid, status, message),
     };
-    let bytes = visit.save();
+    // The offered bytes are what was checked, change by change (a whole
+    // document, or canonical change chunks): they are stored as received,
+    // which saves saving the document again.
     let stored = match prepared.summary {
-        Some(summary) => store.insert_summarised(visit, &bytes, summary),
-        None => store.insert_loaded(visit, &bytes),
+        Some(summary) => store.insert_summarised(visit, &offer.changes, summary),
+        None => store.insert_loaded(visit, &offer.changes),
     };
     let stored = stored.and_then(|summary| store.record_signatures(id, &keep).map(|_| summary));
     match stored {
