@@ -130,7 +130,11 @@ async fn sigterm_finishes_the_sync_in_flight_then_exits_cleanly() {
     )
     .await;
     a.repoint(&proxy.url());
-    for n in 0..80 {
+    // Enough work that the request is still being answered when SIGTERM
+    // arrives, and little enough that a debug build answers it well within
+    // the server's 30 s shutdown grace, even on a loaded machine (every
+    // new visit's history is checked change by change on arrival).
+    for n in 0..40 {
         let id = format!("v-{n:02}");
         a.store
             .create_visit(new_visit(&id, "team-1", 30), &template())
@@ -160,9 +164,9 @@ async fn sigterm_finishes_the_sync_in_flight_then_exits_cleanly() {
         report.retries, 0,
         "answered by the stopping server, not by a retry"
     );
-    assert_eq!(report.visits_uploaded, 80);
+    assert_eq!(report.visits_uploaded, 40);
     assert!(status.success(), "clean exit: {status:?}");
-    assert_eq!(server_visit_count(&data), 80);
+    assert_eq!(server_visit_count(&data), 40);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
