@@ -211,3 +211,26 @@ async fn metrics_count_syncs_bytes_and_errors() {
     assert!(value("kiemtra_auth_failures_total") >= 1.0);
     assert!(value("kiemtra_sync_duration_seconds_count") >= 2.0);
 }
+
+/// `/healthz` says ok only while the database takes a write: with another
+/// process holding the write lock it answers 503, and ok again once the
+/// lock is released.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn healthz_fails_while_the_store_takes_no_write() {
+    let dir = tempfile::tempdir().expect("dir");
+    let data = dir.path().join("server");
+    let server = ServerProcess::start(&data);
+    let health = || async {
+        reqwest::get(format!("{}/healthz", server.url()))
+            .await
+            .expect("healthz")
+            .status()
+    };
+    assert_eq!(health().await, reqwest::StatusCode::OK);
+    let db = rusqlite::Connection::open(data.join("kiemtra.db")).expect("open");
+    db.execute_batch("BEGIN IMMEDIATE")
+        .expect("take the write lock");
+    assert_eq!(health().await, reqwest::StatusCode::SERVICE_UNAVAILABLE);
+    db.execute_batch("ROLLBACK").expect("release");
+    assert_eq!(health().await, reqwest::StatusCode::OK);
+}
