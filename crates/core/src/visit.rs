@@ -696,82 +696,6 @@ impl Visit {
         Ok(())
     }
 
-    /// The changes in `bytes` (change chunks or a whole document) that this
-    /// visit does not hold yet, each with the editor it names, checked the
-    /// same way `load_incremental` checks them but not applied.
-    ///
-    /// Automerge writes the author into an actor's first change only; a
-    /// later change names the author of its actor's first change, found in
-    /// the same bytes or in this visit.
-    pub fn incoming_changes(&self, bytes: &[u8]) -> Result<Vec<(Change, Option<Editor>)>> {
-        let (all, loaded) = match change_chunks(bytes)? {
-            Some(chunks) => (parse_changes(chunks)?, None),
-            None => {
-                let doc = Automerge::load_with_options(
-                    bytes,
-                    LoadOptions::new().on_partial_load(OnPartialLoad::Error),
-                )
-                .map_err(|e| Error::NotAVisit(format!("unreadable document: {e}")))?;
-                (doc.get_changes(&[]), Some(doc))
-            }
-        };
-        let first_authors: std::collections::HashMap<automerge::ActorId, Editor> = all
-            .iter()
-            .filter_map(|c| Some((c.actor_id().clone(), Editor::of_change(c)?)))
-            .collect();
-        Ok(all
-            .into_iter()
-            .filter(|c| self.doc.get_change_by_hash(&c.hash()).is_none())
-            .map(|c| {
-                let author = Editor::of_change(&c)
-                    .or_else(|| first_authors.get(c.actor_id()).cloned())
-                    .or_else(|| author_of_actor(&self.doc, c.actor_id()))
-                    .or_else(|| {
-                        loaded
-                            .as_ref()
-                            .and_then(|d| author_of_actor(d, c.actor_id()))
-                    });
-                (c, author)
-            })
-            .collect())
-    }
-
-    /// What a change does that only a supervisor may do — approve or return
-    /// the visit, record an approval, or settle a conflict (a write that
-    /// supersedes two or more concurrent values) — in words, or `None`.
-    pub fn supervisor_only(&self, change: &Change) -> Option<&'static str> {
-        use automerge::legacy::{Key, ObjectId, OpType};
-        let approvals = match self.doc.get(ROOT, keys::APPROVALS) {
-            Ok(Some((_, automerge::ObjId::Id(counter, actor, _)))) => Some((counter, actor)),
-            _ => None,
-        };
-        for op in change.decode().operations {
-            if let ObjectId::Id(id) = &op.obj
-                && approvals
-                    .as_ref()
-                    .is_some_and(|(c, a)| *c == id.0 && *a == id.1)
-            {
-                return Some("record an approval");
-            }
-            if let (ObjectId::Root, Key::Map(k), OpType::Put(ScalarValue::Str(json))) =
-                (&op.obj, &op.key, &op.action)
-                && k.as_str() == keys::STATUS
-                && let Ok(s) = serde_json::from_str::<Stamped<StatusEntry>>(json)
-            {
-                match s.value.status {
-                    VisitStatus::Approved => return Some("approve the visit"),
-                    VisitStatus::Returned => return Some("return the visit"),
-                    _ => {}
-                }
-            }
-            if matches!((&op.key, &op.action), (Key::Map(_), OpType::Put(_))) && op.pred.len() >= 2
-            {
-                return Some("settle a conflict");
-            }
-        }
-        None
-    }
-
     /// Every change's hash and the editor it names, with an index of the
     /// changes by actor and sequence number, from one walk over the change
     /// metadata. Consecutive changes by one author parse its name once.
@@ -795,39 +719,6 @@ impl Visit {
             authors.push((m.hash, author));
         }
         (index, authors)
-    }
-
-    /// The changes that wrote what only a supervisor may write and that
-    /// the document still shows: every value of the status slot that
-    /// approves or returns, and every approval record. Reads the state, not
-    /// every change; a conflict settled inside the history is not seen here
-    /// (the auditor's per-change verification sees it).
-    pub fn supervisor_writes_in_state(&self) -> Result<Vec<(ChangeHash, &'static str)>> {
-        let mut out = Vec::new();
-        for (value, id) in self.doc.get_all(ROOT, keys::STATUS)? {
-            if let automerge::Value::Scalar(s) = &value
-                && let ScalarValue::Str(json) = s.as_ref()
-                && let Ok(st) = serde_json::from_str::<Stamped<StatusEntry>>(json)
-            {
-                let what = match st.value.status {
-                    VisitStatus::Approved => "approve the visit",
-                    VisitStatus::Returned => "return the visit",
-                    _ => continue,
-                };
-                if let Some(h) = self.doc.hash_for_opid(&id) {
-                    out.push((h, what));
-                }
-            }
-        }
-        let approvals = self.container(keys::APPROVALS)?;
-        for key in self.doc.keys(&approvals).collect::<Vec<_>>() {
-            for (_, id) in self.doc.get_all(&approvals, key.as_str())? {
-                if let Some(h) = self.doc.hash_for_opid(&id) {
-                    out.push((h, "record an approval"));
-                }
-            }
-        }
-        Ok(out)
     }
 
     /// Every change of the document with the editor it names, in causal order.
