@@ -14,17 +14,16 @@
 //! mark after it belongs to that request (and the set-up before it).
 
 use crate::harness::*;
+use crate::hostile::{http, obj, ranges_of, reshape, tampered, valid_mark, write};
 use automerge::legacy::OpType;
-use automerge::transaction::{Transactable, Transaction};
-use automerge::{ActorId, Author, Automerge, AutomergeError, ROOT, ReadDoc, ScalarValue};
+use automerge::transaction::Transactable;
+use automerge::{Automerge, ScalarValue};
 use kiemtra_core::*;
-use kiemtra_sync_protocol::{
-    Cursor, MEDIA_TYPE, SeqRange, Signature, SyncRequest, SyncResponse, VisitOffer,
-};
+use kiemtra_sync_protocol::{Cursor, MEDIA_TYPE, Signature, SyncRequest, SyncResponse, VisitOffer};
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 const TARGET: &str = "v-1";
 
@@ -370,14 +369,7 @@ impl Kind {
     }
 }
 
-// ----- requests (as in hostile.rs) -----------------------------------------
-
-fn http() -> reqwest::Client {
-    reqwest::Client::builder()
-        .timeout(Duration::from_secs(600))
-        .build()
-        .expect("http client")
-}
+// ----- requests ----------------------------------------------------------------
 
 async fn post(url: &str, token: &str, body: Vec<u8>) -> Result<SyncResponse, String> {
     let resp = http()
@@ -406,73 +398,6 @@ fn answer_for(response: Result<SyncResponse, String>) -> String {
             None => "the answer says nothing about the visit".to_owned(),
         },
     }
-}
-
-// ----- crafting (as in hostile.rs) -----------------------------------------
-
-fn tampered(base: &[u8], by: &Device) -> Automerge {
-    let c = by.client.credentials();
-    let mut doc = Automerge::load(base).expect("load base");
-    doc.set_actor(ActorId::random());
-    doc.set_author(Some(Author::from(
-        format!("{}/{}", c.device_id, c.user_id).into_bytes(),
-    )));
-    doc
-}
-
-fn write(
-    doc: &mut Automerge,
-    f: impl FnOnce(&mut Transaction<'_>) -> Result<(), AutomergeError>,
-) -> Vec<Change> {
-    let heads = doc.get_heads();
-    doc.transact(f).map_err(|e| e.error).expect("transaction");
-    doc.get_changes(&heads)
-}
-
-fn obj(doc: &Automerge, key: &str) -> automerge::ObjId {
-    match doc.get(ROOT, key).expect("get") {
-        Some((_, id)) => id,
-        None => panic!("no {key} in the document"),
-    }
-}
-
-/// One valid attendance change by `by` on top of `base`.
-fn valid_mark(base: &[u8], by: &Device, who: usize) -> Change {
-    let mut doc = tampered(base, by);
-    let c = by.client.credentials();
-    let stamp = Stamp {
-        by: UserId::parse(&c.user_id).expect("user"),
-        device: DeviceId::parse(&c.device_id).expect("device"),
-        at: chrono::Utc::now(),
-    };
-    let value = Attendance {
-        mark: AttendanceMark::Present,
-        note: String::new(),
-        observed_at: chrono::Utc::now(),
-    };
-    let json = serde_json::to_string(&Stamped { value, stamp }).expect("json");
-    let att = obj(&doc, "attendance");
-    let mut changes = write(&mut doc, |tx| tx.put(&att, staff(who).as_str(), json));
-    assert_eq!(changes.len(), 1);
-    changes.remove(0)
-}
-
-fn reshape(c: &Change, f: impl FnOnce(&mut automerge::ExpandedChange)) -> Change {
-    let mut x = c.decode();
-    f(&mut x);
-    x.hash = None;
-    Change::from(x)
-}
-
-fn ranges_of(changes: &[&Change]) -> Vec<SeqRange> {
-    seq_ranges_of(
-        changes
-            .iter()
-            .map(|c| (c.actor_id().to_bytes().to_vec(), c.seq())),
-    )
-    .into_iter()
-    .map(|(actor, first, last)| SeqRange { actor, first, last })
-    .collect()
 }
 
 /// An offer of `changes` on top of `base` for the target, signed by `by`.

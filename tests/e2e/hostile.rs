@@ -365,7 +365,7 @@ fn run_server_cli(data: &Path, args: &[&str]) -> Result<String, String> {
     }
 }
 
-fn http() -> reqwest::Client {
+pub(crate) fn http() -> reqwest::Client {
     reqwest::Client::builder()
         .timeout(Duration::from_secs(600))
         .build()
@@ -466,7 +466,7 @@ fn author_bytes(by: &Device) -> Vec<u8> {
 
 /// `base` opened by a tampered copy of `by`'s app that writes with
 /// Automerge directly: a fresh actor (a new session), `by`'s author field.
-fn tampered(base: &[u8], by: &Device) -> Automerge {
+pub(crate) fn tampered(base: &[u8], by: &Device) -> Automerge {
     let mut doc = Automerge::load(base).expect("load base");
     doc.set_actor(ActorId::random());
     doc.set_author(Some(Author::from(author_bytes(by))));
@@ -474,7 +474,7 @@ fn tampered(base: &[u8], by: &Device) -> Automerge {
 }
 
 /// Runs `f` as one transaction on `doc`; the change(s) it made.
-fn write(
+pub(crate) fn write(
     doc: &mut Automerge,
     f: impl FnOnce(&mut Transaction<'_>) -> Result<(), AutomergeError>,
 ) -> Vec<Change> {
@@ -483,7 +483,7 @@ fn write(
     doc.get_changes(&heads)
 }
 
-fn obj(doc: &Automerge, key: &str) -> automerge::ObjId {
+pub(crate) fn obj(doc: &Automerge, key: &str) -> automerge::ObjId {
     match doc.get(ROOT, key).expect("get") {
         Some((_, id)) => id,
         None => panic!("no {key} in the document"),
@@ -527,7 +527,7 @@ fn attendance(mark: AttendanceMark) -> Attendance {
 
 /// One valid attendance change by `by` on top of `base`, the first change
 /// of a fresh actor (so it carries the author field).
-fn valid_mark(base: &[u8], by: &Device, who: usize) -> Change {
+pub(crate) fn valid_mark(base: &[u8], by: &Device, who: usize) -> Change {
     let mut doc = tampered(base, by);
     let stamp = stamp_by(by);
     let att = obj(&doc, "attendance");
@@ -545,7 +545,7 @@ fn valid_mark(base: &[u8], by: &Device, who: usize) -> Change {
 
 /// `c` decoded, edited by `f` and encoded again (a new hash; the author
 /// field, which lives in the extra bytes, is kept).
-fn reshape(c: &Change, f: impl FnOnce(&mut ExpandedChange)) -> Change {
+pub(crate) fn reshape(c: &Change, f: impl FnOnce(&mut ExpandedChange)) -> Change {
     let mut x = c.decode();
     f(&mut x);
     x.hash = None;
@@ -559,7 +559,7 @@ fn bytes_of(changes: &[Change]) -> Vec<u8> {
         .collect()
 }
 
-fn ranges_of(changes: &[&Change]) -> Vec<SeqRange> {
+pub(crate) fn ranges_of(changes: &[&Change]) -> Vec<SeqRange> {
     seq_ranges_of(
         changes
             .iter()

@@ -327,7 +327,7 @@ impl Ledger {
 /// A change's ops checked against the document; what applying it will add.
 #[derive(Default)]
 struct Effects {
-    new_findings: Vec<(OpId, String)>,
+    new_findings: usize,
     approves: bool,
     adds_approval: bool,
 }
@@ -831,14 +831,14 @@ impl<'r> Acceptor<'r> {
                 "approves the visit without recording the approval",
             ));
         }
-        if !e.new_findings.is_empty() {
+        if e.new_findings > 0 {
             let n = match &self.ledger {
                 Some(l) => l.findings,
                 None => self
                     .container(Kind::Findings)
                     .map_or(0, |f| self.doc.length(f)),
             };
-            if n + e.new_findings.len() > MAX_FINDINGS {
+            if n + e.new_findings > MAX_FINDINGS {
                 return Err(invalid(
                     Some(h),
                     format!("would bring the visit past {MAX_FINDINGS} findings"),
@@ -1246,7 +1246,7 @@ impl<'r> Acceptor<'r> {
                         return Err(invalid(hs, format!("reuses finding id {key}")));
                     }
                     made.insert(op_id.clone(), Kind::Finding);
-                    effects.new_findings.push((op_id.clone(), key.clone()));
+                    effects.new_findings += 1;
                 }
                 (Some(_), OpType::Make(_)) => {
                     return Err(invalid(

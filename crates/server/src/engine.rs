@@ -119,23 +119,27 @@ pub fn sync(
             fresh.then_some(o.changes.as_slice())
         })
         .collect();
-    // The acceptance rule runs on the new visits' whole histories on
-    // background threads, with the team's devices read beforehand.
-    let writers = if docs.iter().any(Option::is_some) {
-        trust::Writers::of_team(store, &device.team)?
+    // The enrolled devices, read once for every offer that writes. The
+    // acceptance rule runs on the new visits' whole histories on
+    // background threads.
+    let writes = trust::WRITERS.contains(&device.role.as_str())
+        && req.visits.iter().any(|o| !o.changes.is_empty());
+    let writers = if writes {
+        trust::Writers::read(store)?
     } else {
         trust::Writers::default()
     };
     let session = store.session().clone();
-    let max_ops = op_budget(req);
     kiemtra_core::map_pipelined(
         &docs,
         LOAD_WINDOW,
         |bytes| {
-            Visit::accept_new(bytes, &session, &writers, max_ops).map(|(v, accepted)| {
-                let summary = kiemtra_store::VisitSummary::of(&v).ok();
-                (v, Prepared { accepted, summary })
-            })
+            Visit::accept_new(bytes, &session, &writers, op_budget(bytes.len())).map(
+                |(v, accepted)| {
+                    let summary = kiemtra_store::VisitSummary::of(&v).ok();
+                    (v, Prepared { accepted, summary })
+                },
+            )
         },
         || {
             Err(kiemtra_core::Refusal {
@@ -146,9 +150,9 @@ pub fn sync(
         },
         |loads| {
             for (offer, preloaded) in req.visits.iter().zip(loads) {
-                if let Some(r) =
-                    offer_result(store, device, offer, preloaded, budget, &mut used, metrics)
-                {
+                if let Some(r) = offer_result(
+                    store, device, &writers, offer, preloaded, budget, &mut used, metrics,
+                ) {
                     match r.status {
                         VisitStatus::Deferred => more = true,
                         VisitStatus::Denied | VisitStatus::Invalid | VisitStatus::Unknown => {
@@ -227,11 +231,10 @@ pub fn sync(
     })
 }
 
-/// Ops a request's changes may hold in all: generous for honest uploads
-/// (Automerge's encoding takes at least a few bits per op), small enough
-/// that a tiny body cannot unfold into a huge document.
-fn op_budget(req: &SyncRequest) -> usize {
-    let bytes: usize = req.visits.iter().map(|v| v.changes.len()).sum();
+/// Ops an offer's `bytes` of changes may hold in all: generous for honest
+/// uploads (Automerge's encoding takes at least a few bits per op), small
+/// enough that a tiny body cannot unfold into a huge document.
+fn op_budget(bytes: usize) -> usize {
     bytes
         .saturating_mul(16)
         .max(kiemtra_core::MAX_OPS_PER_CHANGE)
@@ -257,9 +260,11 @@ fn refusal(vid: &str, r: &kiemtra_core::Refusal) -> VisitResult {
 
 /// What the server does with one offered visit; `None` when the device and
 /// the server already agree and there is nothing to say.
+#[allow(clippy::too_many_arguments)]
 fn offer_result(
     store: &mut Store,
     device: &DeviceRecord,
+    writers: &trust::Writers,
     offer: &VisitOffer,
     preloaded: Option<Preloaded>,
     budget: usize,
@@ -274,7 +279,9 @@ fn offer_result(
     let summary = match store.summary(&id) {
         Ok(s) => s,
         Err(kiemtra_store::Error::UnknownVisit(_)) => {
-            return Some(new_visit(store, device, offer, preloaded, &id, metrics));
+            return Some(new_visit(
+                store, device, writers, offer, preloaded, &id, metrics,
+            ));
         }
         Err(e) => return Some(refuse(vid, VisitStatus::Invalid, e.to_string())),
     };
@@ -354,7 +361,7 @@ fn offer_result(
         ));
     }
     let applied = !offer.changes.is_empty();
-    if applied && let Err(r) = accept_offer(store, offer, &id, &summary.team, metrics) {
+    if applied && let Err(r) = accept_offer(store, writers, offer, &id, &summary.team, metrics) {
         return Some(*r);
     }
     let visit = match store.visit(&id) {
@@ -416,6 +423,7 @@ fn offer_result(
 fn new_visit(
     store: &mut Store,
     device: &DeviceRecord,
+    writers: &trust::Writers,
     offer: &VisitOffer,
     preloaded: Option<Preloaded>,
     id: &VisitId,
@@ -445,11 +453,8 @@ fn new_visit(
     let loaded = match preloaded {
         Some(l) => l,
         None => {
-            let writers = match trust::Writers::of_team(store, &device.team) {
-                Ok(w) => w,
-                Err(e) => return refuse(vid, VisitStatus::Invalid, e.to_string()),
-            };
-            Visit::accept_new(&offer.changes, store.session(), &writers, usize::MAX).map(
+            let budget = op_budget(offer.changes.len());
+            Visit::accept_new(&offer.changes, store.session(), writers, budget).map(
                 |(v, accepted)| {
                     let summary = kiemtra_store::VisitSummary::of(&v).ok();
                     (v, Prepared { accepted, summary })
@@ -537,6 +542,7 @@ fn new_visit(
 /// instead when they are refused (or a dependency is missing).
 fn accept_offer(
     store: &mut Store,
+    writers: &trust::Writers,
     offer: &VisitOffer,
     id: &VisitId,
     team: &str,
@@ -545,15 +551,10 @@ fn accept_offer(
     let vid = offer.visit_id.as_str();
     let internal =
         |e: kiemtra_store::Error| Box::new(refuse(vid, VisitStatus::Invalid, e.to_string()));
-    let writers = trust::Writers::of_team(store, team).map_err(internal)?;
     let session = store.session().clone();
     let mut candidate = store.visit(id).map_err(internal)?.fork_for(&session);
-    let max_ops = offer
-        .changes
-        .len()
-        .saturating_mul(16)
-        .max(kiemtra_core::MAX_OPS_PER_CHANGE);
-    let accepted = match candidate.accept_remote(&offer.changes, &writers, max_ops) {
+    let max_ops = op_budget(offer.changes.len());
+    let accepted = match candidate.accept_remote(&offer.changes, writers, max_ops) {
         Ok(a) => a,
         Err(r) if r.kind == kiemtra_core::RefusalKind::Missing => {
             let heads = store.summary(id).map(|s| s.heads).unwrap_or_default();

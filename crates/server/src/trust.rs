@@ -32,7 +32,7 @@ pub struct Writers {
 }
 
 impl Writers {
-    pub fn of_team(store: &Store, _team: &str) -> Result<Self, kiemtra_store::Error> {
+    pub fn read(store: &Store) -> Result<Self, kiemtra_store::Error> {
         Ok(Self {
             devices: store
                 .devices()?
@@ -234,7 +234,7 @@ pub fn check(
         });
     }
     // The author checks depend only on (device, user): done once per pair.
-    let mut passed: HashMap<(&str, &str), bool> = HashMap::new();
+    let mut passed: std::collections::HashSet<(&str, &str)> = std::collections::HashSet::new();
     for (h, author) in changes {
         let h = *h;
         let Some(author) = author else {
@@ -244,9 +244,8 @@ pub fn check(
             ));
         };
         let key = (author.device.as_str(), author.user.as_str());
-        let _checked = match passed.get(&key) {
-            Some(&checked) => checked,
-            None => {
+        if !passed.contains(&key) {
+            {
                 let Some(record) = device(author.device.as_str())? else {
                     return Err((
                         VisitStatus::Denied,
@@ -300,10 +299,9 @@ pub fn check(
                         ),
                     ));
                 }
-                passed.insert(key, true);
-                true
+                passed.insert(key);
             }
-        };
+        }
         check_signer(&h, author, &signed_by, &signers)?;
     }
     Ok(keep)
