@@ -1,6 +1,8 @@
 //! `kiemtra demo`: the whole story in one command. A server on an embedded
 //! database in a temporary folder; a supervisor and two inspectors' phones
-//! enrolled; the Cần Thơ 2015 campaign (seed 000) recorded offline across
+//! enrolled; the Cần Thơ 2015 campaign (as reported in "Thành phố Cần Thơ
+//! đẩy mạnh công tác kiểm tra giờ giấc làm việc…", Sở Nội vụ thành phố Cần
+//! Thơ, 2015) recorded offline across
 //! the phones — both groups at some units, producing real conflicts —
 //! synced, resolved, approved with signatures, and reported in Vietnamese.
 

@@ -1,4 +1,6 @@
-//! A verifiable random draw of units ("bốc thăm ngẫu nhiên", seed 003).
+//! A verifiable random draw of units ("bốc thăm ngẫu nhiên", as in "Kiểm
+//! tra công tác cải cách hành chính tại huyện Phong Điền", Báo Cần Thơ,
+//! 17/09/2014).
 //!
 //! Before the draw a secret 32-byte seed is made and only its commitment,
 //! `SHA-256("kiemtra-draw-v1" 0x00 seed)`, is published and recorded. After

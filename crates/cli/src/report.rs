@@ -1,4 +1,6 @@
-//! The campaign report in the shape of seed 000: units by kind, staff on
+//! The campaign report in the shape of the Cần Thơ 2015 report ("Thành phố
+//! Cần Thơ đẩy mạnh công tác kiểm tra giờ giấc làm việc…", Sở Nội vụ thành
+//! phố Cần Thơ, 2015): units by kind, staff on
 //! payroll, present and absent with percentages, absences by reason,
 //! violations by check, findings and recommendations — from approved states
 //! only, listing the visits not yet approved. Vietnamese or English;

@@ -1,4 +1,6 @@
-//! `kiemtra demo` runs the whole story and prints the report of seed 000.
+//! `kiemtra demo` runs the whole story and prints the Cần Thơ 2015 report
+//! with the figures of "Thành phố Cần Thơ đẩy mạnh công tác kiểm tra giờ
+//! giấc làm việc…" (Sở Nội vụ thành phố Cần Thơ, 2015).
 
 use std::process::Command;
 

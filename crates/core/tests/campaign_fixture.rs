@@ -1,5 +1,7 @@
 //! The Cần Thơ 2015 campaign fixture, recorded into visits through the core
-//! API, reproduces the figures of seed 000 (DOMAIN.md).
+//! API, reproduces the figures of "Thành phố Cần Thơ đẩy mạnh công tác kiểm
+//! tra giờ giấc làm việc, tinh thần, thái độ phục vụ trong cán bộ, công
+//! chức, viên chức" (Sở Nội vụ thành phố Cần Thơ, 2015).
 
 mod common;
 
