@@ -123,6 +123,22 @@ fn benches(c: &mut Criterion) {
     c.bench_function("changes_by_500_edits", |bench| {
         bench.iter(|| day.changes_by(&[], &device).len())
     });
+    // What the server's acceptance of a new visit costs beside loading
+    // it: the changes read out of the document, decoded, and checked by
+    // the acceptance rule.
+    let server = session("server");
+    let writers = |_: &Editor| Some(Role::Inspector);
+    c.bench_function("get_changes_500_edits", |bench| {
+        bench.iter(|| day.automerge().get_changes(&[]).len())
+    });
+    c.bench_function("accept_new_60_staff_500_edits", |bench| {
+        bench.iter(|| {
+            Visit::accept_new(&saved, &server, &writers, usize::MAX)
+                .expect("accepted")
+                .1
+                .len()
+        })
+    });
     c.bench_function("change_index_500_edits", |bench| {
         bench.iter(|| day.change_index().1.len())
     });

@@ -207,43 +207,66 @@ pub(crate) struct Acceptor<'r> {
     /// Whether `pending` is kept (not when the caller has the document).
     keep_pending: bool,
     /// The clock the last checked change was read at (ledger mode).
-    last_clock: Option<HashMap<ActorId, u64>>,
+    last_clock: Option<Vec<u64>>,
 }
 
-/// Where a change sits: its actor and seq.
-type At = (ActorId, u64);
+/// Where a change sits: its actor (by index, see [`Ledger::actor`]) and seq.
+type At = (u32, u64);
 
 /// One op written at a map key, and the changes that superseded it.
 struct Written {
     id: OpId,
     at: At,
+    /// The value, kept only where a later check reads it (the status).
     value: Option<String>,
     superseded: Vec<At>,
 }
+
+/// Most entries all of a visit's change clocks may hold (one per actor in
+/// each change's past): a history of many interleaved actors costs memory
+/// as the product of its changes and actors.
+pub const MAX_CLOCK_ENTRIES: usize = 4_000_000;
 
 /// The visit as a record of every op, for checking a history from its
 /// first change without applying each change to a document.
 #[derive(Default)]
 struct Ledger {
-    /// Map ops by (object, key); `None` is the root.
-    slots: HashMap<(Option<OpId>, String), Vec<Written>>,
+    /// Each actor's index, in the order they first appear.
+    actors: HashMap<ActorId, u32>,
+    /// Map ops by object (`None` is the root), then key.
+    slots: HashMap<Option<OpId>, HashMap<String, Vec<Written>>>,
     /// Narrative characters by the op that inserted them.
     elements: HashMap<OpId, At>,
     deleted: HashSet<OpId>,
-    /// Each change's clock: the highest seq of every actor in its past.
-    clocks: HashMap<ChangeHash, std::rc::Rc<HashMap<ActorId, u64>>>,
+    /// Each change's clock: by actor index, the highest seq of that actor
+    /// in its past (itself included).
+    clocks: HashMap<ChangeHash, std::rc::Rc<Vec<u64>>>,
+    clock_entries: usize,
     staff: usize,
     findings: usize,
 }
 
 impl Ledger {
-    fn clock(&self, change: &Change) -> HashMap<ActorId, u64> {
-        let mut clock: HashMap<ActorId, u64> = HashMap::new();
-        for d in change.deps() {
+    /// The index of `actor`, given one if new.
+    fn actor(&mut self, actor: &ActorId) -> u32 {
+        if let Some(i) = self.actors.get(actor) {
+            return *i;
+        }
+        let i = self.actors.len() as u32;
+        self.actors.insert(actor.clone(), i);
+        i
+    }
+
+    /// The clock of the changes `deps` name, merged.
+    fn clock(&self, deps: &[ChangeHash]) -> Vec<u64> {
+        let mut clock: Vec<u64> = Vec::new();
+        for d in deps {
             if let Some(c) = self.clocks.get(d) {
-                for (a, s) in c.iter() {
-                    let e = clock.entry(a.clone()).or_insert(0);
-                    *e = (*e).max(*s);
+                if clock.len() < c.len() {
+                    clock.resize(c.len(), 0);
+                }
+                for (mine, theirs) in clock.iter_mut().zip(c.iter()) {
+                    *mine = (*mine).max(*theirs);
                 }
             }
         }
@@ -255,19 +278,15 @@ impl Ledger {
         deps.iter().any(|d| {
             self.clocks
                 .get(d)
-                .is_some_and(|c| c.get(&at.0).is_some_and(|s| *s >= at.1))
+                .is_some_and(|c| c.get(at.0 as usize).is_some_and(|s| *s >= at.1))
         })
     }
 
-    fn visible(
-        &self,
-        obj: &Option<OpId>,
-        key: &str,
-        clock: &HashMap<ActorId, u64>,
-    ) -> Vec<(OpId, Option<String>)> {
-        let past = |at: &At| clock.get(&at.0).is_some_and(|s| *s >= at.1);
+    fn visible(&self, obj: &Option<OpId>, key: &str, clock: &[u64]) -> Vec<(OpId, Option<String>)> {
+        let past = |at: &At| clock.get(at.0 as usize).is_some_and(|s| *s >= at.1);
         self.slots
-            .get(&(obj.clone(), key.to_owned()))
+            .get(obj)
+            .and_then(|keys| keys.get(key))
             .map(|all| {
                 all.iter()
                     .filter(|w| past(&w.at) && !w.superseded.iter().any(past))
@@ -277,9 +296,16 @@ impl Ledger {
             .unwrap_or_default()
     }
 
-    /// Records a change's ops.
-    fn record(&mut self, h: ChangeHash, d: &am::Change, clock: HashMap<ActorId, u64>) {
-        let at: At = (d.actor_id.clone(), d.seq);
+    /// Whether `obj` holds anything at `key`.
+    fn holds(&self, obj: &Option<OpId>, key: &str) -> bool {
+        self.slots
+            .get(obj)
+            .is_some_and(|keys| keys.contains_key(key))
+    }
+
+    /// Records a change's ops, and its clock (`clock`: its dependencies').
+    fn record(&mut self, h: ChangeHash, d: &am::Change, clock: Vec<u64>) -> Result<(), Refusal> {
+        let at: At = (self.actor(&d.actor_id), d.seq);
         let start = d.start_op.get();
         for (i, op) in d.operations.iter().enumerate() {
             let id = OpId(start + i as u64, d.actor_id.clone());
@@ -289,26 +315,32 @@ impl Ledger {
             };
             match (&op.key, &op.action) {
                 (Key::Seq(_), OpType::Put(_)) if op.insert => {
-                    self.elements.insert(id, at.clone());
+                    self.elements.insert(id, at);
                 }
                 (Key::Seq(ElementId::Id(e)), OpType::Delete) => {
                     self.deleted.insert(e.clone());
                 }
                 (Key::Map(k), action) => {
-                    let slot = self.slots.entry((obj, k.to_string())).or_default();
-                    for w in slot.iter_mut() {
-                        if op.pred.iter().any(|p| *p == w.id) {
-                            w.superseded.push(at.clone());
+                    let value = match action {
+                        OpType::Put(ScalarValue::Str(s)) if obj.is_none() => Some(s.to_string()),
+                        _ => None,
+                    };
+                    let keys = self.slots.entry(obj).or_default();
+                    let slot = match keys.get_mut(k.as_str()) {
+                        Some(s) => s,
+                        None => keys.entry(k.to_string()).or_default(),
+                    };
+                    if !op.pred.is_empty() {
+                        for w in slot.iter_mut() {
+                            if op.pred.iter().any(|p| *p == w.id) {
+                                w.superseded.push(at);
+                            }
                         }
                     }
                     if !matches!(action, OpType::Delete) {
-                        let value = match action {
-                            OpType::Put(ScalarValue::Str(s)) => Some(s.to_string()),
-                            _ => None,
-                        };
                         slot.push(Written {
                             id,
-                            at: at.clone(),
+                            at,
                             value,
                             superseded: Vec::new(),
                         });
@@ -318,9 +350,23 @@ impl Ledger {
             }
         }
         let mut clock = clock;
-        let e = clock.entry(at.0).or_insert(0);
-        *e = (*e).max(at.1);
+        let own = at.0 as usize;
+        if clock.len() <= own {
+            clock.resize(own + 1, 0);
+        }
+        clock[own] = clock[own].max(at.1);
+        self.clock_entries = self.clock_entries.saturating_add(clock.len());
+        if self.clock_entries > MAX_CLOCK_ENTRIES {
+            return Err(invalid(
+                Some(h),
+                format!(
+                    "brings the visit's history past {MAX_CLOCK_ENTRIES} clock entries \
+                     (too many actors' changes interleaved to check)"
+                ),
+            ));
+        }
         self.clocks.insert(h, std::rc::Rc::new(clock));
+        Ok(())
     }
 }
 
@@ -451,26 +497,27 @@ impl<'r> Acceptor<'r> {
     }
 
     /// Records a checked change in the ledger (ledger mode).
-    fn record_in_ledger(&mut self, change: &Change, first: bool) -> Result<(), Refusal> {
+    fn record_in_ledger(
+        &mut self,
+        change: &Change,
+        d: am::Change,
+        first: bool,
+    ) -> Result<(), Refusal> {
         let h = change.hash();
-        if let std::collections::hash_map::Entry::Vacant(e) = self.decoded.entry(h) {
-            e.insert(guarded(Some(h), || change.decode())?);
-        }
         if first {
-            self.index_creation(change)?;
+            self.index_creation(change, &d)?;
         }
         let findings = self.container_id(Kind::Findings);
         let staff = self.container_id(Kind::Staff);
         // The ledger keeps what later checks need; the decoded ops go.
-        let (Some(ledger), Some(d)) = (self.ledger.as_mut(), self.decoded.remove(&h)) else {
+        let Some(ledger) = self.ledger.as_mut() else {
             return Ok(());
         };
-        let d = &d;
         let clock = match self.last_clock.take() {
             Some(c) => c,
-            None => ledger.clock(change),
+            None => ledger.clock(change.deps()),
         };
-        ledger.record(h, d, clock);
+        ledger.record(h, &d, clock)?;
         let start = d.start_op.get();
         for (i, op) in d.operations.iter().enumerate() {
             let ObjectId::Id(o) = &op.obj else { continue };
@@ -492,11 +539,8 @@ impl<'r> Acceptor<'r> {
     }
 
     /// The schema objects a visit's first change creates, read off its ops.
-    fn index_creation(&mut self, change: &Change) -> Result<(), Refusal> {
+    fn index_creation(&mut self, change: &Change, d: &am::Change) -> Result<(), Refusal> {
         let h = Some(change.hash());
-        let Some(d) = self.decoded.get(&change.hash()) else {
-            return Err(invalid(h, "the first change could not be read"));
-        };
         let start = d.start_op.get();
         let mut objects = HashMap::new();
         let mut narrative = None;
@@ -517,7 +561,11 @@ impl<'r> Acceptor<'r> {
                     narrative = Some(id);
                 }
                 OpType::Put(ScalarValue::Str(json)) if k.as_str() == keys::TEMPLATE => {
-                    template = serde_json::from_str::<Template>(json).ok();
+                    // Read once by the creation check when it passed.
+                    template = self
+                        .template
+                        .take()
+                        .or_else(|| serde_json::from_str::<Template>(json).ok());
                 }
                 _ => {}
             }
@@ -538,6 +586,21 @@ impl<'r> Acceptor<'r> {
     /// them; drops those already held and duplicates. A change whose
     /// dependency is neither held nor among them is `Missing`.
     pub(crate) fn causal_order(&self, changes: Vec<Change>) -> Result<Vec<Change>, Refusal> {
+        // Most often (a document's history, a device's upload) they come
+        // in causal order already, each once and none held.
+        let mut seen: HashSet<ChangeHash> = HashSet::with_capacity(changes.len());
+        let ordered = changes.iter().all(|c| {
+            let h = c.hash();
+            c.deps()
+                .iter()
+                .all(|d| seen.contains(d) || self.metas.contains_key(d))
+                && !self.metas.contains_key(&h)
+                && seen.insert(h)
+        });
+        if ordered {
+            return Ok(changes);
+        }
+        drop(seen);
         let mut pending: HashMap<ChangeHash, Change> = HashMap::new();
         let mut order: Vec<ChangeHash> = Vec::new();
         for c in changes {
@@ -598,25 +661,37 @@ impl<'r> Acceptor<'r> {
 
     /// Checks one change against the document and applies it.
     pub(crate) fn accept(&mut self, change: Change) -> Result<Accepted, Refusal> {
-        let author = self.check(&change)?;
-        self.apply(change, &author)?;
+        let (author, decoded) = self.check(&change)?;
+        self.apply(change, &author, Some(decoded))?;
         Ok(author)
     }
 
     /// Applies a change that was checked (or, when auditing, one that was
     /// stored whatever it holds), updating the indexes.
-    fn apply(&mut self, change: Change, accepted: &Accepted) -> Result<(), Refusal> {
+    fn apply(
+        &mut self,
+        change: Change,
+        accepted: &Accepted,
+        decoded: Option<am::Change>,
+    ) -> Result<(), Refusal> {
         let h = change.hash();
         let actor = change.actor_id().clone();
         let (seq, start, max_op) = (change.seq(), change.start_op().get(), change.max_op());
         let deps = change.deps().to_vec();
         let first = self.metas.is_empty();
         if self.ledger.is_some() {
-            self.record_in_ledger(&change, first)?;
+            let d = match decoded {
+                Some(d) => d,
+                None => guarded(Some(h), || change.decode())?,
+            };
+            self.record_in_ledger(&change, d, first)?;
             if self.keep_pending {
                 self.pending.push(change);
             }
         } else {
+            if let Some(d) = decoded {
+                self.decoded.insert(h, d);
+            }
             let applied = guarded(Some(h), || self.doc.apply_changes([change]))?;
             applied.map_err(|e| invalid(Some(h), format!("Automerge refused it: {e}")))?;
             if !self.doc.get_missing_deps(&[]).is_empty() {
@@ -786,7 +861,7 @@ impl<'r> Acceptor<'r> {
     }
 
     /// All checks of one change; the author it names, or why it is refused.
-    fn check(&mut self, change: &Change) -> Result<Accepted, Refusal> {
+    fn check(&mut self, change: &Change) -> Result<(Accepted, am::Change), Refusal> {
         self.last_clock = None;
         let h = change.hash();
         let author = self.author_of(change)?;
@@ -815,13 +890,12 @@ impl<'r> Acceptor<'r> {
         };
         let decoded = guarded(Some(h), || change.decode())?;
         if self.metas.is_empty() {
-            self.check_creation(change, &decoded, &author)?;
+            self.template = Some(self.check_creation(change, &decoded, &author)?);
         } else {
             let effects = self.check_ops(change, &decoded, &author, role)?;
             self.check_effects(h, &effects)?;
         }
-        self.decoded.insert(h, decoded);
-        Ok(Accepted { hash: h, author })
+        Ok((Accepted { hash: h, author }, decoded))
     }
 
     fn check_effects(&self, h: ChangeHash, e: &Effects) -> Result<(), Refusal> {
@@ -863,13 +937,14 @@ impl<'r> Acceptor<'r> {
     }
 
     /// The first change of a visit: exactly what [`crate::Visit::create`]
-    /// writes, checked on the document it makes.
+    /// writes, read off its ops (each field written once, at the root, and
+    /// roster entries into its own staff map). Returns the template it holds.
     fn check_creation(
         &self,
         change: &Change,
         decoded: &am::Change,
         author: &Editor,
-    ) -> Result<(), Refusal> {
+    ) -> Result<Template, Refusal> {
         let h = Some(change.hash());
         if !change.deps().is_empty() || change.seq() != 1 {
             return Err(invalid(
@@ -877,8 +952,7 @@ impl<'r> Acceptor<'r> {
                 "a visit's first change must have no dependencies",
             ));
         }
-        // The creation change writes only at the root and into its own
-        // staff map, never with preds, and no deletes.
+        let bad = |what: &str| invalid(h, format!("a visit's first change {what}"));
         let start = change.start_op().get();
         let staff_id = decoded.operations.iter().enumerate().find_map(|(i, op)| {
             (op.obj == ObjectId::Root
@@ -886,34 +960,7 @@ impl<'r> Acceptor<'r> {
                 && op.action == OpType::Make(ObjType::Map))
             .then(|| OpId(start + i as u64, decoded.actor_id.clone()))
         });
-        for op in &decoded.operations {
-            if !op.pred.is_empty() || op.insert || matches!(op.action, OpType::Delete) {
-                return Err(invalid(h, "a visit's first change only creates"));
-            }
-            let ok_obj = match &op.obj {
-                ObjectId::Root => true,
-                ObjectId::Id(id) => Some(id) == staff_id.as_ref(),
-            };
-            if !ok_obj {
-                return Err(invalid(
-                    h,
-                    "a visit's first change writes only its roster into a container",
-                ));
-            }
-            if let OpType::Put(ScalarValue::Str(s)) = &op.action
-                && s.len() > MAX_CREATION_VALUE_BYTES
-            {
-                return Err(invalid(
-                    h,
-                    "a value of the visit's first change is too long",
-                ));
-            }
-        }
-        let mut probe = Automerge::new();
-        guarded(h, || probe.apply_changes([change.clone()]))?
-            .map_err(|e| invalid(h, format!("Automerge refused it: {e}")))?;
-        let bad = |what: &str| invalid(h, format!("a visit's first change {what}"));
-        let expected: HashSet<&str> = [
+        let fields: [&str; 12] = [
             keys::SCHEMA,
             keys::META,
             keys::TEMPLATE,
@@ -926,28 +973,70 @@ impl<'r> Acceptor<'r> {
             keys::NARRATIVE,
             keys::STATUS,
             keys::APPROVALS,
-        ]
-        .into_iter()
-        .collect();
-        let found: Vec<String> = probe.keys(ROOT).collect();
-        if found.len() != expected.len() || found.iter().any(|k| !expected.contains(k.as_str())) {
+        ];
+        // Each field's one op, and the roster entries, by key.
+        let mut root: [Option<&OpType>; 12] = [None; 12];
+        let mut roster: HashMap<&str, &str> = HashMap::new();
+        for op in &decoded.operations {
+            // The creation change writes only at the root and into its own
+            // staff map, never with preds, and no deletes.
+            if !op.pred.is_empty() || op.insert || matches!(op.action, OpType::Delete) {
+                return Err(invalid(h, "a visit's first change only creates"));
+            }
+            let Key::Map(key) = &op.key else {
+                return Err(invalid(h, "a visit's first change only creates"));
+            };
+            if let OpType::Put(ScalarValue::Str(s)) = &op.action
+                && s.len() > MAX_CREATION_VALUE_BYTES
+            {
+                return Err(invalid(
+                    h,
+                    "a value of the visit's first change is too long",
+                ));
+            }
+            match &op.obj {
+                ObjectId::Root => {
+                    let i = fields
+                        .iter()
+                        .position(|f| *f == key.as_str())
+                        .ok_or_else(|| bad("must write exactly the visit's fields"))?;
+                    if root[i].replace(&op.action).is_some() {
+                        return Err(bad(&format!("writes {key} twice")));
+                    }
+                }
+                ObjectId::Id(id) if Some(id) == staff_id.as_ref() => {
+                    let OpType::Put(ScalarValue::Str(json)) = &op.action else {
+                        return Err(bad("holds a roster entry that is not JSON text"));
+                    };
+                    if roster.insert(key.as_str(), json.as_str()).is_some() {
+                        return Err(bad(&format!("writes roster entry {key} twice")));
+                    }
+                }
+                ObjectId::Id(_) => {
+                    return Err(invalid(
+                        h,
+                        "a visit's first change writes only its roster into a container",
+                    ));
+                }
+            }
+        }
+        let field = |key: &str| -> Option<&OpType> {
+            fields.iter().position(|f| *f == key).and_then(|i| root[i])
+        };
+        if root.iter().any(|f| f.is_none()) {
             return Err(bad("must write exactly the visit's fields"));
         }
-        let string = |key: &str| -> Result<String, Refusal> {
-            match probe.get(ROOT, key) {
-                Ok(Some((automerge::Value::Scalar(s), _))) => match s.as_ref() {
-                    ScalarValue::Str(s) => Ok(s.to_string()),
-                    _ => Err(bad(&format!("must write {key} as JSON text"))),
-                },
+        let string = |key: &str| -> Result<&str, Refusal> {
+            match field(key) {
+                Some(OpType::Put(ScalarValue::Str(s))) => Ok(s.as_str()),
                 _ => Err(bad(&format!("must write {key} as JSON text"))),
             }
         };
-        match probe.get(ROOT, keys::SCHEMA) {
-            Ok(Some((automerge::Value::Scalar(s), _))) if matches!(s.as_ref(), ScalarValue::Uint(v) if *v == SCHEMA_VERSION) =>
-                {}
-            _ => return Err(bad(&format!("must write schema {SCHEMA_VERSION}"))),
+        if !matches!(field(keys::SCHEMA), Some(OpType::Put(ScalarValue::Uint(v))) if *v == SCHEMA_VERSION)
+        {
+            return Err(bad(&format!("must write schema {SCHEMA_VERSION}")));
         }
-        let meta: VisitMeta = serde_json::from_str(&string(keys::META)?)
+        let meta: VisitMeta = serde_json::from_str(string(keys::META)?)
             .map_err(|e| bad(&format!("holds unreadable metadata: {e}")))?;
         if meta.created_by != author.user {
             return Err(bad("names another creator than its author"));
@@ -962,47 +1051,32 @@ impl<'r> Acceptor<'r> {
         if clean != meta.unit {
             return Err(bad("holds a unit not written as the app writes it"));
         }
-        let template = Template::from_json(&string(keys::TEMPLATE)?)
+        let template = Template::from_json(string(keys::TEMPLATE)?)
             .map_err(|e| bad(&format!("holds an invalid template: {e}")))?;
         if template.id != meta.template_id || template.version != meta.template_version {
             return Err(bad("names another template than it holds"));
         }
-        let status: Stamped<StatusEntry> = serde_json::from_str(&string(keys::STATUS)?)
+        let status: Stamped<StatusEntry> = serde_json::from_str(string(keys::STATUS)?)
             .map_err(|e| bad(&format!("holds an unreadable status: {e}")))?;
         if status.value.status != VisitStatus::Draft || !status.value.note.is_empty() {
             return Err(bad("must start the visit as a draft"));
         }
         check_stamp(h, &status.stamp, author)?;
-        for (key, kind) in CONTAINERS {
-            let Ok(Some((automerge::Value::Object(ObjType::Map), obj))) = probe.get(ROOT, key)
-            else {
+        for (key, _) in CONTAINERS {
+            if field(key) != Some(&OpType::Make(ObjType::Map)) {
                 return Err(bad(&format!("must create {key} as a map")));
-            };
-            let n = probe.length(&obj);
-            if kind == Kind::Staff {
-                if n > crate::visit::MAX_STAFF {
-                    return Err(bad("holds too many staff"));
-                }
-                for k in probe.keys(&obj).collect::<Vec<_>>() {
-                    let json = match probe.get(&obj, k.as_str()) {
-                        Ok(Some((automerge::Value::Scalar(s), _))) => match s.as_ref() {
-                            ScalarValue::Str(s) => s.to_string(),
-                            _ => return Err(bad("holds a roster entry that is not JSON text")),
-                        },
-                        _ => return Err(bad("holds a roster entry that is not JSON text")),
-                    };
-                    check_staff(h, &k, &json, author, false)?;
-                }
-            } else if n != 0 {
-                return Err(bad(&format!("must create {key} empty")));
             }
         }
-        match probe.get(ROOT, keys::NARRATIVE) {
-            Ok(Some((automerge::Value::Object(ObjType::Text), obj))) if probe.length(&obj) == 0 => {
-            }
-            _ => return Err(bad("must create the narrative as empty text")),
+        if field(keys::NARRATIVE) != Some(&OpType::Make(ObjType::Text)) {
+            return Err(bad("must create the narrative as empty text"));
         }
-        Ok(())
+        if roster.len() > crate::visit::MAX_STAFF {
+            return Err(bad("holds too many staff"));
+        }
+        for (k, json) in roster {
+            check_staff(h, k, json, author, false)?;
+        }
+        Ok(template)
     }
 
     /// Values visible at `(obj, key)` in the change's own past.
@@ -1102,14 +1176,13 @@ impl<'r> Acceptor<'r> {
     ) -> Result<Effects, Refusal> {
         let h = change.hash();
         let hs = Some(h);
-        let deps = change.deps().to_vec();
-        let clock = self.ledger.as_ref().map(|l| l.clock(change));
-        self.last_clock = clock.clone();
+        let deps = change.deps();
+        let clock = self.ledger.as_ref().map(|l| l.clock(deps));
         let past_is_all = match &self.ledger {
             // The ledger reads every key at the change's own clock.
             Some(_) => false,
             None => {
-                let mut d = deps.clone();
+                let mut d = deps.to_vec();
                 let mut heads = self.doc.get_heads();
                 d.sort();
                 heads.sort();
@@ -1122,6 +1195,7 @@ impl<'r> Acceptor<'r> {
         let mut local: HashMap<(OpId, String), Vec<OpId>> = HashMap::new();
         let mut made: HashMap<OpId, Kind> = HashMap::new();
         let supervisor = role == Role::Supervisor;
+        let ops = decoded.operations.len();
         for (i, op) in decoded.operations.iter().enumerate() {
             let op_id = OpId(start + i as u64, decoded.actor_id.clone());
             let obj_id = match &op.obj {
@@ -1144,11 +1218,12 @@ impl<'r> Acceptor<'r> {
                 && !self
                     .change_of_op(id)
                     .is_some_and(|(_, c)| match &self.ledger {
-                        Some(l) => self
-                            .metas
-                            .get(&c)
-                            .is_some_and(|m| l.in_past(&(m.actor.clone(), m.seq), &deps)),
-                        None => self.is_ancestor(&c, &deps),
+                        Some(l) => self.metas.get(&c).is_some_and(|m| {
+                            l.actors
+                                .get(&m.actor)
+                                .is_some_and(|a| l.in_past(&(*a, m.seq), deps))
+                        }),
+                        None => self.is_ancestor(&c, deps),
                     })
             {
                 return Err(invalid(hs, "writes to a finding its author had not seen"));
@@ -1160,7 +1235,7 @@ impl<'r> Acceptor<'r> {
                 return Err(invalid(hs, "uses an op kind the visit never holds"));
             }
             if kind == Some(Kind::Narrative) {
-                self.check_text_op(op, decoded, i, &deps, past_is_all, h)?;
+                self.check_text_op(op, decoded, i, deps, past_is_all, h)?;
                 continue;
             }
             let Key::Map(key) = &op.key else {
@@ -1169,18 +1244,21 @@ impl<'r> Acceptor<'r> {
             if op.insert {
                 return Err(invalid(hs, "inserts into a map"));
             }
-            let key = key.to_string();
+            let key = key.as_str();
             // What the author saw at this key: earlier ops of this change,
             // else the document at the change's dependencies.
-            let local_key = (
-                obj_id.clone().unwrap_or(OpId(0, decoded.actor_id.clone())),
-                key.clone(),
-            );
-            let seen: Vec<(OpId, Option<String>)> = match local.get(&local_key) {
+            let local_key = (i > 0 || i + 1 < ops).then(|| {
+                (
+                    obj_id.clone().unwrap_or(OpId(0, decoded.actor_id.clone())),
+                    key.to_owned(),
+                )
+            });
+            let earlier = local_key.as_ref().and_then(|k| local.get(k));
+            let seen: Vec<(OpId, Option<String>)> = match earlier {
                 Some(ids) => ids.iter().map(|id| (id.clone(), None)).collect(),
                 None => match (&obj_id, &self.ledger, &clock) {
                     (Some(id), _, _) if made.contains_key(id) => Vec::new(),
-                    (_, Some(ledger), Some(clock)) => ledger.visible(&obj_id, &key, clock),
+                    (_, Some(ledger), Some(clock)) => ledger.visible(&obj_id, key, clock),
                     (Some(id), _, _) => {
                         let ex = self
                             .objects
@@ -1189,16 +1267,12 @@ impl<'r> Acceptor<'r> {
                             .ok_or_else(|| {
                                 invalid(hs, "writes to an object that is not part of the visit")
                             })?;
-                        self.visible(&ex, &key, &deps, h)?
+                        self.visible(&ex, key, deps, h)?
                     }
-                    (None, _, _) => self.visible(&ROOT, &key, &deps, h)?,
+                    (None, _, _) => self.visible(&ROOT, key, deps, h)?,
                 },
             };
-            let mut pred: Vec<&OpId> = op.pred.iter().collect();
-            pred.sort_by(|a, b| (a.0, a.1.to_bytes()).cmp(&(b.0, b.1.to_bytes())));
-            let mut shown: Vec<&OpId> = seen.iter().map(|(id, _)| id).collect();
-            shown.sort_by(|a, b| (a.0, a.1.to_bytes()).cmp(&(b.0, b.1.to_bytes())));
-            if pred != shown {
+            if !same_ops(op.pred.iter(), seen.iter().map(|(id, _)| id)) {
                 return Err(invalid(
                     hs,
                     format!("at {key}, does not supersede exactly the values its author saw"),
@@ -1241,7 +1315,7 @@ impl<'r> Acceptor<'r> {
                     }
                 }
                 (Some(Kind::Findings), OpType::Make(ObjType::Map)) => {
-                    FindingId::parse(&key).map_err(|e| invalid(hs, e.to_string()))?;
+                    FindingId::parse(key).map_err(|e| invalid(hs, e.to_string()))?;
                     if !seen.is_empty() {
                         return Err(invalid(hs, format!("reuses finding id {key}")));
                     }
@@ -1255,7 +1329,7 @@ impl<'r> Acceptor<'r> {
                     ));
                 }
                 (Some(Kind::Evidence), OpType::Delete) => {
-                    self.check_evidence_key(hs, &key)?;
+                    self.check_evidence_key(hs, key)?;
                 }
                 (Some(_), OpType::Delete) => {
                     return Err(invalid(
@@ -1269,13 +1343,13 @@ impl<'r> Acceptor<'r> {
                     self.check_slot(
                         hs,
                         k,
-                        &key,
+                        key,
                         json,
                         author,
                         role,
                         &seen,
                         is_new_finding,
-                        &deps,
+                        deps,
                         &mut effects,
                     )?;
                 }
@@ -1286,8 +1360,12 @@ impl<'r> Acceptor<'r> {
             } else {
                 vec![op_id.clone()]
             };
-            local.insert(local_key, after);
+            if let Some(k) = local_key {
+                local.insert(k, after);
+            }
         }
+        // The ledger records the change at the clock it was read at.
+        self.last_clock = clock;
         Ok(effects)
     }
 
@@ -1314,7 +1392,7 @@ impl<'r> Acceptor<'r> {
         let known = match &self.ledger {
             Some(l) => self
                 .container_id(Kind::Staff)
-                .is_some_and(|obj| l.slots.contains_key(&(Some(obj), staff.to_string()))),
+                .is_some_and(|obj| l.holds(&Some(obj), staff.as_str())),
             None => self
                 .container(Kind::Staff)
                 .is_some_and(|obj| matches!(self.doc.get(obj, staff.as_str()), Ok(Some(_)))),
@@ -1635,8 +1713,8 @@ impl<'r> Acceptor<'r> {
         for c in changes {
             let h = c.hash();
             match self.check(&c) {
-                Ok(a) => {
-                    if let Err(e) = self.apply(c, &a) {
+                Ok((a, d)) => {
+                    if let Err(e) = self.apply(c, &a, Some(d)) {
                         problems.push(e);
                         return problems;
                     }
@@ -1652,11 +1730,9 @@ impl<'r> Acceptor<'r> {
                         )
                     });
                     problems.push(e);
-                    if let Ok(d) = catch_unwind(AssertUnwindSafe(|| c.decode())) {
-                        self.decoded.insert(h, d);
-                    }
+                    let d = catch_unwind(AssertUnwindSafe(|| c.decode())).ok();
                     let accepted = Accepted { hash: h, author };
-                    if let Err(e) = self.apply(c, &accepted) {
+                    if let Err(e) = self.apply(c, &accepted, d) {
                         problems.push(e);
                         return problems;
                     }
@@ -1665,6 +1741,25 @@ impl<'r> Acceptor<'r> {
         }
         problems
     }
+}
+
+/// Whether two lists of op ids hold the same ids, in any order.
+fn same_ops<'a>(
+    a: impl ExactSizeIterator<Item = &'a OpId>,
+    b: impl ExactSizeIterator<Item = &'a OpId>,
+) -> bool {
+    if a.len() != b.len() {
+        return false;
+    }
+    if a.len() <= 1 {
+        return a.eq(b);
+    }
+    let order = |x: &&OpId, y: &&OpId| (x.0, x.1.to_bytes()).cmp(&(y.0, y.1.to_bytes()));
+    let mut a: Vec<&OpId> = a.collect();
+    let mut b: Vec<&OpId> = b.collect();
+    a.sort_by(order);
+    b.sort_by(order);
+    a == b
 }
 
 fn put_str(op: &am::Op, h: Option<ChangeHash>) -> Result<&str, Refusal> {

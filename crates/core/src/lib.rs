@@ -16,7 +16,8 @@ mod text;
 mod visit;
 
 pub use accept::{
-    Accepted, MAX_FINDINGS, MAX_OPS_PER_CHANGE, MAX_OPS_PER_VISIT, Refusal, RefusalKind, Roles,
+    Accepted, MAX_CLOCK_ENTRIES, MAX_FINDINGS, MAX_OPS_PER_CHANGE, MAX_OPS_PER_VISIT, Refusal,
+    RefusalKind, Roles,
 };
 pub use automerge::{ActorId, Change, ChangeHash};
 pub use error::{Error, Result};

@@ -166,9 +166,12 @@ fn received_changes(
             })
             .map_err(|_| refuse("unreadable document: Automerge could not load it".into()))?
             .map_err(|e| refuse(format!("unreadable document: {e}")))?;
+            // Every change is a head or an ancestor of one, whose ops all
+            // come after its own: the heads hold the highest op.
             let max_op = loaded
-                .get_changes_meta(&[])
+                .get_heads()
                 .iter()
+                .filter_map(|h| loaded.get_change_meta_by_hash(h))
                 .map(|m| m.max_op)
                 .max()
                 .unwrap_or(0);

@@ -857,3 +857,87 @@ fn a_change_automerge_cannot_decode_is_refused() {
     assert_eq!(visit.heads(), before);
     assert!(Visit::accept_new(data, &server, &roles, NO_LIMIT).is_err());
 }
+
+/// Every change of `v` as change chunks, as a device may upload a new visit.
+fn chunks_of(v: &Visit) -> Vec<u8> {
+    v.automerge()
+        .get_changes(&[])
+        .iter()
+        .flat_map(|c| c.raw_bytes().to_vec())
+        .collect()
+}
+
+#[test]
+fn a_first_change_that_writes_a_field_twice_is_refused() {
+    let v = create(3);
+    let first = v.automerge().get_changes(&[])[0].clone();
+    let mut d = first.decode();
+    let status = d
+        .operations
+        .iter()
+        .find(|op| op.key == am::Key::Map("status".into()))
+        .cloned()
+        .expect("the status op");
+    d.operations.push(status);
+    d.hash = None;
+    let twice = Change::from(d);
+    let server = session("server", "server", 0);
+    let e = Visit::accept_new(twice.raw_bytes(), &server, &roles, NO_LIMIT)
+        .expect_err("a field written twice is refused");
+    assert_eq!(e.kind, RefusalKind::Invalid, "{e}");
+    assert!(e.reason.contains("status twice"), "{e}");
+    // The same history as written is accepted, so the refusal is the
+    // duplicate's.
+    Visit::accept_new(first.raw_bytes(), &server, &roles, NO_LIMIT)
+        .expect("the honest first change");
+}
+
+#[test]
+fn a_history_of_too_many_interleaved_actors_is_refused_not_expanded() {
+    // Each change by a new actor depends on the last: every clock holds
+    // every actor before it, so the clocks grow as the square of the count.
+    let base = create(3);
+    let f = Forge::new("insp-x", "phone-x");
+    let mut bytes = chunks_of(&base);
+    let start = base
+        .automerge()
+        .get_changes_meta(&[])
+        .iter()
+        .map(|m| m.max_op)
+        .max()
+        .expect("ops")
+        + 1;
+    let chain = |n: usize| {
+        let mut out = Vec::new();
+        let mut deps = base.heads();
+        for i in 0..n {
+            let mut actor = vec![0xab; 16];
+            actor[..8].copy_from_slice(&(i as u64).to_be_bytes());
+            let c = Change::from(am::Change {
+                operations: Vec::new(),
+                actor_id: ActorId::from(actor),
+                hash: None,
+                seq: 1,
+                start_op: NonZeroU64::new(start).expect("nonzero"),
+                time: 0,
+                message: None,
+                deps: deps.clone(),
+                extra_bytes: f.footer.clone(),
+                author: None,
+            });
+            deps = vec![c.hash()];
+            out.extend_from_slice(c.raw_bytes());
+        }
+        out
+    };
+    let server = session("server", "server", 0);
+    // A few hundred actors (many more than an honest visit) pass.
+    let mut few = bytes.clone();
+    few.extend(chain(300));
+    Visit::accept_new(&few, &server, &roles, NO_LIMIT).expect("300 actors are checked");
+    bytes.extend(chain(3_000));
+    let e = Visit::accept_new(&bytes, &server, &roles, NO_LIMIT)
+        .expect_err("3,000 interleaved actors are refused");
+    assert_eq!(e.kind, RefusalKind::Invalid, "{e}");
+    assert!(e.reason.contains("clock entries"), "{e}");
+}
