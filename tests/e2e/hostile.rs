@@ -6,6 +6,14 @@
 //! work: an honest sync goes through, `enroll-code` and `revoke` run against
 //! the data folder while the server runs, `/healthz` answers, and an
 //! enrollment answered after the attack survives a restart.
+//!
+//! Beside the cases, a property test sends valid changes mutated at random
+//! (header, ops, keys, preds, kinds, values) for a stored visit and for new
+//! visits' whole histories: every answer is a per-visit status or a 400
+//! problem, a refusal stores nothing, the server keeps syncing honest
+//! devices, and whatever it accepts passes the auditor's verification.
+//! `KIEMTRA_MUTATION_SEED` and `KIEMTRA_MUTATION_CASES` replay or widen it;
+//! `KIEMTRA_MUTATION_SHOW` prints what was offered and accepted.
 
 use crate::harness::*;
 use automerge::legacy::{ObjectId, OpId, OpType};
@@ -1443,4 +1451,325 @@ async fn hostile_verification_flags_every_forged_write_in_stored_history() {
         });
     }
     f.finish("verification of stored forged writes");
+}
+
+// ----- mutated changes through the engine ------------------------------------
+
+/// A small deterministic generator (splitmix64), so a failing case can be
+/// replayed from the seed the test prints.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
+    }
+
+    fn below(&mut self, n: u64) -> u64 {
+        self.next() % n.max(1)
+    }
+
+    fn pick<T: Clone>(&mut self, from: &[T]) -> T {
+        from[self.below(from.len() as u64) as usize].clone()
+    }
+}
+
+/// Valid changes by `a` on top of `base`: an attendance mark, a conduct
+/// mark, a narrative insert and a submission, each a fresh actor's first.
+fn valid_changes(base: &[u8], a: &Device) -> Vec<Change> {
+    let stamp = stamp_by(a);
+    let mut out = vec![valid_mark(base, a, 1)];
+    let mut doc = tampered(base, a);
+    let conduct = obj(&doc, "conduct");
+    let value = stamped_json(
+        ConductEntry {
+            result: ConductResult::Compliant,
+            note: String::new(),
+        },
+        stamp.clone(),
+    );
+    out.extend(write(&mut doc, |tx| {
+        tx.put(&conduct, "s-003/uniform", value)
+    }));
+    let mut doc = tampered(base, a);
+    let text = obj(&doc, "narrative");
+    out.extend(write(&mut doc, |tx| tx.splice_text(&text, 0, 0, "Đã")));
+    let mut doc = tampered(base, a);
+    let value = stamped_json(
+        StatusEntry {
+            status: kiemtra_core::VisitStatus::Submitted,
+            note: String::new(),
+        },
+        stamp,
+    );
+    out.extend(write(&mut doc, |tx| tx.put(ROOT, "status", value)));
+    out
+}
+
+/// `c` with one to three random edits of its header, ops, keys, preds,
+/// kinds and values; `objects` are op ids of the visit's objects.
+fn mutated(c: &Change, r: &mut Rng, objects: &[OpId]) -> Change {
+    reshape(c, |x| {
+        for _ in 0..=r.below(3) {
+            let n = x.operations.len() as u64;
+            let i = r.below(n) as usize;
+            let actor = x.actor_id.clone();
+            match r.below(13) {
+                0 => x.seq = r.pick(&[0, 2, 3, 1 << 40]),
+                1 => {
+                    let s = x.start_op.get();
+                    let to = r.pick(&[1, s.saturating_sub(1).max(1), s + 7, 1 << 40]);
+                    x.start_op = std::num::NonZeroU64::new(to).expect("nonzero");
+                }
+                2 => x.deps.clear(),
+                3 => x.deps.push(ChangeHash([r.below(256) as u8; 32])),
+                4 => {
+                    if let Some(d) = x.deps.first().copied() {
+                        x.deps.push(d);
+                    }
+                }
+                5 if n > 0 => {
+                    x.operations[i].obj = match r.below(3) {
+                        0 => ObjectId::Root,
+                        1 => ObjectId::Id(r.pick(objects)),
+                        _ => ObjectId::Id(OpId(r.below(500) + 1, actor)),
+                    }
+                }
+                6 if n > 0 => {
+                    let key = r.pick(&[
+                        "meta",
+                        "status",
+                        "approvals",
+                        "schema",
+                        "template",
+                        "s-999",
+                        "s-001",
+                        "s-001/uniform",
+                        "tthc-posted",
+                        "",
+                    ]);
+                    x.operations[i].key = automerge::legacy::Key::Map(key.into());
+                }
+                7 if n > 0 => {
+                    x.operations[i].key =
+                        automerge::legacy::Key::Seq(automerge::legacy::ElementId::Head)
+                }
+                8 if n > 0 => {
+                    x.operations[i].action = r.pick(&[
+                        OpType::Delete,
+                        OpType::Make(ObjType::Map),
+                        OpType::Make(ObjType::Text),
+                        OpType::Put(ScalarValue::Int(5)),
+                        OpType::Put(ScalarValue::Str("{}".into())),
+                        OpType::Increment(1),
+                    ])
+                }
+                9 if n > 0 => {
+                    let op = &mut x.operations[i];
+                    if r.below(2) == 0 {
+                        op.pred = Vec::new().into();
+                    } else {
+                        let mut pred: Vec<OpId> = op.pred.iter().cloned().collect();
+                        pred.push(match r.below(2) {
+                            0 => r.pick(objects),
+                            _ => OpId(r.below(500) + 1, actor),
+                        });
+                        op.pred = pred.into();
+                    }
+                }
+                10 if n > 0 => x.operations[i].insert = !x.operations[i].insert,
+                11 if n > 0 => {
+                    if let OpType::Put(ScalarValue::Str(s)) = &x.operations[i].action {
+                        let edited = match r.below(5) {
+                            0 => s.replace("insp-a", "insp-b"),
+                            1 => s.replace("present", "late"),
+                            2 => s.replace("submitted", "approved"),
+                            3 => format!("{s}{}", "x".repeat(70_000)),
+                            _ => s.replace("Đã", "Đa\u{0303}"),
+                        };
+                        x.operations[i].action = OpType::Put(ScalarValue::Str(edited.into()));
+                    }
+                }
+                _ => {
+                    if n > 0 && r.below(2) == 0 {
+                        let op = x.operations[i].clone();
+                        x.operations.push(op);
+                    } else {
+                        x.operations.clear();
+                    }
+                }
+            }
+        }
+    })
+}
+
+/// The op ids of the visit's schema objects in `base`.
+fn object_ids(base: &[u8]) -> Vec<OpId> {
+    let doc = Automerge::load(base).expect("load");
+    [
+        "staff",
+        "attendance",
+        "conduct",
+        "checks",
+        "evidence",
+        "findings",
+        "approvals",
+        "narrative",
+    ]
+    .iter()
+    .filter_map(|k| match obj(&doc, k) {
+        automerge::ObjId::Id(c, a, _) => Some(OpId(c, a)),
+        automerge::ObjId::Root => None,
+    })
+    .collect()
+}
+
+/// An auditor's verification of `id` on the running server.
+async fn verified_ok(net: &Net, id: &str) -> Result<(), String> {
+    let resp = http()
+        .get(format!("{}/v1/visits/{id}/verify", net.url))
+        .bearer_auth(&net.aud.client.credentials().token)
+        .send()
+        .await
+        .map_err(|e| e.to_string())?;
+    if resp.status() != reqwest::StatusCode::OK {
+        return Err(format!("verify answered {}", resp.status()));
+    }
+    let report: serde_json::Value = resp.json().await.map_err(|e| e.to_string())?;
+    if report["ok"] == true {
+        Ok(())
+    } else {
+        Err(format!("verify: {}", report["problems"]))
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hostile_mutated_changes_never_break_the_server_and_what_it_accepts_verifies() {
+    let seed: u64 = std::env::var("KIEMTRA_MUTATION_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0x006b_6965_6d74_7261);
+    let cases: usize = std::env::var("KIEMTRA_MUTATION_CASES")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(40);
+    eprintln!("seed {seed}, {cases} cases (KIEMTRA_MUTATION_SEED, KIEMTRA_MUTATION_CASES)");
+    let mut r = Rng(seed);
+    let mut net = Net::new().await;
+    let mut f = Findings::default();
+    let token = net.a.client.credentials().token.clone();
+    let (mut accepted, mut refused) = (0, 0);
+    for case in 0..cases {
+        // Every other case a new visit's whole history, else changes to
+        // the stored target.
+        let new_visit_case = case % 2 == 1;
+        let (id, offer) = if new_visit_case {
+            let id = format!("v-mut-{case}");
+            net.a
+                .store
+                .create_visit(new_visit(&id, "team-1", 4), &template())
+                .expect("create");
+            net.a
+                .store
+                .edit(&vid(&id), |v| {
+                    v.record_attendance(&staff(0), AttendanceMark::Present, "", None)?;
+                    v.set_narrative("Có mặt")
+                })
+                .expect("edit");
+            let doc = net.a.store.visit(&vid(&id)).expect("visit").save();
+            let objects = object_ids(&doc);
+            let mut changes = Automerge::load(&doc).expect("load").get_changes(&[]);
+            let last = changes.len() - 1;
+            let at = if r.below(2) == 0 {
+                last
+            } else {
+                r.below(changes.len() as u64) as usize
+            };
+            changes[at] = mutated(&changes[at], &mut r, &objects);
+            let refs: Vec<&Change> = changes.iter().collect();
+            let offer = VisitOffer {
+                visit_id: id.clone(),
+                heads: heads_with(&[], &changes).iter().map(|h| h.0).collect(),
+                confirmed: None,
+                changes: bytes_of(&changes),
+                signatures: vec![sign(&net.a, &id, &refs)],
+                implied: false,
+            };
+            (id, offer)
+        } else {
+            let base = net.base();
+            let objects = object_ids(&base);
+            let valid = valid_changes(&base, &net.a);
+            let c = mutated(&r.pick(&valid), &mut r, &objects);
+            if std::env::var_os("KIEMTRA_MUTATION_SHOW").is_some() {
+                eprintln!("case {case}: offers {:?}", c.decode());
+            }
+            (TARGET.to_owned(), signed_offer(&net.a, TARGET, &base, &[c]))
+        };
+        let sent = offer.changes.clone();
+        let before = net.heads_of(&id).await;
+        let answer = answer_for(post(&net.url, &token, vec![offer]).await, &id);
+        let after = net.heads_of(&id).await;
+        match &answer {
+            Ok((VisitStatus::Ok, _)) => {
+                accepted += 1;
+                if std::env::var_os("KIEMTRA_MUTATION_SHOW").is_some() {
+                    let shown = std::panic::catch_unwind(|| {
+                        let mut doc = Automerge::new();
+                        let _ = doc.load_incremental(&sent);
+                        doc.get_changes(&[])
+                            .iter()
+                            .map(|c| format!("{:?}", c.decode()))
+                            .collect::<Vec<_>>()
+                    });
+                    eprintln!("case {case}: accepted {shown:?}");
+                }
+                if let Err(e) = verified_ok(&net, &id).await {
+                    f.fail(format!("case {case}: accepted, then {e}"));
+                }
+            }
+            Ok((status, message)) => {
+                refused += 1;
+                // `resend` asks for more history and needs no words.
+                f.check(
+                    !message.is_empty() || *status == VisitStatus::Resend,
+                    || format!("case {case}: {status:?} without a message"),
+                );
+                f.check(before == after, || {
+                    format!(
+                        "case {case}: refused ({status:?} {message}) but {before:?} → {after:?}"
+                    )
+                });
+            }
+            // A signature over a range the wire format cannot hold (seq 0)
+            // makes the whole request malformed: a 400 problem.
+            Err(e) if e.starts_with("HTTP 400") && e.contains("urn:kiemtra:problem:") => {
+                refused += 1;
+                f.check(before == after, || {
+                    format!("case {case}: refused ({e}) but {before:?} → {after:?}")
+                });
+            }
+            Err(e) => f.fail(format!("case {case}: no answer: {e}")),
+        }
+        match http().get(format!("{}/healthz", net.url)).send().await {
+            Ok(resp) if resp.status() == reqwest::StatusCode::OK => {}
+            other => f.fail(format!("case {case}: /healthz: {other:?}")),
+        }
+        let found = f.0.len();
+        net.honest_round(&mut f).await;
+        if f.0.len() > found {
+            f.fail(format!("(the honest round above failed after case {case})"));
+        }
+    }
+    eprintln!("{accepted} accepted, {refused} refused");
+    f.check(refused > cases / 2, || {
+        format!("only {refused} of {cases} mutations were refused: the mutator is too weak")
+    });
+    if let Err(e) = verified_ok(&net, TARGET).await {
+        f.fail(format!("the target after every case: {e}"));
+    }
+    f.finish("mutated changes through the engine");
 }

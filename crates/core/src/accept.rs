@@ -813,6 +813,14 @@ impl<'r> Acceptor<'r> {
                 format!("would bring the visit past {MAX_OPS_PER_VISIT} ops"),
             ));
         }
+        // Only the visit's first change has no past: any other must build
+        // on it, so that every object its ops name is in its past.
+        if change.deps().is_empty() && !self.metas.is_empty() {
+            return Err(invalid(
+                h,
+                "depends on no change; only a visit's first change may",
+            ));
+        }
         let mut max_dep = 0;
         for d in change.deps() {
             let Some(m) = self.metas.get(d) else {

@@ -378,6 +378,30 @@ fn structurally_broken_changes_are_invalid() {
     // A missing dependency asks for a fuller exchange.
     let c = f.change_with(&v, 2, vec![ChangeHash([9u8; 32])], good());
     assert_eq!(refused(&mut v, c).kind, RefusalKind::Missing);
+    // A change with no past writing into the visit's containers (which
+    // its past, being empty, does not hold), by a new actor: refused on a
+    // stored visit, and in a new visit's history.
+    let mut g = Forge::new("insp-y", "phone-y");
+    g.actor = ActorId::from(vec![0xdd; 16]);
+    let rootless = g.change_with(
+        &v,
+        1,
+        Vec::new(),
+        vec![put(
+            att.clone(),
+            "s-001",
+            attendance_json(&g, "present"),
+            vec![],
+        )],
+    );
+    let e = refused(&mut v, rootless.clone());
+    assert_eq!(e.kind, RefusalKind::Invalid, "{e}");
+    assert!(e.reason.contains("depends on no change"), "{e}");
+    let mut whole = chunks_of(&v);
+    whole.extend_from_slice(rootless.raw_bytes());
+    let e = Visit::accept_new(&whole, &session("server", "server", 0), &roles, NO_LIMIT)
+        .expect_err("a rootless change in a new visit's history");
+    assert!(e.reason.contains("depends on no change"), "{e}");
 }
 
 #[test]
