@@ -17,9 +17,9 @@
 use kiemtra_client::{Credentials, SyncClient, SyncOptions};
 use kiemtra_core::{
     AttendanceMark, ChangeHash, CheckId, CheckResult, ConductKind, ConductResult, DeviceId, Editor,
-    FieldRef, FindingField, FindingId, FindingValue, Lang, NewFinding, NewVisit, Role, Session,
-    Severity, StaffCategory, StaffId, StaffMember, Tally, Template, Unit, UnitCode, UnitKind,
-    UserId, Visit, VisitId, VisitState,
+    FieldRef, FindingField, FindingId, FindingValue, Lang, NewFinding, NewVisit, Observation, Role,
+    Session, Severity, StaffCategory, StaffId, StaffMember, Tally, Template, Unit, UnitCode,
+    UnitKind, UserId, Visit, VisitId, VisitState,
 };
 use kiemtra_store::Store;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -467,6 +467,10 @@ impl From<&VisitState> for VisitView {
 pub struct CandidateView {
     pub value_vi: String,
     pub value_en: String,
+    /// The note written with it ("" when none).
+    pub note: String,
+    /// When it was observed (attendance) or recorded, RFC 3339.
+    pub observed_at: String,
     pub by: String,
     pub device: String,
     /// Device time, RFC 3339.
@@ -479,6 +483,10 @@ pub struct ConflictView {
     pub field: String,
     pub label_vi: String,
     pub label_en: String,
+    /// What differs among the candidates, in both languages
+    /// (`kết quả ghi nhận` / `what was observed`, note, time, recorder).
+    pub differs_vi: Vec<String>,
+    pub differs_en: Vec<String>,
     /// The value shown first.
     pub candidates: Vec<CandidateView>,
 }
@@ -1084,12 +1092,28 @@ impl VisitHandle {
                     field: c.field.to_string(),
                     label_vi: c.field.describe(Lang::Vi, &state),
                     label_en: c.field.describe(Lang::En, &state),
+                    differs_vi: c
+                        .differences()
+                        .iter()
+                        .map(|a| a.label(Lang::Vi).to_owned())
+                        .collect(),
+                    differs_en: c
+                        .differences()
+                        .iter()
+                        .map(|a| a.label(Lang::En).to_owned())
+                        .collect(),
                     candidates: c
                         .candidates
                         .iter()
                         .map(|cand| CandidateView {
                             value_vi: cand.value.describe(Lang::Vi, &state),
                             value_en: cand.value.describe(Lang::En, &state),
+                            note: cand.value.note().to_owned(),
+                            observed_at: cand
+                                .value
+                                .observed_at()
+                                .unwrap_or(cand.stamp.at)
+                                .to_rfc3339(),
                             by: cand.stamp.by.to_string(),
                             device: cand.stamp.device.to_string(),
                             at: cand.stamp.at.to_rfc3339(),

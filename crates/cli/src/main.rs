@@ -18,7 +18,7 @@ mod report;
 
 use clap::{Parser, Subcommand};
 use desk::{CliError, Desk, Result, lang_of, table};
-use kiemtra_core::{Lang, VisitId, format_time};
+use kiemtra_core::{Lang, Observation, VisitId, format_time};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
@@ -412,21 +412,39 @@ fn run(cli: Cli) -> Result<()> {
             for id in ids {
                 let state = desk.store.visit(&id)?.state()?;
                 for c in state.conflicts() {
+                    let differs = c
+                        .differences()
+                        .iter()
+                        .map(|a| a.label(lang))
+                        .collect::<Vec<_>>()
+                        .join(", ");
                     for (i, cand) in c.candidates.iter().enumerate() {
                         rows.push(vec![
                             id.to_string(),
                             c.field.to_string(),
                             c.field.describe(lang, &state),
+                            differs.clone(),
                             i.to_string(),
                             cand.value.describe(lang, &state),
-                            cand.stamp.by.to_string(),
+                            format_time(cand.value.observed_at().unwrap_or(cand.stamp.at)),
+                            format!("{} ({})", cand.stamp.by, cand.stamp.device),
                             format_time(cand.stamp.at),
                         ]);
                     }
                 }
             }
             table(
-                &["visit", "field", "what", "candidate", "value", "by", "at"],
+                &[
+                    "visit",
+                    "field",
+                    "what",
+                    "differs",
+                    "candidate",
+                    "value",
+                    "observed",
+                    "by",
+                    "at",
+                ],
                 rows,
             );
             Ok(())

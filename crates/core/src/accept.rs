@@ -46,7 +46,7 @@ use crate::model::{
     StatusEntry, VisitMeta, VisitStatus,
 };
 use crate::session::{Editor, Stamp, Stamped};
-use crate::state::{Approval, FindingValue, SCHEMA_VERSION, keys};
+use crate::state::{Approval, FindingValue, Observation, SCHEMA_VERSION, keys};
 use crate::template::Template;
 use crate::text;
 
@@ -217,7 +217,7 @@ type At = (u32, u64);
 struct Written {
     id: OpId,
     at: At,
-    /// The value, kept only where a later check reads it (the status).
+    /// The value (JSON text), to tell a conflict from agreement later.
     value: Option<String>,
     superseded: Vec<At>,
 }
@@ -322,7 +322,7 @@ impl Ledger {
                 }
                 (Key::Map(k), action) => {
                     let value = match action {
-                        OpType::Put(ScalarValue::Str(s)) if obj.is_none() => Some(s.to_string()),
+                        OpType::Put(ScalarValue::Str(s)) => Some(s.to_string()),
                         _ => None,
                     };
                     let keys = self.slots.entry(obj).or_default();
@@ -1286,7 +1286,7 @@ impl<'r> Acceptor<'r> {
                     format!("at {key}, does not supersede exactly the values its author saw"),
                 ));
             }
-            let settles = seen.len() >= 2;
+            let settles = disagree(kind.as_ref(), &seen);
             if settles && !supervisor {
                 return Err(denied(
                     hs,
@@ -1748,6 +1748,34 @@ impl<'r> Acceptor<'r> {
             }
         }
         problems
+    }
+}
+
+/// Whether the values a write supersedes disagree on what they observed
+/// (a conflict, see [`crate::state::Observation`]): concurrent records of
+/// the same observation are not one, so superseding them settles nothing.
+/// A value that cannot be read counts as disagreeing.
+fn disagree(kind: Option<&Kind>, seen: &[(OpId, Option<String>)]) -> bool {
+    fn distinct<T: DeserializeOwned + Observation>(seen: &[(OpId, Option<String>)]) -> bool {
+        let read: Option<Vec<Stamped<T>>> = seen
+            .iter()
+            .map(|(_, v)| v.as_deref().and_then(|j| serde_json::from_str(j).ok()))
+            .collect();
+        match read {
+            Some(all) => all.iter().any(|v| !v.value.agrees(&all[0].value)),
+            None => true,
+        }
+    }
+    if seen.len() < 2 {
+        return false;
+    }
+    match kind {
+        None => distinct::<StatusEntry>(seen),
+        Some(Kind::Attendance) => distinct::<Attendance>(seen),
+        Some(Kind::Conduct) => distinct::<ConductEntry>(seen),
+        Some(Kind::Checks) => distinct::<CheckEntry>(seen),
+        Some(Kind::Finding) => distinct::<FindingValue>(seen),
+        Some(_) => true,
     }
 }
 

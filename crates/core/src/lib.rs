@@ -37,8 +37,8 @@ pub use model::{
 pub use pipeline::{Loads, load_pipelined, map_pipelined};
 pub use session::{Editor, Session, Stamp, Stamped};
 pub use state::{
-    Approval, Conflict, FieldRef, FieldValue, FindingState, FindingValue, SCHEMA_VERSION, Slot,
-    VisitState,
+    Approval, Aspect, Conflict, FieldRef, FieldValue, FindingState, FindingValue, Observation,
+    SCHEMA_VERSION, Slot, VisitState,
 };
 pub use tally::{Percent, Tally, format_count};
 pub use template::{CheckDef, Label, TEMPLATE_FORMAT, Template};

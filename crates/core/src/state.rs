@@ -2,6 +2,7 @@
 //! plain domain values; and the conflicts among them.
 
 use automerge::{Automerge, ChangeHash, ObjType, ROOT, ReadDoc, Value};
+use chrono::{DateTime, Utc};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet};
@@ -238,15 +239,134 @@ impl FieldValue {
     }
 }
 
-/// The value a field shows, and any concurrent different values.
+/// What a slot's record observed, to tell agreement from conflict: two
+/// concurrent records of the same observation (both groups found the same
+/// person present, at their own moments) are one observation made twice,
+/// not a conflict.
+pub trait Observation: PartialEq {
+    /// Whether `self` and `other` record the same observation.
+    fn agrees(&self, other: &Self) -> bool {
+        self == other
+    }
+    /// When it was observed, if the record says (else its stamp's time).
+    fn observed_at(&self) -> Option<DateTime<Utc>> {
+        None
+    }
+}
+
+/// Attendance agrees on its mark (status and reason); the note and the
+/// moment may differ.
+impl Observation for Attendance {
+    fn agrees(&self, other: &Self) -> bool {
+        self.mark == other.mark
+    }
+    fn observed_at(&self) -> Option<DateTime<Utc>> {
+        Some(self.observed_at)
+    }
+}
+
+/// A conduct mark agrees on its result.
+impl Observation for ConductEntry {
+    fn agrees(&self, other: &Self) -> bool {
+        self.result == other.result
+    }
+}
+
+/// An office check agrees on its result.
+impl Observation for CheckEntry {
+    fn agrees(&self, other: &Self) -> bool {
+        self.result == other.result
+    }
+}
+
+/// A status move or a finding's field agrees only when equal.
+impl Observation for StatusEntry {}
+impl Observation for FindingValue {}
+
+/// Any field's value agrees as its own kind does.
+impl Observation for FieldValue {
+    fn agrees(&self, other: &Self) -> bool {
+        match (self, other) {
+            (FieldValue::Attendance(a), FieldValue::Attendance(b)) => a.agrees(b),
+            (FieldValue::Conduct(a), FieldValue::Conduct(b)) => a.agrees(b),
+            (FieldValue::OfficeCheck(a), FieldValue::OfficeCheck(b)) => a.agrees(b),
+            (FieldValue::Finding(a), FieldValue::Finding(b)) => a.agrees(b),
+            (FieldValue::Status(a), FieldValue::Status(b)) => a.agrees(b),
+            _ => false,
+        }
+    }
+    fn observed_at(&self) -> Option<DateTime<Utc>> {
+        match self {
+            FieldValue::Attendance(a) => a.observed_at(),
+            _ => None,
+        }
+    }
+}
+
+/// The value a field shows, and any concurrent disagreeing values.
 ///
-/// `winner` is Automerge's deterministic choice (the same on every replica);
-/// `others` holds every concurrently written value that differs from it.
-/// Concurrent writes of the same value are not a conflict.
+/// The concurrent records of a slot are grouped by what they observed
+/// ([`Observation`]). `winner` is the earliest record of the group holding
+/// Automerge's deterministic choice (so the same on every replica);
+/// `agreeing` the rest of that group (every recorder of the same
+/// observation, kept, not a conflict); `others` the earliest record of
+/// each disagreeing group: a conflict when there is any.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Slot<T> {
     pub winner: Stamped<T>,
     pub others: Vec<Stamped<T>>,
+    #[serde(default = "Vec::new", skip_serializing_if = "Vec::is_empty")]
+    pub agreeing: Vec<Stamped<T>>,
+}
+
+impl<T: Observation> Slot<T> {
+    /// The slot of one record.
+    pub fn single(winner: Stamped<T>) -> Self {
+        Self {
+            winner,
+            others: Vec::new(),
+            agreeing: Vec::new(),
+        }
+    }
+
+    /// Groups concurrent records: `winner` is Automerge's choice, `rest`
+    /// the other values at the key, in Automerge's (deterministic) order.
+    pub fn of(winner: Stamped<T>, rest: Vec<Stamped<T>>) -> Self {
+        let mut groups: Vec<Vec<Stamped<T>>> = vec![vec![winner]];
+        for c in rest {
+            match groups.iter_mut().find(|g| g[0].value.agrees(&c.value)) {
+                Some(g) => g.push(c),
+                None => groups.push(vec![c]),
+            }
+        }
+        let when = |c: &Stamped<T>| c.value.observed_at().unwrap_or(c.stamp.at);
+        let mut heads = Vec::with_capacity(groups.len());
+        let mut agreeing = Vec::new();
+        for (i, mut g) in groups.into_iter().enumerate() {
+            // Earliest first; a stable sort keeps Automerge's order for ties.
+            g.sort_by(|a, b| {
+                (when(a), &a.stamp.by, &a.stamp.device).cmp(&(
+                    when(b),
+                    &b.stamp.by,
+                    &b.stamp.device,
+                ))
+            });
+            let mut g = g.into_iter();
+            if let Some(first) = g.next() {
+                heads.push(first);
+            }
+            if i == 0 {
+                agreeing.extend(g);
+            }
+        }
+        let mut heads = heads.into_iter();
+        let winner = heads.next().expect("the winner's group is never empty");
+        Self {
+            winner,
+            others: heads.collect(),
+            agreeing,
+        }
+    }
 }
 
 impl<T> Slot<T> {
@@ -375,6 +495,78 @@ pub struct Conflict {
     pub field: FieldRef,
     /// Candidates, the one currently shown first.
     pub candidates: Vec<Stamped<FieldValue>>,
+}
+
+/// What differs between a conflict's candidates.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Aspect {
+    /// What was observed (the mark, the result, the value).
+    Observation,
+    /// The note written with it.
+    Note,
+    /// When it was observed (attendance) or recorded.
+    ObservedAt,
+    /// Who recorded it, or on which device.
+    Recorder,
+}
+
+impl Aspect {
+    pub fn label(self, lang: Lang) -> &'static str {
+        match (self, lang) {
+            (Aspect::Observation, Lang::Vi) => "kết quả ghi nhận",
+            (Aspect::Observation, Lang::En) => "what was observed",
+            (Aspect::Note, Lang::Vi) => "ghi chú",
+            (Aspect::Note, Lang::En) => "note",
+            (Aspect::ObservedAt, Lang::Vi) => "thời điểm",
+            (Aspect::ObservedAt, Lang::En) => "time",
+            (Aspect::Recorder, Lang::Vi) => "người ghi nhận",
+            (Aspect::Recorder, Lang::En) => "recorder",
+        }
+    }
+}
+
+impl FieldValue {
+    /// The note written with the value, if its kind has one.
+    pub fn note(&self) -> &str {
+        match self {
+            FieldValue::Attendance(a) => &a.note,
+            FieldValue::Conduct(c) => &c.note,
+            FieldValue::OfficeCheck(c) => &c.note,
+            FieldValue::Status(s) => &s.note,
+            FieldValue::Finding(_) => "",
+        }
+    }
+}
+
+impl Conflict {
+    /// What differs among the candidates, so that a supervisor can tell
+    /// them apart: always what was observed, and any of the note, the
+    /// time and the recorder.
+    pub fn differences(&self) -> Vec<Aspect> {
+        let mut out = Vec::new();
+        let Some(first) = self.candidates.first() else {
+            return out;
+        };
+        let time = |c: &Stamped<FieldValue>| c.value.observed_at().unwrap_or(c.stamp.at);
+        let rest = &self.candidates[1..];
+        if rest.iter().any(|c| !c.value.agrees(&first.value)) {
+            out.push(Aspect::Observation);
+        }
+        if rest.iter().any(|c| c.value.note() != first.value.note()) {
+            out.push(Aspect::Note);
+        }
+        if rest.iter().any(|c| time(c) != time(first)) {
+            out.push(Aspect::ObservedAt);
+        }
+        if rest
+            .iter()
+            .any(|c| c.stamp.by != first.stamp.by || c.stamp.device != first.stamp.device)
+        {
+            out.push(Aspect::Recorder);
+        }
+        out
+    }
 }
 
 impl VisitState {
@@ -589,7 +781,7 @@ impl<'a> Reader<'a> {
 
     /// The slot behind one entry: decoded from the entry when there is no
     /// conflict, otherwise read whole with every candidate.
-    fn slot_of<T: DeserializeOwned + PartialEq>(
+    fn slot_of<T: DeserializeOwned + Observation>(
         &self,
         obj: &automerge::ObjId,
         entry: &(String, Option<String>, bool),
@@ -599,10 +791,7 @@ impl<'a> Reader<'a> {
             (Some(json), false) => {
                 let winner: Stamped<T> = serde_json::from_str(json)
                     .map_err(|e| Error::Corrupt(format!("{key}: {e}")))?;
-                Ok(Some(Slot {
-                    winner,
-                    others: Vec::new(),
-                }))
+                Ok(Some(Slot::single(winner)))
             }
             _ => self.slot(obj, key),
         }
@@ -653,7 +842,7 @@ impl<'a> Reader<'a> {
     }
 
     /// A slot: the winner and every concurrent different value.
-    pub(crate) fn slot<T: DeserializeOwned + PartialEq>(
+    pub(crate) fn slot<T: DeserializeOwned + Observation>(
         &self,
         obj: &automerge::ObjId,
         key: &str,
@@ -679,13 +868,7 @@ impl<'a> Reader<'a> {
                 "{key}: winner missing from candidates"
             )));
         };
-        let mut others: Vec<Stamped<T>> = Vec::new();
-        for c in rest {
-            if c.value != winner.value && !others.iter().any(|o| o.value == c.value) {
-                others.push(c);
-            }
-        }
-        Ok(Some(Slot { winner, others }))
+        Ok(Some(Slot::of(winner, rest)))
     }
 
     /// The schema version, if this is a kiemtra document at this point.

@@ -952,6 +952,34 @@ impl Visit {
         Ok(())
     }
 
+    /// Whether the records at `obj`/`key` (the slot of `field`) disagree
+    /// on what they observed: a conflict, which only a supervisor settles.
+    fn slot_in_conflict(
+        &self,
+        field: &FieldRef,
+        obj: &automerge::ObjId,
+        key: &str,
+    ) -> Result<bool> {
+        let r = Reader::new(&self.doc, None);
+        Ok(match field {
+            FieldRef::Attendance { .. } => r
+                .slot::<Attendance>(obj, key)?
+                .is_some_and(|s| s.in_conflict()),
+            FieldRef::Conduct { .. } => r
+                .slot::<ConductEntry>(obj, key)?
+                .is_some_and(|s| s.in_conflict()),
+            FieldRef::OfficeCheck { .. } => r
+                .slot::<CheckEntry>(obj, key)?
+                .is_some_and(|s| s.in_conflict()),
+            FieldRef::Finding { .. } => r
+                .slot::<FindingValue>(obj, key)?
+                .is_some_and(|s| s.in_conflict()),
+            FieldRef::Status => r
+                .slot::<StatusEntry>(obj, key)?
+                .is_some_and(|s| s.in_conflict()),
+        })
+    }
+
     /// Writes a value into a field, stamped now. The write supersedes every
     /// value this replica has seen, so it also settles a conflict there —
     /// which only a supervisor may do.
@@ -1000,7 +1028,9 @@ impl Visit {
                 });
             }
         };
-        if self.doc.get_all(&obj, key.as_str())?.len() > 1 {
+        if self.doc.get_all(&obj, key.as_str())?.len() > 1
+            && self.slot_in_conflict(field, &obj, &key)?
+        {
             self.check_supervisor("settle a conflict")?;
         }
         self.commit(message, stamp.at, |tx| {

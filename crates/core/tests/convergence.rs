@@ -1,6 +1,9 @@
 //! Property: replicas that apply random domain operations and merge in any
 //! order converge to identical documents, tallies and conflict lists, and no
-//! concurrently written value is dropped.
+//! concurrently written value is dropped. Replicas observe at their own
+//! moments and write their own notes: concurrent records of the same
+//! observation merge without a conflict, showing the earliest; only
+//! different observations are a conflict.
 
 mod common;
 
@@ -42,14 +45,21 @@ fn mark(m: u8) -> AttendanceMark {
 /// The value each replica last wrote into each field (its surviving write).
 type LastWrites = BTreeMap<FieldRef, FieldValue>;
 
-fn apply(v: &mut Visit, op: &Op, last: &mut LastWrites) {
+/// Replica `i`'s note (replica 1 writes one, the others none).
+fn note(i: usize) -> &'static str {
+    if i == 1 { "ghi chú của tổ 2" } else { "" }
+}
+
+fn apply(v: &mut Visit, i: usize, op: &Op, last: &mut LastWrites) {
     match op {
         Op::Attendance(s, m) => {
-            v.record_attendance(&staff(*s), mark(*m), "", Some(t0()))
+            // Each replica observes at its own moment.
+            let at = t0() + chrono::Duration::minutes(i as i64 * 7);
+            v.record_attendance(&staff(*s), mark(*m), note(i), Some(at))
                 .expect("attendance");
             last.insert(
                 FieldRef::Attendance { staff: staff(*s) },
-                FieldValue::Attendance(Attendance::new(mark(*m), "", t0()).expect("a")),
+                FieldValue::Attendance(Attendance::new(mark(*m), note(i), at).expect("a")),
             );
         }
         Op::Conduct(s, k, ok) => {
@@ -59,7 +69,7 @@ fn apply(v: &mut Visit, op: &Op, last: &mut LastWrites) {
             } else {
                 ConductResult::Violation
             };
-            v.record_conduct(&staff(*s), kind, result, "")
+            v.record_conduct(&staff(*s), kind, result, note(i))
                 .expect("conduct");
             last.insert(
                 FieldRef::Conduct {
@@ -68,7 +78,7 @@ fn apply(v: &mut Visit, op: &Op, last: &mut LastWrites) {
                 },
                 FieldValue::Conduct(ConductEntry {
                     result,
-                    note: String::new(),
+                    note: note(i).into(),
                 }),
             );
         }
@@ -121,7 +131,7 @@ proptest! {
         let mut findings = 0;
         for (i, ops) in ops.iter().enumerate() {
             for op in ops {
-                apply(&mut replicas[i], op, &mut last[i]);
+                apply(&mut replicas[i], i, op, &mut last[i]);
                 findings += usize::from(matches!(op, Op::Finding(_)));
             }
         }
@@ -146,18 +156,32 @@ proptest! {
         heads.dedup();
         prop_assert_eq!(heads.len(), 1);
 
-        // Every replica's last write to a field is shown or is a conflict candidate,
-        // and every candidate is some replica's last write.
+        // Every observation replicas last wrote to a field is shown once
+        // (a conflict candidate when they differ), as the earliest record
+        // of it, and every candidate is some replica's last write.
         let state = &states[0];
         let mut fields: BTreeSet<&FieldRef> = BTreeSet::new();
         for l in &last { fields.extend(l.keys()); }
         for field in fields {
-            let written: BTreeSet<String> = last.iter().filter_map(|l| l.get(field)).map(|v| format!("{v:?}")).collect();
-            let shown: BTreeSet<String> = match state.conflicts().into_iter().find(|c| &c.field == field) {
-                Some(c) => c.candidates.iter().map(|c| format!("{:?}", c.value)).collect(),
-                None => state.field_value(field).into_iter().map(|v| format!("{:?}", v.value)).collect(),
+            let written: Vec<&FieldValue> = last.iter().filter_map(|l| l.get(field)).collect();
+            let mut observations: Vec<&FieldValue> = Vec::new();
+            for w in &written {
+                if !observations.iter().any(|o| o.agrees(w)) {
+                    observations.push(w);
+                }
+            }
+            let shown: Vec<FieldValue> = match state.conflicts().into_iter().find(|c| &c.field == field) {
+                Some(c) => c.candidates.into_iter().map(|c| c.value).collect(),
+                None => state.field_value(field).into_iter().map(|v| v.value).collect(),
             };
-            prop_assert_eq!(written, shown, "field {}", field);
+            prop_assert_eq!(shown.len(), observations.len(), "field {}: {:?} from {:?}", field, shown, written);
+            for s in &shown {
+                prop_assert!(written.contains(&s), "field {}: {:?} was never written", field, s);
+                if let Some(at) = s.observed_at() {
+                    let earliest = written.iter().filter(|w| w.agrees(s)).filter_map(|w| w.observed_at()).min();
+                    prop_assert_eq!(Some(at), earliest, "field {} shows a later record", field);
+                }
+            }
         }
 
         // Resolving every conflict on one replica clears them everywhere.
@@ -170,4 +194,98 @@ proptest! {
             prop_assert!(r.conflicts().expect("conflicts").is_empty());
         }
     }
+}
+
+fn inspector_replica(base: &Visit, user: &str, offset: i64) -> Visit {
+    Visit::load(
+        &base.save(),
+        &session(user, &format!("phone-{user}"), offset).with_role(Role::Inspector),
+    )
+    .expect("replica")
+}
+
+fn everyone(e: &Editor) -> Option<Role> {
+    if e.user.as_str().starts_with("insp") {
+        Some(Role::Inspector)
+    } else {
+        Some(Role::Supervisor)
+    }
+}
+
+#[test]
+fn two_groups_marking_one_person_present_is_no_conflict_and_different_marks_are() {
+    let base = create(3);
+    let mut a = inspector_replica(&base, "insp-a", 0);
+    let mut b = inspector_replica(&base, "insp-b", 0);
+    let early = t0() + chrono::Duration::minutes(5);
+    let later = t0() + chrono::Duration::minutes(9);
+    // Both groups find s-000 present, each at its own moment, b with a note.
+    a.record_attendance(&staff(0), AttendanceMark::Present, "", Some(later))
+        .expect("a");
+    b.record_attendance(
+        &staff(0),
+        AttendanceMark::Present,
+        "ngồi tại bàn",
+        Some(early),
+    )
+    .expect("b");
+    // They disagree on s-001.
+    a.record_attendance(&staff(1), AttendanceMark::Present, "", Some(early))
+        .expect("a");
+    b.record_attendance(&staff(1), AttendanceMark::Late, "", Some(later))
+        .expect("b");
+    a.merge(&b).expect("merge");
+    b.merge(&a).expect("merge");
+    let state = a.state().expect("state");
+    assert_eq!(state, b.state().expect("state"), "both show the same");
+    let conflicts = state.conflicts();
+    assert_eq!(conflicts.len(), 1, "{conflicts:?}");
+    assert_eq!(conflicts[0].field, FieldRef::Attendance { staff: staff(1) });
+    // s-000: the earliest observation shown, the other recorder kept.
+    let slot = &state.attendance[&staff(0)];
+    assert!(!slot.in_conflict());
+    assert_eq!(slot.winner.value.observed_at, early);
+    assert_eq!(slot.winner.stamp.by.as_str(), "insp-b");
+    assert_eq!(slot.agreeing.len(), 1);
+    assert_eq!(slot.agreeing[0].stamp.by.as_str(), "insp-a");
+    assert_eq!(slot.agreeing[0].value.observed_at, later);
+    // s-000 once, and s-001 (present or late, both "có mặt") once.
+    assert_eq!(state.tally().present, 2, "each person counted once");
+    assert_eq!(state.tally().unrecorded, 1);
+    // Both recorders are in the history.
+    let authors: Vec<String> = a
+        .history()
+        .expect("history")
+        .iter()
+        .filter_map(|h| h.author.as_ref().map(|e| e.user.to_string()))
+        .collect();
+    assert!(authors.iter().any(|u| u == "insp-a") && authors.iter().any(|u| u == "insp-b"));
+    // The conflict's candidates say what differs.
+    let c = &conflicts[0];
+    assert_eq!(c.candidates.len(), 2);
+    let differs = c.differences();
+    assert!(differs.contains(&Aspect::Observation), "{differs:?}");
+    assert!(differs.contains(&Aspect::ObservedAt), "{differs:?}");
+    assert!(differs.contains(&Aspect::Recorder), "{differs:?}");
+    assert!(!differs.contains(&Aspect::Note), "{differs:?}");
+
+    // An inspector may record s-000 again (nothing to settle), here and on
+    // the server; not s-001, which only a supervisor settles.
+    let (mut server, _) = Visit::accept_new(
+        &a.save(),
+        &session("server", "server", 0),
+        &everyone,
+        usize::MAX,
+    )
+    .expect("the merged visit is accepted");
+    let before = a.heads();
+    a.record_attendance(&staff(0), AttendanceMark::Late, "", None)
+        .expect("an inspector re-records an agreed observation");
+    server
+        .accept_remote(&a.save_after(&before), &everyone, usize::MAX)
+        .expect("the server accepts it");
+    let e = a
+        .record_attendance(&staff(1), AttendanceMark::Late, "", None)
+        .expect_err("an inspector cannot settle s-001");
+    assert!(matches!(e, Error::SupervisorOnly(_)), "{e}");
 }
