@@ -87,19 +87,16 @@ async fn sync(p: &mut Phone) -> Result<kiemtra_client::SyncReport, Error> {
 }
 
 /// Runs the demo; progress goes to `log`, the report is returned.
-pub async fn run(campaign_path: &Path, log: &mut dyn FnMut(&str)) -> Result<String, Error> {
+/// `campaign_path` `None` plays the campaign the binary carries.
+pub async fn run(campaign_path: Option<&Path>, log: &mut dyn FnMut(&str)) -> Result<String, Error> {
     let started = Instant::now();
     let fixture = CampaignFixture::from_json(
-        &std::fs::read_to_string(campaign_path).map_err(step("reading the campaign"))?,
+        &crate::builtin::campaign(campaign_path).map_err(step("reading the campaign"))?,
     )
     .map_err(step("campaign"))?;
-    let template_path = campaign_path
-        .parent()
-        .and_then(Path::parent)
-        .map(|root| root.join("templates").join(&fixture.template))
-        .ok_or_else(|| Error::Step("no template folder beside the campaign".into()))?;
     let template = Template::from_json(
-        &std::fs::read_to_string(template_path).map_err(step("reading the template"))?,
+        &crate::builtin::template(campaign_path, &fixture.template)
+            .map_err(step("reading the template"))?,
     )
     .map_err(step("template"))?;
     let dir = tempfile::tempdir().map_err(step("temporary folder"))?;

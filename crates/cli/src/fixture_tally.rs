@@ -11,34 +11,21 @@ use std::path::Path;
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    #[error("cannot read {path}: {source}")]
-    Read {
-        path: String,
-        source: std::io::Error,
-    },
+    #[error(transparent)]
+    Read(#[from] crate::builtin::ReadError),
     #[error(transparent)]
     Visit(#[from] kiemtra_core::Error),
     #[error(transparent)]
     Store(#[from] kiemtra_store::Error),
 }
 
-fn read(path: &Path) -> Result<String, Error> {
-    std::fs::read_to_string(path).map_err(|source| Error::Read {
-        path: path.display().to_string(),
-        source,
-    })
-}
-
 /// Loads the campaign into the store at `data/fixture.db` (visits already
 /// there are kept, not recorded twice) and renders the tallies.
-pub fn run(campaign_path: &Path, data: &Path) -> Result<String, Error> {
-    let fixture = CampaignFixture::from_json(&read(campaign_path)?)?;
-    let template_path = campaign_path
-        .parent()
-        .and_then(Path::parent)
-        .map(|root| root.join("templates").join(&fixture.template))
-        .unwrap_or_else(|| Path::new(&fixture.template).to_path_buf());
-    let template = Template::from_json(&read(&template_path)?)?;
+/// `campaign_path` `None` records the campaign the binary carries.
+pub fn run(campaign_path: Option<&Path>, data: &Path) -> Result<String, Error> {
+    let fixture = CampaignFixture::from_json(&crate::builtin::campaign(campaign_path)?)?;
+    let template =
+        Template::from_json(&crate::builtin::template(campaign_path, &fixture.template)?)?;
     let editor = Editor::new(UserId::parse("fixture-loader")?, DeviceId::parse("desk")?);
     let mut store = Store::open(data.join("fixture.db"), editor)?;
     let known: Vec<_> = store.list_visits()?.into_iter().map(|s| s.id).collect();
@@ -152,7 +139,7 @@ mod tests {
     #[test]
     fn prints_the_article_s_figures_in_both_languages_and_is_idempotent() {
         let dir = tempfile::tempdir().expect("dir");
-        let first = run(&campaign(), dir.path()).expect("run");
+        let first = run(Some(&campaign()), dir.path()).expect("run");
         assert!(first.contains("Có mặt: 1.071 (76,28%)"), "{first}");
         assert!(first.contains("Vắng mặt: 333 (23,72%)"), "{first}");
         assert!(first.contains("đi công tác: 146/333 (43,84%)"), "{first}");
@@ -162,7 +149,7 @@ mod tests {
         );
         assert!(first.contains("Present: 1,071 (76.28%)"), "{first}");
         assert!(first.contains("Staff on payroll: 1,404"), "{first}");
-        let second = run(&campaign(), dir.path()).expect("rerun");
+        let second = run(Some(&campaign()), dir.path()).expect("rerun");
         assert_eq!(
             first, second,
             "a second run does not record the campaign twice"
@@ -172,7 +159,7 @@ mod tests {
     #[test]
     fn a_missing_campaign_file_is_a_clear_error() {
         let dir = tempfile::tempdir().expect("dir");
-        let err = run(&dir.path().join("nope.json"), dir.path()).expect_err("missing");
+        let err = run(Some(&dir.path().join("nope.json")), dir.path()).expect_err("missing");
         assert!(err.to_string().contains("nope.json"), "{err}");
     }
 }

@@ -10,6 +10,7 @@
 //! allowed for this role; 5 network or server refusal; 6 verification found
 //! problems.
 
+mod builtin;
 mod demo;
 mod desk;
 mod draw;
@@ -184,13 +185,17 @@ enum Command {
     ///
     /// Example: kiemtra demo
     Demo {
-        #[arg(long, default_value = "fixtures/campaigns/cantho-2015.json")]
-        campaign: PathBuf,
+        /// A campaign fixture file (its checklist from `../templates/`
+        /// beside its folder); by default the Cần Thơ 2015 campaign this
+        /// binary carries.
+        #[arg(long)]
+        campaign: Option<PathBuf>,
     },
     /// Records a campaign fixture into a local store and prints its tallies.
     FixtureTally {
-        #[arg(long, default_value = "fixtures/campaigns/cantho-2015.json")]
-        campaign: PathBuf,
+        /// As for `demo`: by default the campaign this binary carries.
+        #[arg(long)]
+        campaign: Option<PathBuf>,
         #[arg(long, env = "KIEMTRA_DATA", default_value = "kiemtra-data")]
         data: PathBuf,
     },
@@ -625,13 +630,18 @@ fn run(cli: Cli) -> Result<()> {
                 .build()
                 .map_err(other)?;
             let report = rt
-                .block_on(demo::run(&campaign, &mut |line| eprintln!("{line}")))
+                .block_on(demo::run(campaign.as_deref(), &mut |line| {
+                    eprintln!("{line}")
+                }))
                 .map_err(other)?;
             print!("{report}");
             Ok(())
         }
         Command::FixtureTally { campaign, data } => {
-            print!("{}", fixture_tally::run(&campaign, &data).map_err(other)?);
+            print!(
+                "{}",
+                fixture_tally::run(campaign.as_deref(), &data).map_err(other)?
+            );
             Ok(())
         }
     }

@@ -6,10 +6,12 @@ use std::process::Command;
 
 #[test]
 fn the_demo_reproduces_the_campaign_figures() {
-    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    // From a folder with no repository around it: the binary carries its
+    // campaign and checklist.
+    let dir = tempfile::tempdir().expect("dir");
     let out = Command::new(env!("CARGO_BIN_EXE_kiemtra"))
         .arg("demo")
-        .current_dir(&root)
+        .current_dir(dir.path())
         .output()
         .expect("run kiemtra demo");
     let stdout = String::from_utf8_lossy(&out.stdout);
@@ -52,4 +54,40 @@ fn the_demo_refuses_a_missing_campaign_file() {
         .expect("run");
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("reading the campaign"));
+}
+
+#[test]
+fn fixture_tally_runs_from_any_folder_and_from_a_file() {
+    let dir = tempfile::tempdir().expect("dir");
+    let run = |args: &[&str]| {
+        let out = Command::new(env!("CARGO_BIN_EXE_kiemtra"))
+            .args(args)
+            .current_dir(dir.path())
+            .output()
+            .expect("run");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let built_in = run(&["fixture-tally", "--data", "a"]);
+    assert!(
+        built_in.contains("Tổng số CBCCVC trong biên chế: 1.404"),
+        "{built_in}"
+    );
+    let file = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../fixtures/campaigns/cantho-2015.json");
+    let from_file = run(&[
+        "fixture-tally",
+        "--data",
+        "b",
+        "--campaign",
+        file.to_str().expect("utf-8 path"),
+    ]);
+    assert_eq!(
+        built_in, from_file,
+        "the file and the built-in campaign agree"
+    );
 }
