@@ -4,6 +4,7 @@
 mod audit;
 mod bad_input;
 mod bounds;
+mod bundle;
 mod concurrency;
 mod continuation;
 mod cost;

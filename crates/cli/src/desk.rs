@@ -100,7 +100,7 @@ impl From<kiemtra_client::Error> for CliError {
 
 pub type Result<T> = std::result::Result<T, CliError>;
 
-fn runtime() -> Result<tokio::runtime::Runtime> {
+pub fn runtime() -> Result<tokio::runtime::Runtime> {
     tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

@@ -81,6 +81,17 @@ enum Command {
     },
     /// Exchange visits with the server.
     Sync,
+    /// Merge on site with no signal: write this desk's visits to a bundle
+    /// file, or read a colleague's in (SPEC §13).
+    ///
+    /// Example: kiemtra bundle write to-team.ktb; kiemtra bundle read from-an.ktb
+    Bundle {
+        #[command(subcommand)]
+        command: BundleCommand,
+    },
+    /// Fetch the team's devices and keys (needed to read bundles offline;
+    /// `sync` does it when the list is missing or a day old).
+    TeamRefresh,
     /// Create the team's visits of a campaign from a roster CSV (one row per
     /// person: unit_code,unit_name,unit_kind,area,staff_id,staff_name,
     /// position,category,on_payroll), then sync. All or nothing.
@@ -225,6 +236,20 @@ enum AdminCommand {
 }
 
 #[derive(Subcommand)]
+enum BundleCommand {
+    /// Write visits (all this desk holds when none is named) with their
+    /// signatures to FILE.
+    Write {
+        file: PathBuf,
+        #[arg(long = "visit")]
+        visits: Vec<String>,
+    },
+    /// Check FILE (team, acceptance rule, every signature) and merge it
+    /// in; a bad bundle changes nothing.
+    Read { file: PathBuf },
+}
+
+#[derive(Subcommand)]
 enum DrawCommand {
     /// Publish a commitment; prints the secret seed to keep until the reveal.
     Commit {
@@ -345,6 +370,63 @@ fn run(cli: Cli) -> Result<()> {
                 "{} request(s); {} visit(s) sent, {} received; {} B up, {} B down",
                 r.requests, r.visits_uploaded, r.visits_downloaded, r.bytes_sent, r.bytes_received
             );
+            Ok(())
+        }
+        Command::Bundle { command } => {
+            let mut desk = Desk::open(&home)?;
+            match command {
+                BundleCommand::Write { file, visits } => {
+                    let ids = visits
+                        .iter()
+                        .map(|v| desk.find(v))
+                        .collect::<Result<Vec<_>>>()?;
+                    let creds = desk.creds.clone();
+                    let bytes = kiemtra_client::write_bundle(&mut desk.store, &creds, &ids)
+                        .map_err(|e| CliError::Invalid(e.to_string()))?;
+                    std::fs::write(&file, &bytes).map_err(|e| {
+                        CliError::Invalid(format!("writing {}: {e}", file.display()))
+                    })?;
+                    println!(
+                        "đã ghi {} ({} B) / wrote {} ({} B)",
+                        file.display(),
+                        bytes.len(),
+                        file.display(),
+                        bytes.len()
+                    );
+                }
+                BundleCommand::Read { file } => {
+                    let bytes = std::fs::read(&file).map_err(|e| {
+                        CliError::Invalid(format!("reading {}: {e}", file.display()))
+                    })?;
+                    let creds = desk.creds.clone();
+                    let r = kiemtra_client::read_bundle(&mut desk.store, &creds, &bytes)
+                        .map_err(|e| CliError::Invalid(e.to_string()))?;
+                    println!(
+                        "từ {}: {} biên bản mới, {} cập nhật, {} không đổi; {} thay đổi mới / \
+                         from {}: {} new visit(s), {} updated, {} unchanged; {} new change(s)",
+                        desk::p(&r.writer),
+                        r.added.len(),
+                        r.updated.len(),
+                        r.unchanged.len(),
+                        r.new_changes,
+                        desk::p(&r.writer),
+                        r.added.len(),
+                        r.updated.len(),
+                        r.unchanged.len(),
+                        r.new_changes
+                    );
+                }
+            }
+            Ok(())
+        }
+        Command::TeamRefresh => {
+            let mut desk = Desk::open(&home)?;
+            let client = kiemtra_client::SyncClient::new(desk.creds.clone(), Default::default())
+                .map_err(|e| CliError::Network(e.to_string()))?;
+            let n = desk::runtime()?
+                .block_on(client.refresh_team(&mut desk.store))
+                .map_err(|e| CliError::Network(e.to_string()))?;
+            println!("{n} thiết bị của tổ / device(s) of the team");
             Ok(())
         }
         Command::Assign {

@@ -776,3 +776,96 @@ fn serve_refuses_bad_settings() {
         "missing-cert.pem",
     );
 }
+
+#[test]
+fn a_desk_reads_a_phones_bundle_with_no_server_and_refuses_a_damaged_one() {
+    let dir = tempfile::tempdir().expect("dir");
+    let server = serve(dir.path());
+    let sup = dir.path().join("desk-sup");
+    let rt = tokio::runtime::Runtime::new().expect("rt");
+    ok(&kiemtra(
+        &sup,
+        &[
+            "login",
+            "--server",
+            &server.url,
+            "--code",
+            &code(&server, "truong-doan", "supervisor"),
+        ],
+    ));
+    let roster = dir.path().join("roster.csv");
+    std::fs::write(
+        &roster,
+        "unit_code,unit_name,unit_kind,area,staff_id,staff_name,position,category,on_payroll\n\
+         u-1,UBND xã Thạnh Lợi,commune_committee,Huyện Vĩnh Thạnh,s-1,Nguyễn Văn An,Chủ tịch,leader,yes\n\
+         u-1,UBND xã Thạnh Lợi,commune_committee,Huyện Vĩnh Thạnh,s-2,Trần Thị Bình,Công chức,civil_servant,yes\n",
+    )
+    .expect("write");
+    ok(&kiemtra(
+        &sup,
+        &[
+            "assign",
+            "--campaign",
+            "ct-2015",
+            "--csv",
+            roster.to_str().expect("path"),
+            "--date",
+            "2015-08-31",
+        ],
+    ));
+    let mut p = phone(&rt, &server, dir.path());
+    sync(&rt, &mut p);
+    // The desk learns the phone's key while there is a signal.
+    let out = ok(&kiemtra(&sup, &["team-refresh"]));
+    assert!(out.contains("2 thiết bị"), "{out}");
+    drop(server);
+
+    let id = p.store.list_visits().expect("list")[0].id.clone();
+    p.store
+        .edit(&id, |v| {
+            v.record_attendance(
+                &kiemtra_core::StaffId::parse("s-1").expect("id"),
+                AttendanceMark::Absent(AbsenceReason::BusinessTrip),
+                "",
+                None,
+            )
+        })
+        .expect("record");
+    let creds = p.client.credentials().clone();
+    let bytes = kiemtra_client::write_bundle(&mut p.store, &creds, &[]).expect("bundle");
+    let file = dir.path().join("from-phone.ktb");
+    std::fs::write(&file, &bytes).expect("write");
+    let mut damaged = bytes.clone();
+    damaged.truncate(bytes.len() - 1);
+    let bad = dir.path().join("damaged.ktb");
+    std::fs::write(&bad, &damaged).expect("write");
+    let before = ok(&kiemtra(&sup, &["show", id.as_str()]));
+    refused(
+        &kiemtra(&sup, &["bundle", "read", bad.to_str().expect("path")]),
+        2,
+        "checksum",
+    );
+    assert_eq!(
+        ok(&kiemtra(&sup, &["show", id.as_str()])),
+        before,
+        "nothing changed"
+    );
+    let out = ok(&kiemtra(
+        &sup,
+        &["bundle", "read", file.to_str().expect("path")],
+    ));
+    assert!(out.contains("1 updated"), "{out}");
+    let after = ok(&kiemtra(&sup, &["show", id.as_str()]));
+    assert_ne!(
+        after, before,
+        "the phone's mark reached the desk with no server"
+    );
+    assert!(after.contains("công tác"), "{after}");
+    // The desk's own bundle.
+    let out_file = dir.path().join("desk.ktb");
+    ok(&kiemtra(
+        &sup,
+        &["bundle", "write", out_file.to_str().expect("path")],
+    ));
+    assert_eq!(&std::fs::read(&out_file).expect("read")[..4], b"KTBN");
+}

@@ -37,7 +37,7 @@ pub struct Credentials {
     pub signing_key: String,
 }
 
-fn sign_batch(key: &Ed25519KeyPair, visit_id: &str, hashes: &[ChangeHash]) -> Vec<u8> {
+pub(crate) fn sign_batch(key: &Ed25519KeyPair, visit_id: &str, hashes: &[ChangeHash]) -> Vec<u8> {
     let raw: Vec<[u8; 32]> = hashes.iter().map(|h| h.0).collect();
     key.sign(&Signature::message(visit_id, &raw))
         .as_ref()
@@ -45,7 +45,7 @@ fn sign_batch(key: &Ed25519KeyPair, visit_id: &str, hashes: &[ChangeHash]) -> Ve
 }
 
 impl Credentials {
-    fn key_pair(&self) -> Result<Ed25519KeyPair, Error> {
+    pub(crate) fn key_pair(&self) -> Result<Ed25519KeyPair, Error> {
         let bytes = kiemtra_core::hex::decode(&self.signing_key).ok_or(Error::NotEnrolled)?;
         Ed25519KeyPair::from_pkcs8(&bytes).map_err(|_| Error::NotEnrolled)
     }
@@ -466,6 +466,16 @@ impl SyncClient {
                 if store.setting(SCAN_ALL)?.is_some() && !local_more {
                     store.delete_setting(SCAN_ALL)?;
                 }
+                // The team's keys, for reading bundles with no signal:
+                // fetched when missing or a day old. A failure here does
+                // not fail the sync; the next one tries again.
+                let stale = match crate::bundle::team_devices(store) {
+                    Ok(Some((_, at))) => store.session().now() - at > chrono::Duration::hours(24),
+                    _ => true,
+                };
+                if stale && let Err(e) = self.refresh_team(store).await {
+                    tracing::warn!(error = %e, "could not refresh the team's devices");
+                }
                 return Ok(report);
             }
         }
@@ -670,6 +680,12 @@ impl SyncClient {
     /// Sends the request `make` builds, authenticated, retrying network
     /// errors, 5xx and 429 with backoff; a 4xx answer is returned as
     /// [`Error::Refused`] at once. Counts retries in `retries`.
+    /// GET `url` with this device's token, retried as a sync is.
+    pub(crate) async fn get_bytes(&self, url: &str) -> Result<Vec<u8>, Error> {
+        let mut retries = 0;
+        self.send(&mut retries, || self.http.get(url)).await
+    }
+
     async fn send(
         &self,
         retries: &mut u32,

@@ -332,6 +332,45 @@ pub async fn list_visits(
     Ok(HttpResponse::Ok().json(mine))
 }
 
+/// A device of the caller's team as `GET /v1/team/devices` lists it: what a
+/// phone needs to check, with no signal, a colleague's signatures in a
+/// bundle (SPEC §13).
+#[derive(serde::Serialize)]
+struct TeamDevice {
+    device_id: String,
+    user_id: String,
+    role: String,
+    /// The Ed25519 public key, hex.
+    public_key: String,
+    revoked: bool,
+}
+
+/// The devices of the caller's team (auditors and administrators: of the
+/// team they enrolled in), revoked ones marked.
+pub async fn team_devices(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+) -> Result<HttpResponse, Problem> {
+    let device = authenticate(&state, &req).await?;
+    let st = state.clone();
+    let all = web::block(move || st.store().devices())
+        .await
+        .map_err(|e| Problem::Internal(e.to_string()))?
+        .map_err(|e| Problem::Internal(e.to_string()))?;
+    let team: Vec<TeamDevice> = all
+        .into_iter()
+        .filter(|d| d.team == device.team)
+        .map(|d| TeamDevice {
+            public_key: kiemtra_core::hex::encode(&d.public_key),
+            revoked: d.revoked_at.is_some(),
+            device_id: d.device_id,
+            user_id: d.user_id,
+            role: d.role,
+        })
+        .collect();
+    Ok(HttpResponse::Ok().json(team))
+}
+
 /// One visit's summary; 404 for unknown visits and for other teams' visits alike.
 pub async fn get_visit(
     state: web::Data<AppState>,

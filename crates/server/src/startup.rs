@@ -225,6 +225,7 @@ impl Application {
                 .route("/v1/enroll", web::post().to(routes::enroll))
                 .route("/v1/sync", web::post().to(routes::sync))
                 .route("/v1/visits", web::get().to(routes::list_visits))
+                .route("/v1/team/devices", web::get().to(routes::team_devices))
                 .route("/v1/visits/{id}", web::get().to(routes::get_visit))
                 .route(
                     "/v1/visits/{id}/verify",
