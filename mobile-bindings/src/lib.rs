@@ -111,6 +111,17 @@ impl From<kiemtra_client::Error> for ApiError {
     }
 }
 
+impl From<kiemtra_client::BundleError> for ApiError {
+    fn from(e: kiemtra_client::BundleError) -> Self {
+        match e {
+            kiemtra_client::BundleError::Device(e) => e.into(),
+            other => ApiError::Invalid {
+                detail: other.to_string(),
+            },
+        }
+    }
+}
+
 fn invalid(message: impl Into<String>) -> ApiError {
     ApiError::Invalid {
         detail: message.into(),
@@ -491,6 +502,20 @@ pub struct ConflictView {
     pub candidates: Vec<CandidateView>,
 }
 
+/// What reading a bundle did.
+#[derive(Debug, Clone, uniffi::Record)]
+pub struct BundleReadReport {
+    /// The device that wrote it.
+    pub writer: String,
+    /// Visits new to this device.
+    pub added: Vec<String>,
+    /// Visits held that got changes.
+    pub updated: Vec<String>,
+    /// Visits whose changes were all held already.
+    pub unchanged: Vec<String>,
+    pub new_changes: u64,
+}
+
 /// One line of history or of a diff, in both languages.
 #[derive(Debug, Clone, uniffi::Record)]
 pub struct ChangeLine {
@@ -833,6 +858,50 @@ impl DeviceStore {
                     message: e.message,
                 })
                 .collect(),
+        })
+    }
+
+    /// Fetches the team's devices and keys while there is a signal, so
+    /// that bundles can be read with none (`sync` also does it when the
+    /// list is missing or a day old). Returns how many devices.
+    pub fn refresh_team(&self) -> ApiResult<u32> {
+        let client = self.client(None)?;
+        let rt = runtime()?;
+        let n = self
+            .inner
+            .with(|store| Ok(rt.block_on(client.refresh_team(store))?))?;
+        Ok(u32::try_from(n).unwrap_or(u32::MAX))
+    }
+
+    /// The visits `visit_ids` (every visit held, when empty) with their
+    /// signatures, as a bundle file's bytes for a colleague's device
+    /// (share sheet, cable, Bluetooth, chat); no network needed.
+    pub fn write_bundle(&self, visit_ids: Vec<String>) -> ApiResult<Vec<u8>> {
+        let ids = visit_ids
+            .iter()
+            .map(|v| VisitId::parse(v).map_err(|e| invalid(e.to_string())))
+            .collect::<ApiResult<Vec<_>>>()?;
+        let creds = self.inner.creds.clone();
+        self.inner
+            .with(|store| Ok(kiemtra_client::write_bundle(store, &creds, &ids)?))
+    }
+
+    /// Reads a colleague's bundle in, with no network: checked whole (its
+    /// team, the acceptance rule, every signature against the team's
+    /// keys) and stored, or refused with `ApiError.Invalid` saying why and
+    /// nothing changed.
+    pub fn read_bundle(&self, bytes: Vec<u8>) -> ApiResult<BundleReadReport> {
+        let creds = self.inner.creds.clone();
+        let r = self
+            .inner
+            .with(|store| Ok(kiemtra_client::read_bundle(store, &creds, &bytes)?))?;
+        let ids = |v: Vec<VisitId>| v.into_iter().map(|id| id.to_string()).collect();
+        Ok(BundleReadReport {
+            writer: r.writer,
+            added: ids(r.added),
+            updated: ids(r.updated),
+            unchanged: ids(r.unchanged),
+            new_changes: r.new_changes as u64,
         })
     }
 

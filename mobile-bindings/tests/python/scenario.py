@@ -264,6 +264,28 @@ def main():
           attendance_of(visit.state(), "s-1") == ("absent", "training"))
     check("resolution reaches B", vb.conflicts() == [] and vb.state() == visit.state())
 
+    # --- merging on site by bundle files (no network for the exchange) ---
+    check("A learns its team's devices and keys", a.refresh_team() >= 3)
+    check("B too", b.refresh_team() >= 3)
+    visit.record_attendance("s-2", "present", None, "", None)
+    vb.record_attendance("s-2", "present", None, "tổ 2 ghi nhận", None)
+    from_b = b.write_bundle([vid])
+    check("a bundle starts with KTBN", bytes(from_b[:4]) == b"KTBN", repr(from_b[:8]))
+    raises("a cut-short bundle is refused", "Invalid", lambda: a.read_bundle(from_b[:-3]))
+    raises("a non-bundle is refused", "Invalid", lambda: a.read_bundle(b"not a bundle"))
+    got = a.read_bundle(from_b)
+    check("A reads B's bundle", got.updated == [vid] and got.new_changes >= 1, repr(got))
+    back = b.read_bundle(a.write_bundle([]))
+    check("B reads A's", vid in back.updated, repr(back))
+    check("both show the same visit after the exchange", visit.state() == vb.state())
+    check("the same mark by both groups is no conflict", visit.conflicts() == [],
+          repr(visit.conflicts()))
+    again = a.read_bundle(from_b)
+    check("reading a bundle twice adds nothing", again.new_changes == 0, repr(again))
+    b.sync(None, None)
+    a.sync(None, None)
+    check("after a sync the server's copy matches", sorted(vb.heads()) == sorted(visit.heads()))
+
     # --- submit, return, approve -----------------------------------------
     raises("an inspector may not approve", "NotAllowed", lambda: visit.approve("ok"))
     raises("a draft cannot be approved", "Invalid", lambda: vs.approve("ok"))
