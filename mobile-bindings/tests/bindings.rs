@@ -1,11 +1,14 @@
-//! Runs the generated bindings for real: the same scenario in Python and in
-//! Kotlin on the JVM, each against its own `kiemtra-server` process on
-//! 127.0.0.1 port 0 with its own temporary folder.
+//! Runs the generated bindings for real: the same scenario in Python, in
+//! Kotlin on the JVM and in Swift, each against its own `kiemtra-server`
+//! process on 127.0.0.1 port 0 with its own temporary folder.
 //!
 //! The cdylib, the server and `uniffi-bindgen` are built with the cargo
-//! that runs this test (same profile). Kotlin needs `kotlinc` and JNA:
-//! `scripts/setup-bindings.sh` installs both (the README's test command
-//! runs it); `KIEMTRA_KOTLINC` and `KIEMTRA_JNA_JAR` point elsewhere.
+//! that runs this test (same profile). Kotlin needs `kotlinc` and JNA;
+//! Swift a Debian trixie chroot with Debian's `swiftlang` (Debian 12 has no
+//! Swift; the scenario is compiled and run inside it as root, the server
+//! outside): `scripts/setup-bindings.sh` installs all of them (the README's
+//! test command runs it); `KIEMTRA_KOTLINC`, `KIEMTRA_JNA_JAR` and
+//! `KIEMTRA_SWIFT_ROOT` point elsewhere.
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
@@ -54,7 +57,10 @@ fn built() -> &'static PathBuf {
 
 fn generate(language: &str, out: &Path) {
     let bin = built();
+    // Run from outside the repository: the generator needs no Cargo project
+    // around it.
     let status = Command::new(bin.join("uniffi-bindgen"))
+        .current_dir(std::env::temp_dir())
         .args(["generate", "--library"])
         .arg(bin.join("libkiemtra_mobile.so"))
         .args(["--language", language, "--out-dir"])
@@ -245,4 +251,143 @@ fn walk(dir: &Path, ext: &str) -> Vec<PathBuf> {
         }
     }
     out
+}
+
+/// The Debian trixie chroot with Debian's swiftlang that
+/// `scripts/setup-bindings.sh` makes (Debian 12 has no Swift).
+fn swift_root() -> PathBuf {
+    let root: PathBuf = std::env::var_os("KIEMTRA_SWIFT_ROOT")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| target_dir().join("tools/swift-trixie"));
+    assert!(
+        root.join("usr/libexec/swift/bin/swiftc").exists(),
+        "no Swift chroot at {}: run `bash scripts/setup-bindings.sh` as root (or set KIEMTRA_SWIFT_ROOT)",
+        root.display()
+    );
+    if !root.join("proc/self").exists() {
+        let status = Command::new("mount")
+            .args(["-t", "proc", "proc"])
+            .arg(root.join("proc"))
+            .status()
+            .expect("mount /proc in the Swift chroot");
+        assert!(
+            status.success(),
+            "mounting /proc in the Swift chroot failed"
+        );
+    }
+    root
+}
+
+/// A folder inside the chroot, removed when dropped; `inside` is its path
+/// as the chroot sees it.
+struct ChrootDir {
+    host: PathBuf,
+    inside: String,
+}
+
+impl ChrootDir {
+    fn new(root: &Path) -> Self {
+        let name = format!(
+            "kiemtra-swift-{}-{}",
+            std::process::id(),
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_nanos())
+                .unwrap_or(0)
+        );
+        let host = root.join("tmp").join(&name);
+        std::fs::create_dir_all(host.join("work")).expect("a folder in the chroot");
+        Self {
+            host,
+            inside: format!("/tmp/{name}"),
+        }
+    }
+}
+
+impl Drop for ChrootDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.host);
+    }
+}
+
+fn enrollment_code(server: &Server, user: &str, team: &str, role: &str) -> String {
+    let out = Command::new(built().join("kiemtra-server"))
+        .arg("--data")
+        .arg(&server.data)
+        .args([
+            "enroll-code",
+            "--user",
+            user,
+            "--team",
+            team,
+            "--role",
+            role,
+        ])
+        .output()
+        .expect("enroll-code");
+    assert!(out.status.success(), "enroll-code failed");
+    String::from_utf8_lossy(&out.stdout).trim().to_owned()
+}
+
+#[test]
+fn swift_scenario_against_a_real_server() {
+    let chroot = swift_root();
+    let dir = ChrootDir::new(&chroot);
+    let gen_dir = dir.host.join("gen");
+    generate("swift", &gen_dir);
+    std::fs::copy(
+        built().join("libkiemtra_mobile.so"),
+        gen_dir.join("libkiemtra_mobile.so"),
+    )
+    .expect("copy the cdylib into the chroot");
+    std::fs::copy(
+        root().join("mobile-bindings/tests/swift/Scenario.swift"),
+        dir.host.join("main.swift"),
+    )
+    .expect("copy the scenario");
+    std::fs::copy(
+        root().join("fixtures/templates/standard-v1.json"),
+        dir.host.join("template.json"),
+    )
+    .expect("copy the template");
+    let inside = &dir.inside;
+    // swiftc by its real path: it finds its runtime relative to itself.
+    let status = Command::new("chroot")
+        .arg(&chroot)
+        .arg("/usr/libexec/swift/bin/swiftc")
+        .args(["-module-cache-path", &format!("{inside}/mc")])
+        .args(["-I", &format!("{inside}/gen")])
+        .args([
+            "-Xcc",
+            &format!("-fmodule-map-file={inside}/gen/kiemtra_mobileFFI.modulemap"),
+        ])
+        .arg(format!("{inside}/gen/kiemtra_mobile.swift"))
+        .arg(format!("{inside}/main.swift"))
+        .args(["-L", &format!("{inside}/gen"), "-lkiemtra_mobile"])
+        .args(["-o", &format!("{inside}/scenario")])
+        .status()
+        .expect("run swiftc in the chroot");
+    assert!(status.success(), "swiftc failed");
+
+    let server = Server::start(&dir.host);
+    let team = "team-sw";
+    let codes: Vec<String> = [
+        ("insp-sw-a", "inspector"),
+        ("insp-sw-a", "inspector"),
+        ("insp-sw-b", "inspector"),
+        ("sup-sw", "supervisor"),
+    ]
+    .iter()
+    .map(|(user, role)| format!("{user}={}", enrollment_code(&server, user, team, role)))
+    .collect();
+    let mut cmd = Command::new("chroot");
+    cmd.arg(&chroot)
+        .arg(format!("{inside}/scenario"))
+        .env("LD_LIBRARY_PATH", format!("{inside}/gen"))
+        .env("KIEMTRA_SERVER_URL", &server.url)
+        .env("KIEMTRA_TEAM", team)
+        .env("KIEMTRA_WORKDIR", format!("{inside}/work"))
+        .env("KIEMTRA_TEMPLATE", format!("{inside}/template.json"))
+        .env("KIEMTRA_CODES", codes.join(","));
+    run_scenario("swift", cmd);
 }
