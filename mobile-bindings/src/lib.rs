@@ -40,9 +40,12 @@ pub enum ApiError {
     /// The device's role may not do this (an inspector approving, say).
     #[error("not allowed: {detail}")]
     NotAllowed { detail: String },
-    /// The store has no enrollment, or is enrolled already.
-    #[error("enrollment: {detail}")]
+    /// The store has no enrollment.
+    #[error("not enrolled: {detail}")]
     NotEnrolled { detail: String },
+    /// The store is enrolled already (open it with `DeviceStore.open`).
+    #[error("enrolled already: {detail}")]
+    AlreadyEnrolled { detail: String },
     /// The server could not be reached or answered garbage; retry later.
     #[error("network: {detail}")]
     Network { detail: String },
@@ -103,7 +106,9 @@ impl From<kiemtra_client::Error> for ApiError {
         let detail = e.to_string();
         match e {
             E::Store(e) => e.into(),
-            E::Network(_) | E::Decode(_) => ApiError::Network { detail },
+            E::Network(_) | E::Decode(_) => ApiError::Network {
+                detail: format!("{detail} (nothing was lost; retrying later may help)"),
+            },
             E::Refused { .. } => ApiError::Refused { detail },
             E::NotEnrolled => ApiError::NotEnrolled { detail },
             E::Cancelled => ApiError::Cancelled,
@@ -562,6 +567,19 @@ pub struct SyncReport {
     pub visits_downloaded: u64,
     /// Visits the server would not take, each with its reason.
     pub errors: Vec<VisitSyncError>,
+    /// The photos uploaded after the sync (none when told not to).
+    pub evidence: Option<EvidenceUploadReport>,
+}
+
+/// How a store's network calls retry: time allowed for one exchange, and
+/// attempts per request with exponential backoff (full jitter) from
+/// `base_backoff_ms` up to `max_backoff_ms`.
+#[derive(Debug, Clone, PartialEq, Eq, uniffi::Record)]
+pub struct RetryPolicy {
+    pub timeout_ms: u64,
+    pub max_attempts: u32,
+    pub base_backoff_ms: u64,
+    pub max_backoff_ms: u64,
 }
 
 /// What `upload_evidence` did.
@@ -632,6 +650,7 @@ impl CancelToken {
 struct Inner {
     store: Mutex<Option<Store>>,
     creds: Credentials,
+    options: Mutex<SyncOptions>,
 }
 
 impl Inner {
@@ -683,7 +702,7 @@ pub fn enroll(
     {
         let store = Store::open_with_session(&store_path, placeholder_session()?)?;
         if Credentials::load(&store).is_ok() {
-            return Err(ApiError::NotEnrolled {
+            return Err(ApiError::AlreadyEnrolled {
                 detail: format!("{store_path} is enrolled already"),
             });
         }
@@ -695,6 +714,7 @@ pub fn enroll(
         inner: Arc::new(Inner {
             store: Mutex::new(Some(store)),
             creds,
+            options: Mutex::new(SyncOptions::default()),
         }),
     }))
 }
@@ -702,7 +722,13 @@ pub fn enroll(
 impl DeviceStore {
     /// A sync client with this device's credentials, stopped by `cancel`.
     fn client(&self, cancel: Option<&CancelToken>) -> ApiResult<SyncClient> {
-        let client = SyncClient::new(self.inner.creds.clone(), SyncOptions::default())?;
+        let options = self
+            .inner
+            .options
+            .lock()
+            .map(|o| o.clone())
+            .unwrap_or_default();
+        let client = SyncClient::new(self.inner.creds.clone(), options)?;
         Ok(match cancel {
             Some(token) => client.with_cancel(token.flag.clone()),
             None => client,
@@ -724,6 +750,7 @@ impl DeviceStore {
             inner: Arc::new(Inner {
                 store: Mutex::new(Some(store)),
                 creds,
+                options: Mutex::new(SyncOptions::default()),
             }),
         }))
     }
@@ -833,6 +860,7 @@ impl DeviceStore {
     /// server's copy stops; call after `sync` (the server takes only photos
     /// of visits it holds). A photo the server refuses stays waiting and is
     /// reported; `cancel` stops at the next piece.
+    #[uniffi::method(default(cancel = None))]
     pub fn upload_evidence(
         &self,
         cancel: Option<Arc<CancelToken>>,
@@ -859,6 +887,45 @@ impl DeviceStore {
                 })
                 .collect(),
         })
+    }
+
+    /// The retry policy this store's syncs, uploads and refreshes use.
+    pub fn retry_policy(&self) -> RetryPolicy {
+        let o = self
+            .inner
+            .options
+            .lock()
+            .map(|o| o.clone())
+            .unwrap_or_default();
+        RetryPolicy {
+            timeout_ms: o.timeout.as_millis() as u64,
+            max_attempts: o.max_attempts,
+            base_backoff_ms: o.base_backoff.as_millis() as u64,
+            max_backoff_ms: o.max_backoff.as_millis() as u64,
+        }
+    }
+
+    /// Sets the retry policy for this store's later calls (a rural link
+    /// may want more attempts and a longer timeout). At least one attempt,
+    /// a timeout of at least 100 ms, and backoffs that do not shrink.
+    pub fn set_retry_policy(&self, policy: RetryPolicy) -> ApiResult<()> {
+        if policy.max_attempts == 0
+            || policy.timeout_ms < 100
+            || policy.max_backoff_ms < policy.base_backoff_ms
+        {
+            return Err(invalid(format!(
+                "a retry policy needs at least one attempt, a timeout of at least 100 ms \
+                 and max_backoff_ms >= base_backoff_ms: {policy:?}"
+            )));
+        }
+        let mut o = self.inner.options.lock().map_err(|_| ApiError::Storage {
+            detail: "an earlier call failed while holding the options".into(),
+        })?;
+        o.timeout = std::time::Duration::from_millis(policy.timeout_ms);
+        o.max_attempts = policy.max_attempts;
+        o.base_backoff = std::time::Duration::from_millis(policy.base_backoff_ms);
+        o.max_backoff = std::time::Duration::from_millis(policy.max_backoff_ms);
+        Ok(())
     }
 
     /// Fetches the team's devices and keys while there is a signal, so
@@ -906,12 +973,16 @@ impl DeviceStore {
     }
 
     /// Sends what the server lacks and receives what the device lacks
-    /// (including visits new to it). `listener` hears progress after each
-    /// request; `cancel` stops the sync at its next step.
+    /// (including visits new to it), then, unless `upload_evidence` is
+    /// false, the photos waiting for the server (`SyncReport.evidence`).
+    /// `listener` hears progress after each request; `cancel` stops the
+    /// sync at its next step.
+    #[uniffi::method(default(listener = None, cancel = None, upload_evidence = true))]
     pub fn sync(
         &self,
         listener: Option<Arc<dyn SyncListener>>,
         cancel: Option<Arc<CancelToken>>,
+        upload_evidence: bool,
     ) -> ApiResult<SyncReport> {
         let client = self.client(cancel.as_deref())?;
         let rt = runtime()?;
@@ -928,7 +999,13 @@ impl DeviceStore {
             };
             Ok(rt.block_on(client.sync(store, &mut progress))?)
         })?;
+        let evidence = if upload_evidence {
+            Some(self.upload_evidence(cancel)?)
+        } else {
+            None
+        };
         Ok(SyncReport {
+            evidence,
             requests: report.requests,
             retries: report.retries,
             bytes_sent: report.bytes_sent,
@@ -994,6 +1071,7 @@ impl VisitHandle {
     /// `status`: `present`, `late` or `absent`; `reason` only with `absent`
     /// (`business_trip`, `training`, `leave`, `sick`, `unexcused`, `other`
     /// — `other` needs a note). `observed_at` (RFC 3339) defaults to now.
+    #[uniffi::method(default(reason = None, note = "", observed_at = None))]
     pub fn record_attendance(
         &self,
         staff_id: String,
@@ -1010,6 +1088,7 @@ impl VisitHandle {
 
     /// `check`: `attire`, `badge`, `personal_use`, `alcohol`;
     /// `result`: `compliant` or `violation`.
+    #[uniffi::method(default(note = ""))]
     pub fn record_conduct(
         &self,
         staff_id: String,
@@ -1025,6 +1104,7 @@ impl VisitHandle {
 
     /// An office check of the visit's template; `result`: `pass`, `fail`
     /// or `not_applicable`.
+    #[uniffi::method(default(note = ""))]
     pub fn record_check(&self, check_id: String, result: String, note: String) -> ApiResult<()> {
         let check = CheckId::parse(&check_id)?;
         let result = CheckResult::parse(&result)?;

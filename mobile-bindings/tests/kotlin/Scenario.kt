@@ -66,7 +66,7 @@ fun scenario() {
     check("enroll gives the inspector's identity",
         ident.userId == "insp-kt-a" && ident.role == "inspector" && ident.team == team, "$ident")
     raises<ApiException.Refused>("a used code is refused") { enroll("$work/x/s.db", url, codeA, "again") }
-    raises<ApiException.NotEnrolled>("enrolling twice is refused") {
+    raises<ApiException.AlreadyEnrolled>("enrolling twice is refused") {
         enroll(aPath, url, enrollmentCode("insp-kt-a", "inspector"), "twice")
     }
     raises<ApiException.NotEnrolled>("opening a store never enrolled") { DeviceStore.open("$work/never/s.db") }
@@ -89,7 +89,7 @@ fun scenario() {
     var visit = a.createVisit(input, template)
     val vid = visit.id()
     check("a new visit has an id", vid.startsWith("v-"), vid)
-    visit.recordAttendance("s-1", "present", null, "", null)
+    visit.recordAttendance("s-1", "present") // reason, note and time by default
     visit.recordAttendance("s-2", "late", null, "đến 7 giờ 45", "2015-08-31T00:45:00Z")
     visit.recordAttendance("s-3", "absent", "business_trip", "đi Hà Nội", null)
     raises<ApiException.Invalid>("absent without a reason") { visit.recordAttendance("s-1", "absent", null, "", null) }
@@ -190,11 +190,21 @@ fun scenario() {
         visit.addEvidence("no-such-check", byteArrayOf(1))
     }
     visit.submit("đã bổ sung")
-    a.sync(null, null)
-    val sent = a.uploadEvidence(null)
+    a.sync(uploadEvidence = false)
+    val sent = a.uploadEvidence()
     check("the photo is uploaded in pieces",
         sent.uploaded == 1uL && sent.bytesSent == 300_000uL && sent.errors.isEmpty(), sent.toString())
     check("no photo waits any more", a.pendingEvidence() == 0uL)
+    visit.addEvidence("hotline", ByteArray(2_000) { (it % 7).toByte() })
+    val synced = a.sync()
+    check("sync uploads a waiting photo by itself",
+        synced.evidence?.uploaded == 1uL && a.pendingEvidence() == 0uL, synced.toString())
+    a.setRetryPolicy(RetryPolicy(timeoutMs = 30_000uL, maxAttempts = 12u, baseBackoffMs = 100uL, maxBackoffMs = 5_000uL))
+    check("the retry policy is set per store", a.retryPolicy().maxAttempts == 12u)
+    raises<ApiException.Invalid>("a retry policy with no attempts is refused") {
+        a.setRetryPolicy(RetryPolicy(timeoutMs = 30_000uL, maxAttempts = 0u, baseBackoffMs = 100uL, maxBackoffMs = 5_000uL))
+    }
+    check("a record prints its fields", a.retryPolicy().toString().contains("maxAttempts=12"), a.retryPolicy().toString())
     s.sync(null, null)
     val approval = vs.approve("đồng ý")
     s.sync(null, null); a.sync(null, null)

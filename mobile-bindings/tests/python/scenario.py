@@ -109,7 +109,7 @@ def main():
           repr(ident))
     raises("a used enrollment code is refused", "Refused",
            lambda: km.enroll(os.path.join(WORK, "x", "s.db"), URL, code_a, "again"))
-    raises("enrolling a store twice is refused", "NotEnrolled",
+    raises("enrolling a store twice is refused", "AlreadyEnrolled",
            lambda: km.enroll(a_path, URL, enrollment_code("insp-py-a", "inspector"), "twice"))
     raises("opening a store never enrolled", "NotEnrolled",
            lambda: km.DeviceStore.open(os.path.join(WORK, "never", "s.db")))
@@ -136,7 +136,7 @@ def main():
     visit = a.create_visit(new, template)
     vid = visit.id()
     check("a new visit has an id", vid.startswith("v-"), vid)
-    visit.record_attendance("s-1", "present", None, "", None)
+    visit.record_attendance("s-1", "present")  # reason, note and time by default
     visit.record_attendance("s-2", "late", None, "đến 7 giờ 45", "2015-08-31T00:45:00Z")
     visit.record_attendance("s-3", "absent", "business_trip", "đi Hà Nội", None)
     raises("absent without a reason is refused", "Invalid",
@@ -309,12 +309,27 @@ def main():
            lambda: visit.add_evidence("no-such-check", b"x"))
     check("nothing kept of a refused photo", a.pending_evidence() == 1)
     visit.submit("đã bổ sung")
-    a.sync(None, None)
-    up = a.upload_evidence(None)
+    a.sync(None, None, upload_evidence=False)
+    up = a.upload_evidence()
     check("the photo is uploaded in pieces",
           up.uploaded == 1 and up.bytes_sent == len(pic) and up.requests >= 3 and not up.errors,
           repr(up))
     check("no photo waits any more", a.pending_evidence() == 0)
+    pic2 = bytes(range(255, -1, -1)) * 10
+    visit.add_evidence("hotline", pic2)
+    synced = a.sync()
+    check("sync uploads a waiting photo by itself",
+          synced.evidence is not None and synced.evidence.uploaded == 1 and a.pending_evidence() == 0,
+          str(synced))
+    default_policy = a.retry_policy()
+    check("a store's retry policy has defaults", default_policy.max_attempts >= 1, str(default_policy))
+    a.set_retry_policy(km.RetryPolicy(timeout_ms=30000, max_attempts=12, base_backoff_ms=100,
+                                      max_backoff_ms=5000))
+    check("the retry policy is set per store", a.retry_policy().max_attempts == 12
+          and a.retry_policy().timeout_ms == 30000)
+    raises("a retry policy with no attempts is refused", "Invalid",
+           lambda: a.set_retry_policy(km.RetryPolicy(timeout_ms=30000, max_attempts=0,
+                                                     base_backoff_ms=100, max_backoff_ms=5000)))
     s.sync(None, None)
     approval = vs.approve("đồng ý")
     s.sync(None, None)

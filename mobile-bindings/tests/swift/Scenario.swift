@@ -26,6 +26,7 @@ func kind(_ e: ApiError) -> String {
     case .NotFound: return "NotFound"
     case .NotAllowed: return "NotAllowed"
     case .NotEnrolled: return "NotEnrolled"
+    case .AlreadyEnrolled: return "AlreadyEnrolled"
     case .Network: return "Network"
     case .Refused: return "Refused"
     case .Cancelled: return "Cancelled"
@@ -111,7 +112,7 @@ func scenario() throws {
     raises("a used code is refused", "Refused") {
         _ = try enroll(storePath: "\(work)/x/s.db", serverUrl: url, code: codeA, deviceName: "again")
     }
-    raises("enrolling twice is refused", "NotEnrolled") {
+    raises("enrolling twice is refused", "AlreadyEnrolled") {
         _ = try enroll(storePath: aPath, serverUrl: url, code: code("insp-sw-a"), deviceName: "twice")
     }
     raises("opening a store never enrolled", "NotEnrolled") {
@@ -141,7 +142,7 @@ func scenario() throws {
     var visit = try a.createVisit(input: input, templateJson: template)
     let vid = visit.id()
     check("a new visit has an id", vid.hasPrefix("v-"), vid)
-    try visit.recordAttendance(staffId: "s-1", status: "present", reason: nil, note: "", observedAt: nil)
+    try visit.recordAttendance(staffId: "s-1", status: "present") // reason, note and time by default
     try visit.recordAttendance(staffId: "s-2", status: "late", reason: nil, note: "đến 7 giờ 45",
                                observedAt: "2015-08-31T00:45:00Z")
     try visit.recordAttendance(staffId: "s-3", status: "absent", reason: "business_trip", note: "đi Hà Nội",
@@ -290,11 +291,21 @@ func scenario() throws {
         _ = try visit.addEvidence(checkId: "no-such-check", bytes: Data([1]))
     }
     try visit.submit(note: "đã bổ sung")
-    _ = try a.sync(listener: nil, cancel: nil)
-    let sent = try a.uploadEvidence(cancel: nil)
+    _ = try a.sync(uploadEvidence: false)
+    let sent = try a.uploadEvidence()
     check("the photo is uploaded in pieces",
           sent.uploaded == 1 && sent.bytesSent == 300_000 && sent.errors.isEmpty, "\(sent)")
     check("no photo waits any more", try a.pendingEvidence() == 0)
+    _ = try visit.addEvidence(checkId: "hotline", bytes: Data((0..<2_000).map { UInt8($0 % 7) }))
+    let synced = try a.sync()
+    let waiting = try a.pendingEvidence()
+    check("sync uploads a waiting photo by itself",
+          synced.evidence?.uploaded == 1 && waiting == 0, "\(synced)")
+    try a.setRetryPolicy(policy: RetryPolicy(timeoutMs: 30_000, maxAttempts: 12, baseBackoffMs: 100, maxBackoffMs: 5_000))
+    check("the retry policy is set per store", a.retryPolicy().maxAttempts == 12)
+    raises("a retry policy with no attempts is refused", "Invalid") {
+        try a.setRetryPolicy(policy: RetryPolicy(timeoutMs: 30_000, maxAttempts: 0, baseBackoffMs: 100, maxBackoffMs: 5_000))
+    }
     _ = try s.sync(listener: nil, cancel: nil)
     let approval = try vs.approve(note: "đồng ý")
     _ = try s.sync(listener: nil, cancel: nil)
