@@ -29,6 +29,7 @@ uniffi::setup_scaffolding!();
 
 /// Every failure of the API, by kind, with a readable message.
 #[derive(Debug, thiserror::Error, uniffi::Error)]
+#[uniffi(flat_error)]
 pub enum ApiError {
     /// A value was refused: an unknown key, an empty or overlong text, a
     /// move the visit's life cycle does not allow, a malformed id.
@@ -162,6 +163,7 @@ fn parse_heads(heads: &[String]) -> ApiResult<Vec<ChangeHash>> {
 
 /// Who this device is, as the server enrolled it.
 #[derive(Debug, Clone, uniffi::Record)]
+#[uniffi::export(Debug)]
 pub struct DeviceIdentity {
     pub server: String,
     pub device_id: String,
@@ -173,6 +175,7 @@ pub struct DeviceIdentity {
 
 /// How many absent staff gave one reason.
 #[derive(Debug, Clone, uniffi::Record)]
+#[uniffi::export(Debug)]
 pub struct ReasonCount {
     pub reason: String,
     pub count: u32,
@@ -182,6 +185,7 @@ pub struct ReasonCount {
 /// Percentages are hundredths of a percent (7628 = 76.28%), rounded half up;
 /// `present_text` etc. are the Vietnamese forms (`76,28%`).
 #[derive(Debug, Clone, uniffi::Record)]
+#[uniffi::export(Debug)]
 pub struct TallyView {
     pub payroll: u32,
     pub present: u32,
@@ -221,6 +225,7 @@ impl From<&Tally> for TallyView {
 
 /// A visit as a list shows it, read without loading the document.
 #[derive(Debug, Clone, uniffi::Record)]
+#[uniffi::export(Debug)]
 pub struct VisitSummary {
     pub id: String,
     pub unit_code: String,
@@ -255,6 +260,7 @@ impl From<kiemtra_store::VisitSummary> for VisitSummary {
 
 /// A staff member of the roster, for a new visit or found on site.
 #[derive(Debug, Clone, uniffi::Record)]
+#[uniffi::export(Debug)]
 pub struct StaffInput {
     pub id: String,
     pub name: String,
@@ -278,6 +284,7 @@ impl StaffInput {
 
 /// What a new visit is created with.
 #[derive(Debug, Clone, uniffi::Record)]
+#[uniffi::export(Debug)]
 pub struct NewVisitInput {
     pub unit_code: String,
     pub unit_name: String,
@@ -292,6 +299,7 @@ pub struct NewVisitInput {
 
 /// A new finding.
 #[derive(Debug, Clone, uniffi::Record)]
+#[uniffi::export(Debug)]
 pub struct FindingInput {
     pub category: String,
     /// `minor`, `moderate` or `serious`.
@@ -303,6 +311,7 @@ pub struct FindingInput {
 
 /// One staff member and what was recorded about them.
 #[derive(Debug, Clone, uniffi::Record)]
+#[uniffi::export(Debug)]
 pub struct StaffView {
     pub id: String,
     pub name: String,
@@ -319,6 +328,7 @@ pub struct StaffView {
 }
 
 #[derive(Debug, Clone, uniffi::Record)]
+#[uniffi::export(Debug)]
 pub struct ConductView {
     /// `attire`, `badge`, `personal_use` or `alcohol`.
     pub check: String,
@@ -329,6 +339,7 @@ pub struct ConductView {
 
 /// An office check of the template and its outcome.
 #[derive(Debug, Clone, uniffi::Record)]
+#[uniffi::export(Debug)]
 pub struct CheckView {
     pub id: String,
     pub label_vi: String,
@@ -341,6 +352,7 @@ pub struct CheckView {
 }
 
 #[derive(Debug, Clone, uniffi::Record)]
+#[uniffi::export(Debug)]
 pub struct FindingView {
     pub id: String,
     pub category: String,
@@ -352,6 +364,7 @@ pub struct FindingView {
 }
 
 #[derive(Debug, Clone, uniffi::Record)]
+#[uniffi::export(Debug)]
 pub struct ApprovalView {
     pub id: String,
     pub by: String,
@@ -362,6 +375,7 @@ pub struct ApprovalView {
 
 /// The whole visit at one point of its history.
 #[derive(Debug, Clone, uniffi::Record)]
+#[uniffi::export(Debug)]
 pub struct VisitView {
     pub id: String,
     pub unit_code: String,
@@ -480,6 +494,7 @@ impl From<&VisitState> for VisitView {
 
 /// One value a conflicting field holds, with who wrote it and when.
 #[derive(Debug, Clone, uniffi::Record)]
+#[uniffi::export(Debug)]
 pub struct CandidateView {
     pub value_vi: String,
     pub value_en: String,
@@ -495,6 +510,7 @@ pub struct CandidateView {
 
 /// A field the replicas disagree on. `field` is what `resolve` takes.
 #[derive(Debug, Clone, uniffi::Record)]
+#[uniffi::export(Debug)]
 pub struct ConflictView {
     pub field: String,
     pub label_vi: String,
@@ -509,6 +525,7 @@ pub struct ConflictView {
 
 /// What reading a bundle did.
 #[derive(Debug, Clone, uniffi::Record)]
+#[uniffi::export(Debug)]
 pub struct BundleReadReport {
     /// The device that wrote it.
     pub writer: String,
@@ -523,6 +540,7 @@ pub struct BundleReadReport {
 
 /// One line of history or of a diff, in both languages.
 #[derive(Debug, Clone, uniffi::Record)]
+#[uniffi::export(Debug)]
 pub struct ChangeLine {
     pub vi: String,
     pub en: String,
@@ -530,6 +548,7 @@ pub struct ChangeLine {
 
 /// One change of a visit's history.
 #[derive(Debug, Clone, uniffi::Record)]
+#[uniffi::export(Debug)]
 pub struct HistoryEntryView {
     /// The change hash: a point in history for `state_at` and `diff`.
     pub hash: String,
@@ -543,6 +562,7 @@ pub struct HistoryEntryView {
 
 /// Reported after each request of a sync.
 #[derive(Debug, Clone, uniffi::Record)]
+#[uniffi::export(Debug)]
 pub struct SyncProgress {
     pub visits_done: u64,
     pub visits_total: u64,
@@ -551,6 +571,7 @@ pub struct SyncProgress {
 }
 
 #[derive(Debug, Clone, uniffi::Record)]
+#[uniffi::export(Debug)]
 pub struct VisitSyncError {
     pub visit_id: String,
     pub message: String,
@@ -558,6 +579,7 @@ pub struct VisitSyncError {
 
 /// What one sync did.
 #[derive(Debug, Clone, uniffi::Record)]
+#[uniffi::export(Debug)]
 pub struct SyncReport {
     pub requests: u32,
     pub retries: u32,
@@ -575,6 +597,7 @@ pub struct SyncReport {
 /// attempts per request with exponential backoff (full jitter) from
 /// `base_backoff_ms` up to `max_backoff_ms`.
 #[derive(Debug, Clone, PartialEq, Eq, uniffi::Record)]
+#[uniffi::export(Debug)]
 pub struct RetryPolicy {
     pub timeout_ms: u64,
     pub max_attempts: u32,
@@ -584,6 +607,7 @@ pub struct RetryPolicy {
 
 /// What `upload_evidence` did.
 #[derive(Debug, Clone, uniffi::Record)]
+#[uniffi::export(Debug)]
 pub struct EvidenceUploadReport {
     /// Photos the server now holds whole.
     pub uploaded: u64,
@@ -598,6 +622,7 @@ pub struct EvidenceUploadReport {
 }
 
 #[derive(Debug, Clone, uniffi::Record)]
+#[uniffi::export(Debug)]
 pub struct EvidenceUploadError {
     pub visit_id: String,
     pub sha256: String,
@@ -608,6 +633,7 @@ pub struct EvidenceUploadError {
 
 /// What `verify_received` did.
 #[derive(Debug, Clone, uniffi::Record)]
+#[uniffi::export(Debug)]
 pub struct ReceivedCheck {
     /// Visits loaded and checked.
     pub verified: u64,

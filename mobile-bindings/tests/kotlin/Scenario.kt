@@ -204,7 +204,7 @@ fun scenario() {
     raises<ApiException.Invalid>("a retry policy with no attempts is refused") {
         a.setRetryPolicy(RetryPolicy(timeoutMs = 30_000uL, maxAttempts = 0u, baseBackoffMs = 100uL, maxBackoffMs = 5_000uL))
     }
-    check("a record prints its fields", a.retryPolicy().toString().contains("maxAttempts=12"), a.retryPolicy().toString())
+    check("a record prints its fields", a.retryPolicy().toString().contains("max_attempts: 12"), a.retryPolicy().toString())
     s.sync(null, null)
     val approval = vs.approve("đồng ý")
     s.sync(null, null); a.sync(null, null)

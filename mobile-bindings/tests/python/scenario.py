@@ -327,6 +327,11 @@ def main():
                                       max_backoff_ms=5000))
     check("the retry policy is set per store", a.retry_policy().max_attempts == 12
           and a.retry_policy().timeout_ms == 30000)
+    check("repr() of a record prints its fields", "max_attempts: 12" in repr(a.retry_policy()),
+          repr(a.retry_policy()))
+    refusal = raises("an unknown office check is refused", "NotFound",
+                     lambda: visit.record_check("no-such-check", "pass"))
+    check("str() of an error is its message", str(refusal).startswith("not found:"), str(refusal))
     raises("a retry policy with no attempts is refused", "Invalid",
            lambda: a.set_retry_policy(km.RetryPolicy(timeout_ms=30000, max_attempts=0,
                                                      base_backoff_ms=100, max_backoff_ms=5000)))

@@ -195,7 +195,7 @@ func scenario() throws {
           [t.payroll, t.present, t.late, t.absent, t.unrecorded] == [3, 2, 1, 1, 0], "\(t)")
     check("tally percentages", t.presentPct == 6667 && t.absentText == "33,33%", "\(t)")
     let printed = "\(t)"
-    check("a record prints its fields", printed.contains("payroll: 3") && printed.contains("absentText: \"33,33%\""),
+    check("a record prints its fields", printed.contains("payroll: 3") && printed.contains("absent_text: \"33,33%\""),
           printed)
     check("listing shows the visit", try a.listVisits().map { [$0.id, $0.status] } == [[vid, "draft"]])
 
