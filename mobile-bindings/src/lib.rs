@@ -313,6 +313,9 @@ pub struct FindingInput {
 #[derive(Debug, Clone, uniffi::Record)]
 #[uniffi::export(Debug)]
 pub struct StaffView {
+    /// Place in the roster, from 1: the order the visit was created with,
+    /// then staff found on site as they were added.
+    pub roster_index: u32,
     pub id: String,
     pub name: String,
     pub position: String,
@@ -398,13 +401,22 @@ pub struct VisitView {
 
 impl From<&VisitState> for VisitView {
     fn from(s: &VisitState) -> Self {
-        let staff = s
-            .staff
+        // Roster order; any member the order misses (none in a visit this
+        // build wrote) after it, by id.
+        let ordered: Vec<&StaffId> = s
+            .roster
             .iter()
-            .map(|(id, m)| {
+            .chain(s.staff.keys().filter(|id| !s.roster.contains(id)))
+            .collect();
+        let staff = ordered
+            .into_iter()
+            .enumerate()
+            .filter_map(|(i, id)| s.staff.get(id).map(|m| (i, id, m)))
+            .map(|(i, id, m)| {
                 let att = s.attendance.get(id);
                 let mark = att.map(|a| a.value().mark);
                 StaffView {
+                    roster_index: u32::try_from(i + 1).unwrap_or(u32::MAX),
                     id: id.to_string(),
                     name: m.value.name.clone(),
                     position: m.value.position.clone(),

@@ -479,6 +479,9 @@ pub struct VisitState {
     pub meta: VisitMeta,
     pub template: Template,
     pub staff: BTreeMap<StaffId, Stamped<StaffMember>>,
+    /// The staff in roster order (see `Reader::roster_order`).
+    #[serde(default)]
+    pub roster: Vec<StaffId>,
     pub attendance: BTreeMap<StaffId, Slot<Attendance>>,
     pub conduct: BTreeMap<(StaffId, ConductKind), Slot<ConductEntry>>,
     pub checks: BTreeMap<CheckId, Slot<CheckEntry>>,
@@ -763,6 +766,35 @@ impl<'a> Reader<'a> {
 
     /// Every key of a map with its shown value (when a string) and whether
     /// other values are concurrent with it: one pass over the map.
+    /// The roster in its order: each entry is written once, so the order
+    /// of the ops that wrote them is the order of the roster the visit was
+    /// created with (its first change writes them in that order), then of
+    /// the staff found on site as they were added (ties between devices by
+    /// actor).
+    fn roster_order(
+        &self,
+        obj: &automerge::ObjId,
+        staff: &BTreeMap<StaffId, Stamped<StaffMember>>,
+    ) -> Vec<StaffId> {
+        let key_of = |item: automerge::iter::MapRangeItem<'_>| {
+            let at = match item.id() {
+                automerge::ObjId::Id(counter, actor, _) => (counter, actor.to_bytes().to_vec()),
+                automerge::ObjId::Root => (0, Vec::new()),
+            };
+            (at, item.key.into_owned())
+        };
+        let mut order: Vec<((u64, Vec<u8>), String)> = match self.heads {
+            Some(h) => self.doc.map_range_at(obj, .., h).map(key_of).collect(),
+            None => self.doc.map_range(obj, ..).map(key_of).collect(),
+        };
+        order.sort();
+        order
+            .into_iter()
+            .filter_map(|(_, key)| StaffId::parse(&key).ok())
+            .filter(|id| staff.contains_key(id))
+            .collect()
+    }
+
     fn entries(&self, obj: &automerge::ObjId) -> Vec<(String, Option<String>, bool)> {
         let to_entry = |item: automerge::iter::MapRangeItem<'_>| {
             let value = match item.value {
@@ -914,6 +946,7 @@ impl<'a> Reader<'a> {
                 .map_err(|e| Error::Corrupt(format!("staff {key}: {e}")))?;
             staff.insert(s.value.id.clone(), s);
         }
+        let roster = self.roster_order(&staff_obj, &staff);
 
         let att_obj = self.map(&ROOT, keys::ATTENDANCE)?;
         let mut attendance = BTreeMap::new();
@@ -1016,6 +1049,7 @@ impl<'a> Reader<'a> {
             meta,
             template,
             staff,
+            roster,
             attendance,
             conduct,
             checks,

@@ -590,3 +590,43 @@ fn roles_are_enforced_locally_before_anything_is_written() {
         assert!(r.state().is_ok(), "{name}s still read");
     }
 }
+
+#[test]
+fn the_roster_keeps_its_order_then_staff_found_on_site_as_added() {
+    let member = |id: &str, name: &str| {
+        StaffMember::new(
+            StaffId::parse(id).expect("id"),
+            name,
+            "Chuyên viên",
+            StaffCategory::CivilServant,
+            true,
+        )
+        .expect("member")
+    };
+    let mut new = new_visit(0);
+    // Not in id order: the order the unit's list gives.
+    new.roster = vec![
+        member("s-030", "Trần Văn Ba"),
+        member("s-010", "Nguyễn Thị Một"),
+        member("s-020", "Lê Văn Hai"),
+    ];
+    let mut v = Visit::create(new, &template(), &session("sup-1", "dev-sup", 0)).expect("create");
+    v.add_staff(member("s-005", "Phạm Văn Năm"))
+        .expect("found on site");
+    v.add_staff(member("s-040", "Võ Thị Bốn"))
+        .expect("found on site");
+    let order: Vec<String> = v
+        .state()
+        .expect("state")
+        .roster
+        .iter()
+        .map(|id| id.to_string())
+        .collect();
+    assert_eq!(order, ["s-030", "s-010", "s-020", "s-005", "s-040"]);
+    // Any replica reads the same order.
+    let copy = replica(&v, "insp-a", "phone-a", 3);
+    assert_eq!(
+        copy.state().expect("state").roster,
+        v.state().expect("state").roster
+    );
+}

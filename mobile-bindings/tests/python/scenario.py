@@ -176,6 +176,10 @@ def main():
            lambda: visit.splice_narrative(10_000, 1, "x"))
 
     view = visit.state()
+    check("staff in roster order, then those found on site, numbered",
+          [(x.roster_index, x.id) for x in view.staff]
+          == [(1, "s-1"), (2, "s-2"), (3, "s-3"), (4, "s-4"), (5, "s-5")],
+          repr([(x.roster_index, x.id) for x in view.staff]))
     check("attendance recorded", attendance_of(view, "s-3") == ("absent", "business_trip"),
           repr(attendance_of(view, "s-3")))
     check("NFC text kept", view.staff[0].name == "Nguyễn Văn An", view.staff[0].name)
