@@ -145,8 +145,13 @@ fn insert_signature(
     visit: &VisitId,
     s: &SignatureRecord,
 ) -> rusqlite::Result<()> {
+    // The same signature (signer, ranges and bytes) is kept once, however
+    // often it arrives (from the server, from bundles): a device must
+    // never send one twice.
     tx.prepare_cached(
-        "INSERT INTO signatures (visit_id, signer, ranges, signature, received_at) VALUES (?1, ?2, ?3, ?4, ?5)",
+        "INSERT INTO signatures (visit_id, signer, ranges, signature, received_at)
+         SELECT ?1, ?2, ?3, ?4, ?5 WHERE NOT EXISTS (SELECT 1 FROM signatures
+         WHERE visit_id = ?1 AND signer = ?2 AND ranges = ?3 AND signature = ?4)",
     )?
     .execute(params![
         visit.as_str(),

@@ -441,7 +441,17 @@ fn own_changes_are_remembered_until_signed_and_remote_ones_never() {
         .change_receipts(&vid("v-1"), &index)
         .expect("receipts");
     assert_eq!(kept.changes.len(), 4);
-    assert_eq!(kept.unresolved, vec![lost]);
+    assert_eq!(kept.unresolved, vec![lost.clone()]);
+    // A signature received again (from the server, then in a bundle) is
+    // kept once: a device must never send the same one twice.
+    let before = phone.signatures_of(&vid("v-1")).expect("sigs").len();
+    phone
+        .record_signatures(&vid("v-1"), &[lost.clone(), record.clone()])
+        .expect("keep again");
+    assert_eq!(
+        phone.signatures_of(&vid("v-1")).expect("sigs").len(),
+        before
+    );
 
     // Another device's changes merged in are not this device's to sign.
     let mut other = Store::open(dir.path().join("b.db"), editor("insp-b")).expect("b");
