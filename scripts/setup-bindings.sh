@@ -51,6 +51,5 @@ if [ ! -x "$swift_root/usr/libexec/swift/bin/swiftc" ]; then
     debootstrap --variant=minbase trixie "$swift_root" "$mirror" >/dev/null
     chroot "$swift_root" apt-get install -y -qq swiftlang libc6-dev libstdc++-14-dev >/dev/null
 fi
-[ -e "$swift_root/proc/self" ] || mount -t proc proc "$swift_root/proc"
 [ -x "$swift_root/usr/libexec/swift/bin/swiftc" ] || { echo "setup-bindings: no swiftc in $swift_root" >&2; exit 1; }
 echo "setup-bindings: Swift (Debian trixie chroot) ready"

@@ -253,9 +253,22 @@ fn walk(dir: &Path, ext: &str) -> Vec<PathBuf> {
     out
 }
 
+/// `/proc` mounted in the chroot for as long as this lives (swiftc needs
+/// it), unmounted again if this mounted it.
+struct ProcMount(Option<PathBuf>);
+
+impl Drop for ProcMount {
+    fn drop(&mut self) {
+        if let Some(proc_dir) = self.0.take() {
+            let _ = Command::new("umount").arg(&proc_dir).status();
+        }
+    }
+}
+
 /// The Debian trixie chroot with Debian's swiftlang that
-/// `scripts/setup-bindings.sh` makes (Debian 12 has no Swift).
-fn swift_root() -> PathBuf {
+/// `scripts/setup-bindings.sh` makes (Debian 12 has no Swift), with `/proc`
+/// mounted in it.
+fn swift_root() -> (PathBuf, ProcMount) {
     let root: PathBuf = std::env::var_os("KIEMTRA_SWIFT_ROOT")
         .map(PathBuf::from)
         .unwrap_or_else(|| target_dir().join("tools/swift-trixie"));
@@ -264,6 +277,7 @@ fn swift_root() -> PathBuf {
         "no Swift chroot at {}: run `bash scripts/setup-bindings.sh` as root (or set KIEMTRA_SWIFT_ROOT)",
         root.display()
     );
+    let mut mounted = ProcMount(None);
     if !root.join("proc/self").exists() {
         let status = Command::new("mount")
             .args(["-t", "proc", "proc"])
@@ -274,8 +288,9 @@ fn swift_root() -> PathBuf {
             status.success(),
             "mounting /proc in the Swift chroot failed"
         );
+        mounted.0 = Some(root.join("proc"));
     }
-    root
+    (root, mounted)
 }
 
 /// A folder inside the chroot, removed when dropped; `inside` is its path
@@ -331,7 +346,7 @@ fn enrollment_code(server: &Server, user: &str, team: &str, role: &str) -> Strin
 
 #[test]
 fn swift_scenario_against_a_real_server() {
-    let chroot = swift_root();
+    let (chroot, _proc) = swift_root();
     let dir = ChrootDir::new(&chroot);
     let gen_dir = dir.host.join("gen");
     generate("swift", &gen_dir);
