@@ -12,6 +12,7 @@ check fails.
 
 import hashlib
 import os
+import socket
 import subprocess
 import sys
 import threading
@@ -53,6 +54,72 @@ SERVER_BIN = ENV.get("KIEMTRA_SERVER_BIN", "")
 SERVER_DATA = ENV.get("KIEMTRA_SERVER_DATA", "")
 TEAM = ENV.get("KIEMTRA_TEAM", "team-py")
 WORK = ENV.get("KIEMTRA_WORKDIR", "")
+
+
+class LosingProxy:
+    """A TCP proxy to the server that loses the answer to the first
+    enrollment it forwards: the server redeems the code, the phone hears
+    nothing (a rural link's usual failure) and must retry. Reads whole
+    messages by Content-Length; enough for enrollment."""
+
+    def __init__(self, upstream_port):
+        self.upstream = upstream_port
+        self.lost = 0
+        self.forwarded = 0
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(16)
+        self.port = self.sock.getsockname()[1]
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self):
+        while True:
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                return
+            threading.Thread(target=self._serve, args=(conn,), daemon=True).start()
+
+    @staticmethod
+    def _message(s):
+        data = b""
+        while b"\r\n\r\n" not in data:
+            chunk = s.recv(65536)
+            if not chunk:
+                return None
+            data += chunk
+        head, _, rest = data.partition(b"\r\n\r\n")
+        length = 0
+        for line in head.split(b"\r\n")[1:]:
+            name, _, value = line.partition(b":")
+            if name.strip().lower() == b"content-length":
+                length = int(value.strip())
+        while len(rest) < length:
+            chunk = s.recv(65536)
+            if not chunk:
+                return None
+            rest += chunk
+        return head + b"\r\n\r\n" + rest
+
+    def _serve(self, conn):
+        up = socket.create_connection(("127.0.0.1", self.upstream))
+        try:
+            while True:
+                request = self._message(conn)
+                if request is None:
+                    return
+                up.sendall(request)
+                answer = self._message(up)
+                if answer is None:
+                    return
+                if request.startswith(b"POST /v1/enroll") and self.lost == 0:
+                    self.lost += 1
+                    return  # the server answered; the phone never hears it
+                self.forwarded += 1
+                conn.sendall(answer)
+        finally:
+            conn.close()
+            up.close()
 
 
 def enrollment_code(user, role):
@@ -113,6 +180,20 @@ def main():
            lambda: km.enroll(a_path, URL, enrollment_code("insp-py-a", "inspector"), "twice"))
     raises("opening a store never enrolled", "NotEnrolled",
            lambda: km.DeviceStore.open(os.path.join(WORK, "never", "s.db")))
+
+    # --- an enrollment whose answer is lost is retried with the same key --
+    proxy = LosingProxy(int(URL.rsplit(":", 1)[1]))
+    lost = km.enroll(os.path.join(WORK, "phone-lost", "store.db"), f"http://127.0.0.1:{proxy.port}",
+                     enrollment_code("insp-py-lost", "inspector"), "Điện thoại vùng sâu")
+    check("an enrollment whose answer was lost succeeds on its retry",
+          proxy.lost == 1 and proxy.forwarded >= 1 and lost.identity().user_id == "insp-py-lost",
+          f"lost={proxy.lost} forwarded={proxy.forwarded}")
+    listed = subprocess.run([SERVER_BIN, "--data", SERVER_DATA, "devices"],
+                            capture_output=True, text=True, timeout=60).stdout
+    check("the retry left no orphan device: one device for that user",
+          listed.count("insp-py-lost") == 1, listed)
+    check("the device the phone holds is the one the server lists",
+          lost.identity().device_id in listed, listed)
 
     # --- create and record offline ---------------------------------------
     roster = [
