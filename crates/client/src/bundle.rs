@@ -22,7 +22,7 @@ use ring::digest::{SHA256, digest};
 use ring::signature::{ED25519, UnparsedPublicKey};
 use serde::{Deserialize, Serialize};
 
-use crate::client::{Credentials, SyncClient, sign_batch};
+use crate::client::{Credentials, SyncClient, keep_own_signature};
 use crate::error::Error;
 
 /// The first bytes of a bundle file.
@@ -50,19 +50,26 @@ pub struct TeamDevice {
 /// The team's devices this device last learned, and when.
 pub type KnownTeam = (Vec<TeamDevice>, DateTime<Utc>);
 
+/// When this device last learned its team's devices (read without the
+/// list itself: every sync asks).
+pub(crate) fn team_fetched_at(store: &Store) -> Result<Option<DateTime<Utc>>, Error> {
+    store
+        .setting(TEAM_FETCHED_SETTING)?
+        .map(|at| {
+            DateTime::parse_from_rfc3339(&at)
+                .map(|t| t.with_timezone(&Utc))
+                .map_err(|e| Error::Decode(format!("the stored team list's time: {e}")))
+        })
+        .transpose()
+}
+
 /// The team's devices this device last learned, and when.
 pub fn team_devices(store: &Store) -> Result<Option<KnownTeam>, Error> {
-    let (Some(json), Some(at)) = (
-        store.setting(TEAM_SETTING)?,
-        store.setting(TEAM_FETCHED_SETTING)?,
-    ) else {
+    let (Some(json), Some(at)) = (store.setting(TEAM_SETTING)?, team_fetched_at(store)?) else {
         return Ok(None);
     };
     let list: Vec<TeamDevice> = serde_json::from_str(&json)
         .map_err(|e| Error::Decode(format!("the stored team list: {e}")))?;
-    let at = DateTime::parse_from_rfc3339(&at)
-        .map_err(|e| Error::Decode(format!("the stored team list's time: {e}")))?
-        .with_timezone(&Utc);
     Ok(Some((list, at)))
 }
 
@@ -268,13 +275,7 @@ pub fn write_bundle(
             let hashes: Vec<ChangeHash> = own.iter().map(|(h, _, _)| *h).collect();
             let ranges =
                 kiemtra_core::seq_ranges_of(own.into_iter().map(|(_, actor, seq)| (actor, seq)));
-            let record = SignatureRecord {
-                signer: creds.device_id.clone(),
-                ranges,
-                signature: sign_batch(&pair, id.as_str(), &hashes),
-                received_at: store.session().now().to_rfc3339(),
-            };
-            store.record_own_signature(&id, &record, mark)?;
+            keep_own_signature(store, &creds.device_id, &pair, &id, &hashes, ranges, mark)?;
         }
         let signatures = store
             .signatures_of(&id)?
@@ -400,11 +401,7 @@ fn check_visit(
     team: &HashMap<&str, &TeamDevice>,
 ) -> Result<Checked, String> {
     let id = VisitId::parse(&offer.visit_id).map_err(|e| e.to_string())?;
-    let budget = offer
-        .changes
-        .len()
-        .saturating_mul(16)
-        .max(kiemtra_core::MAX_OPS_PER_CHANGE);
+    let budget = kiemtra_core::op_budget(offer.changes.len());
     let held = match store.summary(&id) {
         Ok(s) if s.team != creds.team => return Err("it is another team's visit".into()),
         Ok(_) => true,

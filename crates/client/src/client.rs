@@ -44,6 +44,28 @@ pub(crate) fn sign_batch(key: &Ed25519KeyPair, visit_id: &str, hashes: &[ChangeH
         .to_vec()
 }
 
+/// Signs `hashes` (this device's own changes of visit `id`, named by
+/// `ranges`) with `key` and keeps the signature as this device's, marking
+/// its own changes up to `mark` signed (see `Store::own_unsigned`), so that
+/// a retry, a later sync or a bundle sends the same signature.
+pub(crate) fn keep_own_signature(
+    store: &mut Store,
+    signer: &str,
+    key: &Ed25519KeyPair,
+    id: &VisitId,
+    hashes: &[ChangeHash],
+    ranges: Vec<(Vec<u8>, u64, u64)>,
+    mark: i64,
+) -> Result<(), kiemtra_store::Error> {
+    let record = kiemtra_store::SignatureRecord {
+        signer: signer.to_owned(),
+        ranges,
+        signature: sign_batch(key, id.as_str(), hashes),
+        received_at: store.session().now().to_rfc3339(),
+    };
+    store.record_own_signature(id, &record, mark)
+}
+
 impl Credentials {
     pub(crate) fn key_pair(&self) -> Result<Ed25519KeyPair, Error> {
         let bytes = kiemtra_core::hex::decode(&self.signing_key).ok_or(Error::NotEnrolled)?;
@@ -469,8 +491,8 @@ impl SyncClient {
                 // The team's keys, for reading bundles with no signal:
                 // fetched when missing or a day old. A failure here does
                 // not fail the sync; the next one tries again.
-                let stale = match crate::bundle::team_devices(store) {
-                    Ok(Some((_, at))) => store.session().now() - at > chrono::Duration::hours(24),
+                let stale = match crate::bundle::team_fetched_at(store) {
+                    Ok(Some(at)) => store.session().now() - at > chrono::Duration::hours(24),
                     _ => true,
                 };
                 if stale && let Err(e) = self.refresh_team(store).await {
@@ -596,15 +618,16 @@ impl SyncClient {
                     Some(pair) => pair,
                     None => self.creds.key_pair()?,
                 };
-                let signature = sign_batch(&pair, summary.id.as_str(), &unsigned);
-                key = Some(pair);
-                let record = kiemtra_store::SignatureRecord {
-                    signer: self.creds.device_id.clone(),
+                keep_own_signature(
+                    store,
+                    &self.creds.device_id,
+                    &pair,
+                    &summary.id,
+                    &unsigned,
                     ranges,
-                    signature,
-                    received_at: store.session().now().to_rfc3339(),
-                };
-                store.record_own_signature(&summary.id, &record, mark)?;
+                    mark,
+                )?;
+                key = Some(pair);
             }
             let kept = match partial_sent {
                 true => store.signatures_covering(&summary.id, &payload_ids)?,

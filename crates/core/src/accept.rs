@@ -63,6 +63,14 @@ pub const MAX_VALUE_BYTES: usize = 64 * 1024;
 /// Longest template or metadata JSON, bytes.
 pub const MAX_CREATION_VALUE_BYTES: usize = 1024 * 1024;
 
+/// Ops an offer's `bytes` of changes may hold in all (SPEC §6.1): 16 per
+/// byte, at least [`MAX_OPS_PER_CHANGE`]: generous for honest uploads
+/// (Automerge's encoding takes at least a few bits per op), small enough
+/// that a tiny body cannot unfold into a huge document.
+pub fn op_budget(bytes: usize) -> usize {
+    bytes.saturating_mul(16).max(MAX_OPS_PER_CHANGE)
+}
+
 /// Why a change was refused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum RefusalKind {
@@ -1255,7 +1263,7 @@ impl<'r> Acceptor<'r> {
             let key = key.as_str();
             // What the author saw at this key: earlier ops of this change,
             // else the document at the change's dependencies.
-            let local_key = (i > 0 || i + 1 < ops).then(|| {
+            let local_key = (ops > 1).then(|| {
                 (
                     obj_id.clone().unwrap_or(OpId(0, decoded.actor_id.clone())),
                     key.to_owned(),

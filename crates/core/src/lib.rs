@@ -17,7 +17,7 @@ mod visit;
 
 pub use accept::{
     Accepted, MAX_CLOCK_ENTRIES, MAX_FINDINGS, MAX_OPS_PER_CHANGE, MAX_OPS_PER_VISIT, Refusal,
-    RefusalKind, Roles,
+    RefusalKind, Roles, op_budget,
 };
 pub use automerge::{ActorId, Change, ChangeHash};
 pub use error::{Error, Result};

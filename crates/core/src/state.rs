@@ -37,6 +37,9 @@ pub(crate) mod keys {
     pub const CREATED: &str = "created";
 }
 
+/// A staff map entry: key, JSON, and the op that wrote it (counter, actor).
+type StaffEntry = (String, Option<String>, (u64, Vec<u8>));
+
 /// A field that holds one value and can therefore be in conflict.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
@@ -479,7 +482,8 @@ pub struct VisitState {
     pub meta: VisitMeta,
     pub template: Template,
     pub staff: BTreeMap<StaffId, Stamped<StaffMember>>,
-    /// The staff in roster order (see `Reader::roster_order`).
+    /// The staff in roster order: as the visit was created, then those
+    /// found on site as they were added.
     #[serde(default)]
     pub roster: Vec<StaffId>,
     pub attendance: BTreeMap<StaffId, Slot<Attendance>>,
@@ -766,33 +770,25 @@ impl<'a> Reader<'a> {
 
     /// Every key of a map with its shown value (when a string) and whether
     /// other values are concurrent with it: one pass over the map.
-    /// The roster in its order: each entry is written once, so the order
-    /// of the ops that wrote them is the order of the roster the visit was
-    /// created with (its first change writes them in that order), then of
-    /// the staff found on site as they were added (ties between devices by
-    /// actor).
-    fn roster_order(
-        &self,
-        obj: &automerge::ObjId,
-        staff: &BTreeMap<StaffId, Stamped<StaffMember>>,
-    ) -> Vec<StaffId> {
-        let key_of = |item: automerge::iter::MapRangeItem<'_>| {
+    /// The staff map's entries with the op that wrote each (counter, actor).
+    fn staff_entries(&self, obj: &automerge::ObjId) -> Vec<StaffEntry> {
+        let to_entry = |item: automerge::iter::MapRangeItem<'_>| {
             let at = match item.id() {
                 automerge::ObjId::Id(counter, actor, _) => (counter, actor.to_bytes().to_vec()),
                 automerge::ObjId::Root => (0, Vec::new()),
             };
-            (at, item.key.into_owned())
+            let value = match item.value {
+                automerge::ValueRef::Scalar(automerge::ScalarValueRef::Str(s)) => {
+                    Some(s.into_owned())
+                }
+                _ => None,
+            };
+            (item.key.into_owned(), value, at)
         };
-        let mut order: Vec<((u64, Vec<u8>), String)> = match self.heads {
-            Some(h) => self.doc.map_range_at(obj, .., h).map(key_of).collect(),
-            None => self.doc.map_range(obj, ..).map(key_of).collect(),
-        };
-        order.sort();
-        order
-            .into_iter()
-            .filter_map(|(_, key)| StaffId::parse(&key).ok())
-            .filter(|id| staff.contains_key(id))
-            .collect()
+        match self.heads {
+            Some(h) => self.doc.map_range_at(obj, .., h).map(to_entry).collect(),
+            None => self.doc.map_range(obj, ..).map(to_entry).collect(),
+        }
     }
 
     fn entries(&self, obj: &automerge::ObjId) -> Vec<(String, Option<String>, bool)> {
@@ -939,14 +935,21 @@ impl<'a> Reader<'a> {
 
         let staff_obj = self.map(&ROOT, keys::STAFF)?;
         let mut staff = BTreeMap::new();
-        for (key, value, _) in self.entries(&staff_obj) {
+        let mut written = Vec::new();
+        for (key, value, at) in self.staff_entries(&staff_obj) {
             let json =
                 value.ok_or_else(|| Error::Corrupt(format!("staff {key} is not a record")))?;
             let s: Stamped<StaffMember> = serde_json::from_str(&json)
                 .map_err(|e| Error::Corrupt(format!("staff {key}: {e}")))?;
+            written.push((at, s.value.id.clone()));
             staff.insert(s.value.id.clone(), s);
         }
-        let roster = self.roster_order(&staff_obj, &staff);
+        // Each roster entry is written once, so the order of the ops that
+        // wrote them is the order of the roster the visit was created with
+        // (its first change writes them in that order), then of the staff
+        // found on site as they were added (ties between devices by actor).
+        written.sort();
+        let roster = written.into_iter().map(|(_, id)| id).collect();
 
         let att_obj = self.map(&ROOT, keys::ATTENDANCE)?;
         let mut attendance = BTreeMap::new();

@@ -134,12 +134,16 @@ pub fn sync(
         &docs,
         LOAD_WINDOW,
         |bytes| {
-            Visit::accept_new(bytes, &session, &writers, op_budget(bytes.len())).map(
-                |(v, accepted)| {
-                    let summary = kiemtra_store::VisitSummary::of(&v).ok();
-                    (v, Prepared { accepted, summary })
-                },
+            Visit::accept_new(
+                bytes,
+                &session,
+                &writers,
+                kiemtra_core::op_budget(bytes.len()),
             )
+            .map(|(v, accepted)| {
+                let summary = kiemtra_store::VisitSummary::of(&v).ok();
+                (v, Prepared { accepted, summary })
+            })
         },
         || {
             Err(kiemtra_core::Refusal {
@@ -229,15 +233,6 @@ pub fn sync(
         more,
         visits,
     })
-}
-
-/// Ops an offer's `bytes` of changes may hold in all: generous for honest
-/// uploads (Automerge's encoding takes at least a few bits per op), small
-/// enough that a tiny body cannot unfold into a huge document.
-fn op_budget(bytes: usize) -> usize {
-    bytes
-        .saturating_mul(16)
-        .max(kiemtra_core::MAX_OPS_PER_CHANGE)
 }
 
 /// What the acceptance rule made of a new visit's document on a
@@ -453,7 +448,7 @@ fn new_visit(
     let loaded = match preloaded {
         Some(l) => l,
         None => {
-            let budget = op_budget(offer.changes.len());
+            let budget = kiemtra_core::op_budget(offer.changes.len());
             Visit::accept_new(&offer.changes, store.session(), writers, budget).map(
                 |(v, accepted)| {
                     let summary = kiemtra_store::VisitSummary::of(&v).ok();
@@ -553,7 +548,7 @@ fn accept_offer(
         |e: kiemtra_store::Error| Box::new(refuse(vid, VisitStatus::Invalid, e.to_string()));
     let session = store.session().clone();
     let mut candidate = store.visit(id).map_err(internal)?.fork_for(&session);
-    let max_ops = op_budget(offer.changes.len());
+    let max_ops = kiemtra_core::op_budget(offer.changes.len());
     let accepted = match candidate.accept_remote(&offer.changes, writers, max_ops) {
         Ok(a) => a,
         Err(r) if r.kind == kiemtra_core::RefusalKind::Missing => {
