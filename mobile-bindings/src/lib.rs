@@ -9,10 +9,18 @@
 //! [`ApiError::Invalid`]. Nothing panics across the boundary: every failure
 //! is an `ApiError`.
 //!
-//! Calls block. Apps call them off the main thread (Kotlin: a coroutine on
-//! `Dispatchers.IO`; Swift: a `Task` or background queue). One store is
-//! used by one call at a time; a sync holds the store while it applies, so
-//! a tap during a sync waits for it.
+//! Calls block, except the `…_async` forms of the calls that wait on the
+//! network (`enroll_async`, `sync_async`, `upload_evidence_async`,
+//! `refresh_team_async`): Kotlin `suspend` functions, Swift `async`
+//! methods, Python coroutines, each running on a thread of its own and
+//! cancelled with the caller's coroutine, task or `CancelToken`. Apps call
+//! the blocking ones off the main thread. One store is used by one call at
+//! a time; a sync holds the store while it applies, so a tap during a sync
+//! waits for it.
+//!
+//! The device key is kept in the store unless the app passes a
+//! [`KeyStore`] of its own (Android Keystore, the iOS Keychain) to
+//! `enroll` and `DeviceStore.open`.
 
 use kiemtra_client::{Credentials, SyncClient, SyncOptions};
 use kiemtra_core::{
@@ -62,6 +70,10 @@ pub enum ApiError {
     /// The store was closed.
     #[error("the store is closed")]
     Closed,
+    /// The app's key store failed, holds no key for this device or holds
+    /// another one; retrying helps only once the key store answers.
+    #[error("key store: {detail}")]
+    KeyStore { detail: String },
 }
 
 type ApiResult<T> = Result<T, ApiError>;
@@ -683,6 +695,137 @@ impl CancelToken {
     }
 }
 
+// ---------------------------------------------------------------- key store
+
+/// What an app's [`KeyStore`] reports when it cannot do what was asked.
+#[derive(Debug, thiserror::Error, uniffi::Error)]
+pub enum KeyStoreError {
+    #[error("{detail}")]
+    Failed { detail: String },
+}
+
+impl From<uniffi::UnexpectedUniFFICallbackError> for KeyStoreError {
+    fn from(e: uniffi::UnexpectedUniFFICallbackError) -> Self {
+        KeyStoreError::Failed { detail: e.reason }
+    }
+}
+
+impl From<KeyStoreError> for ApiError {
+    fn from(e: KeyStoreError) -> Self {
+        ApiError::KeyStore {
+            detail: e.to_string(),
+        }
+    }
+}
+
+/// Implemented by an app that keeps the device's private key itself (in
+/// Android Keystore, the iOS Keychain) instead of in the store. `alias`
+/// names one key (`kiemtra-device-` and the hex of its public half); `key`
+/// is the private key as PKCS#8 bytes. The key is kept before the device
+/// enrolls with it and read back when the store opens; while a store is
+/// open the key is in the process's memory, as it is to sign.
+#[uniffi::export(with_foreign)]
+pub trait KeyStore: Send + Sync {
+    /// Keeps `key` under `alias`, replacing any key kept under it.
+    fn save_key(&self, alias: String, key: Vec<u8>) -> Result<(), KeyStoreError>;
+    /// The key kept under `alias`, or nothing.
+    fn load_key(&self, alias: String) -> Result<Option<Vec<u8>>, KeyStoreError>;
+    /// Forgets `alias` (an enrollment that failed after its key was kept).
+    fn delete_key(&self, alias: String) -> Result<(), KeyStoreError>;
+}
+
+/// Where the store notes that the app's key store holds the device key,
+/// under which alias.
+const KEY_ALIAS_SETTING: &str = "device.key_alias";
+
+fn key_alias(public_key_hex: &str) -> String {
+    format!("kiemtra-device-{public_key_hex}")
+}
+
+/// The credentials of an enrolled store, with the device key read from
+/// `key_store` when the app keeps it there.
+fn load_credentials(
+    store: &Store,
+    store_path: &str,
+    key_store: Option<&Arc<dyn KeyStore>>,
+) -> ApiResult<Credentials> {
+    let mut creds = Credentials::load(store)?;
+    let Some(alias) = store.setting(KEY_ALIAS_SETTING)? else {
+        return Ok(creds);
+    };
+    let Some(keys) = key_store else {
+        return Err(ApiError::KeyStore {
+            detail: format!(
+                "the device key of {store_path} is kept by the app's key store \
+                 (alias {alias}); open the store with it"
+            ),
+        });
+    };
+    let key = keys
+        .load_key(alias.clone())?
+        .ok_or_else(|| ApiError::KeyStore {
+            detail: format!("the app's key store holds no key under {alias}"),
+        })?;
+    let matches = kiemtra_client::public_key_of(&key)
+        .map(|p| key_alias(&p) == alias)
+        .unwrap_or(false);
+    if !matches {
+        return Err(ApiError::KeyStore {
+            detail: format!("the key the app's key store holds under {alias} is not that key"),
+        });
+    }
+    creds.signing_key = kiemtra_core::hex::encode(&key);
+    Ok(creds)
+}
+
+// ---------------------------------------------------------------- async
+
+/// Cancels a call when dropped before it finished: Kotlin and Python drop
+/// the call when its coroutine or task is cancelled, and the call stops at
+/// once where it waits on the network (within `CANCEL_POLL`) or at its
+/// next step, keeping what was already applied.
+struct CancelOnDrop {
+    token: Arc<CancelToken>,
+    armed: bool,
+}
+
+impl Drop for CancelOnDrop {
+    fn drop(&mut self) {
+        if self.armed {
+            self.token.cancel();
+        }
+    }
+}
+
+/// Runs `f` on a thread of its own and waits for it without blocking the
+/// caller's thread; `token` is cancelled if the waiting is given up.
+async fn off_thread<T: Send + 'static>(
+    token: Arc<CancelToken>,
+    f: impl FnOnce() -> ApiResult<T> + Send + 'static,
+) -> ApiResult<T> {
+    let mut guard = CancelOnDrop { token, armed: true };
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    std::thread::Builder::new()
+        .name("kiemtra-call".into())
+        .spawn(move || {
+            let _ = tx.send(f());
+        })
+        .map_err(|e| ApiError::Storage {
+            detail: format!("no thread for the call: {e}"),
+        })?;
+    let out = rx.await.map_err(|_| ApiError::Storage {
+        detail: "the call ended without an answer".into(),
+    });
+    guard.armed = false;
+    out?
+}
+
+/// The token a call uses: the caller's, or a fresh one that only dropping
+/// the call sets.
+fn token_or_new(cancel: Option<Arc<CancelToken>>) -> Arc<CancelToken> {
+    cancel.unwrap_or_default()
+}
+
 // ---------------------------------------------------------------- the store
 
 struct Inner {
@@ -728,14 +871,19 @@ pub struct DeviceStore {
 }
 
 /// Enrolls this device with a server using a single-use code from an
-/// administrator, and creates its store at `store_path` (a new Ed25519 key
-/// is made on the device; only its public half is sent).
-#[uniffi::export]
+/// administrator, and creates its store at `store_path`. A new Ed25519 key
+/// is made on the device (only its public half is sent) and kept in the
+/// store, or in `key_store` when the app gives one. A lost or cut answer
+/// is retried with the same key under `retry_policy` (the default
+/// otherwise), so a bad link does not burn the code.
+#[uniffi::export(default(key_store = None, retry_policy = None))]
 pub fn enroll(
     store_path: String,
     server_url: String,
     code: String,
     device_name: String,
+    key_store: Option<Arc<dyn KeyStore>>,
+    retry_policy: Option<RetryPolicy>,
 ) -> ApiResult<Arc<DeviceStore>> {
     {
         let store = Store::open_with_session(&store_path, placeholder_session()?)?;
@@ -745,16 +893,97 @@ pub fn enroll(
             });
         }
     }
-    let creds = runtime()?.block_on(kiemtra_client::enroll(&server_url, &code, &device_name))?;
+    let mut options = SyncOptions::default();
+    if let Some(policy) = &retry_policy {
+        apply_policy(&mut options, policy)?;
+    }
+    let key = kiemtra_client::new_device_key()?;
+    let alias = key_alias(&kiemtra_client::public_key_of(&key)?);
+    if let Some(keys) = &key_store {
+        keys.save_key(alias.clone(), key.clone())?;
+    }
+    let enrolled = runtime()?.block_on(kiemtra_client::enroll_with_key(
+        &server_url,
+        &code,
+        &device_name,
+        &options,
+        &key,
+    ));
+    let creds = match enrolled {
+        Ok(c) => c,
+        Err(e) => {
+            if let Some(keys) = &key_store {
+                let _ = keys.delete_key(alias);
+            }
+            return Err(e.into());
+        }
+    };
     let mut store = Store::open_with_session(&store_path, session_for(&creds)?)?;
-    creds.save(&mut store)?;
+    if key_store.is_some() {
+        // The store keeps everything but the key, and where the key is.
+        let without_key = Credentials {
+            signing_key: String::new(),
+            ..creds.clone()
+        };
+        store.batch(|store| {
+            without_key.save(store).map_err(|e| match e {
+                kiemtra_client::Error::Store(e) => e,
+                other => kiemtra_store::Error::Refused(other.to_string()),
+            })?;
+            store.set_setting(KEY_ALIAS_SETTING, &alias)
+        })?;
+    } else {
+        creds.save(&mut store)?;
+    }
     Ok(Arc::new(DeviceStore {
         inner: Arc::new(Inner {
             store: Mutex::new(Some(store)),
             creds,
-            options: Mutex::new(SyncOptions::default()),
+            options: Mutex::new(options),
         }),
     }))
+}
+
+/// `enroll` as an async call (Kotlin `suspend`, Swift `async`, Python
+/// coroutine). Given up before it answers, the enrollment still either
+/// completes (the store is then enrolled: open it) or leaves nothing.
+#[uniffi::export(default(key_store = None, retry_policy = None))]
+pub async fn enroll_async(
+    store_path: String,
+    server_url: String,
+    code: String,
+    device_name: String,
+    key_store: Option<Arc<dyn KeyStore>>,
+    retry_policy: Option<RetryPolicy>,
+) -> ApiResult<Arc<DeviceStore>> {
+    off_thread(CancelToken::new(), move || {
+        enroll(
+            store_path,
+            server_url,
+            code,
+            device_name,
+            key_store,
+            retry_policy,
+        )
+    })
+    .await
+}
+
+fn apply_policy(o: &mut SyncOptions, policy: &RetryPolicy) -> ApiResult<()> {
+    if policy.max_attempts == 0
+        || policy.timeout_ms < 100
+        || policy.max_backoff_ms < policy.base_backoff_ms
+    {
+        return Err(invalid(format!(
+            "a retry policy needs at least one attempt, a timeout of at least 100 ms \
+             and max_backoff_ms >= base_backoff_ms: {policy:?}"
+        )));
+    }
+    o.timeout = std::time::Duration::from_millis(policy.timeout_ms);
+    o.max_attempts = policy.max_attempts;
+    o.base_backoff = std::time::Duration::from_millis(policy.base_backoff_ms);
+    o.max_backoff = std::time::Duration::from_millis(policy.max_backoff_ms);
+    Ok(())
 }
 
 impl DeviceStore {
@@ -776,12 +1005,14 @@ impl DeviceStore {
 
 #[uniffi::export]
 impl DeviceStore {
-    /// Opens an enrolled device's store (after `enroll`, on a later start).
-    #[uniffi::constructor]
-    pub fn open(store_path: String) -> ApiResult<Arc<Self>> {
+    /// Opens an enrolled device's store (after `enroll`, on a later
+    /// start); `key_store` is the app's key store when it was given to
+    /// `enroll`, and is then required.
+    #[uniffi::constructor(default(key_store = None))]
+    pub fn open(store_path: String, key_store: Option<Arc<dyn KeyStore>>) -> ApiResult<Arc<Self>> {
         let creds = {
             let store = Store::open_with_session(&store_path, placeholder_session()?)?;
-            Credentials::load(&store)?
+            load_credentials(&store, &store_path, key_store.as_ref())?
         };
         let store = Store::open_with_session(&store_path, session_for(&creds)?)?;
         Ok(Arc::new(Self {
@@ -947,30 +1178,18 @@ impl DeviceStore {
     /// may want more attempts and a longer timeout). At least one attempt,
     /// a timeout of at least 100 ms, and backoffs that do not shrink.
     pub fn set_retry_policy(&self, policy: RetryPolicy) -> ApiResult<()> {
-        if policy.max_attempts == 0
-            || policy.timeout_ms < 100
-            || policy.max_backoff_ms < policy.base_backoff_ms
-        {
-            return Err(invalid(format!(
-                "a retry policy needs at least one attempt, a timeout of at least 100 ms \
-                 and max_backoff_ms >= base_backoff_ms: {policy:?}"
-            )));
-        }
         let mut o = self.inner.options.lock().map_err(|_| ApiError::Storage {
             detail: "an earlier call failed while holding the options".into(),
         })?;
-        o.timeout = std::time::Duration::from_millis(policy.timeout_ms);
-        o.max_attempts = policy.max_attempts;
-        o.base_backoff = std::time::Duration::from_millis(policy.base_backoff_ms);
-        o.max_backoff = std::time::Duration::from_millis(policy.max_backoff_ms);
-        Ok(())
+        apply_policy(&mut o, &policy)
     }
 
     /// Fetches the team's devices and keys while there is a signal, so
     /// that bundles can be read with none (`sync` also does it when the
     /// list is missing or a day old). Returns how many devices.
-    pub fn refresh_team(&self) -> ApiResult<u32> {
-        let client = self.client(None)?;
+    #[uniffi::method(default(cancel = None))]
+    pub fn refresh_team(&self, cancel: Option<Arc<CancelToken>>) -> ApiResult<u32> {
+        let client = self.client(cancel.as_deref())?;
         let rt = runtime()?;
         let n = self
             .inner
@@ -1059,6 +1278,57 @@ impl DeviceStore {
                 })
                 .collect(),
         })
+    }
+}
+
+/// The async forms of the calls that wait on the network (Kotlin
+/// `suspend`, Swift `async`, Python coroutines). Each runs on a thread of
+/// its own. Cancelling the Kotlin coroutine or the Python task cancels the
+/// call; Swift does not tell a call its task was cancelled, so pass a
+/// `CancelToken` and cancel it from `withTaskCancellationHandler`. A
+/// cancelled call answers `ApiError.Cancelled` (or, when dropped, nothing)
+/// and keeps what was already applied; the next sync carries on.
+#[uniffi::export]
+impl DeviceStore {
+    /// `sync` as an async call.
+    #[uniffi::method(default(listener = None, cancel = None, upload_evidence = true))]
+    pub async fn sync_async(
+        &self,
+        listener: Option<Arc<dyn SyncListener>>,
+        cancel: Option<Arc<CancelToken>>,
+        upload_evidence: bool,
+    ) -> ApiResult<SyncReport> {
+        let token = token_or_new(cancel);
+        let (me, t) = (self.handle(), token.clone());
+        off_thread(token, move || me.sync(listener, Some(t), upload_evidence)).await
+    }
+
+    /// `upload_evidence` as an async call.
+    #[uniffi::method(default(cancel = None))]
+    pub async fn upload_evidence_async(
+        &self,
+        cancel: Option<Arc<CancelToken>>,
+    ) -> ApiResult<EvidenceUploadReport> {
+        let token = token_or_new(cancel);
+        let (me, t) = (self.handle(), token.clone());
+        off_thread(token, move || me.upload_evidence(Some(t))).await
+    }
+
+    /// `refresh_team` as an async call.
+    #[uniffi::method(default(cancel = None))]
+    pub async fn refresh_team_async(&self, cancel: Option<Arc<CancelToken>>) -> ApiResult<u32> {
+        let token = token_or_new(cancel);
+        let (me, t) = (self.handle(), token.clone());
+        off_thread(token, move || me.refresh_team(Some(t))).await
+    }
+}
+
+impl DeviceStore {
+    /// Another handle on the same store, for a call on another thread.
+    fn handle(&self) -> DeviceStore {
+        DeviceStore {
+            inner: self.inner.clone(),
+        }
     }
 }
 

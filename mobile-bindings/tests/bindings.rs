@@ -9,11 +9,21 @@
 //! outside): `scripts/setup-bindings.sh` installs all of them (the README's
 //! test command runs it); `KIEMTRA_KOTLINC`, `KIEMTRA_JNA_JAR` and
 //! `KIEMTRA_SWIFT_ROOT` point elsewhere.
+//!
+//! Each scenario also meets the end-to-end harness's fault proxy
+//! (`kiemtra-testworld`): one that loses the answer to the first
+//! enrollment it carries (the phone must retry with the same key; checked
+//! here afterwards: one answer lost, a retry made, one device listed for
+//! that user) and one that carries enrollments and then hangs (a sync the
+//! app cancels).
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::OnceLock;
+use std::sync::atomic::Ordering;
+
+use kiemtra_testworld::{Proxy, ProxyMode};
 
 fn root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -74,6 +84,7 @@ fn generate(language: &str, out: &Path) {
 struct Server {
     child: Child,
     url: String,
+    port: u16,
     data: PathBuf,
 }
 
@@ -92,14 +103,15 @@ impl Server {
         BufReader::new(stdout)
             .read_line(&mut line)
             .expect("read the server's port line");
-        let port = line
+        let port: u16 = line
             .trim()
             .strip_prefix("listening on port ")
-            .unwrap_or_else(|| panic!("unexpected first line from the server: {line:?}"))
-            .to_owned();
+            .and_then(|p| p.parse().ok())
+            .unwrap_or_else(|| panic!("unexpected first line from the server: {line:?}"));
         Self {
             child,
             url: format!("http://127.0.0.1:{port}"),
+            port,
             data,
         }
     }
@@ -109,6 +121,66 @@ impl Drop for Server {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+    }
+}
+
+/// The fault proxies in front of one scenario's server, on a runtime of
+/// their own (the test thread waits on the scenario process).
+struct Faults {
+    lossy: Proxy,
+    stall: Proxy,
+    _rt: tokio::runtime::Runtime,
+}
+
+impl Faults {
+    fn start(server: &Server) -> Self {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+            .expect("a runtime for the proxies");
+        let addr = std::net::SocketAddr::from(([127, 0, 0, 1], server.port));
+        let (lossy, stall) = rt.block_on(async {
+            let lossy = Proxy::start(addr).await;
+            lossy.lose_next_answers(1);
+            let stall = Proxy::start(addr).await;
+            stall.set_mode(ProxyMode::StallExceptEnroll);
+            (lossy, stall)
+        });
+        Self {
+            lossy,
+            stall,
+            _rt: rt,
+        }
+    }
+
+    fn env(&self, cmd: &mut Command) {
+        cmd.env("KIEMTRA_LOSSY_URL", self.lossy.url())
+            .env("KIEMTRA_STALL_URL", self.stall.url());
+    }
+
+    /// After the scenario: the lossy proxy lost one enrollment answer, the
+    /// phone asked again, and the server lists one device for `user`.
+    fn check(&self, server: &Server, user: &str) {
+        let lost = self.lossy.lost.load(Ordering::SeqCst);
+        let connections = self.lossy.connections.load(Ordering::SeqCst);
+        assert_eq!(lost, 1, "the proxy should have lost one enrollment answer");
+        assert!(
+            connections >= 2,
+            "the phone did not retry its enrollment ({connections} connection)"
+        );
+        let out = Command::new(built().join("kiemtra-server"))
+            .arg("--data")
+            .arg(&server.data)
+            .arg("devices")
+            .output()
+            .expect("kiemtra-server devices");
+        let listed = String::from_utf8_lossy(&out.stdout);
+        let lines = listed.lines().filter(|l| l.contains(user)).count();
+        assert_eq!(
+            lines, 1,
+            "one device for {user} after the lost answer, not {lines}:\n{listed}"
+        );
     }
 }
 
@@ -165,13 +237,16 @@ fn python_scenario_against_a_real_server() {
     )
     .expect("copy the cdylib beside the module");
     let server = Server::start(dir.path());
+    let faults = Faults::start(&server);
     let work = dir.path().join("work");
     std::fs::create_dir_all(&work).expect("workdir");
     let mut cmd = Command::new(std::env::var("PYTHON").unwrap_or_else(|_| "python3".into()));
     cmd.arg(root().join("mobile-bindings/tests/python/scenario.py"))
         .env("PYTHONPATH", &module);
     scenario_env(&mut cmd, &server, "team-py", &work);
+    faults.env(&mut cmd);
     run_scenario("python", cmd);
+    faults.check(&server, "insp-py-lost");
 }
 
 fn kotlinc() -> PathBuf {
@@ -226,6 +301,7 @@ fn kotlin_scenario_against_a_real_server() {
     assert!(status.success(), "kotlinc failed");
 
     let server = Server::start(dir.path());
+    let faults = Faults::start(&server);
     let work = dir.path().join("work");
     std::fs::create_dir_all(&work).expect("workdir");
     let mut cmd = Command::new("java");
@@ -234,7 +310,9 @@ fn kotlin_scenario_against_a_real_server() {
         .arg(format!("{}:{classpath}", jar.display()))
         .arg("ScenarioKt");
     scenario_env(&mut cmd, &server, "team-kt", &work);
+    faults.env(&mut cmd);
     run_scenario("kotlin", cmd);
+    faults.check(&server, "insp-kt-lost");
 }
 
 fn walk(dir: &Path, ext: &str) -> Vec<PathBuf> {
@@ -385,12 +463,16 @@ fn swift_scenario_against_a_real_server() {
     assert!(status.success(), "swiftc failed");
 
     let server = Server::start(&dir.host);
+    let faults = Faults::start(&server);
     let team = "team-sw";
     let codes: Vec<String> = [
         ("insp-sw-a", "inspector"),
         ("insp-sw-a", "inspector"),
         ("insp-sw-b", "inspector"),
         ("sup-sw", "supervisor"),
+        ("insp-sw-lost", "inspector"),
+        ("insp-sw-key", "inspector"),
+        ("insp-sw-stall", "inspector"),
     ]
     .iter()
     .map(|(user, role)| format!("{user}={}", enrollment_code(&server, user, team, role)))
@@ -404,5 +486,7 @@ fn swift_scenario_against_a_real_server() {
         .env("KIEMTRA_WORKDIR", format!("{inside}/work"))
         .env("KIEMTRA_TEMPLATE", format!("{inside}/template.json"))
         .env("KIEMTRA_CODES", codes.join(","));
+    faults.env(&mut cmd);
     run_scenario("swift", cmd);
+    faults.check(&server, "insp-sw-lost");
 }

@@ -1,6 +1,6 @@
 //! The end-to-end harness: a real `kiemtra-server` process on 127.0.0.1
-//! port 0 in its own temporary folder, device stores, and a TCP proxy that
-//! can drop responses or duplicate requests.
+//! port 0 in its own temporary folder, device stores, and the fault proxy
+//! of `kiemtra-testworld` (shared with the bindings tests).
 
 use chrono::NaiveDate;
 use kiemtra_client::{Credentials, SyncClient, SyncOptions, SyncReport};
@@ -10,11 +10,7 @@ use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::atomic::{AtomicU8, Ordering};
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
 
 pub const STANDARD: &str = include_str!("../../fixtures/templates/standard-v1.json");
 
@@ -280,110 +276,4 @@ pub fn server_visit_count(data: &Path) -> usize {
         .len()
 }
 
-/// What the proxy does with traffic.
-#[derive(Clone, Copy, PartialEq, Eq)]
-#[repr(u8)]
-pub enum ProxyMode {
-    Pass = 0,
-    /// Forward requests, then drop the connection instead of answering.
-    DropResponses = 1,
-    /// Send every request to the server twice; answer with the first.
-    Duplicate = 2,
-}
-
-/// A TCP proxy in front of the server whose upstream can move (server
-/// restarts) and which can lose responses or duplicate requests.
-pub struct Proxy {
-    pub port: u16,
-    /// Bytes forwarded from clients to the server so far.
-    pub forwarded: Arc<std::sync::atomic::AtomicU64>,
-    mode: Arc<AtomicU8>,
-    upstream: Arc<Mutex<SocketAddr>>,
-    task: tokio::task::JoinHandle<()>,
-}
-
-impl Proxy {
-    pub async fn start(upstream: SocketAddr) -> Self {
-        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind proxy");
-        let port = listener.local_addr().expect("addr").port();
-        let mode = Arc::new(AtomicU8::new(ProxyMode::Pass as u8));
-        let upstream = Arc::new(Mutex::new(upstream));
-        let forwarded = Arc::new(std::sync::atomic::AtomicU64::new(0));
-        let (m, u, f) = (mode.clone(), upstream.clone(), forwarded.clone());
-        let task = tokio::spawn(async move {
-            while let Ok((client, _)) = listener.accept().await {
-                let mode = m.load(Ordering::SeqCst);
-                let target = *u.lock().expect("upstream");
-                let f = f.clone();
-                tokio::spawn(async move {
-                    let _ = relay(client, target, mode, f).await;
-                });
-            }
-        });
-        Self {
-            port,
-            forwarded,
-            mode,
-            upstream,
-            task,
-        }
-    }
-
-    pub fn url(&self) -> String {
-        format!("http://127.0.0.1:{}", self.port)
-    }
-
-    pub fn set_mode(&self, mode: ProxyMode) {
-        self.mode.store(mode as u8, Ordering::SeqCst);
-    }
-
-    pub fn set_upstream(&self, addr: SocketAddr) {
-        *self.upstream.lock().expect("upstream") = addr;
-    }
-}
-
-impl Drop for Proxy {
-    fn drop(&mut self) {
-        self.task.abort();
-    }
-}
-
-async fn relay(
-    mut client: TcpStream,
-    target: SocketAddr,
-    mode: u8,
-    forwarded: Arc<std::sync::atomic::AtomicU64>,
-) -> std::io::Result<()> {
-    let mut up = TcpStream::connect(target).await?;
-    let mut twin = if mode == ProxyMode::Duplicate as u8 {
-        Some(TcpStream::connect(target).await?)
-    } else {
-        None
-    };
-    let mut from_client = vec![0u8; 64 * 1024];
-    let mut from_up = vec![0u8; 64 * 1024];
-    let mut from_twin = vec![0u8; 64 * 1024];
-    loop {
-        tokio::select! {
-            n = client.read(&mut from_client) => {
-                let n = n?;
-                if n == 0 { return Ok(()); }
-                up.write_all(&from_client[..n]).await?;
-                forwarded.fetch_add(n as u64, Ordering::SeqCst);
-                if let Some(t) = twin.as_mut() { t.write_all(&from_client[..n]).await?; }
-            }
-            n = up.read(&mut from_up) => {
-                let n = n?;
-                if n == 0 { return Ok(()); }
-                if mode == ProxyMode::DropResponses as u8 {
-                    // The server has answered (so it has committed): lose the answer.
-                    return Ok(());
-                }
-                client.write_all(&from_up[..n]).await?;
-            }
-            n = async { match twin.as_mut() { Some(t) => t.read(&mut from_twin).await, None => std::future::pending().await } } => {
-                if n? == 0 { twin = None; }
-            }
-        }
-    }
-}
+pub use kiemtra_testworld::{Proxy, ProxyMode};

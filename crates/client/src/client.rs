@@ -229,11 +229,34 @@ pub async fn enroll_with(
     device_name: &str,
     options: &SyncOptions,
 ) -> Result<Credentials, Error> {
-    let pkcs8 = Ed25519KeyPair::generate_pkcs8(&SystemRandom::new())
-        .map_err(|_| Error::Network("no system randomness".into()))?;
-    let pair = Ed25519KeyPair::from_pkcs8(pkcs8.as_ref())
-        .map_err(|_| Error::Network("key generation failed".into()))?;
-    let public_key = kiemtra_core::hex::encode(pair.public_key().as_ref());
+    let pkcs8 = new_device_key()?;
+    enroll_with_key(server, code, device_name, options, &pkcs8).await
+}
+
+/// A new Ed25519 device key (PKCS#8 bytes), for an app that keeps the key
+/// in a store of its own before enrolling with it ([`enroll_with_key`]).
+pub fn new_device_key() -> Result<Vec<u8>, Error> {
+    Ed25519KeyPair::generate_pkcs8(&SystemRandom::new())
+        .map(|k| k.as_ref().to_vec())
+        .map_err(|_| Error::Network("no system randomness".into()))
+}
+
+/// The public half (hex) of a device key in PKCS#8; [`Error::NotEnrolled`]
+/// when the bytes are not an Ed25519 key.
+pub fn public_key_of(pkcs8: &[u8]) -> Result<String, Error> {
+    let pair = Ed25519KeyPair::from_pkcs8(pkcs8).map_err(|_| Error::NotEnrolled)?;
+    Ok(kiemtra_core::hex::encode(pair.public_key().as_ref()))
+}
+
+/// [`enroll_with`] with a key made beforehand ([`new_device_key`]).
+pub async fn enroll_with_key(
+    server: &str,
+    code: &str,
+    device_name: &str,
+    options: &SyncOptions,
+    pkcs8: &[u8],
+) -> Result<Credentials, Error> {
+    let public_key = public_key_of(pkcs8)?;
     #[derive(Deserialize)]
     struct Enrolled {
         device_id: String,
@@ -279,7 +302,7 @@ pub async fn enroll_with(
                         user_id: e.user_id,
                         team: e.team,
                         role: e.role,
-                        signing_key: kiemtra_core::hex::encode(pkcs8.as_ref()),
+                        signing_key: kiemtra_core::hex::encode(pkcs8),
                     });
                 }
                 // Cut off or garbled on the way: the server may have
@@ -721,9 +744,12 @@ impl SyncClient {
             }
             if attempt > 0 {
                 *retries += 1;
-                tokio::time::sleep(self.backoff(attempt)).await;
+                self.unless_cancelled(tokio::time::sleep(self.backoff(attempt)))
+                    .await?;
             }
-            let sent = make().bearer_auth(&self.creds.token).send().await;
+            let sent = self
+                .unless_cancelled(make().bearer_auth(&self.creds.token).send())
+                .await?;
             let resp = match sent {
                 Ok(r) => r,
                 Err(e) => {
@@ -733,7 +759,7 @@ impl SyncClient {
             };
             let status = resp.status();
             if status.is_success() {
-                match resp.bytes().await {
+                match self.unless_cancelled(resp.bytes()).await? {
                     Ok(b) => return Ok(b.to_vec()),
                     Err(e) => {
                         last = e.to_string();
@@ -893,7 +919,29 @@ impl SyncClient {
     fn backoff(&self, attempt: u32) -> Duration {
         backoff(&self.options, attempt)
     }
+
+    /// Runs `step` (a request, its answer, a backoff) unless the cancel
+    /// switch is set first: a cancelled call stops within
+    /// [`CANCEL_POLL`] even while waiting on a slow link. A request cut off
+    /// this way may have reached the server; every exchange of the
+    /// protocol is safe to repeat, so the next sync sends it again.
+    async fn unless_cancelled<T>(&self, step: impl Future<Output = T>) -> Result<T, Error> {
+        let flag = &self.cancel;
+        let watch = async {
+            while !flag.load(Ordering::Relaxed) {
+                tokio::time::sleep(CANCEL_POLL).await;
+            }
+        };
+        tokio::select! {
+            biased;
+            () = watch => Err(Error::Cancelled),
+            out = step => Ok(out),
+        }
+    }
 }
+
+/// How often a waiting request looks at its cancel switch.
+pub const CANCEL_POLL: Duration = Duration::from_millis(20);
 
 /// The server's listing of a visit it sent whole, as this store's summary
 /// (`None` when it names an absence reason this build does not know, or no
