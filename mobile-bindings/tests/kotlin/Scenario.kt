@@ -3,8 +3,11 @@
 // as tests/python/scenario.py; run by tests/bindings.rs with the same
 // environment. Prints `bindings[kotlin]: N passed, M failed`.
 
+import kotlinx.coroutines.*
 import uniffi.kiemtra_mobile.*
 import java.io.File
+import java.util.concurrent.CompletableFuture
+import java.util.concurrent.TimeUnit
 import kotlin.system.exitProcess
 
 var passed = 0
@@ -32,6 +35,9 @@ val serverBin = env.getValue("KIEMTRA_SERVER_BIN")
 val serverData = env.getValue("KIEMTRA_SERVER_DATA")
 val team = env.getValue("KIEMTRA_TEAM")
 val work = env.getValue("KIEMTRA_WORKDIR")
+val lossyUrl = env.getValue("KIEMTRA_LOSSY_URL")
+val stallUrl = env.getValue("KIEMTRA_STALL_URL")
+val quick = RetryPolicy(timeoutMs = 10_000uL, maxAttempts = 6u, baseBackoffMs = 50uL, maxBackoffMs = 500uL)
 
 fun enrollmentCode(user: String, role: String): String {
     val p = ProcessBuilder(
@@ -70,6 +76,12 @@ fun scenario() {
         enroll(aPath, url, enrollmentCode("insp-kt-a", "inspector"), "twice")
     }
     raises<ApiException.NotEnrolled>("opening a store never enrolled") { DeviceStore.open("$work/never/s.db") }
+
+    // an enrollment whose answer is lost (the harness's proxy) is retried
+    // with the same key; bindings.rs checks the server lists one device
+    val lost = enroll("$work/phone-lost/store.db", lossyUrl, enrollmentCode("insp-kt-lost", "inspector"),
+        "Điện thoại vùng sâu", retryPolicy = quick)
+    check("an enrollment whose answer was lost succeeds on its retry", lost.identity().userId == "insp-kt-lost")
 
     // create and record offline
     val roster = listOf(
@@ -232,6 +244,102 @@ fun scenario() {
     stop.cancel()
     check("token cancelled", stop.isCancelled())
     raises<ApiException.Cancelled>("a cancelled sync stops") { a.sync(null, stop) }
+
+    asyncAndKeyStore(template)
+}
+
+/** An app's own key store (Android Keystore), here a map; `fail` makes it
+ *  refuse to keep keys. */
+class MemoryKeyStore(private val fail: Boolean = false) : KeyStore {
+    val keys = java.util.concurrent.ConcurrentHashMap<String, ByteArray>()
+    override fun saveKey(alias: String, key: ByteArray) {
+        if (fail) throw KeyStoreException.Failed("the keystore is locked")
+        keys[alias] = key.copyOf()
+    }
+    override fun loadKey(alias: String): ByteArray? = keys[alias]
+    override fun deleteKey(alias: String) { keys.remove(alias) }
+}
+
+fun smallVisit(code: String) = NewVisitInput(
+    unitCode = code, unitName = "UBND phường Cái Khế", unitKind = "commune_committee", area = "Ninh Kiều",
+    campaign = "cantho-2015", scheduledOn = "2015-09-01",
+    roster = listOf(StaffInput("k-1", "Đỗ Thị Hoa", "Công chức tư pháp", "civil_servant", true)),
+)
+
+fun hex(b: ByteArray) = b.joinToString("") { "%02x".format(it) }
+
+fun asyncAndKeyStore(template: String) = runBlocking {
+    // a key store that cannot keep the key stops enrollment before the network
+    val kPath = "$work/phone-k/store.db"
+    val code = enrollmentCode("insp-kt-key", "inspector")
+    try {
+        enrollAsync(kPath, url, code, "Điện thoại K", keyStore = MemoryKeyStore(fail = true))
+        check("a failing key store stops the enrollment", false, "enrolled")
+    } catch (e: ApiException.KeyStore) {
+        check("a failing key store stops the enrollment, saying why", "locked" in e.toString(), e.toString())
+    }
+    val keys = MemoryKeyStore()
+    var k = enrollAsync(kPath, url, code, "Điện thoại K", keyStore = keys)
+    check("the same code then enrolls (suspend enrollAsync)", k.identity().userId == "insp-kt-key")
+    val alias = keys.keys.keys.firstOrNull() ?: "none"
+    check("the app's key store holds the device key", keys.keys.size == 1 && alias.startsWith("kiemtra-device-"), alias)
+    val key = keys.keys[alias] ?: ByteArray(0)
+    val onDisk = File("$work/phone-k").listFiles().orEmpty().filter { it.name.startsWith("store.db") }
+        .joinToString("") { String(it.readBytes(), Charsets.ISO_8859_1) }
+    check("the store's files do not hold the key",
+        key.isNotEmpty() && hex(key) !in onDisk && String(key, Charsets.ISO_8859_1) !in onDisk)
+    val kv = k.createVisit(smallVisit("ubnd-phuong-cai-khe"), template)
+    kv.recordAttendance("k-1", "present")
+    var report = k.syncAsync()
+    check("a sync signed with the app-kept key is accepted (suspend syncAsync)",
+        report.visitsUploaded == 1uL && report.errors.isEmpty(), report.toString())
+    k.closeStore()
+    raises<ApiException.KeyStore>("opening without the app's key store is refused") { DeviceStore.open(kPath) }
+    raises<ApiException.KeyStore>("a key store without the key is refused") { DeviceStore.open(kPath, MemoryKeyStore()) }
+    val wrong = MemoryKeyStore().also { it.keys[alias] = ByteArray(83) { 0x30 } }
+    raises<ApiException.KeyStore>("a key store holding something else is refused") { DeviceStore.open(kPath, keyStore = wrong) }
+    k = DeviceStore.open(kPath, keyStore = keys)
+    k.openVisit(kv.id()).recordAttendance("k-1", "late", note = "đến 8 giờ")
+    report = k.syncAsync(uploadEvidence = false)
+    check("reopened with its key store, the device signs what the server accepts",
+        report.visitsUploaded == 1uL && report.errors.isEmpty() && report.evidence == null, report.toString())
+    check("suspend refreshTeamAsync", k.refreshTeamAsync() >= 1u)
+    val up = k.uploadEvidenceAsync()
+    check("suspend uploadEvidenceAsync with nothing waiting", up.uploaded == 0uL && up.errors.isEmpty(), up.toString())
+
+    // a sync on a link that hangs, given up by cancelling its coroutine
+    val st = enrollAsync("$work/phone-stall/store.db", stallUrl, enrollmentCode("insp-kt-stall", "inspector"),
+        "Điện thoại mất sóng")
+    st.setRetryPolicy(RetryPolicy(timeoutMs = 600_000uL, maxAttempts = 1u, baseBackoffMs = 100uL, maxBackoffMs = 100uL))
+    val sv = st.createVisit(smallVisit("ubnd-xa-thoi-an"), template)
+    sv.recordAttendance("k-1", "absent", "sick")
+    var outcome = "running"
+    val job = launch(Dispatchers.Default) {
+        try {
+            st.syncAsync()
+            outcome = "finished"
+        } catch (e: CancellationException) {
+            outcome = "cancelled"
+            throw e
+        }
+    }
+    delay(500)
+    check("the sync waits on the hung link", job.isActive)
+    job.cancelAndJoin()
+    check("cancelling the coroutine cancels the sync", outcome == "cancelled", outcome)
+    // the call itself stopped and let go of the store: a blocking call on
+    // another thread gets it (it would wait for the sync otherwise)
+    val free = runCatching { CompletableFuture.supplyAsync { st.listVisits().size }.get(120, TimeUnit.SECONDS) }
+    check("the cancelled call let go of the store", free.getOrNull() == 1, free.toString())
+    val token = CancelToken()
+    val call = async(Dispatchers.Default) { runCatching { st.syncAsync(cancel = token) } }
+    delay(300)
+    token.cancel()
+    val ended = withTimeoutOrNull(120_000) { call.await() }
+    check("a token cancels a suspended sync (ApiException.Cancelled)",
+        ended?.exceptionOrNull() is ApiException.Cancelled, ended.toString())
+    check("what was recorded before the cancelled syncs is kept",
+        attendanceOf(st.openVisit(sv.id()).state(), "k-1") == ("absent" to "sick"))
 }
 
 fun main() {
