@@ -32,6 +32,7 @@ func kind(_ e: ApiError) -> String {
     case .Cancelled: return "Cancelled"
     case .Storage: return "Storage"
     case .Closed: return "Closed"
+    case .KeyStore: return "KeyStore"
     }
 }
 
@@ -50,6 +51,9 @@ let env = ProcessInfo.processInfo.environment
 let url = env["KIEMTRA_SERVER_URL"]!
 let team = env["KIEMTRA_TEAM"]!
 let work = env["KIEMTRA_WORKDIR"]!
+let lossyUrl = env["KIEMTRA_LOSSY_URL"]!
+let stallUrl = env["KIEMTRA_STALL_URL"]!
+let quick = RetryPolicy(timeoutMs: 10_000, maxAttempts: 6, baseBackoffMs: 50, maxBackoffMs: 500)
 
 /// The enrollment codes the test made for this run: `user=code,…`.
 var codes: [String: [String]] = [:]
@@ -118,6 +122,12 @@ func scenario() throws {
     raises("opening a store never enrolled", "NotEnrolled") {
         _ = try DeviceStore.open(storePath: "\(work)/never/s.db")
     }
+
+    // an enrollment whose answer is lost (the harness's proxy) is retried
+    // with the same key; bindings.rs checks the server lists one device
+    let lost = try enroll(storePath: "\(work)/phone-lost/store.db", serverUrl: lossyUrl,
+                          code: code("insp-sw-lost"), deviceName: "Điện thoại vùng sâu", retryPolicy: quick)
+    check("an enrollment whose answer was lost succeeds on its retry", lost.identity().userId == "insp-sw-lost")
 
     // create and record offline
     let roster = [
@@ -339,8 +349,146 @@ func scenario() throws {
     raises("a cancelled sync stops", "Cancelled") { _ = try a.sync(listener: nil, cancel: stop) }
 }
 
+/// An app's own key store (the iOS Keychain), here a dictionary; `fail`
+/// makes it refuse to keep keys.
+final class MemoryKeyStore: KeyStore, @unchecked Sendable {
+    private let lock = NSLock()
+    private let fail: Bool
+    var keys: [String: Data] = [:]
+    init(fail: Bool = false) { self.fail = fail }
+    func saveKey(alias: String, key: Data) throws {
+        if fail { throw KeyStoreError.Failed(detail: "the keychain is locked") }
+        lock.lock(); keys[alias] = key; lock.unlock()
+    }
+    func loadKey(alias: String) throws -> Data? {
+        lock.lock(); defer { lock.unlock() }
+        return keys[alias]
+    }
+    func deleteKey(alias: String) throws {
+        lock.lock(); keys[alias] = nil; lock.unlock()
+    }
+}
+
+func smallVisit(_ unitCode: String) -> NewVisitInput {
+    NewVisitInput(unitCode: unitCode, unitName: "UBND phường Cái Khế", unitKind: "commune_committee",
+                  area: "Ninh Kiều", campaign: "cantho-2015", scheduledOn: "2015-09-01",
+                  roster: [StaffInput(id: "k-1", name: "Đỗ Thị Hoa", position: "Công chức tư pháp",
+                                      category: "civil_servant", onPayroll: true)])
+}
+
+func outcome(_ body: () async throws -> Void) async -> String {
+    do {
+        try await body()
+        return "finished"
+    } catch let e as ApiError {
+        return kind(e)
+    } catch {
+        return "\(error)"
+    }
+}
+
+func asyncAndKeyStore(_ template: String) async throws {
+    // a key store that cannot keep the key stops enrollment before the network
+    let kPath = "\(work)/phone-k/store.db"
+    let kCode = code("insp-sw-key")
+    do {
+        _ = try await enrollAsync(storePath: kPath, serverUrl: url, code: kCode, deviceName: "Điện thoại K",
+                                  keyStore: MemoryKeyStore(fail: true))
+        check("a failing key store stops the enrollment", false, "enrolled")
+    } catch let e as ApiError {
+        check("a failing key store stops the enrollment, saying why",
+              kind(e) == "KeyStore" && "\(e)".contains("locked"), "\(e)")
+    }
+    let keys = MemoryKeyStore()
+    var k = try await enrollAsync(storePath: kPath, serverUrl: url, code: kCode, deviceName: "Điện thoại K",
+                                  keyStore: keys)
+    check("the same code then enrolls (await enrollAsync)", k.identity().userId == "insp-sw-key")
+    let alias = keys.keys.keys.first ?? "none"
+    check("the app's key store holds the device key",
+          keys.keys.count == 1 && alias.hasPrefix("kiemtra-device-"), alias)
+    let key = keys.keys[alias] ?? Data()
+    let keyHex = Data(key.map { String(format: "%02x", $0) }.joined().utf8)
+    var onDisk = Data()
+    for name in (try? FileManager.default.contentsOfDirectory(atPath: "\(work)/phone-k")) ?? []
+    where name.hasPrefix("store.db") {
+        onDisk.append(FileManager.default.contents(atPath: "\(work)/phone-k/\(name)") ?? Data())
+    }
+    check("the store's files do not hold the key",
+          !key.isEmpty && onDisk.range(of: key) == nil && onDisk.range(of: keyHex) == nil)
+    let kv = try k.createVisit(input: smallVisit("ubnd-phuong-cai-khe"), templateJson: template)
+    try kv.recordAttendance(staffId: "k-1", status: "present")
+    var report = try await k.syncAsync()
+    check("a sync signed with the app-kept key is accepted (await syncAsync)",
+          report.visitsUploaded == 1 && report.errors.isEmpty, "\(report)")
+    try k.closeStore()
+    raises("opening without the app's key store is refused", "KeyStore") {
+        _ = try DeviceStore.open(storePath: kPath)
+    }
+    raises("a key store without the key is refused", "KeyStore") {
+        _ = try DeviceStore.open(storePath: kPath, keyStore: MemoryKeyStore())
+    }
+    let wrong = MemoryKeyStore()
+    wrong.keys[alias] = Data(repeating: 0x30, count: 83)
+    raises("a key store holding something else is refused", "KeyStore") {
+        _ = try DeviceStore.open(storePath: kPath, keyStore: wrong)
+    }
+    k = try DeviceStore.open(storePath: kPath, keyStore: keys)
+    try k.openVisit(visitId: kv.id()).recordAttendance(staffId: "k-1", status: "late", note: "đến 8 giờ")
+    report = try await k.syncAsync(uploadEvidence: false)
+    check("reopened with its key store, the device signs what the server accepts",
+          report.visitsUploaded == 1 && report.errors.isEmpty && report.evidence == nil, "\(report)")
+    let devices = try await k.refreshTeamAsync()
+    check("await refreshTeamAsync", devices >= 1)
+    let up = try await k.uploadEvidenceAsync()
+    check("await uploadEvidenceAsync with nothing waiting", up.uploaded == 0 && up.errors.isEmpty, "\(up)")
+
+    // a sync on a link that hangs, given up by cancelling its task: Swift
+    // does not tell a call its task was cancelled, so the task's
+    // cancellation handler cancels the call's token
+    let st = try await enrollAsync(storePath: "\(work)/phone-stall/store.db", serverUrl: stallUrl,
+                                   code: code("insp-sw-stall"), deviceName: "Điện thoại mất sóng")
+    try st.setRetryPolicy(policy: RetryPolicy(timeoutMs: 600_000, maxAttempts: 1, baseBackoffMs: 100, maxBackoffMs: 100))
+    let sv = try st.createVisit(input: smallVisit("ubnd-xa-thoi-an"), templateJson: template)
+    try sv.recordAttendance(staffId: "k-1", status: "absent", reason: "sick")
+    let token = CancelToken()
+    let task = Task {
+        await outcome {
+            _ = try await withTaskCancellationHandler {
+                try await st.syncAsync(cancel: token)
+            } onCancel: {
+                token.cancel()
+            }
+        }
+    }
+    try await Task.sleep(nanoseconds: 500_000_000)
+    task.cancel()
+    let ended = await task.value
+    check("cancelling the task cancels the sync (ApiError.Cancelled)", ended == "Cancelled", ended)
+    // the call itself stopped and let go of the store: a blocking call on
+    // another thread gets it (it would wait for the sync otherwise)
+    let free = DispatchSemaphore(value: 0)
+    nonisolated(unsafe) var count = -1
+    DispatchQueue.global().async {
+        count = (try? st.listVisits().count) ?? -2
+        free.signal()
+    }
+    let waited = free.wait(timeout: .now() + 120)
+    check("the cancelled call let go of the store", waited == .success && count == 1, "\(count)")
+    check("what was recorded before the cancelled sync is kept",
+          attendanceOf(try st.openVisit(visitId: sv.id()).state(), "k-1") == ["absent", "sick"])
+}
+
 do {
     try scenario()
+    let template = try String(contentsOfFile: env["KIEMTRA_TEMPLATE"]!, encoding: .utf8)
+    let done = DispatchSemaphore(value: 0)
+    nonisolated(unsafe) var asyncError: Error? = nil
+    Task.detached {
+        do { try await asyncAndKeyStore(template) } catch { asyncError = error }
+        done.signal()
+    }
+    done.wait()
+    if let e = asyncError { throw e }
 } catch {
     failed += 1
     print("aborted: \(error)")
