@@ -280,3 +280,67 @@ async fn a_server_restored_from_an_older_copy_is_repaired_by_its_devices() {
     assert_eq!(c.state(&v2), a.state(&v2));
     drop(server);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sync_waiting_on_a_hung_link_stops_when_cancelled_and_the_next_sync_carries_on() {
+    let dir = tempfile::tempdir().expect("dir");
+    let server = ServerProcess::start(&dir.path().join("server"));
+    let proxy = Proxy::start(server.addr()).await;
+    let mut a = Device::enroll(
+        &server.data,
+        &server.url(),
+        "insp-a",
+        "team-1",
+        "inspector",
+        &dir.path().join("a"),
+    )
+    .await;
+    let id = vid("v-hung-link");
+    a.store
+        .create_visit(new_visit(id.as_str(), "team-1", 4), &template())
+        .expect("create");
+    record(&mut a, &id, 0, 3);
+    // A link that takes the request and never answers, and a timeout far
+    // beyond the test's patience: only cancelling can end the wait.
+    proxy.set_mode(ProxyMode::Stall);
+    a.repoint(&proxy.url());
+    a.set_options(kiemtra_client::SyncOptions {
+        timeout: std::time::Duration::from_secs(3600),
+        max_attempts: 1,
+        ..fast_options()
+    });
+    let flag = a.client.cancel_handle();
+    let setter = tokio::spawn({
+        let flag = flag.clone();
+        async move {
+            tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+            flag.store(true, std::sync::atomic::Ordering::SeqCst);
+        }
+    });
+    let waited = tokio::time::timeout(
+        std::time::Duration::from_secs(120),
+        a.client.sync(&mut a.store, &mut |_| {}),
+    )
+    .await
+    .expect("the cancelled sync should have stopped, not waited for its timeout");
+    setter.await.expect("setter");
+    assert!(
+        matches!(waited, Err(kiemtra_client::Error::Cancelled)),
+        "expected Cancelled, got {waited:?}"
+    );
+    assert!(proxy.connections.load(std::sync::atomic::Ordering::SeqCst) >= 1);
+    assert_eq!(
+        server_visit_count(&server.data),
+        0,
+        "nothing reached the server"
+    );
+    // The link comes back: a new sync sends everything recorded.
+    proxy.set_mode(ProxyMode::Pass);
+    a.repoint(&proxy.url());
+    let report = a.sync().await;
+    assert_eq!(report.visits_uploaded, 1, "{report:?}");
+    assert_eq!(
+        server_state(&server.data, &id).expect("on the server"),
+        a.state(&id)
+    );
+}
