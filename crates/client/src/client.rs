@@ -365,166 +365,136 @@ async fn refused(resp: reqwest::Response) -> Error {
     }
 }
 
-/// Syncs a device store with its server.
+/// Syncs a device store with its server: the HTTP shell (retries,
+/// backoff, cancellation, evidence uploads) around [`DeviceEngine`].
 pub struct SyncClient {
     http: reqwest::Client,
-    creds: Credentials,
-    options: SyncOptions,
+    engine: DeviceEngine,
     cancel: Arc<AtomicBool>,
 }
 
-fn heads_of(summary_heads: &[String]) -> Vec<ChangeHash> {
-    let mut v: Vec<ChangeHash> = summary_heads
-        .iter()
-        .filter_map(|h| h.parse().ok())
-        .collect();
-    v.sort();
-    v
+/// SPEC §7 without I/O: what a device sends in one round of a sync and
+/// what it does with the answer, over its store. No sockets, threads or
+/// runtime: [`SyncClient`] carries the bytes over HTTP, and the in-memory
+/// harness of the tests (`tests/sim`) carries them to a server engine
+/// directly.
+#[derive(Debug, Clone)]
+pub struct DeviceEngine {
+    creds: Credentials,
+    options: SyncOptions,
 }
 
-fn sorted(mut v: Vec<ChangeHash>) -> Vec<ChangeHash> {
-    v.sort();
-    v
+/// One round's request, built by [`DeviceEngine::begin`].
+#[derive(Debug, Clone)]
+pub struct Round {
+    /// The request as it goes on the wire (SPEC §4).
+    pub body: Vec<u8>,
+    /// Visits were left out for a later round (the request was full).
+    local_more: bool,
+    /// Offers that carry changes.
+    offered: usize,
 }
 
-fn parse_cursor(s: Option<String>) -> Cursor {
-    s.and_then(|s| {
-        let (a, b) = s.split_once(':')?;
-        Some(Cursor {
-            seq: a.parse().ok()?,
-            nonce: b.parse().ok()?,
-        })
-    })
-    .unwrap_or_default()
+/// What [`DeviceEngine::apply`] made of an answer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Applied {
+    /// Another round is needed (more on either side, or a visit to fetch again).
+    pub again: bool,
+    /// Visits the answer spoke of.
+    pub answered: usize,
 }
 
-impl SyncClient {
-    pub fn new(creds: Credentials, options: SyncOptions) -> Result<Self, Error> {
-        let http = reqwest::Client::builder()
-            .timeout(options.timeout)
-            .connect_timeout(options.timeout.min(Duration::from_secs(15)))
-            .build()
-            .map_err(|e| Error::Network(e.to_string()))?;
-        Ok(Self {
-            http,
-            creds,
-            options,
-            cancel: Arc::new(AtomicBool::new(false)),
-        })
-    }
-
-    /// Uses `flag` as this client's cancel switch (shared with a caller
-    /// that may set it from another thread).
-    pub fn with_cancel(mut self, flag: Arc<AtomicBool>) -> Self {
-        self.cancel = flag;
-        self
-    }
-
-    /// A handle that cancels a running sync at its next step when set.
-    pub fn cancel_handle(&self) -> Arc<AtomicBool> {
-        self.cancel.clone()
+impl DeviceEngine {
+    pub fn new(creds: Credentials, options: SyncOptions) -> Self {
+        Self { creds, options }
     }
 
     pub fn credentials(&self) -> &Credentials {
         &self.creds
     }
 
-    /// Sends every visit with unsynced changes, receives what the device
-    /// lacks (including visits new to it), and records what the server
-    /// confirmed — only after the answer has been received and applied.
-    /// One request in the steady state; more when the server asks for a
-    /// fuller exchange or either side has more than fits in one message.
-    pub async fn sync(
+    pub fn options(&self) -> &SyncOptions {
+        &self.options
+    }
+
+    /// The next round's request: every visit with its heads, with changes
+    /// where the server has not confirmed them all, and the feed cursor.
+    /// Signs this device's unsigned changes and keeps the signatures (one
+    /// transaction), so a repeat sends the same ones.
+    pub fn begin(&self, store: &mut Store) -> Result<Round, Error> {
+        let cursor = parse_cursor(store.setting(kiemtra_store::CURSOR_SETTING)?);
+        // One transaction for the whole request: the signatures it
+        // records are written with one disk sync, not one per visit.
+        let (request, local_more, offered) =
+            store.batch(|store| Ok(self.build_request(store, cursor)))??;
+        Ok(Round {
+            body: request.encode(),
+            local_more,
+            offered,
+        })
+    }
+
+    /// Applies the server's `answer` to `round` in one transaction (with
+    /// the new cursor) and counts it in `report`. An answer that does not
+    /// decode changes nothing.
+    pub fn apply(
         &self,
         store: &mut Store,
-        progress: &mut (dyn FnMut(&Progress) + Send),
-    ) -> Result<SyncReport, Error> {
-        let mut report = SyncReport::default();
-        let mut done = 0usize;
-        for _round in 0..self.options.max_rounds {
-            if self.cancel.load(Ordering::Relaxed) {
-                return Err(Error::Cancelled);
-            }
-            let cursor = parse_cursor(store.setting(kiemtra_store::CURSOR_SETTING)?);
-            // One transaction for the whole request: the signatures it
-            // records are written with one disk sync, not one per visit.
-            let (request, local_more, offered_changes) =
-                store.batch(|store| Ok(self.build_request(store, cursor)))??;
-            let body = request.encode();
-            let answer = self.post(body.clone(), &mut report).await?;
-            report.requests += 1;
-            report.bytes_sent += body.len() as u64;
-            report.bytes_received += answer.len() as u64;
-            let response = SyncResponse::decode(&answer, usize::MAX)
-                .map_err(|e| Error::Decode(e.to_string()))?;
-            let mut again = local_more || response.more;
-            report.visits_uploaded += offered_changes;
-            if self.cancel.load(Ordering::Relaxed) {
-                return Err(Error::Cancelled);
-            }
-            // The whole answer is applied in one transaction (one disk sync),
-            // with the cursor stored alongside.
-            let refetched_before = report.refetched;
-            again |= store.batch(|store| {
-                let mut again = false;
-                // Visits new to this device are loaded (validated) on
-                // background threads, a window ahead of the one being
-                // stored; storing stays sequential, in order.
-                let docs: Vec<Option<&[u8]>> = response
-                    .visits
-                    .iter()
-                    .map(|r| {
-                        // A whole document sent with the server's listing
-                        // is stored as received and loaded when first opened
-                        // (SPEC §7); only the others are loaded now.
-                        let fresh = r.status == VisitStatus::Ok
-                            && !r.changes.is_empty()
-                            && r.listing.is_none()
-                            && VisitId::parse(&r.visit_id)
-                                .is_ok_and(|id| store.summary(&id).is_err());
-                        fresh.then_some(r.changes.as_slice())
-                    })
-                    .collect();
-                let session = store.session().clone();
-                kiemtra_core::load_pipelined(&docs, &session, LOAD_WINDOW, Fresh::of, |loads| {
-                    for (r, preloaded) in response.visits.iter().zip(loads) {
-                        again |= apply_result(store, r, preloaded, &mut report)?;
-                    }
-                    Ok::<_, kiemtra_store::Error>(())
-                })?;
-                // Left cleared when a received visit was removed as damaged
-                // (so the next round is answered with it again).
-                if report.refetched == refetched_before {
-                    let cursor = format!("{}:{}", response.cursor.seq, response.cursor.nonce);
-                    store.set_setting(kiemtra_store::CURSOR_SETTING, &cursor)?;
+        round: &Round,
+        answer: &[u8],
+        report: &mut SyncReport,
+    ) -> Result<Applied, Error> {
+        let response =
+            SyncResponse::decode(answer, usize::MAX).map_err(|e| Error::Decode(e.to_string()))?;
+        report.requests += 1;
+        report.bytes_sent += round.body.len() as u64;
+        report.bytes_received += answer.len() as u64;
+        report.visits_uploaded += round.offered;
+        let mut again = round.local_more || response.more;
+        // The whole answer is applied in one transaction (one disk sync),
+        // with the cursor stored alongside.
+        let refetched_before = report.refetched;
+        again |= store.batch(|store| {
+            let mut again = false;
+            // Visits new to this device are loaded (validated) on
+            // background threads, a window ahead of the one being
+            // stored; storing stays sequential, in order.
+            let docs: Vec<Option<&[u8]>> = response
+                .visits
+                .iter()
+                .map(|r| {
+                    // A whole document sent with the server's listing
+                    // is stored as received and loaded when first opened
+                    // (SPEC §7); only the others are loaded now.
+                    let fresh = r.status == VisitStatus::Ok
+                        && !r.changes.is_empty()
+                        && r.listing.is_none()
+                        && VisitId::parse(&r.visit_id).is_ok_and(|id| store.summary(&id).is_err());
+                    fresh.then_some(r.changes.as_slice())
+                })
+                .collect();
+            let session = store.session().clone();
+            kiemtra_core::load_pipelined(&docs, &session, LOAD_WINDOW, Fresh::of, |loads| {
+                for (r, preloaded) in response.visits.iter().zip(loads) {
+                    again |= apply_result(store, r, preloaded, report)?;
                 }
-                Ok(again)
+                Ok::<_, kiemtra_store::Error>(())
             })?;
-            done += response.visits.len();
-            progress(&Progress {
-                visits_done: done,
-                visits_total: done + usize::from(again),
-                bytes_sent: report.bytes_sent,
-                bytes_received: report.bytes_received,
-            });
-            if !again {
-                if store.setting(SCAN_ALL)?.is_some() && !local_more {
-                    store.delete_setting(SCAN_ALL)?;
-                }
-                // The team's keys, for reading bundles with no signal:
-                // fetched when missing or a day old. A failure here does
-                // not fail the sync; the next one tries again.
-                let stale = match crate::bundle::team_fetched_at(store) {
-                    Ok(Some(at)) => store.session().now() - at > chrono::Duration::hours(24),
-                    _ => true,
-                };
-                if stale && let Err(e) = self.refresh_team(store).await {
-                    tracing::warn!(error = %e, "could not refresh the team's devices");
-                }
-                return Ok(report);
+            // Left cleared when a received visit was removed as damaged
+            // (so the next round is answered with it again).
+            if report.refetched == refetched_before {
+                let cursor = format!("{}:{}", response.cursor.seq, response.cursor.nonce);
+                store.set_setting(kiemtra_store::CURSOR_SETTING, &cursor)?;
             }
+            Ok(again)
+        })?;
+        if !again && store.setting(SCAN_ALL)?.is_some() && !round.local_more {
+            store.delete_setting(SCAN_ALL)?;
         }
-        Ok(report)
+        Ok(Applied {
+            again,
+            answered: response.visits.len(),
+        })
     }
 
     /// Offers: every visit with its heads; with changes when the server has
@@ -709,11 +679,118 @@ impl SyncClient {
             with_changes,
         ))
     }
+}
+
+fn heads_of(summary_heads: &[String]) -> Vec<ChangeHash> {
+    let mut v: Vec<ChangeHash> = summary_heads
+        .iter()
+        .filter_map(|h| h.parse().ok())
+        .collect();
+    v.sort();
+    v
+}
+
+fn sorted(mut v: Vec<ChangeHash>) -> Vec<ChangeHash> {
+    v.sort();
+    v
+}
+
+fn parse_cursor(s: Option<String>) -> Cursor {
+    s.and_then(|s| {
+        let (a, b) = s.split_once(':')?;
+        Some(Cursor {
+            seq: a.parse().ok()?,
+            nonce: b.parse().ok()?,
+        })
+    })
+    .unwrap_or_default()
+}
+
+impl SyncClient {
+    pub fn new(creds: Credentials, options: SyncOptions) -> Result<Self, Error> {
+        let http = reqwest::Client::builder()
+            .timeout(options.timeout)
+            .connect_timeout(options.timeout.min(Duration::from_secs(15)))
+            .build()
+            .map_err(|e| Error::Network(e.to_string()))?;
+        Ok(Self {
+            http,
+            engine: DeviceEngine::new(creds, options),
+            cancel: Arc::new(AtomicBool::new(false)),
+        })
+    }
+
+    /// Uses `flag` as this client's cancel switch (shared with a caller
+    /// that may set it from another thread).
+    pub fn with_cancel(mut self, flag: Arc<AtomicBool>) -> Self {
+        self.cancel = flag;
+        self
+    }
+
+    /// A handle that cancels a running sync at its next step when set.
+    pub fn cancel_handle(&self) -> Arc<AtomicBool> {
+        self.cancel.clone()
+    }
+
+    pub fn credentials(&self) -> &Credentials {
+        &self.engine.creds
+    }
+
+    /// The decisions this client carries over HTTP.
+    pub fn engine(&self) -> &DeviceEngine {
+        &self.engine
+    }
+
+    /// Sends every visit with unsynced changes, receives what the device
+    /// lacks (including visits new to it), and records what the server
+    /// confirmed — only after the answer has been received and applied.
+    /// One request in the steady state; more when the server asks for a
+    /// fuller exchange or either side has more than fits in one message.
+    pub async fn sync(
+        &self,
+        store: &mut Store,
+        progress: &mut (dyn FnMut(&Progress) + Send),
+    ) -> Result<SyncReport, Error> {
+        let mut report = SyncReport::default();
+        let mut done = 0usize;
+        for _round in 0..self.engine.options.max_rounds {
+            if self.cancel.load(Ordering::Relaxed) {
+                return Err(Error::Cancelled);
+            }
+            let round = self.engine.begin(store)?;
+            let answer = self.post(round.body.clone(), &mut report).await?;
+            if self.cancel.load(Ordering::Relaxed) {
+                return Err(Error::Cancelled);
+            }
+            let applied = self.engine.apply(store, &round, &answer, &mut report)?;
+            done += applied.answered;
+            progress(&Progress {
+                visits_done: done,
+                visits_total: done + usize::from(applied.again),
+                bytes_sent: report.bytes_sent,
+                bytes_received: report.bytes_received,
+            });
+            if !applied.again {
+                // The team's keys, for reading bundles with no signal:
+                // fetched when missing or a day old. A failure here does
+                // not fail the sync; the next one tries again.
+                let stale = match crate::bundle::team_fetched_at(store) {
+                    Ok(Some(at)) => store.session().now() - at > chrono::Duration::hours(24),
+                    _ => true,
+                };
+                if stale && let Err(e) = self.refresh_team(store).await {
+                    tracing::warn!(error = %e, "could not refresh the team's devices");
+                }
+                return Ok(report);
+            }
+        }
+        Ok(report)
+    }
 
     /// POSTs a sync message, retrying network failures, 5xx and 429 with
     /// exponential backoff and full jitter. Safe because sync is idempotent.
     async fn post(&self, body: Vec<u8>, report: &mut SyncReport) -> Result<Vec<u8>, Error> {
-        let url = format!("{}/v1/sync", self.creds.server);
+        let url = format!("{}/v1/sync", self.engine.creds.server);
         self.send(&mut report.retries, || {
             self.http
                 .post(&url)
@@ -738,7 +815,7 @@ impl SyncClient {
         make: impl Fn() -> reqwest::RequestBuilder,
     ) -> Result<Vec<u8>, Error> {
         let mut last = String::new();
-        for attempt in 0..self.options.max_attempts {
+        for attempt in 0..self.engine.options.max_attempts {
             if self.cancel.load(Ordering::Relaxed) {
                 return Err(Error::Cancelled);
             }
@@ -748,7 +825,7 @@ impl SyncClient {
                     .await?;
             }
             let sent = self
-                .unless_cancelled(make().bearer_auth(&self.creds.token).send())
+                .unless_cancelled(make().bearer_auth(&self.engine.creds.token).send())
                 .await?;
             let resp = match sent {
                 Ok(r) => r,
@@ -775,7 +852,7 @@ impl SyncClient {
         }
         Err(Error::Network(format!(
             "gave up after {} attempts: {last}",
-            self.options.max_attempts
+            self.engine.options.max_attempts
         )))
     }
 
@@ -831,7 +908,10 @@ impl SyncClient {
         visit: &VisitId,
         hash: &kiemtra_core::EvidenceHash,
     ) -> Result<Vec<u8>, Error> {
-        let url = format!("{}/v1/visits/{visit}/evidence/{hash}", self.creds.server);
+        let url = format!(
+            "{}/v1/visits/{visit}/evidence/{hash}",
+            self.engine.creds.server
+        );
         let mut retries = 0;
         let bytes = self.send(&mut retries, || self.http.get(&url)).await?;
         if kiemtra_store::evidence_hash(&bytes) != *hash {
@@ -850,7 +930,7 @@ impl SyncClient {
     ) -> Result<(), Error> {
         let url = format!(
             "{}/v1/visits/{}/evidence/{}",
-            self.creds.server, file.visit_id, file.hash
+            self.engine.creds.server, file.visit_id, file.hash
         );
         let status_url = format!("{url}/status");
         let answer = self
@@ -868,7 +948,7 @@ impl SyncClient {
                     &file.visit_id,
                     &file.hash,
                     held.received,
-                    self.options.evidence_piece,
+                    self.engine.options.evidence_piece,
                 )?
                 .ok_or_else(|| {
                     Error::Store(kiemtra_store::Error::Refused(format!(
@@ -917,7 +997,7 @@ impl SyncClient {
     }
 
     fn backoff(&self, attempt: u32) -> Duration {
-        backoff(&self.options, attempt)
+        backoff(&self.engine.options, attempt)
     }
 
     /// Runs `step` (a request, its answer, a backoff) unless the cancel

@@ -9,8 +9,8 @@ pub use bundle::{
     TeamDevice, read_bundle, team_devices, write_bundle,
 };
 pub use client::{
-    CANCEL_POLL, Credentials, EvidenceError, EvidenceReport, PEER, Progress, SyncClient,
-    SyncOptions, SyncReport, VisitError, enroll, enroll_with, enroll_with_key, new_device_key,
-    public_key_of,
+    Applied, CANCEL_POLL, Credentials, DeviceEngine, EvidenceError, EvidenceReport, PEER, Progress,
+    Round, SyncClient, SyncOptions, SyncReport, VisitError, enroll, enroll_with, enroll_with_key,
+    new_device_key, public_key_of,
 };
 pub use error::Error;

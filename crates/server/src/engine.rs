@@ -10,7 +10,9 @@ use std::collections::HashSet;
 use std::sync::atomic::Ordering::Relaxed;
 
 use crate::metrics::Metrics;
+use crate::problem::Problem;
 use crate::trust;
+use kiemtra_sync_protocol::DecodeError;
 
 /// Visits new to the server loaded ahead of the one being stored.
 const LOAD_WINDOW: usize = 16;
@@ -88,6 +90,56 @@ fn to_wire(records: Vec<kiemtra_store::SignatureRecord>) -> Vec<kiemtra_sync_pro
 
 fn refuse(visit_id: &str, status: VisitStatus, message: impl Into<String>) -> VisitResult {
     result(visit_id, status, Vec::new(), Vec::new(), message.into())
+}
+
+/// A sync request's body, decoded within `max_body` (SPEC §3), with the
+/// signer filled in where it was left implied (the requesting device), and
+/// the response budget: the device's wish, at most `max_response`.
+pub fn decode_request(
+    body: &[u8],
+    device: &DeviceRecord,
+    max_body: usize,
+    max_response: usize,
+) -> Result<(SyncRequest, usize), Problem> {
+    let mut request = SyncRequest::decode(body, max_body).map_err(|e| match e {
+        DecodeError::UnsupportedVersion { .. } => Problem::UnsupportedVersion(e.to_string()),
+        other => Problem::BadMessage(other.to_string()),
+    })?;
+    // A signature with no signer is the requesting device's own.
+    for s in request
+        .visits
+        .iter_mut()
+        .flat_map(|v| v.signatures.iter_mut())
+    {
+        if s.signer.is_empty() {
+            s.signer.clone_from(&device.device_id);
+        }
+    }
+    let budget = match request.max_response {
+        0 => max_response,
+        n => (n as usize).min(max_response),
+    };
+    Ok((request, budget))
+}
+
+/// SPEC §6 as one call with no I/O: an authenticated device's request body
+/// in, the answer's bytes out, in one transaction of `store` (a request
+/// that fails part-way stores nothing). The HTTP route is this plus
+/// authentication, body limits, a place in the queue and a blocking
+/// thread; the in-memory harness of the tests calls it directly.
+pub fn exchange(
+    store: &mut Store,
+    device: &DeviceRecord,
+    body: &[u8],
+    max_body: usize,
+    max_response: usize,
+    metrics: &Metrics,
+) -> Result<Vec<u8>, Problem> {
+    let (request, budget) = decode_request(body, device, max_body, max_response)?;
+    let response = store
+        .batch(|store| sync(store, device, &request, budget, metrics))
+        .map_err(|e| Problem::Internal(e.to_string()))?;
+    Ok(response.encode())
 }
 
 /// Answers a sync request for `device` within `budget` response bytes.

@@ -1,9 +1,9 @@
 #![doc = include_str!("../README.md")]
 
 mod auth;
-mod engine;
+pub mod engine;
 mod evidence;
-mod metrics;
+pub mod metrics;
 mod options;
 mod problem;
 mod routes;
@@ -12,7 +12,9 @@ mod startup;
 mod trust;
 mod verify;
 
-pub use auth::{ROLES, create_enrollment_code, now, printable, printable_lines};
+pub use auth::{ROLES, create_enrollment_code, enroll, now, printable, printable_lines};
+pub use engine::{decode_request, exchange};
+pub use metrics::Metrics;
 pub use options::{ServeOptions, init_logging, serve};
 pub use problem::Problem;
 pub use startup::{Application, Settings, StartError, open_store};

@@ -3,7 +3,7 @@
 use actix_web::{HttpRequest, HttpResponse, web};
 use futures_util::StreamExt;
 use kiemtra_core::VisitId;
-use kiemtra_sync_protocol::{DecodeError, MEDIA_TYPE, SyncRequest};
+use kiemtra_sync_protocol::MEDIA_TYPE;
 use serde::{Deserialize, Serialize};
 use std::sync::atomic::Ordering::Relaxed;
 use std::time::Instant;
@@ -268,27 +268,15 @@ async fn sync_inner(
         .acquire()
         .await
         .map_err(|e| Problem::Internal(e.to_string()))?;
-    let mut request = SyncRequest::decode(&body, state.limits.max_body).map_err(|e| match e {
-        DecodeError::UnsupportedVersion { .. } => Problem::UnsupportedVersion(e.to_string()),
-        other => Problem::BadMessage(other.to_string()),
-    })?;
+    let (request, budget) = engine::decode_request(
+        &body,
+        &device,
+        state.limits.max_body,
+        state.limits.max_response,
+    )?;
     // The decoded request holds what it needs; the reservation now covers
     // it (at most a small multiple of the body, SPEC §3) until the end.
     drop(body);
-    // A signature with no signer is the requesting device's own.
-    for s in request
-        .visits
-        .iter_mut()
-        .flat_map(|v| v.signatures.iter_mut())
-    {
-        if s.signer.is_empty() {
-            s.signer.clone_from(&device.device_id);
-        }
-    }
-    let budget = match request.max_response {
-        0 => state.limits.max_response,
-        n => (n as usize).min(state.limits.max_response),
-    };
     let st = state.clone();
     let visits = request.visits.len();
     let response = web::block(move || {
