@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # The README's test command: installs the bindings tests' tools (Kotlin,
-# JNA), then runs every test of the workspace.
+# JNA, the Swift chroot) and PostgreSQL (for the storage conformance
+# suite), then runs every test of the workspace.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup-bindings.sh
+bash scripts/setup-postgres.sh
 cargo test --workspace "$@"

@@ -1,8 +1,9 @@
 //! Bearer-token authentication of devices, and enrollment.
 
+use crate::storage::ServerStore;
 use actix_web::{HttpRequest, HttpResponse};
 use chrono::{SecondsFormat, Utc};
-use kiemtra_store::{DeviceRecord, EnrollmentRefusal, Store};
+use kiemtra_store::{DeviceRecord, EnrollmentRefusal};
 use std::collections::{HashMap, VecDeque};
 use std::net::{IpAddr, Ipv6Addr};
 use std::sync::Mutex;
@@ -36,7 +37,7 @@ pub fn bearer(req: &HttpRequest) -> Result<String, Problem> {
 
 /// The enrolled, unrevoked device holding `token`. Looked up on every
 /// request, so a revocation takes effect on the next one.
-pub fn device(store: &Store, token: &str) -> Result<DeviceRecord, Problem> {
+pub fn device(store: &mut impl ServerStore, token: &str) -> Result<DeviceRecord, Problem> {
     let record = store
         .device_by_token(&secrets::sha256(token))
         .map_err(|e| Problem::Internal(e.to_string()))?
@@ -53,7 +54,7 @@ pub const ROLES: [&str; 4] = ["inspector", "supervisor", "auditor", "administrat
 /// Creates a single-use enrollment code valid for `ttl`; returns the code.
 /// Only its digest is stored.
 pub fn create_enrollment_code(
-    store: &mut Store,
+    store: &mut impl ServerStore,
     user: &str,
     team: &str,
     role: &str,
@@ -126,7 +127,7 @@ pub fn public_key(hex: &str) -> Result<[u8; 32], Problem> {
 /// same code and public key again: the same device, a fresh token, the
 /// earlier token no longer valid; see `Store::redeem_enrollment_code`).
 pub fn enroll(
-    store: &mut Store,
+    store: &mut impl ServerStore,
     code: &str,
     device_name: &str,
     public_key: &str,

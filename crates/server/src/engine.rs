@@ -2,7 +2,9 @@
 //! state is kept between requests except what the database holds.
 
 use kiemtra_core::{ChangeHash, Visit, VisitId};
-use kiemtra_store::{DeviceRecord, Store};
+use kiemtra_store::DeviceRecord;
+
+use crate::storage::ServerStore;
 use kiemtra_sync_protocol::{
     Cursor, Hash, Listing, SyncRequest, SyncResponse, VisitOffer, VisitResult, VisitStatus,
 };
@@ -127,8 +129,8 @@ pub fn decode_request(
 /// that fails part-way stores nothing). The HTTP route is this plus
 /// authentication, body limits, a place in the queue and a blocking
 /// thread; the in-memory harness of the tests calls it directly.
-pub fn exchange(
-    store: &mut Store,
+pub fn exchange<S: ServerStore>(
+    store: &mut S,
     device: &DeviceRecord,
     body: &[u8],
     max_body: usize,
@@ -143,8 +145,8 @@ pub fn exchange(
 }
 
 /// Answers a sync request for `device` within `budget` response bytes.
-pub fn sync(
-    store: &mut Store,
+pub fn sync<S: ServerStore>(
+    store: &mut S,
     device: &DeviceRecord,
     req: &SyncRequest,
     budget: usize,
@@ -308,8 +310,8 @@ fn refusal(vid: &str, r: &kiemtra_core::Refusal) -> VisitResult {
 /// What the server does with one offered visit; `None` when the device and
 /// the server already agree and there is nothing to say.
 #[allow(clippy::too_many_arguments)]
-fn offer_result(
-    store: &mut Store,
+fn offer_result<S: ServerStore>(
+    store: &mut S,
     device: &DeviceRecord,
     writers: &trust::Writers,
     offer: &VisitOffer,
@@ -467,8 +469,8 @@ fn offer_result(
 
 /// A visit the server does not hold: created on the device, or lost by a
 /// restored server.
-fn new_visit(
-    store: &mut Store,
+fn new_visit<S: ServerStore>(
+    store: &mut S,
     device: &DeviceRecord,
     writers: &trust::Writers,
     offer: &VisitOffer,
@@ -587,8 +589,8 @@ fn new_visit(
 /// Checks an offer's changes to a stored visit by the acceptance rule and
 /// its signatures by the trust rule, and stores them; the answer to give
 /// instead when they are refused (or a dependency is missing).
-fn accept_offer(
-    store: &mut Store,
+fn accept_offer<S: ServerStore>(
+    store: &mut S,
     writers: &trust::Writers,
     offer: &VisitOffer,
     id: &VisitId,

@@ -5,10 +5,12 @@ pub mod engine;
 mod evidence;
 pub mod metrics;
 mod options;
+pub mod pg;
 mod problem;
 mod routes;
 mod secrets;
 mod startup;
+pub mod storage;
 mod trust;
 mod verify;
 
@@ -16,6 +18,8 @@ pub use auth::{ROLES, create_enrollment_code, enroll, now, printable, printable_
 pub use engine::{decode_request, exchange};
 pub use metrics::Metrics;
 pub use options::{ServeOptions, init_logging, serve};
+pub use pg::PgStore;
 pub use problem::Problem;
 pub use startup::{Application, Settings, StartError, open_store};
+pub use storage::ServerStore;
 pub use verify::{Problem as VerifyProblem, Report as VerifyReport, verify_visit};

@@ -113,7 +113,7 @@ async fn enroll_inner(
     let st = state.clone();
     let (record, token, retry) = web::block(move || {
         let mut store = st.store();
-        auth::enroll(&mut store, &body.code, &body.device_name, &body.public_key)
+        auth::enroll(&mut *store, &body.code, &body.device_name, &body.public_key)
     })
     .await
     .map_err(|e| Problem::Internal(e.to_string()))??;
@@ -141,7 +141,7 @@ pub(crate) async fn authenticate(
     let outcome = match auth::bearer(req) {
         Ok(token) => {
             let st = state.clone();
-            web::block(move || auth::device(&st.store(), &token))
+            web::block(move || auth::device(&mut *st.store(), &token))
                 .await
                 .map_err(|e| Problem::Internal(e.to_string()))?
         }

@@ -32,7 +32,7 @@ pub struct Writers {
 }
 
 impl Writers {
-    pub fn read(store: &Store) -> Result<Self, kiemtra_store::Error> {
+    pub fn read(store: &mut impl ServerStore) -> Result<Self, kiemtra_store::Error> {
         Ok(Self {
             devices: store
                 .devices()?
@@ -149,7 +149,8 @@ pub fn expand_in(
     }
     Ok(out)
 }
-use kiemtra_store::{DeviceRecord, SignatureRecord, Store};
+use crate::storage::ServerStore;
+use kiemtra_store::{DeviceRecord, SignatureRecord};
 use kiemtra_sync_protocol::{Signature, VisitStatus};
 use ring::signature::{ED25519, UnparsedPublicKey};
 use std::collections::HashMap;
@@ -169,7 +170,7 @@ fn short(h: &ChangeHash) -> String {
 /// `team` against `signatures`. On success returns the signatures that
 /// cover them, stamped with the receive time `now`, for keeping.
 pub fn check(
-    store: &Store,
+    store: &mut impl ServerStore,
     visit_id: &str,
     team: &str,
     changes: &[(ChangeHash, Option<Editor>)],

@@ -196,3 +196,156 @@ async fn relay(
         }
     }
 }
+
+/// A throwaway PostgreSQL cluster for one test: `initdb` in a temporary
+/// folder (as the `postgres` user when run as root), started on 127.0.0.1
+/// and a free port, with its socket in that folder; stopped and removed
+/// when dropped. Uses Debian's PostgreSQL (`/usr/lib/postgresql/*/bin`) or
+/// the folder `KIEMTRA_PG_BIN` names.
+pub struct PgCluster {
+    dir: tempfile::TempDir,
+    bin: std::path::PathBuf,
+    pub port: u16,
+    as_postgres: bool,
+}
+
+impl PgCluster {
+    pub fn start() -> Self {
+        let bin = pg_bin();
+        let dir = tempfile::tempdir().expect("a folder for the cluster");
+        let data = dir.path().join("data");
+        let as_postgres = is_root();
+        std::fs::create_dir_all(&data).expect("data folder");
+        if as_postgres {
+            let status = std::process::Command::new("chown")
+                .args(["-R", "postgres:postgres"])
+                .arg(dir.path())
+                .status()
+                .expect("chown");
+            assert!(status.success(), "chown of the cluster folder failed");
+        }
+        let run = |program: &str, args: &[&str]| {
+            let path = bin.join(program);
+            let mut cmd = if as_postgres {
+                let mut c = std::process::Command::new("runuser");
+                c.args(["-u", "postgres", "--"]).arg(&path);
+                c
+            } else {
+                std::process::Command::new(&path)
+            };
+            let out = cmd
+                .args(args)
+                .output()
+                .unwrap_or_else(|e| panic!("cannot run {}: {e}", path.display()));
+            assert!(
+                out.status.success(),
+                "{program} failed: {}{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            );
+        };
+        let data_s = data.display().to_string();
+        run(
+            "initdb",
+            &[
+                "-D",
+                &data_s,
+                "-A",
+                "trust",
+                "-E",
+                "UTF8",
+                "-U",
+                "postgres",
+                "--no-sync",
+            ],
+        );
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .map(|a| a.port())
+            .expect("a free port");
+        let options = format!(
+            "-c listen_addresses=127.0.0.1 -p {port} -k {} -c fsync=off -c max_connections=200",
+            dir.path().display()
+        );
+        let log = dir.path().join("log").display().to_string();
+        run(
+            "pg_ctl",
+            &["-D", &data_s, "-o", &options, "-l", &log, "-w", "start"],
+        );
+        Self {
+            dir,
+            bin,
+            port,
+            as_postgres,
+        }
+    }
+
+    /// The URL of database `db` of this cluster (made by [`PgCluster::create_db`]).
+    pub fn url(&self, db: &str) -> String {
+        format!("postgres://postgres@127.0.0.1:{}/{db}", self.port)
+    }
+
+    /// Makes an empty database.
+    pub fn create_db(&self, db: &str) {
+        let out = std::process::Command::new(self.bin.join("psql"))
+            .args([
+                "-h",
+                "127.0.0.1",
+                "-p",
+                &self.port.to_string(),
+                "-U",
+                "postgres",
+            ])
+            .args(["-d", "postgres", "-v", "ON_ERROR_STOP=1", "-c"])
+            .arg(format!("CREATE DATABASE \"{db}\""))
+            .output()
+            .expect("psql");
+        assert!(
+            out.status.success(),
+            "CREATE DATABASE {db} failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}
+
+impl Drop for PgCluster {
+    fn drop(&mut self) {
+        let data = self.dir.path().join("data").display().to_string();
+        let path = self.bin.join("pg_ctl");
+        let mut cmd = if self.as_postgres {
+            let mut c = std::process::Command::new("runuser");
+            c.args(["-u", "postgres", "--"]).arg(&path);
+            c
+        } else {
+            std::process::Command::new(&path)
+        };
+        let _ = cmd
+            .args(["-D", &data, "-m", "immediate", "-w", "stop"])
+            .output();
+    }
+}
+
+fn is_root() -> bool {
+    std::process::Command::new("id")
+        .arg("-u")
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
+        .unwrap_or(false)
+}
+
+fn pg_bin() -> std::path::PathBuf {
+    if let Some(p) = std::env::var_os("KIEMTRA_PG_BIN") {
+        return p.into();
+    }
+    let mut found: Vec<std::path::PathBuf> = std::fs::read_dir("/usr/lib/postgresql")
+        .map(|d| d.flatten().map(|e| e.path().join("bin")).collect())
+        .unwrap_or_default();
+    found.retain(|p| p.join("initdb").exists());
+    found.sort();
+    found.pop().unwrap_or_else(|| {
+        panic!(
+            "no PostgreSQL server found under /usr/lib/postgresql: \
+             `apt-get install -y postgresql` (Debian 12: PostgreSQL 15) or set KIEMTRA_PG_BIN"
+        )
+    })
+}
