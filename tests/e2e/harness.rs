@@ -89,7 +89,20 @@ impl Drop for ServerProcess {
 
 /// Runs `kiemtra-server enroll-code` against a data folder; returns the codes.
 pub fn enroll_codes(data: &Path, user: &str, team: &str, role: &str, count: u32) -> Vec<String> {
+    enroll_codes_with(data, &[], user, team, role, count)
+}
+
+/// [`enroll_codes`] with more arguments (`--database postgres://…`).
+pub fn enroll_codes_with(
+    data: &Path,
+    extra: &[&str],
+    user: &str,
+    team: &str,
+    role: &str,
+    count: u32,
+) -> Vec<String> {
     let out = Command::new(env!("CARGO_BIN_EXE_kiemtra-server"))
+        .args(extra)
         .args([
             "enroll-code",
             "--user",

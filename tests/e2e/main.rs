@@ -16,5 +16,6 @@ mod harness;
 mod hostile;
 mod merge;
 mod operations;
+mod postgres;
 mod received;
 mod trust;

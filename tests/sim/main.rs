@@ -550,7 +550,7 @@ impl World {
                 }
             }
             let report =
-                kiemtra_server::verify_visit(&self.server, id).map_err(|e| e.to_string())?;
+                kiemtra_server::verify_visit(&mut self.server, id).map_err(|e| e.to_string())?;
             if !report.ok {
                 return Err(format!(
                     "the server's copy of {id} does not verify: {:?}",

@@ -2,9 +2,11 @@
 //! sent in pieces that a dropped link can resume, kept once whole and
 //! matching its name.
 
+use crate::backend::Conn;
+use crate::storage::ServerStore;
 use actix_web::{HttpRequest, HttpResponse, web};
 use kiemtra_core::{EvidenceHash, VisitId};
-use kiemtra_store::{EvidenceRefusal, EvidenceStatus, Store};
+use kiemtra_store::{EvidenceRefusal, EvidenceStatus};
 use std::sync::atomic::Ordering::Relaxed;
 
 use crate::problem::Problem;
@@ -47,15 +49,15 @@ async fn read_in_scope<T: Send + 'static>(
     state: &web::Data<AppState>,
     req: &HttpRequest,
     path: (String, String),
-    read: impl FnOnce(&Store, &VisitId, &EvidenceHash) -> Result<T, Problem> + Send + 'static,
+    read: impl FnOnce(&mut Conn<'_>, &VisitId, &EvidenceHash) -> Result<T, Problem> + Send + 'static,
 ) -> Result<T, Problem> {
     let device = authenticate(state, req).await?;
     let (visit, hash) = ids(path)?;
     let st = state.clone();
     web::block(move || {
-        let store = st.store();
-        summary_in_scope(&store, &device, &visit)?;
-        read(&store, &visit, &hash)
+        let mut store = st.store()?;
+        summary_in_scope(&mut store, &device, &visit)?;
+        read(&mut store, &visit, &hash)
     })
     .await
     .map_err(|e| Problem::Internal(e.to_string()))?
@@ -98,7 +100,7 @@ pub async fn put(
     // of the piece is read, as it would be after.
     let st = state.clone();
     let (d, v) = (device.clone(), visit.clone());
-    web::block(move || may_upload(&st.store(), &d, &v))
+    web::block(move || may_upload(&mut st.store()?, &d, &v))
         .await
         .map_err(|e| Problem::Internal(e.to_string()))??;
     // The reservation is held until the piece is stored.
@@ -112,8 +114,8 @@ pub async fn put(
         .fetch_add(piece.len() as u64, Relaxed);
     let st = state.clone();
     let outcome = web::block(move || {
-        let mut store = st.store();
-        may_upload(&store, &device, &visit)?;
+        let mut store = st.store()?;
+        may_upload(&mut store, &device, &visit)?;
         // Only a file the visit refers to is taken: the server is not a
         // place to keep anything else. Checked when the upload starts.
         if store
@@ -165,7 +167,7 @@ pub async fn put(
 /// Whether `device` may upload evidence of `visit`: one it may read (unknown
 /// and out-of-scope visits alike are not found), by a role that writes.
 fn may_upload(
-    store: &Store,
+    store: &mut impl ServerStore,
     device: &kiemtra_store::DeviceRecord,
     visit: &VisitId,
 ) -> Result<(), Problem> {

@@ -1,6 +1,7 @@
 #![doc = include_str!("../README.md")]
 
 mod auth;
+pub mod backend;
 pub mod engine;
 mod evidence;
 pub mod metrics;
@@ -20,6 +21,6 @@ pub use metrics::Metrics;
 pub use options::{ServeOptions, init_logging, serve};
 pub use pg::PgStore;
 pub use problem::Problem;
-pub use startup::{Application, Settings, StartError, open_store};
+pub use startup::{Application, Settings, StartError, open_backend, open_store};
 pub use storage::ServerStore;
 pub use verify::{Problem as VerifyProblem, Report as VerifyReport, verify_visit};

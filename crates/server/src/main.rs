@@ -1,7 +1,7 @@
 //! `kiemtra-server`: runs the sync server, or administers its database.
 
 use clap::{Parser, Subcommand};
-use kiemtra_server::ServeOptions;
+use kiemtra_server::{ServeOptions, ServerStore};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -28,6 +28,10 @@ struct Cli {
         global = true
     )]
     data: PathBuf,
+    /// A PostgreSQL database to use instead of the embedded one
+    /// (`postgres://user@host:port/db`); several servers may share it.
+    #[arg(long, env = "KIEMTRA_DATABASE", global = true)]
+    database: Option<String>,
     #[command(flatten)]
     serve: ServeOptions,
     #[command(subcommand)]
@@ -74,8 +78,19 @@ fn main() -> ExitCode {
 }
 
 fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
+    let settings = kiemtra_server::Settings {
+        data: cli.data.clone(),
+        database: cli.database.clone(),
+        ..kiemtra_server::Settings::default()
+    };
+    // The administration subcommands work on whichever database serves.
+    let open = || kiemtra_server::open_backend(&settings);
     match cli.command.unwrap_or(Command::Serve) {
-        Command::Serve => kiemtra_server::serve(cli.serve.settings(cli.listen, cli.data)),
+        Command::Serve => {
+            let mut serve = cli.serve.settings(cli.listen, cli.data);
+            serve.database = cli.database;
+            kiemtra_server::serve(serve)
+        }
         Command::EnrollCode {
             user,
             team,
@@ -83,7 +98,8 @@ fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
             ttl_hours,
             count,
         } => {
-            let mut store = kiemtra_server::open_store(&cli.data)?;
+            let backend = open()?;
+            let mut store = backend.conn()?;
             for _ in 0..count {
                 let ttl = chrono::Duration::hours(ttl_hours);
                 let code =
@@ -93,13 +109,15 @@ fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
             Ok(())
         }
         Command::Revoke { device_id } => {
-            let mut store = kiemtra_server::open_store(&cli.data)?;
+            let backend = open()?;
+            let mut store = backend.conn()?;
             store.revoke_device(&device_id, &kiemtra_server::now())?;
             println!("revoked {device_id}");
             Ok(())
         }
         Command::Devices => {
-            let store = kiemtra_server::open_store(&cli.data)?;
+            let backend = open()?;
+            let mut store = backend.conn()?;
             // Names are the devices' own words: escaped, so that a name
             // cannot move the cursor, clear the screen or forge a row.
             use kiemtra_server::printable as p;

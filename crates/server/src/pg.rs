@@ -20,17 +20,20 @@
 
 use std::collections::HashMap;
 
-use kiemtra_core::{ChangeHash, DeviceId, Editor, Session, UserId, Visit, VisitId};
+use kiemtra_core::{ChangeHash, DeviceId, Editor, EvidenceHash, Session, UserId, Visit, VisitId};
 use kiemtra_store::{
-    COMPACT_AFTER, DeviceRecord, EnrollmentRefusal, Error, FeedEntry, Result, SignatureRecord,
-    VisitSummary,
+    COMPACT_AFTER, DeviceRecord, EnrollmentRefusal, Error, EvidenceRefusal, EvidenceStatus,
+    FeedEntry, Result, SignatureRecord, VisitSummary,
 };
 use postgres::{Client, NoTls, Row};
 
 use crate::storage::{ChangeId, ServerStore};
 
 /// The migrations, in order; the database records the last one applied.
-const MIGRATIONS: [(i32, &str); 1] = [(1, include_str!("../migrations-postgres/001_server.sql"))];
+const MIGRATIONS: [(i32, &str); 2] = [
+    (1, include_str!("../migrations-postgres/001_server.sql")),
+    (2, include_str!("../migrations-postgres/002_evidence.sql")),
+];
 /// The schema version this build writes.
 pub const PG_SCHEMA_VERSION: i32 = MIGRATIONS.len() as i32;
 /// Advisory lock keys: migrations, and the feed's writers.
@@ -313,6 +316,36 @@ impl PgStore {
     fn in_one<T>(&mut self, f: impl FnOnce(&mut Self) -> Result<T>) -> Result<T> {
         ServerStore::batch(self, f)
     }
+
+    /// A transaction ended: what it read and queued is dropped.
+    fn end(&mut self) {
+        self.in_tx = false;
+        self.open.clear();
+        self.feed.clear();
+    }
+
+    fn pieces(&mut self, visit: &VisitId, hash: &EvidenceHash) -> Result<Vec<(u64, Vec<u8>)>> {
+        Ok(self
+            .client
+            .query(
+                "SELECT at, data FROM evidence_pieces WHERE visit_id = $1 AND hash = $2 ORDER BY at",
+                &[&visit.as_str(), &hash.as_str()],
+            )
+            .map_err(db)?
+            .iter()
+            .map(|r| (r.get::<_, i64>(0) as u64, r.get::<_, Vec<u8>>(1)))
+            .collect())
+    }
+
+    fn drop_evidence(&mut self, visit: &VisitId, hash: &EvidenceHash) -> Result<()> {
+        self.client
+            .execute(
+                "DELETE FROM evidence WHERE visit_id = $1 AND hash = $2",
+                &[&visit.as_str(), &hash.as_str()],
+            )
+            .map_err(db)?;
+        Ok(())
+    }
 }
 
 fn migrate(client: &mut Client) -> Result<()> {
@@ -436,32 +469,30 @@ impl ServerStore for PgStore {
         &self.session
     }
 
-    fn batch<T>(&mut self, f: impl FnOnce(&mut Self) -> Result<T>) -> Result<T> {
-        if self.in_tx {
-            return f(self);
-        }
+    fn begin(&mut self) -> Result<()> {
         self.client.batch_execute("BEGIN").map_err(db)?;
         self.in_tx = true;
-        let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| f(self)))
-            .unwrap_or_else(|_| {
-                Err(Error::Corrupt(
-                    "the request panicked; nothing of it was stored".into(),
-                ))
-            });
-        let outcome = outcome.and_then(|v| {
-            self.flush_feed()?;
-            self.client.batch_execute("COMMIT").map_err(db)?;
-            Ok(v)
-        });
-        self.in_tx = false;
-        self.open.clear();
-        self.feed.clear();
-        if outcome.is_err() {
-            // Nothing of a failed transaction is kept; a connection whose
-            // transaction already ended answers this with a warning only.
+        Ok(())
+    }
+
+    fn commit(&mut self) -> Result<()> {
+        let done = self
+            .flush_feed()
+            .and_then(|()| self.client.batch_execute("COMMIT").map_err(db));
+        if done.is_err() {
             let _ = self.client.batch_execute("ROLLBACK");
         }
-        outcome
+        self.end();
+        done
+    }
+
+    fn rollback(&mut self) {
+        let _ = self.client.batch_execute("ROLLBACK");
+        self.end();
+    }
+
+    fn in_transaction(&self) -> bool {
+        self.in_tx
     }
 
     fn summary(&mut self, id: &VisitId) -> Result<VisitSummary> {
@@ -809,6 +840,164 @@ impl ServerStore for PgStore {
                 false,
             )))
         })
+    }
+
+    fn evidence_status(
+        &mut self,
+        visit: &VisitId,
+        hash: &EvidenceHash,
+    ) -> Result<Option<EvidenceStatus>> {
+        let sql = if self.in_tx {
+            "SELECT length, received, complete FROM evidence
+             WHERE visit_id = $1 AND hash = $2 FOR UPDATE"
+        } else {
+            "SELECT length, received, complete FROM evidence WHERE visit_id = $1 AND hash = $2"
+        };
+        Ok(self
+            .client
+            .query_opt(sql, &[&visit.as_str(), &hash.as_str()])
+            .map_err(db)?
+            .map(|r| EvidenceStatus {
+                length: r.get::<_, i64>(0) as u64,
+                received: r.get::<_, i64>(1) as u64,
+                complete: r.get(2),
+            }))
+    }
+
+    fn receive_evidence(
+        &mut self,
+        visit: &VisitId,
+        hash: &EvidenceHash,
+        length: u64,
+        offset: u64,
+        piece: &[u8],
+    ) -> Result<std::result::Result<EvidenceStatus, EvidenceRefusal>> {
+        let now = self.session.now().to_rfc3339();
+        let Some(length_i) = to_i64(length) else {
+            return Ok(Err(EvidenceRefusal::PastEnd {
+                end: length,
+                length: i64::MAX as u64,
+            }));
+        };
+        self.in_one(|s| {
+            let mut held = s.evidence_status(visit, hash)?;
+            // An unfinished upload of another length gives way to one that
+            // starts again from the beginning (whichever is right hashes to
+            // the name).
+            if held.is_some_and(|h| !h.complete && h.length != length && offset == 0) {
+                s.drop_evidence(visit, hash)?;
+                held = None;
+            }
+            let status = match held {
+                Some(h) if h.length != length => {
+                    return Ok(Err(EvidenceRefusal::LengthChanged {
+                        held: h.length,
+                        claimed: length,
+                    }));
+                }
+                Some(h) => h,
+                None => EvidenceStatus {
+                    length,
+                    received: 0,
+                    complete: false,
+                },
+            };
+            if status.complete {
+                return Ok(Ok(status));
+            }
+            let end = offset.saturating_add(piece.len() as u64);
+            if end > length {
+                return Ok(Err(EvidenceRefusal::PastEnd { end, length }));
+            }
+            if offset > status.received {
+                return Ok(Err(EvidenceRefusal::Gap {
+                    offset,
+                    received: status.received,
+                }));
+            }
+            let new = &piece[(status.received - offset).min(piece.len() as u64) as usize..];
+            if held.is_none() {
+                s.client
+                    .execute(
+                        "INSERT INTO evidence (visit_id, hash, length, received, complete, created_at)
+                         VALUES ($1, $2, $3, 0, false, $4)",
+                        &[&visit.as_str(), &hash.as_str(), &length_i, &now],
+                    )
+                    .map_err(db)?;
+            }
+            if !new.is_empty() {
+                s.client
+                    .execute(
+                        "INSERT INTO evidence_pieces (visit_id, hash, at, data) VALUES ($1, $2, $3, $4)",
+                        &[&visit.as_str(), &hash.as_str(), &(status.received as i64), &new],
+                    )
+                    .map_err(db)?;
+            }
+            let received = status.received + new.len() as u64;
+            let complete = received == length;
+            if complete {
+                let mut ctx = ring::digest::Context::new(&ring::digest::SHA256);
+                for (_, data) in s.pieces(visit, hash)? {
+                    ctx.update(&data);
+                }
+                let got = kiemtra_core::hex::encode(ctx.finish().as_ref());
+                if got != hash.as_str() {
+                    s.drop_evidence(visit, hash)?;
+                    return Ok(Err(EvidenceRefusal::Mismatch {
+                        hash: hash.to_string(),
+                    }));
+                }
+            }
+            s.client
+                .execute(
+                    "UPDATE evidence SET received = $3, complete = $4 WHERE visit_id = $1 AND hash = $2",
+                    &[&visit.as_str(), &hash.as_str(), &(received as i64), &complete],
+                )
+                .map_err(db)?;
+            Ok(Ok(EvidenceStatus {
+                length,
+                received,
+                complete,
+            }))
+        })
+    }
+
+    fn evidence_bytes(
+        &mut self,
+        visit: &VisitId,
+        hash: &EvidenceHash,
+        offset: u64,
+        len: u64,
+    ) -> Result<Option<Vec<u8>>> {
+        match self.evidence_status(visit, hash)? {
+            Some(s) if s.complete => {}
+            _ => return Ok(None),
+        }
+        let end = offset.saturating_add(len);
+        let mut out = Vec::new();
+        for (at, data) in self.pieces(visit, hash)? {
+            let (from, to) = (at, at + data.len() as u64);
+            if to <= offset || from >= end {
+                continue;
+            }
+            let a = (offset.max(from) - from) as usize;
+            let b = (end.min(to) - from) as usize;
+            out.extend_from_slice(&data[a..b]);
+        }
+        Ok(Some(out))
+    }
+
+    fn check_writable(&mut self) -> Result<()> {
+        let row = self
+            .client
+            .query_one("SELECT pg_is_in_recovery()", &[])
+            .map_err(db)?;
+        if row.get::<_, bool>(0) {
+            return Err(Error::Database(
+                "the PostgreSQL server is a read-only standby".into(),
+            ));
+        }
+        Ok(())
     }
 
     fn revoke_device(&mut self, device_id: &str, now: &str) -> Result<()> {

@@ -99,6 +99,14 @@ impl Problem {
     }
 }
 
+/// A storage failure (the database unreachable, a transaction that could
+/// not commit) fails the request as a server error, which clients retry.
+impl From<kiemtra_store::Error> for Problem {
+    fn from(e: kiemtra_store::Error) -> Self {
+        Problem::Internal(e.to_string())
+    }
+}
+
 impl ResponseError for Problem {
     fn status_code(&self) -> StatusCode {
         match self {
@@ -123,11 +131,21 @@ impl ResponseError for Problem {
 
     fn error_response(&self) -> HttpResponse {
         let status = self.status_code();
+        // An internal failure is logged with its cause and answered
+        // without it: the database's words are not the client's business.
+        let detail = match self {
+            Problem::Internal(cause) => {
+                tracing::error!(%cause, "internal error");
+                "the server could not complete the request; nothing of it was kept; retry later"
+                    .to_owned()
+            }
+            other => other.to_string(),
+        };
         let body = Body {
             kind: format!("urn:kiemtra:problem:{}", self.kind()),
             title: self.title(),
             status: status.as_u16(),
-            detail: self.to_string(),
+            detail,
         };
         let mut resp = HttpResponse::build(status);
         resp.content_type("application/problem+json");

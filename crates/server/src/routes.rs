@@ -12,12 +12,13 @@ use crate::auth;
 use crate::engine;
 use crate::problem::Problem;
 use crate::startup::AppState;
+use crate::storage::ServerStore;
 
 /// `ok` only while the store takes a write (a write transaction is begun
 /// and rolled back); 503 otherwise.
 pub async fn healthz(state: web::Data<AppState>) -> HttpResponse {
     let st = state.clone();
-    match web::block(move || st.store().check_writable()).await {
+    match web::block(move || st.store()?.check_writable()).await {
         Ok(Ok(())) => HttpResponse::Ok().json(serde_json::json!({ "status": "ok" })),
         Ok(Err(e)) => {
             tracing::error!(error = %e, "the store does not take writes");
@@ -112,8 +113,8 @@ async fn enroll_inner(
         .map_err(|e| Problem::BadRequest(format!("the enrollment request: {e}")))?;
     let st = state.clone();
     let (record, token, retry) = web::block(move || {
-        let mut store = st.store();
-        auth::enroll(&mut *store, &body.code, &body.device_name, &body.public_key)
+        let mut store = st.store()?;
+        auth::enroll(&mut store, &body.code, &body.device_name, &body.public_key)
     })
     .await
     .map_err(|e| Problem::Internal(e.to_string()))??;
@@ -141,7 +142,7 @@ pub(crate) async fn authenticate(
     let outcome = match auth::bearer(req) {
         Ok(token) => {
             let st = state.clone();
-            web::block(move || auth::device(&mut *st.store(), &token))
+            web::block(move || auth::device(&mut st.store()?, &token))
                 .await
                 .map_err(|e| Problem::Internal(e.to_string()))?
         }
@@ -280,7 +281,7 @@ async fn sync_inner(
     let st = state.clone();
     let visits = request.visits.len();
     let response = web::block(move || {
-        let mut store = st.store();
+        let mut store = st.store()?;
         // One transaction per request: one disk sync, and a request that
         // fails part-way stores nothing (the client retries it whole).
         store.batch(|store| engine::sync(store, &device, &request, budget, &st.metrics))
@@ -309,7 +310,7 @@ pub async fn list_visits(
 ) -> Result<HttpResponse, Problem> {
     let device = authenticate(&state, &req).await?;
     let st = state.clone();
-    let list = web::block(move || st.store().list_visits())
+    let list = web::block(move || st.store()?.list_visits())
         .await
         .map_err(|e| Problem::Internal(e.to_string()))?
         .map_err(|e| Problem::Internal(e.to_string()))?;
@@ -341,7 +342,7 @@ pub async fn team_devices(
 ) -> Result<HttpResponse, Problem> {
     let device = authenticate(&state, &req).await?;
     let st = state.clone();
-    let all = web::block(move || st.store().devices())
+    let all = web::block(move || st.store()?.devices())
         .await
         .map_err(|e| Problem::Internal(e.to_string()))?
         .map_err(|e| Problem::Internal(e.to_string()))?;
@@ -368,7 +369,7 @@ pub async fn get_visit(
     let device = authenticate(&state, &req).await?;
     let id = VisitId::parse(&path.into_inner()).map_err(|e| Problem::BadRequest(e.to_string()))?;
     let st = state.clone();
-    let summary = web::block(move || summary_in_scope(&st.store(), &device, &id))
+    let summary = web::block(move || summary_in_scope(&mut st.store()?, &device, &id))
         .await
         .map_err(|e| Problem::Internal(e.to_string()))??;
     Ok(HttpResponse::Ok().json(summary))
@@ -377,7 +378,7 @@ pub async fn get_visit(
 /// A visit's summary if `device` may read it; unknown visits and other
 /// teams' visits alike are "not found".
 pub(crate) fn summary_in_scope(
-    store: &kiemtra_store::Store,
+    store: &mut impl ServerStore,
     device: &kiemtra_store::DeviceRecord,
     id: &VisitId,
 ) -> Result<kiemtra_store::VisitSummary, Problem> {
@@ -402,8 +403,8 @@ pub async fn visit_receipts(
     let id = VisitId::parse(&path.into_inner()).map_err(|e| Problem::BadRequest(e.to_string()))?;
     let st = state.clone();
     let receipts = web::block(move || {
-        let mut store = st.store();
-        summary_in_scope(&store, &device, &id)?;
+        let mut store = st.store()?;
+        summary_in_scope(&mut store, &device, &id)?;
         let internal = |e: kiemtra_store::Error| Problem::Internal(e.to_string());
         let (index, _) = store.visit(&id).map_err(internal)?.change_index();
         store.change_receipts(&id, &index).map_err(internal)
@@ -457,10 +458,10 @@ pub async fn verify_visit(
     let id = VisitId::parse(&path.into_inner()).map_err(|e| Problem::BadRequest(e.to_string()))?;
     let st = state.clone();
     let report = web::block(move || {
-        let store = st.store();
-        let summary = summary_in_scope(&store, &device, &id)?;
+        let mut store = st.store()?;
+        let summary = summary_in_scope(&mut store, &device, &id)?;
         may_verify(&device, &summary.team)?;
-        crate::verify::verify_visit(&store, &id).map_err(|e| Problem::Internal(e.to_string()))
+        crate::verify::verify_visit(&mut store, &id).map_err(|e| Problem::Internal(e.to_string()))
     })
     .await
     .map_err(|e| Problem::Internal(e.to_string()))??;
@@ -479,7 +480,7 @@ pub async fn verify_campaign(
         .map_err(|e| Problem::BadRequest(e.to_string()))?;
     let st = state.clone();
     let reports = web::block(move || {
-        let store = st.store();
+        let mut store = st.store()?;
         let list = store
             .list_visits()
             .map_err(|e| Problem::Internal(e.to_string()))?;
@@ -487,7 +488,7 @@ pub async fn verify_campaign(
         for s in list.iter().filter(|s| s.campaign == campaign.as_str()) {
             if may_verify(&device, &s.team).is_ok() {
                 reports.push(
-                    crate::verify::verify_visit(&store, &s.id)
+                    crate::verify::verify_visit(&mut store, &s.id)
                         .map_err(|e| Problem::Internal(e.to_string()))?,
                 );
             }

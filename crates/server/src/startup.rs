@@ -6,7 +6,9 @@ use kiemtra_core::{DeviceId, Editor, UserId};
 use kiemtra_store::Store;
 use std::net::TcpListener;
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex};
+
+use crate::backend::{Backend, Conn, PgPool};
 use std::time::Duration;
 
 use crate::metrics::Metrics;
@@ -21,6 +23,9 @@ pub struct Settings {
     pub listen: String,
     /// Folder holding the embedded database (`kiemtra.db`).
     pub data: PathBuf,
+    /// A PostgreSQL database (`postgres://user@host:port/db`) to use
+    /// instead of the embedded one; several server processes may share it.
+    pub database: Option<String>,
     /// Largest request body, bytes.
     pub max_body: usize,
     /// Largest sync response the server builds, bytes (before continuation).
@@ -52,6 +57,7 @@ impl Default for Settings {
         Self {
             listen: "127.0.0.1:8080".into(),
             data: PathBuf::from("kiemtra-data"),
+            database: None,
             max_body: 64 << 20,
             max_response: 8 << 20,
             workers: 2,
@@ -72,11 +78,13 @@ pub struct Limits {
     pub max_evidence: u64,
 }
 
-/// Shared by all workers. The store has one connection and is the only
-/// writer; one sync at a time holds it, so two syncs of one visit can never
-/// interleave.
+/// Shared by all workers. With the embedded store there is one connection,
+/// the only writer: one sync at a time holds it, so two syncs of one visit
+/// never interleave. With PostgreSQL each request has a connection of its
+/// own and per-visit row locks keep syncs of one visit apart, across
+/// processes too.
 pub struct AppState {
-    store: Mutex<Store>,
+    backend: Backend,
     pub metrics: Metrics,
     pub limits: Limits,
     /// Places for syncs past reading their body (`Settings::max_syncs`).
@@ -133,10 +141,31 @@ impl BodyBudget {
 }
 
 impl AppState {
-    pub fn store(&self) -> MutexGuard<'_, Store> {
-        // A panic while holding the lock cannot leave SQLite half-written
-        // (transactions roll back), so a poisoned lock is still usable.
-        self.store.lock().unwrap_or_else(|p| p.into_inner())
+    /// A connection for one request; call it on a blocking thread.
+    pub fn store(&self) -> Result<Conn<'_>, kiemtra_store::Error> {
+        self.backend.conn()
+    }
+}
+
+/// Opens the database `settings` name: PostgreSQL when `database` is set,
+/// else the embedded store in `data`.
+pub fn open_backend(settings: &Settings) -> Result<Backend, kiemtra_store::Error> {
+    match &settings.database {
+        Some(url) if url.starts_with("postgres://") || url.starts_with("postgresql://") => {
+            // The blocking client makes a runtime of its own: it connects
+            // on a thread outside any async one.
+            let url = url.clone();
+            let pool = std::thread::spawn(move || PgPool::open(&url))
+                .join()
+                .map_err(|_| kiemtra_store::Error::Database("connecting panicked".into()))??;
+            Ok(Backend::Postgres(pool))
+        }
+        Some(other) => Err(kiemtra_store::Error::Database(format!(
+            "--database takes a postgres:// URL, not {other:?} (the embedded store is the default)"
+        ))),
+        None => Ok(Backend::Sqlite(Box::new(Mutex::new(open_store(
+            &settings.data,
+        )?)))),
     }
 }
 
@@ -191,9 +220,9 @@ fn tls_config(
 
 impl Application {
     pub fn build(settings: Settings) -> Result<Self, StartError> {
-        let store = open_store(&settings.data)?;
+        let backend = open_backend(&settings)?;
         let state = web::Data::new(AppState {
-            store: Mutex::new(store),
+            backend,
             metrics: Metrics::default(),
             limits: Limits {
                 max_body: settings.max_body,
@@ -265,7 +294,12 @@ impl Application {
                 .map_err(|e| StartError::Listen(settings.listen.clone(), e))?,
         }
         .run();
-        tracing::info!(port, data = %settings.data.display(), tls = settings.tls.is_some(), "kiemtra-server listening");
+        let database = if settings.database.is_some() {
+            "postgres"
+        } else {
+            "sqlite"
+        };
+        tracing::info!(port, data = %settings.data.display(), database, tls = settings.tls.is_some(), "kiemtra-server listening");
         Ok(Self { port, server })
     }
 

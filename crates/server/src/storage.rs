@@ -11,9 +11,10 @@
 //! transactions that another process could have changed: a visit read in
 //! one is read again from the database in the next.
 
-use kiemtra_core::{ChangeHash, Session, Visit, VisitId};
+use kiemtra_core::{ChangeHash, EvidenceHash, Session, Visit, VisitId};
 use kiemtra_store::{
-    DeviceRecord, EnrollmentRefusal, FeedEntry, Result, SignatureRecord, Store, VisitSummary,
+    DeviceRecord, EnrollmentRefusal, EvidenceRefusal, EvidenceStatus, FeedEntry, Receipt, Receipts,
+    Result, SignatureRecord, Store, VisitSummary,
 };
 
 /// A change named three ways: hash, actor, sequence number
@@ -27,12 +28,40 @@ pub trait ServerStore {
     /// The server's session (its clock; the actor of documents it loads).
     fn session(&self) -> &Session;
 
+    /// Begins a transaction.
+    fn begin(&mut self) -> Result<()>;
+    /// Commits it (rolled back when the commit fails).
+    fn commit(&mut self) -> Result<()>;
+    /// Rolls it back; nothing of it is kept.
+    fn rollback(&mut self);
+    /// Whether a transaction is open.
+    fn in_transaction(&self) -> bool;
+
     /// Runs `f` in one transaction: committed when it returns `Ok`, rolled
     /// back (nothing of it kept) when it fails or panics. Nested calls run
     /// inside the outer transaction.
     fn batch<T>(&mut self, f: impl FnOnce(&mut Self) -> Result<T>) -> Result<T>
     where
-        Self: Sized;
+        Self: Sized,
+    {
+        if self.in_transaction() {
+            return f(self);
+        }
+        self.begin()?;
+        let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| f(self)))
+            .unwrap_or_else(|_| {
+                Err(kiemtra_store::Error::Corrupt(
+                    "the request panicked; nothing of it was stored".into(),
+                ))
+            });
+        match outcome {
+            Ok(v) => self.commit().map(|()| v),
+            Err(e) => {
+                self.rollback();
+                Err(e)
+            }
+        }
+    }
 
     // ---- visits
 
@@ -117,14 +146,80 @@ pub trait ServerStore {
         public_key: &[u8],
     ) -> Result<std::result::Result<(DeviceRecord, bool), EnrollmentRefusal>>;
     fn revoke_device(&mut self, device_id: &str, now: &str) -> Result<()>;
+
+    // ---- evidence files
+
+    /// How much of a file the server holds; `None` when nothing.
+    fn evidence_status(
+        &mut self,
+        visit: &VisitId,
+        hash: &EvidenceHash,
+    ) -> Result<Option<EvidenceStatus>>;
+    /// Adds a piece of an upload (see `Store::receive_evidence`: pieces
+    /// resume where the held bytes stop; a whole file is checked against its
+    /// name and discarded when it does not match).
+    fn receive_evidence(
+        &mut self,
+        visit: &VisitId,
+        hash: &EvidenceHash,
+        length: u64,
+        offset: u64,
+        piece: &[u8],
+    ) -> Result<std::result::Result<EvidenceStatus, EvidenceRefusal>>;
+    /// Up to `len` bytes of a file held whole, from `offset`; `None` when
+    /// the file is not held whole.
+    fn evidence_bytes(
+        &mut self,
+        visit: &VisitId,
+        hash: &EvidenceHash,
+        offset: u64,
+        len: u64,
+    ) -> Result<Option<Vec<u8>>>;
+
+    /// Whether the database takes writes now (a full disk, a read-only
+    /// file or a lost connection says no).
+    fn check_writable(&mut self) -> Result<()>;
+
+    /// Every covered change of a visit with the first kept signature that
+    /// named it, for audits (`index` is `Visit::change_index`).
+    fn change_receipts(
+        &mut self,
+        visit: &VisitId,
+        index: &kiemtra_core::ChangeIndex,
+    ) -> Result<Receipts> {
+        let mut seen = std::collections::HashSet::new();
+        let mut out = Receipts::default();
+        for record in self.signatures_of(visit)? {
+            let Some(hashes) = index.hashes(&record.ranges) else {
+                out.unresolved.push(record);
+                continue;
+            };
+            let receipt = std::sync::Arc::new(Receipt { record, hashes });
+            for h in &receipt.hashes {
+                if seen.insert(*h) {
+                    out.changes.push((*h, receipt.clone()));
+                }
+            }
+        }
+        Ok(out)
+    }
 }
 
 impl ServerStore for Store {
     fn session(&self) -> &Session {
         Store::session(self)
     }
-    fn batch<T>(&mut self, f: impl FnOnce(&mut Self) -> Result<T>) -> Result<T> {
-        Store::batch(self, f)
+    fn begin(&mut self) -> Result<()> {
+        Store::begin(self)
+    }
+    fn commit(&mut self) -> Result<()> {
+        Store::commit(self)
+    }
+    fn rollback(&mut self) {
+        Store::rollback(self)
+    }
+    fn in_transaction(&self) -> bool {
+        Store::in_transaction(self)
     }
     fn summary(&mut self, id: &VisitId) -> Result<VisitSummary> {
         Store::summary(self, id)
@@ -219,5 +314,41 @@ impl ServerStore for Store {
     }
     fn revoke_device(&mut self, device_id: &str, now: &str) -> Result<()> {
         Store::revoke_device(self, device_id, now)
+    }
+    fn evidence_status(
+        &mut self,
+        visit: &VisitId,
+        hash: &EvidenceHash,
+    ) -> Result<Option<EvidenceStatus>> {
+        Store::evidence_status(self, visit, hash)
+    }
+    fn receive_evidence(
+        &mut self,
+        visit: &VisitId,
+        hash: &EvidenceHash,
+        length: u64,
+        offset: u64,
+        piece: &[u8],
+    ) -> Result<std::result::Result<EvidenceStatus, EvidenceRefusal>> {
+        Store::receive_evidence(self, visit, hash, length, offset, piece)
+    }
+    fn evidence_bytes(
+        &mut self,
+        visit: &VisitId,
+        hash: &EvidenceHash,
+        offset: u64,
+        len: u64,
+    ) -> Result<Option<Vec<u8>>> {
+        Store::evidence_bytes(self, visit, hash, offset, len)
+    }
+    fn check_writable(&mut self) -> Result<()> {
+        Store::check_writable(self)
+    }
+    fn change_receipts(
+        &mut self,
+        visit: &VisitId,
+        index: &kiemtra_core::ChangeIndex,
+    ) -> Result<Receipts> {
+        Store::change_receipts(self, visit, index)
     }
 }

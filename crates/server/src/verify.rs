@@ -3,8 +3,9 @@
 //! write it; every approval signed by a supervisor's device over heads that
 //! are present; nothing missing.
 
+use crate::storage::ServerStore;
 use kiemtra_core::{Approval, ChangeHash, Visit, VisitId};
-use kiemtra_store::{DeviceRecord, Store};
+use kiemtra_store::DeviceRecord;
 use kiemtra_sync_protocol::Signature;
 use ring::signature::{ED25519, UnparsedPublicKey};
 use serde::Serialize;
@@ -54,7 +55,10 @@ fn verifies(key: &[u8], message: &[u8], signature: &[u8]) -> bool {
 
 /// Verifies a visit from what is stored — the document as it is on disk,
 /// not a cached copy — against the kept signatures and device records.
-pub fn verify_visit(store: &Store, id: &VisitId) -> Result<Report, kiemtra_store::Error> {
+pub fn verify_visit(
+    store: &mut impl ServerStore,
+    id: &VisitId,
+) -> Result<Report, kiemtra_store::Error> {
     let mut problems = Vec::new();
     let bytes = store.stored_bytes(id)?;
     let visit = match Visit::load(&bytes, store.session()) {
@@ -81,12 +85,15 @@ pub fn verify_visit(store: &Store, id: &VisitId) -> Result<Report, kiemtra_store
     let kept = store.change_receipts(id, &visit.change_index().0)?;
     let receipts: HashMap<ChangeHash, std::sync::Arc<kiemtra_store::Receipt>> =
         kept.changes.into_iter().collect();
-    let mut devices: HashMap<String, Option<DeviceRecord>> = HashMap::new();
+    // Every enrolled device, read once (the signers and approvers are
+    // looked up in it, and the acceptance rule's authors come from it).
+    let enrolled: HashMap<String, DeviceRecord> = store
+        .devices()?
+        .into_iter()
+        .map(|d| (d.device_id.clone(), d))
+        .collect();
     let mut device = |d: &str| -> Result<Option<DeviceRecord>, kiemtra_store::Error> {
-        if !devices.contains_key(d) {
-            devices.insert(d.to_owned(), store.device(d)?);
-        }
-        Ok(devices.get(d).cloned().flatten())
+        Ok(enrolled.get(d).cloned())
     };
     let mut verified: HashMap<usize, bool> = HashMap::new();
     let changes = visit.changes_with_authors();
@@ -196,11 +203,7 @@ pub fn verify_visit(store: &Store, id: &VisitId) -> Result<Report, kiemtra_store
     // accepted more stored shows here.
     let authors = crate::trust::Authors {
         team: team.clone(),
-        devices: store
-            .devices()?
-            .into_iter()
-            .map(|d| (d.device_id.clone(), d))
-            .collect(),
+        devices: enrolled.clone(),
     };
     for r in visit.audit_history(&authors) {
         let subject = r

@@ -626,7 +626,7 @@ impl Store {
     /// of it is stored if it fails (and open visits are reloaded from disk).
     /// Used for a whole sync request or response.
     pub fn batch<T>(&mut self, f: impl FnOnce(&mut Store) -> Result<T>) -> Result<T> {
-        self.conn.execute_batch("BEGIN IMMEDIATE")?;
+        self.begin()?;
         // A panic inside `f` must not leave the transaction open: every
         // later request on this connection would fail. It is rolled back
         // and reported as this request's error.
@@ -637,20 +637,41 @@ impl Store {
                 ))
             });
         match outcome {
-            Ok(v) => match self.conn.execute_batch("COMMIT") {
-                Ok(()) => Ok(v),
-                Err(e) => {
-                    let _ = self.conn.execute_batch("ROLLBACK");
-                    self.open.clear();
-                    Err(e.into())
-                }
-            },
+            Ok(v) => self.commit().map(|()| v),
             Err(e) => {
-                let _ = self.conn.execute_batch("ROLLBACK");
-                self.open.clear();
+                self.rollback();
                 Err(e)
             }
         }
+    }
+
+    /// Begins a write transaction (what [`Store::batch`] does first).
+    pub fn begin(&mut self) -> Result<()> {
+        self.conn.execute_batch("BEGIN IMMEDIATE")?;
+        Ok(())
+    }
+
+    /// Commits the transaction [`Store::begin`] opened; rolled back when
+    /// the commit fails.
+    pub fn commit(&mut self) -> Result<()> {
+        match self.conn.execute_batch("COMMIT") {
+            Ok(()) => Ok(()),
+            Err(e) => {
+                self.rollback();
+                Err(e.into())
+            }
+        }
+    }
+
+    /// Rolls the open transaction back; open visits are reloaded from disk.
+    pub fn rollback(&mut self) {
+        let _ = self.conn.execute_batch("ROLLBACK");
+        self.open.clear();
+    }
+
+    /// Whether a transaction is open on this connection.
+    pub fn in_transaction(&self) -> bool {
+        !self.conn.is_autocommit()
     }
 
     /// Whether the database takes a write now: a write transaction is
