@@ -19,7 +19,7 @@ pub use auth::{ROLES, create_enrollment_code, enroll, now, printable, printable_
 pub use engine::{decode_request, exchange};
 pub use metrics::Metrics;
 pub use options::{ServeOptions, init_logging, serve};
-pub use pg::PgStore;
+pub use pg::{FeedListener, PgStore};
 pub use problem::Problem;
 pub use startup::{Application, Settings, StartError, open_backend, open_store};
 pub use storage::ServerStore;

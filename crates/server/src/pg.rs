@@ -25,6 +25,7 @@ use kiemtra_store::{
     COMPACT_AFTER, DeviceRecord, EnrollmentRefusal, Error, EvidenceRefusal, EvidenceStatus,
     FeedEntry, Result, SignatureRecord, VisitSummary,
 };
+use postgres::fallible_iterator::FallibleIterator;
 use postgres::{Client, NoTls, Row};
 
 use crate::storage::{ChangeId, ServerStore};
@@ -39,6 +40,42 @@ pub const PG_SCHEMA_VERSION: i32 = MIGRATIONS.len() as i32;
 /// Advisory lock keys: migrations, and the feed's writers.
 const MIGRATION_LOCK: i64 = 0x6b69_656d_0001;
 const FEED_LOCK: i64 = 0x6b69_656d_0002;
+/// The channel that announces stored feed rows (payload: the newest seq).
+pub const FEED_CHANNEL: &str = "kiemtra_feed";
+
+/// Hears, without polling, when any server process over the same database
+/// stores changes: each committed write announces the newest feed `seq`
+/// (PostgreSQL `LISTEN`/`NOTIFY`). For live views (the web console) and
+/// for waking devices' long polls.
+pub struct FeedListener {
+    client: Client,
+}
+
+impl FeedListener {
+    pub fn connect(url: &str) -> Result<Self> {
+        let mut client = Client::connect(url, NoTls).map_err(db)?;
+        client
+            .batch_execute(&format!("LISTEN {FEED_CHANNEL}"))
+            .map_err(db)?;
+        Ok(Self { client })
+    }
+
+    /// Waits up to `timeout` for announcements; the newest `seq` heard
+    /// (every announcement already waiting is read), or `None`.
+    pub fn wait(&mut self, timeout: std::time::Duration) -> Result<Option<u64>> {
+        let mut notes = self.client.notifications();
+        let first = notes.timeout_iter(timeout).next();
+        let mut newest = match first.map_err(db)? {
+            Some(n) => n.payload().parse::<u64>().ok(),
+            None => return Ok(None),
+        };
+        let mut rest = notes.iter();
+        while let Some(n) = rest.next().map_err(db)? {
+            newest = newest.max(n.payload().parse::<u64>().ok());
+        }
+        Ok(newest)
+    }
+}
 
 fn db(e: postgres::Error) -> Error {
     // The server's cause, kept in words; a database error is a failure of
@@ -126,6 +163,7 @@ impl PgStore {
                 order.push(visit);
             }
         }
+        let mut newest = 0i64;
         for visit in order {
             let team = last[visit];
             self.client
@@ -140,6 +178,7 @@ impl PgStore {
                 )
                 .map_err(db)?;
             let seq: i64 = row.get(0);
+            newest = newest.max(seq);
             self.client
                 .execute(
                     "INSERT INTO feed_generations (nonce, first_seq, last_seq) VALUES ($1, $2, $2)
@@ -149,6 +188,13 @@ impl PgStore {
                 )
                 .map_err(db)?;
         }
+        // Delivered at commit to every process listening (FeedListener).
+        self.client
+            .execute(
+                "SELECT pg_notify($1, $2)",
+                &[&FEED_CHANNEL, &newest.to_string()],
+            )
+            .map_err(db)?;
         Ok(())
     }
 

@@ -476,6 +476,35 @@ fn concurrent_edits<B: Backend>(b: &B) {
     assert_eq!(findings.len(), 2 * per_writer, "edits were lost");
 }
 
+/// A process hears of another's stored changes without polling.
+fn another_process_hears_of_stored_changes(url: &str) {
+    let mut listener = kiemtra_server::FeedListener::connect(url).expect("listen");
+    let quiet = listener
+        .wait(std::time::Duration::from_millis(100))
+        .expect("wait");
+    assert_eq!(quiet, None, "nothing was stored yet");
+    let mut writer = PgStore::connect(url).expect("connect");
+    let (visit, bytes) = made_visit(0, "team-1");
+    writer.insert_loaded(visit, &bytes).expect("insert");
+    let (head, _) = writer.feed_head().expect("head");
+    let heard = listener
+        .wait(std::time::Duration::from_secs(10))
+        .expect("wait");
+    assert_eq!(heard, Some(head));
+    // A transaction rolled back announces nothing.
+    let _ = writer.batch(|s| {
+        let (visit, bytes) = made_visit(1, "team-1");
+        s.insert_loaded(visit, &bytes)?;
+        Err::<(), _>(Error::Refused("no".into()))
+    });
+    assert_eq!(
+        listener
+            .wait(std::time::Duration::from_millis(200))
+            .expect("wait"),
+        None
+    );
+}
+
 fn newer_schema_is_refused(url: &str) {
     let mut client = postgres::Client::connect(url, postgres::NoTls).expect("connect");
     client
@@ -525,6 +554,8 @@ fn the_postgres_backend_passes_the_conformance_suite() {
         eprintln!("postgres: {name}");
         case(&Postgres(cluster.url(&db)));
     }
+    cluster.create_db("listen");
+    another_process_hears_of_stored_changes(&cluster.url("listen"));
     cluster.create_db("newer");
     let url = cluster.url("newer");
     drop(PgStore::connect(&url).expect("migrate"));
