@@ -2,6 +2,7 @@
 //! stores, faults. Run with `cargo test --workspace` (or `-p kiemtra-server --test e2e`).
 
 mod audit;
+mod backup;
 mod bad_input;
 mod bounds;
 mod bundle;

@@ -176,10 +176,13 @@ pub fn open_store(data: &std::path::Path) -> Result<Store, kiemtra_store::Error>
         DeviceId::parse("server").map_err(kiemtra_store::Error::Visit)?,
     );
     // A server touches each visit briefly per sync; a small cache keeps its
-    // memory flat however many visits it holds.
-    Ok(Store::open(data.join("kiemtra.db"), editor)?
+    // memory flat however many visits it holds. A damaged file is refused
+    // before anything is served from it.
+    let store = Store::open(data.join("kiemtra.db"), editor)?
         .with_feed()
-        .with_cache(8))
+        .with_cache(8);
+    store.check_integrity()?;
+    Ok(store)
 }
 
 pub struct Application {

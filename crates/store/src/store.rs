@@ -669,6 +669,40 @@ impl Store {
         self.open.clear();
     }
 
+    /// Writes a consistent copy of the whole database to `to` (which must
+    /// not exist) while other connections go on reading and writing: one
+    /// read transaction (`VACUUM INTO`).
+    pub fn backup_to(&self, to: &Path) -> Result<()> {
+        if to.exists() {
+            return Err(Error::Refused(format!(
+                "{} exists already; a backup never overwrites a file",
+                to.display()
+            )));
+        }
+        let target = to
+            .to_str()
+            .ok_or_else(|| Error::Refused(format!("{} is not a UTF-8 path", to.display())))?;
+        self.conn.execute("VACUUM INTO ?1", [target])?;
+        Ok(())
+    }
+
+    /// SQLite's own check of the file's structure (`PRAGMA quick_check`);
+    /// a damaged file is refused with what SQLite found.
+    pub fn check_integrity(&self) -> Result<()> {
+        let mut stmt = self.conn.prepare("PRAGMA quick_check")?;
+        let found: Vec<String> = stmt
+            .query_map([], |r| r.get(0))?
+            .collect::<rusqlite::Result<_>>()?;
+        if found.len() == 1 && found[0] == "ok" {
+            return Ok(());
+        }
+        Err(Error::Corrupt(format!(
+            "{} is damaged ({}); restore it from a backup",
+            self.path.display(),
+            found.into_iter().take(3).collect::<Vec<_>>().join("; ")
+        )))
+    }
+
     /// Whether a transaction is open on this connection.
     pub fn in_transaction(&self) -> bool {
         !self.conn.is_autocommit()
