@@ -47,8 +47,17 @@ enum Command {
     /// rate, round trip and loss.
     Shaped(workload::ShapedDay),
     /// Many inspectors coming back into coverage at once: each phone
-    /// uploads a day's work, then receives its team-mates' visits.
+    /// uploads a day's work, then receives its team-mates' visits. With
+    /// `--database`, against `--servers` processes over one PostgreSQL
+    /// database, the phones spread over them.
     Fleet {
+        /// A PostgreSQL database for the servers (default: one server on
+        /// its embedded store).
+        #[arg(long)]
+        database: Option<String>,
+        /// Server processes (with `--database` only).
+        #[arg(long, default_value_t = 1)]
+        servers: usize,
         #[arg(long, default_value_t = 200)]
         devices: usize,
         #[arg(long, default_value_t = 10)]
@@ -95,11 +104,16 @@ fn main() -> ExitCode {
             Command::History { changes } => workload::history(&server_bin, changes).await,
             Command::Shaped(day) => workload::shaped(&server_bin, day).await,
             Command::Fleet {
+                database,
+                servers,
                 devices,
                 per_team,
                 visits,
                 edits,
-            } => workload::fleet(&server_bin, devices, per_team, visits, edits).await,
+            } => {
+                let spread = workload::Spread { database, servers };
+                workload::fleet(&server_bin, spread, devices, per_team, visits, edits).await
+            }
             Command::Peer { visits, edits } => peer::peer(visits, edits),
         }
     });

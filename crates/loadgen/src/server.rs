@@ -8,13 +8,21 @@ pub struct Server {
     child: Child,
     pub url: String,
     pub data: std::path::PathBuf,
+    /// `--database URL` when the server runs on PostgreSQL.
+    pub extra: Vec<String>,
 }
 
 impl Server {
     pub fn start(bin: &Path, data: &Path) -> Result<Self, String> {
+        Self::start_with(bin, data, &[])
+    }
+
+    /// A server with more arguments (`--database postgres://…`).
+    pub fn start_with(bin: &Path, data: &Path, extra: &[String]) -> Result<Self, String> {
         let mut child = Command::new(bin)
             .args(["--listen", "127.0.0.1:0", "--data"])
             .arg(data)
+            .args(extra)
             .env("RUST_LOG", "warn")
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
@@ -34,6 +42,7 @@ impl Server {
             child,
             url: format!("http://127.0.0.1:{port}"),
             data: data.to_path_buf(),
+            extra: extra.to_vec(),
         })
     }
 
@@ -67,6 +76,7 @@ impl Server {
         let out = Command::new(bin)
             .args(["enroll-code", "--user", user, "--team", team, "--data"])
             .arg(&self.data)
+            .args(&self.extra)
             .env("RUST_LOG", "warn")
             .output()
             .map_err(|e| e.to_string())?;
@@ -82,6 +92,35 @@ impl Drop for Server {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// CPU seconds (user + system) and resident memory (KiB, summed; shared
+/// buffers counted in each process) of every PostgreSQL server process on
+/// this machine, read from /proc.
+pub fn postgres_usage() -> (f64, u64) {
+    let mut cpu = 0.0;
+    let mut rss = 0;
+    let Ok(dir) = std::fs::read_dir("/proc") else {
+        return (0.0, 0);
+    };
+    for e in dir.flatten() {
+        let path = e.path();
+        let comm = std::fs::read_to_string(path.join("comm")).unwrap_or_default();
+        if comm.trim() != "postgres" {
+            continue;
+        }
+        cpu += cpu_of(&path.join("stat").display().to_string());
+        rss += std::fs::read_to_string(path.join("status"))
+            .ok()
+            .and_then(|s| {
+                s.lines()
+                    .find(|l| l.starts_with("VmRSS:"))
+                    .and_then(|l| l.split_whitespace().nth(1))
+                    .and_then(|v| v.parse::<u64>().ok())
+            })
+            .unwrap_or(0);
+    }
+    (cpu, rss)
 }
 
 pub fn own_cpu_seconds() -> f64 {

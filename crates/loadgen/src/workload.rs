@@ -680,15 +680,32 @@ async fn photo_phase(
 /// all coming back into coverage together: every phone uploads at once,
 /// then every phone syncs again and receives its team-mates' visits. For
 /// the capacity arithmetic in BENCHMARKS.md.
+/// Where the fleet's servers keep their data: one process on its embedded
+/// store, or `servers` processes over one PostgreSQL database.
+pub struct Spread {
+    pub database: Option<String>,
+    pub servers: usize,
+}
+
 pub async fn fleet(
     bin: &Path,
+    spread: Spread,
     devices: usize,
     per_team: usize,
     visits: usize,
     edits: usize,
 ) -> Result<(), String> {
     let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
-    let server = Server::start(bin, &dir.path().join("server"))?;
+    let extra: Vec<String> = match &spread.database {
+        Some(url) => vec!["--database".into(), url.clone()],
+        None => Vec::new(),
+    };
+    if spread.database.is_none() && spread.servers != 1 {
+        return Err("several servers share a PostgreSQL database: give --database".into());
+    }
+    let servers = (0..spread.servers.max(1))
+        .map(|i| Server::start_with(bin, &dir.path().join(format!("server{i}")), &extra))
+        .collect::<Result<Vec<_>, _>>()?;
     let per_team = per_team.max(1);
     let t = Instant::now();
     let mut phones = Vec::with_capacity(devices);
@@ -699,8 +716,9 @@ pub async fn fleet(
     };
     for d in 0..devices {
         let team = format!("team-{}", d / per_team);
+        let server = &servers[d % servers.len()];
         let mut p = enroll(
-            &server,
+            server,
             bin,
             &server.url,
             &format!("insp-{d}"),
@@ -714,31 +732,45 @@ pub async fn fleet(
         recorded.saved_bytes += r.saved_bytes;
         phones.push(p);
     }
+    let backend = match &spread.database {
+        Some(_) => format!("{} server process(es) over one PostgreSQL database", servers.len()),
+        None => "one server process on its embedded SQLite store".to_owned(),
+    };
     println!(
-        "{devices} phones in teams of {per_team}, each with {visits} visits × {edits} taps recorded offline ({} changes in all; saved documents {}), set up in {:.1} s",
+        "{backend}; {devices} phones in teams of {per_team}, each with {visits} visits × {edits} taps recorded offline ({} changes in all; saved documents {}), set up in {:.1} s",
         recorded.changes,
         mb(recorded.saved_bytes),
         t.elapsed().as_secs_f64()
     );
     println!(
-        "\n| phase | requests | bytes up | bytes down | visits | wall | server CPU | devices CPU |\n|---|---|---|---|---|---|---|---|"
+        "\n| phase | requests | req/s | p50 sync | p99 sync | wall | servers CPU | database CPU | devices CPU |\n|---|---|---|---|---|---|---|---|---|"
     );
-    let mut per_sync = Vec::new();
+    let cpu = |servers: &[Server]| servers.iter().map(Server::cpu_seconds).sum::<f64>();
     for phase in [
         "every phone uploads its day at once",
         "every phone syncs again: its team-mates' visits arrive",
     ] {
-        let mark = Mark::start(&server);
+        let (wall, server_cpu, db_cpu, device_cpu) = (
+            Instant::now(),
+            cpu(&servers),
+            crate::server::postgres_usage().0,
+            crate::server::own_cpu_seconds(),
+        );
         let (back, total, mut walls) = sync_all(phones).await?;
         phones = back;
-        mark.line(&server, phase, &total);
+        let elapsed = wall.elapsed().as_secs_f64();
         walls.sort();
-        per_sync.push((
-            phase,
-            walls[walls.len() / 2],
-            walls[walls.len() - 1],
-            server.cpu_seconds() - mark.server_cpu,
-        ));
+        let at = |q: f64| walls[((walls.len() as f64 - 1.0) * q).round() as usize];
+        println!(
+            "| {phase} | {} | {:.0} | {:.0} ms | {:.0} ms | {elapsed:.2} s | {:.2} s | {:.2} s | {:.2} s |",
+            total.requests,
+            total.requests as f64 / elapsed.max(1e-9),
+            at(0.5).as_secs_f64() * 1e3,
+            at(0.99).as_secs_f64() * 1e3,
+            cpu(&servers) - server_cpu,
+            crate::server::postgres_usage().0 - db_cpu,
+            crate::server::own_cpu_seconds() - device_cpu,
+        );
     }
     // Every phone now holds every visit of its team.
     for (d, p) in phones.iter().enumerate() {
@@ -752,18 +784,17 @@ pub async fn fleet(
             ));
         }
     }
-    println!();
-    for (phase, median, worst, cpu) in per_sync {
+    let rss: u64 = servers.iter().map(Server::peak_rss_kib).sum();
+    println!(
+        "\nservers' peak RSS (summed over {} process(es)): {:.1} MiB",
+        servers.len(),
+        rss as f64 / 1024.0
+    );
+    if spread.database.is_some() {
         println!(
-            "{phase}: one phone's sync took {:.0} ms (median), {:.0} ms (slowest); server CPU {:.2} ms per phone",
-            median.as_secs_f64() * 1e3,
-            worst.as_secs_f64() * 1e3,
-            cpu * 1e3 / devices.max(1) as f64
+            "PostgreSQL resident memory now (summed over its processes, shared buffers counted in each): {:.1} MiB",
+            crate::server::postgres_usage().1 as f64 / 1024.0
         );
     }
-    println!(
-        "server peak RSS: {:.1} MiB",
-        server.peak_rss_kib() as f64 / 1024.0
-    );
     Ok(())
 }
