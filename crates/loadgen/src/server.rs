@@ -109,7 +109,10 @@ pub fn postgres_usage() -> (f64, u64) {
         if comm.trim() != "postgres" {
             continue;
         }
-        cpu += cpu_of(&path.join("stat").display().to_string());
+        // Its own time, and that of its children reaped so far (the
+        // postmaster's, for the connections that have closed).
+        cpu += cpu_of(&path.join("stat").display().to_string())
+            + children_cpu_of(&path.join("stat").display().to_string());
         rss += std::fs::read_to_string(path.join("status"))
             .ok()
             .and_then(|s| {
@@ -121,6 +124,19 @@ pub fn postgres_usage() -> (f64, u64) {
             .unwrap_or(0);
     }
     (cpu, rss)
+}
+
+fn children_cpu_of(path: &str) -> f64 {
+    std::fs::read_to_string(path)
+        .ok()
+        .and_then(|s| {
+            let rest = s.rsplit_once(')')?.1;
+            let f: Vec<&str> = rest.split_whitespace().collect();
+            let cutime: f64 = f.get(13)?.parse().ok()?;
+            let cstime: f64 = f.get(14)?.parse().ok()?;
+            Some((cutime + cstime) / 100.0)
+        })
+        .unwrap_or(0.0)
 }
 
 pub fn own_cpu_seconds() -> f64 {

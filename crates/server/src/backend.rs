@@ -3,7 +3,7 @@
 //! default) or PostgreSQL (a pool of connections; several requests, and
 //! several server processes, at once, kept apart by per-visit row locks).
 
-use std::sync::{Mutex, MutexGuard};
+use std::sync::{Condvar, Mutex, MutexGuard};
 
 use kiemtra_core::{EvidenceHash, Session, Visit, VisitId};
 use kiemtra_store::{
@@ -20,13 +20,25 @@ pub enum Backend {
     Postgres(PgPool),
 }
 
-/// Idle PostgreSQL connections of this process, opened on demand; every
+/// The PostgreSQL connections of this process: at most [`PG_CONNECTIONS`],
+/// opened on demand and kept open (a new connection costs the database a
+/// process); a request waits for a free one rather than opening more. Every
 /// connection writes the feed under the process's one generation.
 pub struct PgPool {
     url: String,
     generation: i64,
-    idle: Mutex<Vec<PgStore>>,
+    state: Mutex<PoolState>,
+    freed: Condvar,
 }
+
+struct PoolState {
+    idle: Vec<PgStore>,
+    /// Connections open, idle or in use.
+    open: usize,
+}
+
+/// Most PostgreSQL connections one server process holds.
+pub const PG_CONNECTIONS: usize = 16;
 
 impl PgPool {
     /// Connects once (checking the schema, migrating it) and keeps that
@@ -37,24 +49,48 @@ impl PgPool {
         Ok(Self {
             url: url.to_owned(),
             generation,
-            idle: Mutex::new(vec![first]),
+            state: Mutex::new(PoolState {
+                idle: vec![first],
+                open: 1,
+            }),
+            freed: Condvar::new(),
         })
     }
 
     fn get(&self) -> Result<Box<PgStore>> {
-        let idle = self.idle.lock().unwrap_or_else(|p| p.into_inner()).pop();
-        match idle {
-            Some(c) => Ok(Box::new(c)),
-            None => PgStore::connect_as(&self.url, self.generation).map(Box::new),
+        let mut st = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        loop {
+            if let Some(c) = st.idle.pop() {
+                return Ok(Box::new(c));
+            }
+            if st.open < PG_CONNECTIONS {
+                st.open += 1;
+                drop(st);
+                return match PgStore::connect_as(&self.url, self.generation) {
+                    Ok(c) => Ok(Box::new(c)),
+                    Err(e) => {
+                        self.state.lock().unwrap_or_else(|p| p.into_inner()).open -= 1;
+                        self.freed.notify_one();
+                        Err(e)
+                    }
+                };
+            }
+            st = self.freed.wait(st).unwrap_or_else(|p| p.into_inner());
         }
     }
 
     fn put(&self, conn: Box<PgStore>) {
-        let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
-        // A handful stay open; the rest close (on this blocking thread).
-        if idle.len() < 16 {
-            idle.push(*conn);
+        let mut st = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        if conn.healthy() {
+            st.idle.push(*conn);
+        } else {
+            // A connection that lost its server is closed; the next request
+            // opens a new one.
+            st.open -= 1;
+            drop(st);
+            drop(conn);
         }
+        self.freed.notify_one();
     }
 }
 
@@ -63,7 +99,13 @@ impl Drop for PgPool {
         // The blocking client must not be dropped on an async thread
         // (where the server's state ends): its connections close on a
         // thread of their own.
-        let idle = std::mem::take(&mut *self.idle.lock().unwrap_or_else(|p| p.into_inner()));
+        let idle = std::mem::take(
+            &mut self
+                .state
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .idle,
+        );
         let _ = std::thread::spawn(move || drop(idle)).join();
     }
 }
@@ -141,6 +183,9 @@ impl ServerStore for Conn<'_> {
     }
     fn summary(&mut self, id: &VisitId) -> Result<VisitSummary> {
         on!(self, s => ServerStore::summary(s, id))
+    }
+    fn lock_visit(&mut self, id: &VisitId) -> Result<()> {
+        on!(self, s => ServerStore::lock_visit(s, id))
     }
     fn list_visits(&mut self) -> Result<Vec<VisitSummary>> {
         on!(self, s => ServerStore::list_visits(s))

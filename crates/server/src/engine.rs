@@ -392,6 +392,13 @@ fn offer_result<S: ServerStore>(
             ));
         }
     }
+    // A write holds other writers of this visit off from here to the end
+    // of the request (PostgreSQL; the embedded store has one writer).
+    if !offer.changes.is_empty()
+        && let Err(e) = store.lock_visit(&id)
+    {
+        return Some(refuse(vid, VisitStatus::Invalid, e.to_string()));
+    }
     // A confirmation naming changes the server does not have: the server
     // was restored from an older copy. Ask for everything after what it has.
     let visit = match store.visit(&id) {

@@ -5,10 +5,11 @@
 //!
 //! - A [`PgStore`] is one connection (`postgres`, the blocking client: use
 //!   it, and drop it, on a blocking thread, never on an async one).
-//! - [`ServerStore::batch`] is one transaction. In it, reading a visit's
-//!   index row locks the row (`FOR UPDATE`) until the transaction ends: two
-//!   syncs of one visit, on any processes, run one after the other, and
-//!   syncs of different visits run side by side.
+//! - [`ServerStore::batch`] is one transaction. In it, a write to a stored
+//!   visit first locks the visit's row (`lock_visit`, `FOR UPDATE`) until
+//!   the transaction ends: two syncs writing to one visit, on any
+//!   processes, run one after the other; reads take no lock, and syncs of
+//!   different visits run side by side.
 //! - Feed rows are written at the end of the transaction under a
 //!   transaction-scoped advisory lock, with their `seq` taken from one
 //!   sequence there: rows become visible in `seq` order, so a device that
@@ -108,6 +109,8 @@ pub struct PgStore {
     open: HashMap<VisitId, Open>,
     /// Feed rows to write when the transaction commits: (visit, team).
     feed: Vec<(String, String)>,
+    /// Visits whose rows this transaction holds locked.
+    locked: std::collections::HashSet<VisitId>,
 }
 
 impl PgStore {
@@ -131,7 +134,13 @@ impl PgStore {
             in_tx: false,
             open: HashMap::new(),
             feed: Vec::new(),
+            locked: std::collections::HashSet::new(),
         })
+    }
+
+    /// Whether the connection is still open (a dead one is not reused).
+    pub fn healthy(&self) -> bool {
+        !self.client.is_closed() && !self.in_tx
     }
 
     /// The schema version the database is at.
@@ -368,6 +377,7 @@ impl PgStore {
         self.in_tx = false;
         self.open.clear();
         self.feed.clear();
+        self.locked.clear();
     }
 
     fn pieces(&mut self, visit: &VisitId, hash: &EvidenceHash) -> Result<Vec<(u64, Vec<u8>)>> {
@@ -542,15 +552,24 @@ impl ServerStore for PgStore {
     }
 
     fn summary(&mut self, id: &VisitId) -> Result<VisitSummary> {
-        let sql = if self.in_tx {
-            format!("SELECT {SUMMARY_COLUMNS} FROM visits WHERE id = $1 FOR UPDATE")
-        } else {
-            format!("SELECT {SUMMARY_COLUMNS} FROM visits WHERE id = $1")
-        };
+        let sql = format!("SELECT {SUMMARY_COLUMNS} FROM visits WHERE id = $1");
         match self.client.query_opt(&sql, &[&id.as_str()]).map_err(db)? {
             Some(row) => read_summary(&row),
             None => Err(Error::UnknownVisit(id.clone())),
         }
+    }
+
+    fn lock_visit(&mut self, id: &VisitId) -> Result<()> {
+        if !self.in_tx || self.locked.contains(id) {
+            return Ok(());
+        }
+        self.client
+            .query_opt("SELECT 1 FROM visits WHERE id = $1 FOR UPDATE", &[&id.as_str()])
+            .map_err(db)?;
+        // What was read before the lock may be older than what it guards.
+        self.open.remove(id);
+        self.locked.insert(id.clone());
+        Ok(())
     }
 
     fn list_visits(&mut self) -> Result<Vec<VisitSummary>> {
@@ -621,7 +640,7 @@ impl ServerStore for PgStore {
     ) -> Result<T> {
         let id = id.clone();
         self.in_one(move |s| {
-            s.summary(&id)?;
+            s.lock_visit(&id)?;
             let open = s.opened(&id)?;
             let out = f(&mut open.visit)?;
             s.persist(&id)?;

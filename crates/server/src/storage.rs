@@ -65,13 +65,17 @@ pub trait ServerStore {
 
     // ---- visits
 
-    /// A visit's index row; `Error::UnknownVisit` when there is none. In a
-    /// transaction of the PostgreSQL backend this locks the visit's row
-    /// until the transaction ends, so two syncs of one visit never
-    /// interleave.
+    /// A visit's index row; `Error::UnknownVisit` when there is none.
     fn summary(&mut self, id: &VisitId) -> Result<VisitSummary>;
     /// Every visit's index row.
     fn list_visits(&mut self) -> Result<Vec<VisitSummary>>;
+    /// Before a transaction writes to a stored visit: holds every other
+    /// writer of that visit off until the transaction ends (PostgreSQL: its
+    /// row, `FOR UPDATE`, and the visit is read afresh after). The embedded
+    /// store has one writer and needs nothing.
+    fn lock_visit(&mut self, _id: &VisitId) -> Result<()> {
+        Ok(())
+    }
     /// The visit's document, loaded from what is stored.
     fn visit(&mut self, id: &VisitId) -> Result<&Visit>;
     /// The stored chunks of a visit, concatenated: a loadable document.

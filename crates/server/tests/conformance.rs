@@ -447,7 +447,7 @@ fn concurrent_edits<B: Backend>(b: &B) {
                     let mut tries = 0;
                     loop {
                         let r = c.batch(|c| {
-                            c.summary(&id)?;
+                            c.lock_visit(&id)?;
                             c.edit(&id, |v| {
                                 v.add_finding(finding(&format!("người {w} lần {i}")))
                                     .map(|_| ())
