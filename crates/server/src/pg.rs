@@ -32,9 +32,13 @@ use postgres::{Client, NoTls, Row};
 use crate::storage::{ChangeId, ServerStore};
 
 /// The migrations, in order; the database records the last one applied.
-const MIGRATIONS: [(i32, &str); 2] = [
+const MIGRATIONS: [(i32, &str); 3] = [
     (1, include_str!("../migrations-postgres/001_server.sql")),
     (2, include_str!("../migrations-postgres/002_evidence.sql")),
+    (
+        3,
+        include_str!("../migrations-postgres/003_store_compressed_bytes_as_is.sql"),
+    ),
 ];
 /// The schema version this build writes.
 pub const PG_SCHEMA_VERSION: i32 = MIGRATIONS.len() as i32;
