@@ -733,7 +733,10 @@ pub async fn fleet(
         phones.push(p);
     }
     let backend = match &spread.database {
-        Some(_) => format!("{} server process(es) over one PostgreSQL database", servers.len()),
+        Some(_) => format!(
+            "{} server process(es) over one PostgreSQL database",
+            servers.len()
+        ),
         None => "one server process on its embedded SQLite store".to_owned(),
     };
     println!(

@@ -99,13 +99,7 @@ impl Drop for PgPool {
         // The blocking client must not be dropped on an async thread
         // (where the server's state ends): its connections close on a
         // thread of their own.
-        let idle = std::mem::take(
-            &mut self
-                .state
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .idle,
-        );
+        let idle = std::mem::take(&mut self.state.lock().unwrap_or_else(|p| p.into_inner()).idle);
         let _ = std::thread::spawn(move || drop(idle)).join();
     }
 }

@@ -568,7 +568,10 @@ impl ServerStore for PgStore {
             return Ok(());
         }
         self.client
-            .query_opt("SELECT 1 FROM visits WHERE id = $1 FOR UPDATE", &[&id.as_str()])
+            .query_opt(
+                "SELECT 1 FROM visits WHERE id = $1 FOR UPDATE",
+                &[&id.as_str()],
+            )
             .map_err(db)?;
         // What was read before the lock may be older than what it guards.
         self.open.remove(id);
