@@ -14,11 +14,14 @@
 //! signature kept twice); no phone holds another team's visit; and no
 //! honest request was refused.
 //!
-//! `KIEMTRA_SIM_CASES` sets how many random schedules run (default 200).
+//! `KIEMTRA_SIM_CASES` sets how many random schedules run (default 200); the
+//! same schedules also run with the server on PostgreSQL (a throwaway
+//! cluster; `KIEMTRA_SIM_PG_CASES`, default 24; server backups and restores
+//! are left out there: their copies are files of the embedded store).
 
 use kiemtra_client::{Credentials, DeviceEngine, Round, SyncOptions, SyncReport};
 use kiemtra_core::*;
-use kiemtra_server::{Metrics, exchange};
+use kiemtra_server::{Metrics, PgStore, ServerStore, exchange};
 use kiemtra_store::Store;
 use proptest::prelude::*;
 use std::collections::BTreeSet;
@@ -89,9 +92,15 @@ fn open_phone(dir: &Path, creds: &Credentials) -> Store {
         .expect("phone store")
 }
 
-struct World {
+struct World<S: ServerStore> {
     root: tempfile::TempDir,
-    server: Store,
+    server: S,
+    /// Opens the server's store (in the folder given, for the embedded one).
+    open_server: Box<dyn Fn(&Path) -> S>,
+    /// Whether the server's data are files in `server_dir` (the embedded
+    /// store: backups and restores are copies of them). A PostgreSQL
+    /// server's restores are tested end to end instead (`tests/e2e/backup.rs`).
+    server_files: bool,
     server_dir: PathBuf,
     server_backup: Option<PathBuf>,
     metrics: Metrics,
@@ -150,11 +159,19 @@ fn staff(i: usize) -> StaffId {
     StaffId::parse(&format!("s-{i}")).expect("staff")
 }
 
-impl World {
-    fn new() -> Result<Self, String> {
+/// The embedded store's world.
+fn sqlite_world() -> Result<World<Store>, String> {
+    World::new(
+        Box::new(|dir: &Path| kiemtra_server::open_store(dir).expect("server store")),
+        true,
+    )
+}
+
+impl<S: ServerStore> World<S> {
+    fn new(open_server: Box<dyn Fn(&Path) -> S>, server_files: bool) -> Result<Self, String> {
         let root = scratch();
         let server_dir = root.path().join("server");
-        let mut server = kiemtra_server::open_store(&server_dir).expect("server store");
+        let mut server = open_server(&server_dir);
         let mut phones = Vec::new();
         for (i, (user, team, role)) in PEOPLE.iter().enumerate() {
             let code = kiemtra_server::create_enrollment_code(
@@ -204,6 +221,8 @@ impl World {
         let mut w = Self {
             root,
             server,
+            open_server,
+            server_files,
             server_dir,
             server_backup: None,
             metrics: Metrics::default(),
@@ -391,6 +410,9 @@ impl World {
     }
 
     fn backup_server(&mut self) {
+        if !self.server_files {
+            return;
+        }
         let to = self.root.path().join("server-backup");
         copy_files(&self.server_dir, &to);
         self.server_backup = Some(to);
@@ -401,9 +423,9 @@ impl World {
             return;
         };
         let placeholder = self.root.path().join("placeholder");
-        self.server = kiemtra_server::open_store(&placeholder).expect("placeholder");
+        self.server = (self.open_server)(&placeholder);
         restore_files(&backup, &self.server_dir);
-        self.server = kiemtra_server::open_store(&self.server_dir).expect("restored server");
+        self.server = (self.open_server)(&self.server_dir);
         self.forget_lost();
     }
 
@@ -655,8 +677,11 @@ fn step() -> impl Strategy<Value = Step> {
     ]
 }
 
-fn run(steps: &[Step]) -> Result<World, String> {
-    let mut w = World::new()?;
+fn run(steps: &[Step]) -> Result<World<Store>, String> {
+    run_in(sqlite_world()?, steps)
+}
+
+fn run_in<S: ServerStore>(mut w: World<S>, steps: &[Step]) -> Result<World<S>, String> {
     for s in steps {
         w.step(s)?;
     }
@@ -844,4 +869,42 @@ fn the_harness_fails_when_a_replica_diverges() {
     let mut w = run(&[edit(0, 0, 0, 1)]).expect("converges");
     w.step(&edit(1, 0, 3, 7)).expect("edit");
     assert!(w.check().is_err(), "an unsynced edit went unnoticed");
+}
+
+// ---- the same schedules with the server on PostgreSQL
+
+/// Schedules run on PostgreSQL (a throwaway cluster for the whole test, a
+/// fresh database per schedule): `KIEMTRA_SIM_PG_CASES` (default 24).
+fn pg_cases() -> u32 {
+    std::env::var("KIEMTRA_SIM_PG_CASES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(24)
+}
+
+#[test]
+fn random_schedules_converge_on_postgres_too() {
+    let cluster = kiemtra_testworld::PgCluster::start();
+    let mut runner = proptest::test_runner::TestRunner::new(ProptestConfig {
+        cases: pg_cases(),
+        max_shrink_iters: 200,
+        ..ProptestConfig::default()
+    });
+    let n = std::cell::Cell::new(0u32);
+    let outcome = runner.run(&prop::collection::vec(step(), 10..70), |steps| {
+        let db = format!("sim_{}", n.get());
+        n.set(n.get() + 1);
+        cluster.create_db(&db);
+        let url = cluster.url(&db);
+        let world = World::new(
+            Box::new(move |_: &Path| PgStore::connect(&url).expect("postgres store")),
+            false,
+        )
+        .map_err(TestCaseError::fail)?;
+        run_in(world, &steps).map_err(TestCaseError::fail)?;
+        Ok(())
+    });
+    if let Err(e) = outcome {
+        panic!("{e}");
+    }
 }
