@@ -184,6 +184,8 @@ pub fn sync<S: ServerStore>(
         trust::Writers::default()
     };
     let session = store.session().clone();
+    // A database failure on any offer fails the request as a whole.
+    let mut failed: Option<kiemtra_store::Error> = None;
     kiemtra_core::map_pipelined(
         &docs,
         LOAD_WINDOW,
@@ -208,9 +210,17 @@ pub fn sync<S: ServerStore>(
         },
         |loads| {
             for (offer, preloaded) in req.visits.iter().zip(loads) {
-                if let Some(r) = offer_result(
+                let answered = offer_result(
                     store, device, &writers, offer, preloaded, budget, &mut used, metrics,
-                ) {
+                );
+                let answered = match answered {
+                    Ok(a) => a,
+                    Err(e) => {
+                        failed.get_or_insert(e);
+                        None
+                    }
+                };
+                if let Some(r) = answered {
                     match r.status {
                         VisitStatus::Deferred => more = true,
                         VisitStatus::Denied | VisitStatus::Invalid | VisitStatus::Unknown => {
@@ -224,6 +234,9 @@ pub fn sync<S: ServerStore>(
         },
     );
 
+    if let Some(e) = failed {
+        return Err(e);
+    }
     // Visits of the device's team it does not hold yet, from the feed.
     let (head_seq, head_nonce) = store.feed_head()?;
     let valid_cursor = store.feed_cursor_valid(req.cursor.seq, req.cursor.nonce)?;
@@ -298,6 +311,24 @@ pub struct Prepared {
 
 type Preloaded = Result<(Visit, Prepared), kiemtra_core::Refusal>;
 
+/// Why an offer's handling stopped short: an answer to give (a refusal, a
+/// request to resend), or a failure of the database, which fails the whole
+/// request instead (a 5xx the client retries), never the visit.
+enum Stop {
+    Answer(Box<VisitResult>),
+    Failed(kiemtra_store::Error),
+}
+
+/// A storage error met while answering an offer: the database's (its
+/// connection, a transaction; the request fails and is retried whole) or
+/// the visit's (its stored document damaged: refused as invalid).
+fn answer_or_fail(vid: &str, e: kiemtra_store::Error) -> Result<VisitResult, kiemtra_store::Error> {
+    match e {
+        kiemtra_store::Error::Database(_) | kiemtra_store::Error::Migration(_) => Err(e),
+        other => Ok(refuse(vid, VisitStatus::Invalid, other.to_string())),
+    }
+}
+
 /// The answer to a refused offer.
 fn refusal(vid: &str, r: &kiemtra_core::Refusal) -> VisitResult {
     let status = match r.kind {
@@ -319,41 +350,39 @@ fn offer_result<S: ServerStore>(
     budget: usize,
     used: &mut usize,
     metrics: &Metrics,
-) -> Option<VisitResult> {
+) -> Result<Option<VisitResult>, kiemtra_store::Error> {
     let vid = offer.visit_id.as_str();
     let id = match VisitId::parse(vid) {
         Ok(id) => id,
-        Err(e) => return Some(refuse(vid, VisitStatus::Invalid, e.to_string())),
+        Err(e) => return Ok(Some(refuse(vid, VisitStatus::Invalid, e.to_string()))),
     };
     let summary = match store.summary(&id) {
         Ok(s) => s,
         Err(kiemtra_store::Error::UnknownVisit(_)) => {
-            return Some(new_visit(
-                store, device, writers, offer, preloaded, &id, metrics,
-            ));
+            return new_visit(store, device, writers, offer, preloaded, &id, metrics).map(Some);
         }
-        Err(e) => return Some(refuse(vid, VisitStatus::Invalid, e.to_string())),
+        Err(e) => return answer_or_fail(vid, e).map(Some),
     };
     if device.role == "administrator" {
-        return Some(refuse(
+        return Ok(Some(refuse(
             vid,
             VisitStatus::Denied,
             "administrators never read or write visit contents",
-        ));
+        )));
     }
     // Writes are refused by role before anything of them is read.
     if !offer.changes.is_empty() && !trust::WRITERS.contains(&device.role.as_str()) {
-        return Some(refuse(
+        return Ok(Some(refuse(
             vid,
             VisitStatus::Denied,
             format!("{}s never write visit contents", device.role),
-        ));
+        )));
     }
     let reads_all = device.role == "auditor" && offer.changes.is_empty();
     if summary.team != device.team && !reads_all {
         // The same answer as for a visit that does not exist: whether
         // another team has a visit of this unit is not told.
-        return Some(refuse(vid, VisitStatus::Unknown, "no such visit"));
+        return Ok(Some(refuse(vid, VisitStatus::Unknown, "no such visit")));
     }
     // The device's heads and confirmation: as sent, or read off the
     // changes when the offer left them to those (flag bit 2).
@@ -364,7 +393,7 @@ fn offer_result<S: ServerStore>(
                 from_hashes(&implied.heads),
                 implied.confirmed.map(|c| from_hashes(&c)),
             ),
-            Err(e) => return Some(refuse(vid, VisitStatus::Invalid, e.to_string())),
+            Err(e) => return Ok(Some(refuse(vid, VisitStatus::Invalid, e.to_string()))),
         },
     };
     // In sync already: answered from the index, without loading the visit.
@@ -381,15 +410,15 @@ fn offer_result<S: ServerStore>(
                 .as_ref()
                 .map(|c| sorted(c.iter().map(to_hash).collect()));
             if confirmed.as_ref() == Some(&stored) {
-                return None;
+                return Ok(None);
             }
-            return Some(result(
+            return Ok(Some(result(
                 vid,
                 VisitStatus::Ok,
                 from_hashes(&stored),
                 Vec::new(),
                 String::new(),
-            ));
+            )));
         }
     }
     // A write holds other writers of this visit off from here to the end
@@ -397,64 +426,67 @@ fn offer_result<S: ServerStore>(
     if !offer.changes.is_empty()
         && let Err(e) = store.lock_visit(&id)
     {
-        return Some(refuse(vid, VisitStatus::Invalid, e.to_string()));
+        return answer_or_fail(vid, e).map(Some);
     }
     // A confirmation naming changes the server does not have: the server
     // was restored from an older copy. Ask for everything after what it has.
     let visit = match store.visit(&id) {
         Ok(v) => v,
-        Err(e) => return Some(refuse(vid, VisitStatus::Invalid, e.to_string())),
+        Err(e) => return answer_or_fail(vid, e).map(Some),
     };
     if let Some(confirmed) = &offer_confirmed
         && confirmed.iter().any(|h| !visit.has_change(&to_hash(h)))
     {
-        return Some(result(
+        return Ok(Some(result(
             vid,
             VisitStatus::Resend,
             from_hashes(&visit.heads()),
             Vec::new(),
             String::new(),
-        ));
+        )));
     }
     let applied = !offer.changes.is_empty();
-    if applied && let Err(r) = accept_offer(store, writers, offer, &id, &summary.team, metrics) {
-        return Some(*r);
+    if applied && let Err(stop) = accept_offer(store, writers, offer, &id, &summary.team, metrics) {
+        return match stop {
+            Stop::Answer(r) => Ok(Some(*r)),
+            Stop::Failed(e) => Err(e),
+        };
     }
     let visit = match store.visit(&id) {
         Ok(v) => v,
-        Err(e) => return Some(refuse(vid, VisitStatus::Invalid, e.to_string())),
+        Err(e) => return answer_or_fail(vid, e).map(Some),
     };
     let server_heads = visit.heads();
     let device_heads: Vec<ChangeHash> = offer_heads.iter().map(to_hash).collect();
     if device_heads.iter().any(|h| !visit.has_change(h)) {
         // The device holds changes it did not send (its confirmation was
         // ahead of this server): ask for them.
-        return Some(result(
+        return Ok(Some(result(
             vid,
             VisitStatus::Resend,
             from_hashes(&server_heads),
             Vec::new(),
             String::new(),
-        ));
+        )));
     }
     if sorted(server_heads.clone()) == sorted(device_heads.clone()) {
         let confirmed_now = offer_confirmed.as_ref().is_some_and(|c| {
             sorted(c.iter().map(to_hash).collect()) == sorted(server_heads.clone())
         });
         if !applied && confirmed_now {
-            return None;
+            return Ok(None);
         }
-        return Some(result(
+        return Ok(Some(result(
             vid,
             VisitStatus::Ok,
             from_hashes(&server_heads),
             Vec::new(),
             String::new(),
-        ));
+        )));
     }
     let missing = visit.save_after(&device_heads);
     if *used > 0 && *used + missing.len() > budget {
-        return Some(refuse(vid, VisitStatus::Deferred, ""));
+        return Ok(Some(refuse(vid, VisitStatus::Deferred, "")));
     }
     *used += missing.len();
     metrics.visits_sent.fetch_add(1, Relaxed);
@@ -469,9 +501,9 @@ fn offer_result<S: ServerStore>(
     let sent = visit.change_ids(&sent).unwrap_or_default();
     r.signatures = match store.signatures_covering(&id, &sent) {
         Ok(s) => to_wire(s),
-        Err(e) => return Some(refuse(vid, VisitStatus::Invalid, e.to_string())),
+        Err(e) => return answer_or_fail(vid, e).map(Some),
     };
-    Some(r)
+    Ok(Some(r))
 }
 
 /// A visit the server does not hold: created on the device, or lost by a
@@ -484,10 +516,10 @@ fn new_visit<S: ServerStore>(
     preloaded: Option<Preloaded>,
     id: &VisitId,
     metrics: &Metrics,
-) -> VisitResult {
+) -> Result<VisitResult, kiemtra_store::Error> {
     let vid = offer.visit_id.as_str();
     if offer.changes.is_empty() {
-        return if offer.confirmed.is_some() {
+        return Ok(if offer.confirmed.is_some() {
             result(
                 vid,
                 VisitStatus::Resend,
@@ -497,14 +529,14 @@ fn new_visit<S: ServerStore>(
             )
         } else {
             refuse(vid, VisitStatus::Unknown, "no such visit")
-        };
+        });
     }
     if !trust::WRITERS.contains(&device.role.as_str()) {
-        return refuse(
+        return Ok(refuse(
             vid,
             VisitStatus::Denied,
             format!("{}s never write visit contents", device.role),
-        );
+        ));
     }
     let loaded = match preloaded {
         Some(l) => l,
@@ -523,38 +555,38 @@ fn new_visit<S: ServerStore>(
         // Only a part of the history arrived (the device thought the server
         // had the rest): ask for all of it.
         Err(r) if r.kind == kiemtra_core::RefusalKind::Missing && offer.confirmed.is_some() => {
-            return result(
+            return Ok(result(
                 vid,
                 VisitStatus::Resend,
                 Vec::new(),
                 Vec::new(),
                 String::new(),
-            );
+            ));
         }
         // Changes of a visit the server does not hold, without its history:
         // answered like any other visit outside the device's reach.
         Err(r) if r.kind == kiemtra_core::RefusalKind::Missing => {
-            return refuse(vid, VisitStatus::Unknown, "no such visit");
+            return Ok(refuse(vid, VisitStatus::Unknown, "no such visit"));
         }
-        Err(r) => return refusal(vid, &r),
+        Err(r) => return Ok(refusal(vid, &r)),
     };
     match visit.meta() {
         Ok(meta) if meta.visit_id != *id => {
-            return refuse(
+            return Ok(refuse(
                 vid,
                 VisitStatus::Invalid,
                 "the document is of another visit",
-            );
+            ));
         }
         Ok(meta) if meta.team.as_str() != device.team => {
-            return refuse(
+            return Ok(refuse(
                 vid,
                 VisitStatus::Denied,
                 "a device creates visits only for its own team",
-            );
+            ));
         }
         Ok(_) => {}
-        Err(e) => return refuse(vid, VisitStatus::Invalid, e.to_string()),
+        Err(e) => return Ok(refuse(vid, VisitStatus::Invalid, e.to_string())),
     }
     let team = device.team.clone();
     let changes: Vec<(ChangeHash, Option<kiemtra_core::Editor>)> = prepared
@@ -564,11 +596,11 @@ fn new_visit<S: ServerStore>(
         .collect();
     let expanded = match trust::expand_in(&visit, &prepared.accepted, &offer.signatures) {
         Ok(x) => x,
-        Err((status, message)) => return refuse(vid, status, message),
+        Err((status, message)) => return Ok(refuse(vid, status, message)),
     };
     let keep = match trust::check(store, vid, &team, &changes, &expanded, &crate::auth::now()) {
         Ok(keep) => keep,
-        Err((status, message)) => return refuse(vid, status, message),
+        Err((status, message)) => return Ok(refuse(vid, status, message)),
     };
     // The offered bytes are what was checked, change by change (a whole
     // document, or canonical change chunks): they are stored as received,
@@ -587,9 +619,15 @@ fn new_visit<S: ServerStore>(
                 .filter_map(|h| h.parse::<ChangeHash>().ok())
                 .map(|h| h.0)
                 .collect();
-            result(vid, VisitStatus::Ok, heads, Vec::new(), String::new())
+            Ok(result(
+                vid,
+                VisitStatus::Ok,
+                heads,
+                Vec::new(),
+                String::new(),
+            ))
         }
-        Err(e) => refuse(vid, VisitStatus::Invalid, e.to_string()),
+        Err(e) => answer_or_fail(vid, e),
     }
 }
 
@@ -603,10 +641,12 @@ fn accept_offer<S: ServerStore>(
     id: &VisitId,
     team: &str,
     metrics: &Metrics,
-) -> Result<(), Box<VisitResult>> {
+) -> Result<(), Stop> {
     let vid = offer.visit_id.as_str();
-    let internal =
-        |e: kiemtra_store::Error| Box::new(refuse(vid, VisitStatus::Invalid, e.to_string()));
+    let internal = |e: kiemtra_store::Error| match answer_or_fail(vid, e) {
+        Ok(r) => Stop::Answer(Box::new(r)),
+        Err(e) => Stop::Failed(e),
+    };
     let session = store.session().clone();
     let mut candidate = store.visit(id).map_err(internal)?.fork_for(&session);
     let max_ops = kiemtra_core::op_budget(offer.changes.len());
@@ -619,24 +659,24 @@ fn accept_offer<S: ServerStore>(
                 .filter_map(|h| h.parse::<ChangeHash>().ok())
                 .map(|h| h.0)
                 .collect();
-            return Err(Box::new(result(
+            return Err(Stop::Answer(Box::new(result(
                 vid,
                 VisitStatus::Resend,
                 heads,
                 Vec::new(),
                 String::new(),
-            )));
+            ))));
         }
-        Err(r) => return Err(Box::new(refusal(vid, &r))),
+        Err(r) => return Err(Stop::Answer(Box::new(refusal(vid, &r)))),
     };
     let expanded = trust::expand_in(&candidate, &accepted, &offer.signatures)
-        .map_err(|(status, message)| Box::new(refuse(vid, status, message)))?;
+        .map_err(|(status, message)| Stop::Answer(Box::new(refuse(vid, status, message))))?;
     let changes: Vec<(ChangeHash, Option<kiemtra_core::Editor>)> = accepted
         .iter()
         .map(|a| (a.hash, Some(a.author.clone())))
         .collect();
     let keep = trust::check(store, vid, team, &changes, &expanded, &crate::auth::now())
-        .map_err(|(status, message)| Box::new(refuse(vid, status, message)))?;
+        .map_err(|(status, message)| Stop::Answer(Box::new(refuse(vid, status, message))))?;
     if accepted.is_empty() {
         return Ok(());
     }
@@ -646,4 +686,31 @@ fn accept_offer<S: ServerStore>(
         .map_err(internal)?;
     metrics.visits_applied.fetch_add(1, Relaxed);
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_database_failure_fails_the_request_and_a_damaged_visit_is_refused() {
+        let failed = answer_or_fail(
+            "v-1",
+            kiemtra_store::Error::Database("connection lost".into()),
+        );
+        assert!(
+            matches!(failed, Err(kiemtra_store::Error::Database(_))),
+            "a database error must fail the request (5xx), not the visit"
+        );
+        let damaged = answer_or_fail("v-1", kiemtra_store::Error::Corrupt("bad chunk".into()))
+            .expect("a damaged visit is the visit's answer");
+        assert_eq!(damaged.status, VisitStatus::Invalid);
+        assert!(damaged.message.contains("bad chunk"), "{}", damaged.message);
+        let unknown = answer_or_fail(
+            "v-1",
+            kiemtra_store::Error::UnknownVisit(VisitId::parse("v-1").expect("id")),
+        )
+        .expect("answered");
+        assert_eq!(unknown.status, VisitStatus::Invalid);
+    }
 }
