@@ -44,7 +44,7 @@ impl PgPool {
     /// Connects once (checking the schema, migrating it) and keeps that
     /// connection for the first request.
     pub fn open(url: &str) -> Result<Self> {
-        let generation = (uuid::Uuid::new_v4().as_u128() as u64 >> 1) as i64;
+        let generation = crate::pg::new_generation();
         let first = PgStore::connect_as(url, generation)?;
         Ok(Self {
             url: url.to_owned(),

@@ -24,7 +24,7 @@ use std::collections::HashMap;
 use kiemtra_core::{ChangeHash, DeviceId, Editor, EvidenceHash, Session, UserId, Visit, VisitId};
 use kiemtra_store::{
     COMPACT_AFTER, DeviceRecord, EnrollmentRefusal, Error, EvidenceRefusal, EvidenceStatus,
-    FeedEntry, Result, SignatureRecord, VisitSummary,
+    FeedEntry, PieceAction, Result, SignatureRecord, VisitSummary,
 };
 use postgres::fallible_iterator::FallibleIterator;
 use postgres::{Client, NoTls, Row};
@@ -121,8 +121,7 @@ impl PgStore {
     /// Connects to `url` (`postgres://user@host:port/db`) and brings the
     /// schema up to date; refuses a database written by a newer build.
     pub fn connect(url: &str) -> Result<Self> {
-        let generation = (uuid::Uuid::new_v4().as_u128() as u64 >> 1) as i64;
-        Self::connect_as(url, generation)
+        Self::connect_as(url, new_generation())
     }
 
     /// [`PgStore::connect`] writing the feed under `generation` (one per
@@ -408,6 +407,11 @@ impl PgStore {
     }
 }
 
+/// A feed generation for a new server process (random, positive).
+pub fn new_generation() -> i64 {
+    (uuid::Uuid::new_v4().as_u128() as u64 >> 1) as i64
+}
+
 fn migrate(client: &mut Client) -> Result<()> {
     client
         .execute("SELECT pg_advisory_lock($1)", &[&MIGRATION_LOCK])
@@ -492,31 +496,13 @@ fn read_device(r: &Row) -> DeviceRecord {
     }
 }
 
-fn ranges_json(ranges: &[(Vec<u8>, u64, u64)]) -> String {
-    let rows: Vec<(String, u64, u64)> = ranges
-        .iter()
-        .map(|(a, f, l)| (kiemtra_core::hex::encode(a), *f, *l))
-        .collect();
-    serde_json::to_string(&rows).unwrap_or_else(|_| "[]".into())
-}
-
-fn parse_ranges(json: &str) -> Result<Vec<(Vec<u8>, u64, u64)>> {
-    let rows: Vec<(String, u64, u64)> = serde_json::from_str(json).map_err(corrupt)?;
-    rows.into_iter()
-        .map(|(a, f, l)| {
-            let actor = kiemtra_core::hex::decode(&a)
-                .ok_or_else(|| corrupt(format!("a kept signature names actor {a:?}")))?;
-            Ok((actor, f, l))
-        })
-        .collect()
-}
-
 fn read_signature(r: &Row) -> Result<SignatureRecord> {
     Ok(SignatureRecord {
         signer: r.get(0),
         signature: r.get(1),
         received_at: r.get(2),
-        ranges: parse_ranges(&r.get::<_, String>(3))?,
+        ranges: kiemtra_store::ranges_from_json(&r.get::<_, String>(3))
+            .ok_or_else(|| corrupt("a kept signature's ranges"))?,
     })
 }
 
@@ -666,7 +652,7 @@ impl ServerStore for PgStore {
                         &[
                             &id.as_str(),
                             &sig.signer,
-                            &ranges_json(&sig.ranges),
+                            &kiemtra_store::ranges_json(&sig.ranges),
                             &sig.signature,
                             &sig.received_at,
                         ],
@@ -698,29 +684,15 @@ impl ServerStore for PgStore {
         if changes.is_empty() {
             return Ok(Vec::new());
         }
-        let mut left: Vec<&ChangeId> = changes.iter().collect();
-        let mut out = Vec::new();
-        for row in self
+        let rows = self
             .client
             .query(
                 "SELECT signer, signature, received_at, ranges FROM signatures
                  WHERE visit_id = $1 ORDER BY id DESC",
                 &[&id.as_str()],
             )
-            .map_err(db)?
-        {
-            let s = read_signature(&row)?;
-            let before = left.len();
-            left.retain(|(_, actor, seq)| !s.covers(actor, *seq));
-            if left.len() < before {
-                out.push(s);
-            }
-            if left.is_empty() {
-                break;
-            }
-        }
-        out.reverse();
-        Ok(out)
+            .map_err(db)?;
+        kiemtra_store::covering_newest_first(rows.iter().map(read_signature), changes)
     }
 
     fn feed_head(&mut self) -> Result<(u64, u64)> {
@@ -952,43 +924,23 @@ impl ServerStore for PgStore {
             }));
         };
         self.in_one(|s| {
-            let mut held = s.evidence_status(visit, hash)?;
-            // An unfinished upload of another length gives way to one that
-            // starts again from the beginning (whichever is right hashes to
-            // the name).
-            if held.is_some_and(|h| !h.complete && h.length != length && offset == 0) {
+            let held = s.evidence_status(visit, hash)?;
+            let plan = kiemtra_store::plan_piece(held, length, offset, piece.len());
+            if plan.restart {
                 s.drop_evidence(visit, hash)?;
-                held = None;
             }
-            let status = match held {
-                Some(h) if h.length != length => {
-                    return Ok(Err(EvidenceRefusal::LengthChanged {
-                        held: h.length,
-                        claimed: length,
-                    }));
-                }
-                Some(h) => h,
-                None => EvidenceStatus {
-                    length,
-                    received: 0,
-                    complete: false,
-                },
+            let (fresh, at, skip, received, complete) = match plan.action {
+                PieceAction::Refuse(r) => return Ok(Err(r)),
+                PieceAction::Whole(status) => return Ok(Ok(status)),
+                PieceAction::Append {
+                    fresh,
+                    at,
+                    skip,
+                    received,
+                    complete,
+                } => (fresh, at, skip, received, complete),
             };
-            if status.complete {
-                return Ok(Ok(status));
-            }
-            let end = offset.saturating_add(piece.len() as u64);
-            if end > length {
-                return Ok(Err(EvidenceRefusal::PastEnd { end, length }));
-            }
-            if offset > status.received {
-                return Ok(Err(EvidenceRefusal::Gap {
-                    offset,
-                    received: status.received,
-                }));
-            }
-            let new = &piece[(status.received - offset).min(piece.len() as u64) as usize..];
-            if held.is_none() {
+            if fresh {
                 s.client
                     .execute(
                         "INSERT INTO evidence (visit_id, hash, length, received, complete, created_at)
@@ -997,16 +949,15 @@ impl ServerStore for PgStore {
                     )
                     .map_err(db)?;
             }
-            if !new.is_empty() {
+            if skip < piece.len() {
                 s.client
                     .execute(
                         "INSERT INTO evidence_pieces (visit_id, hash, at, data) VALUES ($1, $2, $3, $4)",
-                        &[&visit.as_str(), &hash.as_str(), &(status.received as i64), &new],
+                        &[&visit.as_str(), &hash.as_str(), &(at as i64), &&piece[skip..]],
                     )
                     .map_err(db)?;
             }
-            let received = status.received + new.len() as u64;
-            let complete = received == length;
+
             if complete {
                 let mut ctx = ring::digest::Context::new(&ring::digest::SHA256);
                 for (_, data) in s.pieces(visit, hash)? {
@@ -1048,13 +999,7 @@ impl ServerStore for PgStore {
         let end = offset.saturating_add(len);
         let mut out = Vec::new();
         for (at, data) in self.pieces(visit, hash)? {
-            let (from, to) = (at, at + data.len() as u64);
-            if to <= offset || from >= end {
-                continue;
-            }
-            let a = (offset.max(from) - from) as usize;
-            let b = (end.min(to) - from) as usize;
-            out.extend_from_slice(&data[a..b]);
+            kiemtra_store::copy_range(&mut out, at, &data, offset, end);
         }
         Ok(Some(out))
     }

@@ -13,8 +13,8 @@
 
 use kiemtra_core::{ChangeHash, EvidenceHash, Session, Visit, VisitId};
 use kiemtra_store::{
-    DeviceRecord, EnrollmentRefusal, EvidenceRefusal, EvidenceStatus, FeedEntry, Receipt, Receipts,
-    Result, SignatureRecord, Store, VisitSummary,
+    DeviceRecord, EnrollmentRefusal, EvidenceRefusal, EvidenceStatus, FeedEntry, Receipts, Result,
+    SignatureRecord, Store, VisitSummary,
 };
 
 /// A change named three ways: hash, actor, sequence number
@@ -191,21 +191,10 @@ pub trait ServerStore {
         visit: &VisitId,
         index: &kiemtra_core::ChangeIndex,
     ) -> Result<Receipts> {
-        let mut seen = std::collections::HashSet::new();
-        let mut out = Receipts::default();
-        for record in self.signatures_of(visit)? {
-            let Some(hashes) = index.hashes(&record.ranges) else {
-                out.unresolved.push(record);
-                continue;
-            };
-            let receipt = std::sync::Arc::new(Receipt { record, hashes });
-            for h in &receipt.hashes {
-                if seen.insert(*h) {
-                    out.changes.push((*h, receipt.clone()));
-                }
-            }
-        }
-        Ok(out)
+        Ok(kiemtra_store::receipts_from(
+            self.signatures_of(visit)?,
+            index,
+        ))
     }
 }
 

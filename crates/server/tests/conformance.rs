@@ -522,6 +522,85 @@ fn newer_schema_is_refused(url: &str) {
     }
 }
 
+/// Photos arrive in pieces that resume where the held bytes stop; a file
+/// is kept only whole and matching its name.
+fn evidence<B: Backend>(b: &B) {
+    let mut s = b.open();
+    let (visit, bytes) = made_visit(0, "team-1");
+    let id = visit.id().expect("id");
+    s.insert_loaded(visit, &bytes).expect("insert");
+    let photo: Vec<u8> = (0..10_000u32).map(|i| (i % 251) as u8).collect();
+    let hash = kiemtra_store::evidence_hash(&photo);
+    let len = photo.len() as u64;
+    assert_eq!(s.evidence_status(&id, &hash).expect("status"), None);
+    let got = s
+        .receive_evidence(&id, &hash, len, 0, &photo[..4_000])
+        .expect("piece")
+        .expect("taken");
+    assert_eq!((got.received, got.complete), (4_000, false));
+    // A gap, a piece past the end and another length are refused.
+    let gap = s.receive_evidence(&id, &hash, len, 5_000, &photo[5_000..6_000]);
+    assert!(matches!(
+        gap,
+        Ok(Err(kiemtra_store::EvidenceRefusal::Gap {
+            received: 4_000,
+            ..
+        }))
+    ));
+    let past = s.receive_evidence(&id, &hash, len, 9_000, &photo[..2_000]);
+    assert!(matches!(
+        past,
+        Ok(Err(kiemtra_store::EvidenceRefusal::PastEnd { .. }))
+    ));
+    let other = s.receive_evidence(&id, &hash, len + 1, 4_000, &photo[4_000..5_000]);
+    assert!(matches!(
+        other,
+        Ok(Err(kiemtra_store::EvidenceRefusal::LengthChanged { .. }))
+    ));
+    // A retried piece overlapping what is held adds only what is new; the
+    // last byte completes the file, seen by another connection.
+    let got = s
+        .receive_evidence(&id, &hash, len, 3_000, &photo[3_000..])
+        .expect("piece")
+        .expect("taken");
+    assert_eq!((got.received, got.complete), (len, true));
+    let mut t = b.open();
+    assert_eq!(
+        t.evidence_bytes(&id, &hash, 0, u64::MAX).expect("bytes"),
+        Some(photo.clone())
+    );
+    assert_eq!(
+        t.evidence_bytes(&id, &hash, 3_990, 20).expect("bytes"),
+        Some(photo[3_990..4_010].to_vec())
+    );
+    // Whole already: a piece changes nothing.
+    let again = t
+        .receive_evidence(&id, &hash, len, 0, &photo[..10])
+        .expect("piece");
+    assert_eq!(again.expect("whole").received, len);
+    // Bytes that do not hash to the name are discarded whole.
+    let wrong = kiemtra_store::evidence_hash(b"another photo");
+    t.receive_evidence(&id, &wrong, 4, 0, b"abc")
+        .expect("piece")
+        .expect("taken");
+    let bad = t.receive_evidence(&id, &wrong, 4, 3, b"d").expect("piece");
+    assert!(matches!(
+        bad,
+        Err(kiemtra_store::EvidenceRefusal::Mismatch { .. })
+    ));
+    assert_eq!(t.evidence_status(&id, &wrong).expect("status"), None);
+    assert_eq!(t.evidence_bytes(&id, &wrong, 0, 10).expect("bytes"), None);
+    // An unfinished upload gives way to one of another length from byte 0.
+    t.receive_evidence(&id, &wrong, 4, 0, b"ab")
+        .expect("piece")
+        .expect("taken");
+    let restarted = t
+        .receive_evidence(&id, &wrong, 13, 0, b"another")
+        .expect("piece")
+        .expect("restarted");
+    assert_eq!((restarted.length, restarted.received), (13, 7));
+}
+
 type Case<B> = (&'static str, fn(&B));
 
 fn cases<B: Backend>() -> Vec<Case<B>> {
@@ -533,6 +612,7 @@ fn cases<B: Backend>() -> Vec<Case<B>> {
         ("signatures", signatures::<B>),
         ("engine", engine::<B>),
         ("concurrent_edits", concurrent_edits::<B>),
+        ("evidence", evidence::<B>),
     ]
 }
 

@@ -49,6 +49,102 @@ pub enum EvidenceRefusal {
 }
 
 /// The SHA-256 of `bytes`, as an evidence name.
+/// What a store does with an arriving piece of an upload, decided from
+/// what it holds of the file (the rule of `Store::receive_evidence`, shared
+/// by every server backend).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PiecePlan {
+    /// An unfinished upload of another length is dropped first (a piece
+    /// from byte 0 restarts it).
+    pub restart: bool,
+    pub action: PieceAction,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PieceAction {
+    /// Refused: nothing is added.
+    Refuse(EvidenceRefusal),
+    /// The file is held whole already: nothing to add.
+    Whole(EvidenceStatus),
+    /// Keep `piece[skip..]` at byte `at` (the file's row is made first when
+    /// `fresh`); the file then holds `received` bytes and is `complete`
+    /// (to be checked against its name) when that is its length.
+    Append {
+        fresh: bool,
+        at: u64,
+        skip: usize,
+        received: u64,
+        complete: bool,
+    },
+}
+
+/// The plan for a piece of `piece_len` bytes at `offset` of a file
+/// `length` bytes long, given what is `held` of it.
+pub fn plan_piece(
+    held: Option<EvidenceStatus>,
+    length: u64,
+    offset: u64,
+    piece_len: usize,
+) -> PiecePlan {
+    // An unfinished upload of another length is replaced by one that starts
+    // again from the beginning: whichever is right hashes to the name, so no
+    // upload can block another for good.
+    let restart = held.is_some_and(|s| !s.complete && s.length != length && offset == 0);
+    let held = if restart { None } else { held };
+    let plan = |action| PiecePlan { restart, action };
+    let status = match held {
+        Some(s) if s.length != length => {
+            return plan(PieceAction::Refuse(EvidenceRefusal::LengthChanged {
+                held: s.length,
+                claimed: length,
+            }));
+        }
+        Some(s) => s,
+        None => EvidenceStatus {
+            length,
+            received: 0,
+            complete: false,
+        },
+    };
+    if status.complete {
+        return plan(PieceAction::Whole(status));
+    }
+    let end = offset.saturating_add(piece_len as u64);
+    if end > length {
+        return plan(PieceAction::Refuse(EvidenceRefusal::PastEnd {
+            end,
+            length,
+        }));
+    }
+    if offset > status.received {
+        return plan(PieceAction::Refuse(EvidenceRefusal::Gap {
+            offset,
+            received: status.received,
+        }));
+    }
+    let skip = (status.received - offset).min(piece_len as u64) as usize;
+    let received = status.received + (piece_len - skip) as u64;
+    plan(PieceAction::Append {
+        fresh: held.is_none(),
+        at: status.received,
+        skip,
+        received,
+        complete: received == length,
+    })
+}
+
+/// Appends to `out` the part of a stored piece (`data` at byte `at`) that
+/// falls within `offset..end` of the file.
+pub fn copy_range(out: &mut Vec<u8>, at: u64, data: &[u8], offset: u64, end: u64) {
+    let (from, to) = (at, at + data.len() as u64);
+    if to <= offset || from >= end {
+        return;
+    }
+    let a = (offset.max(from) - from) as usize;
+    let b = (end.min(to) - from) as usize;
+    out.extend_from_slice(&data[a..b]);
+}
+
 pub fn evidence_hash(bytes: &[u8]) -> EvidenceHash {
     let digest = ring::digest::digest(&SHA256, bytes);
     EvidenceHash::parse(&kiemtra_core::hex::encode(digest.as_ref()))
@@ -123,46 +219,26 @@ impl Store {
     ) -> Result<std::result::Result<EvidenceStatus, EvidenceRefusal>> {
         let now = self.session().now().to_rfc3339();
         let outcome = self.batch(|store| {
-            let mut held = store.evidence_status(visit, hash)?;
-            // An unfinished upload of another length is replaced by one that
-            // starts again from the beginning: whichever is right hashes to
-            // the name, so no upload can block another for good.
-            if held.is_some_and(|s| !s.complete && s.length != length && offset == 0) {
+            let held = store.evidence_status(visit, hash)?;
+            let plan = plan_piece(held, length, offset, piece.len());
+            if plan.restart {
                 store.conn().execute(
                     "DELETE FROM evidence WHERE visit_id = ?1 AND hash = ?2",
                     params![visit.as_str(), hash.as_str()],
                 )?;
-                held = None;
             }
-            let status = match held {
-                Some(s) if s.length != length => {
-                    return Ok(Err(EvidenceRefusal::LengthChanged {
-                        held: s.length,
-                        claimed: length,
-                    }));
-                }
-                Some(s) => s,
-                None => EvidenceStatus {
-                    length,
-                    received: 0,
-                    complete: false,
-                },
+            let (fresh, at, skip, received, complete) = match plan.action {
+                PieceAction::Refuse(r) => return Ok(Err(r)),
+                PieceAction::Whole(status) => return Ok(Ok(status)),
+                PieceAction::Append {
+                    fresh,
+                    at,
+                    skip,
+                    received,
+                    complete,
+                } => (fresh, at, skip, received, complete),
             };
-            if status.complete {
-                return Ok(Ok(status));
-            }
-            let end = offset.saturating_add(piece.len() as u64);
-            if end > length {
-                return Ok(Err(EvidenceRefusal::PastEnd { end, length }));
-            }
-            if offset > status.received {
-                return Ok(Err(EvidenceRefusal::Gap {
-                    offset,
-                    received: status.received,
-                }));
-            }
-            let new = &piece[(status.received - offset).min(piece.len() as u64) as usize..];
-            if held.is_none() {
+            if fresh {
                 store.conn().execute(
                     // Received, so nothing of it is this store's to upload.
                     "INSERT INTO evidence (visit_id, hash, length, received, complete, uploaded, created_at)
@@ -170,14 +246,12 @@ impl Store {
                     params![visit.as_str(), hash.as_str(), length as i64, now],
                 )?;
             }
-            if !new.is_empty() {
+            if skip < piece.len() {
                 store.conn().execute(
                     "INSERT INTO evidence_pieces (visit_id, hash, at, data) VALUES (?1, ?2, ?3, ?4)",
-                    params![visit.as_str(), hash.as_str(), status.received as i64, new],
+                    params![visit.as_str(), hash.as_str(), at as i64, &piece[skip..]],
                 )?;
             }
-            let received = status.received + new.len() as u64;
-            let complete = received == length;
             if complete && store.hash_of_pieces(visit, hash)? != *hash {
                 store.conn().execute(
                     "DELETE FROM evidence WHERE visit_id = ?1 AND hash = ?2",
@@ -237,13 +311,7 @@ impl Store {
         while let Some(row) = rows.next()? {
             let at = row.get::<_, i64>(0)? as u64;
             let data = row.get_ref(1)?.as_blob().map_err(rusqlite::Error::from)?;
-            let (from, to) = (at, at + data.len() as u64);
-            if to <= offset || from >= end {
-                continue;
-            }
-            let a = (offset.max(from) - from) as usize;
-            let b = (end.min(to) - from) as usize;
-            out.extend_from_slice(&data[a..b]);
+            copy_range(&mut out, at, data, offset, end);
         }
         Ok(Some(out))
     }

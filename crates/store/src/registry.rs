@@ -110,7 +110,8 @@ fn read_device(r: &rusqlite::Row<'_>) -> rusqlite::Result<DeviceRecord> {
 const DEVICE_COLUMNS: &str =
     "device_id, user_id, team, role, name, enrolled_at, revoked_at, public_key";
 
-fn ranges_json(ranges: &[(Vec<u8>, u64, u64)]) -> String {
+/// A signature's ranges as kept: JSON `[[actor hex, first, last], …]`.
+pub fn ranges_json(ranges: &[(Vec<u8>, u64, u64)]) -> String {
     let rows: Vec<(String, u64, u64)> = ranges
         .iter()
         .map(|(a, f, l)| (a.iter().map(|b| format!("{b:02x}")).collect(), *f, *l))
@@ -118,19 +119,66 @@ fn ranges_json(ranges: &[(Vec<u8>, u64, u64)]) -> String {
     serde_json::to_string(&rows).unwrap_or_else(|_| "[]".into())
 }
 
-fn parse_ranges(json: &str) -> Vec<(Vec<u8>, u64, u64)> {
-    let rows: Vec<(String, u64, u64)> = serde_json::from_str(json).unwrap_or_default();
+/// A signature's ranges from [`ranges_json`]; `None` when they do not parse.
+pub fn ranges_from_json(json: &str) -> Option<Vec<(Vec<u8>, u64, u64)>> {
+    let rows: Vec<(String, u64, u64)> = serde_json::from_str(json).ok()?;
     rows.into_iter()
-        .map(|(a, f, l)| {
-            let bytes = (0..a.len() / 2)
-                .filter_map(|i| u8::from_str_radix(a.get(2 * i..2 * i + 2)?, 16).ok())
-                .collect();
-            (bytes, f, l)
-        })
+        .map(|(a, f, l)| Some((kiemtra_core::hex::decode(&a)?, f, l)))
         .collect()
 }
 
-/// Reads `signer, signature, received_at, ranges` from a row.
+fn parse_ranges(json: &str) -> Vec<(Vec<u8>, u64, u64)> {
+    ranges_from_json(json).unwrap_or_default()
+}
+
+/// Of kept signatures read newest first, those covering any of `changes`
+/// (each with its actor and sequence number), oldest first; reading stops
+/// once every change is covered, so a long history's older signatures are
+/// not read.
+pub fn covering_newest_first<E>(
+    newest_first: impl IntoIterator<Item = std::result::Result<SignatureRecord, E>>,
+    changes: &[(ChangeHash, Vec<u8>, u64)],
+) -> std::result::Result<Vec<SignatureRecord>, E> {
+    let mut left: Vec<&(ChangeHash, Vec<u8>, u64)> = changes.iter().collect();
+    let mut out = Vec::new();
+    if left.is_empty() {
+        return Ok(out);
+    }
+    for s in newest_first {
+        let s = s?;
+        let before = left.len();
+        left.retain(|(_, actor, seq)| !s.covers(actor, *seq));
+        if left.len() < before {
+            out.push(s);
+        }
+        if left.is_empty() {
+            break;
+        }
+    }
+    out.reverse();
+    Ok(out)
+}
+
+/// Every covered change with the first of `records` (oldest first) that
+/// named it; `index` turns each signature's ranges into hashes.
+pub fn receipts_from(records: Vec<SignatureRecord>, index: &kiemtra_core::ChangeIndex) -> Receipts {
+    let mut seen = HashSet::new();
+    let mut out = Receipts::default();
+    for record in records {
+        let Some(hashes) = index.hashes(&record.ranges) else {
+            out.unresolved.push(record);
+            continue;
+        };
+        let receipt = std::sync::Arc::new(Receipt { record, hashes });
+        for h in &receipt.hashes {
+            if seen.insert(*h) {
+                out.changes.push((*h, receipt.clone()));
+            }
+        }
+    }
+    out
+}
+
 fn read_signature(r: &rusqlite::Row<'_>) -> rusqlite::Result<SignatureRecord> {
     Ok(SignatureRecord {
         signer: r.get(0)?,
@@ -380,28 +428,11 @@ impl Store {
         if changes.is_empty() {
             return Ok(Vec::new());
         }
-        // Newest first, stopping once every wanted change is covered: the
-        // changes a sync sends are usually those of the latest batches, so
-        // a long history's older signatures are not read.
-        let mut left: Vec<&(ChangeHash, Vec<u8>, u64)> = changes.iter().collect();
         let mut stmt = self.conn().prepare_cached(
             "SELECT signer, signature, received_at, ranges FROM signatures WHERE visit_id = ?1 ORDER BY id DESC",
         )?;
-        let mut rows = stmt.query([visit.as_str()])?;
-        let mut out = Vec::new();
-        while let Some(row) = rows.next()? {
-            let s = read_signature(row)?;
-            let before = left.len();
-            left.retain(|(_, actor, seq)| !s.covers(actor, *seq));
-            if left.len() < before {
-                out.push(s);
-            }
-            if left.is_empty() {
-                break;
-            }
-        }
-        out.reverse();
-        Ok(out)
+        let rows = stmt.query_map([visit.as_str()], read_signature)?;
+        Ok(covering_newest_first(rows, changes)?)
     }
 
     /// Every kept signature of a visit, oldest first.
@@ -422,21 +453,7 @@ impl Store {
         visit: &VisitId,
         index: &kiemtra_core::ChangeIndex,
     ) -> Result<Receipts> {
-        let mut seen = HashSet::new();
-        let mut out = Receipts::default();
-        for record in self.signatures_of(visit)? {
-            let Some(hashes) = index.hashes(&record.ranges) else {
-                out.unresolved.push(record);
-                continue;
-            };
-            let receipt = std::sync::Arc::new(Receipt { record, hashes });
-            for h in &receipt.hashes {
-                if seen.insert(*h) {
-                    out.changes.push((*h, receipt.clone()));
-                }
-            }
-        }
-        Ok(out)
+        Ok(receipts_from(self.signatures_of(visit)?, index))
     }
 
     pub fn devices(&self) -> Result<Vec<DeviceRecord>> {
