@@ -95,6 +95,9 @@ fn open_phone(dir: &Path, creds: &Credentials) -> Store {
 struct World<S: ServerStore> {
     root: tempfile::TempDir,
     server: S,
+    /// A second server process over the same database, opened on the
+    /// first [`Step::SwitchServer`]: requests alternate between the two.
+    other_server: Option<S>,
     /// Opens the server's store (in the folder given, for the embedded one).
     open_server: Box<dyn Fn(&Path) -> S>,
     /// Whether the server's data are files in `server_dir` (the embedded
@@ -221,6 +224,7 @@ impl<S: ServerStore> World<S> {
         let mut w = Self {
             root,
             server,
+            other_server: None,
             open_server,
             server_files,
             server_dir,
@@ -423,10 +427,22 @@ impl<S: ServerStore> World<S> {
             return;
         };
         let placeholder = self.root.path().join("placeholder");
+        // Every process is stopped for a restore.
+        self.other_server = None;
         self.server = (self.open_server)(&placeholder);
         restore_files(&backup, &self.server_dir);
         self.server = (self.open_server)(&self.server_dir);
         self.forget_lost();
+    }
+
+    /// The next requests go to the other server process over the same
+    /// database (no state in memory between requests may matter).
+    fn switch_server(&mut self) {
+        let other = match self.other_server.take() {
+            Some(other) => other,
+            None => (self.open_server)(&self.server_dir),
+        };
+        self.other_server = Some(std::mem::replace(&mut self.server, other));
     }
 
     fn backup_phone(&mut self, p: usize) {
@@ -507,6 +523,7 @@ impl<S: ServerStore> World<S> {
             Step::RestoreServer => self.restore_server(),
             Step::BackupPhone { p } => self.backup_phone(p % n),
             Step::RestorePhone { p } => self.restore_phone(p % n),
+            Step::SwitchServer => self.switch_server(),
         }
         Ok(())
     }
@@ -659,6 +676,9 @@ enum Step {
     RestorePhone {
         p: usize,
     },
+    /// Requests from now on go to another server process over the same
+    /// database (and back, the next time).
+    SwitchServer,
 }
 
 fn step() -> impl Strategy<Value = Step> {
@@ -674,6 +694,7 @@ fn step() -> impl Strategy<Value = Step> {
         1 => Just(Step::RestoreServer),
         1 => (0..4usize).prop_map(|p| Step::BackupPhone { p }),
         1 => (0..4usize).prop_map(|p| Step::RestorePhone { p }),
+        1 => Just(Step::SwitchServer),
     ]
 }
 
@@ -860,6 +881,148 @@ fn a_phone_with_small_limits_continues_over_several_rounds() {
         "phone 1 made {} requests",
         w.phones[1].report.requests
     );
+}
+
+#[test]
+fn two_groups_offline_converge_in_every_sync_order() {
+    // All six orders of the three phones' syncs after both groups recorded
+    // offline: staff member 1 late in one group and absent in the other (a
+    // conflict), staff member 2 present in both (no conflict), a finding
+    // and a narrative from each.
+    for order in [
+        [0, 1, 2],
+        [0, 2, 1],
+        [1, 0, 2],
+        [1, 2, 0],
+        [2, 0, 1],
+        [2, 1, 0],
+    ] {
+        let mut steps = vec![
+            edit(0, 0, 0, 1),
+            edit(0, 0, 0, 6),
+            edit(0, 0, 3, 1),
+            edit(0, 0, 4, 1),
+            edit(1, 0, 0, 5),
+            edit(1, 0, 0, 6),
+            edit(1, 0, 3, 2),
+        ];
+        for p in order {
+            steps.extend(round_trip(p));
+        }
+        let mut w = run(&steps).unwrap_or_else(|e| panic!("order {order:?}: {e}"));
+        let id = w.visits[0].0.clone();
+        let state = w.server.visit(&id).expect("visit").state().expect("state");
+        let conflicts = state.conflicts();
+        assert_eq!(conflicts.len(), 1, "order {order:?}: {conflicts:?}");
+        assert_eq!(conflicts[0].field, FieldRef::Attendance { staff: staff(1) });
+        assert_eq!(state.findings.len(), 2, "order {order:?}");
+        // The supervisor settles it; the settlement reaches everyone.
+        w.step(&edit(2, 0, 5, 0)).expect("settle");
+        w.heal().expect("heal");
+        w.check().expect("settled everywhere");
+        let state = w.server.visit(&id).expect("visit").state().expect("state");
+        assert!(state.conflicts().is_empty(), "order {order:?}");
+    }
+}
+
+#[test]
+fn a_steady_state_sync_is_one_request() {
+    let mut w = sqlite_world().expect("world");
+    for _ in 0..3 {
+        w.create(0);
+    }
+    let before = w.phones[0].report.clone();
+    w.sync_fully(0).expect("sync");
+    let first = w.phones[0].report.clone();
+    assert_eq!(first.requests - before.requests, 1);
+    assert_eq!(first.visits_uploaded - before.visits_uploaded, 3);
+    w.edit(0, 2, 0, 1);
+    w.sync_fully(0).expect("sync");
+    let second = w.phones[0].report.clone();
+    assert_eq!(second.requests - first.requests, 1);
+    assert_eq!(second.visits_uploaded - first.visits_uploaded, 1);
+    w.sync_fully(0).expect("sync");
+    let idle = w.phones[0].report.clone();
+    assert_eq!(idle.requests - second.requests, 1);
+    assert_eq!(idle.visits_uploaded, second.visits_uploaded);
+    assert_eq!(idle.visits_downloaded, second.visits_downloaded);
+    w.heal().expect("heal");
+    w.check().expect("converges");
+}
+
+#[test]
+fn a_server_that_dies_mid_sync_loses_nothing() {
+    // Killed before it committed (what it stored is rolled back: the
+    // database as it was before the request) and killed after it committed
+    // but before it answered (the answer is lost), for two phones.
+    let steps = vec![
+        edit(0, 0, 0, 1),
+        edit(2, 0, 3, 4),
+        Step::BackupServer,
+        Step::Send { p: 0, copies: 1 },
+        Step::Deliver { i: 0, lose: true },
+        Step::RestoreServer,
+        Step::Send { p: 2, copies: 1 },
+        Step::Deliver { i: 0, lose: true },
+        edit(0, 0, 2, 1),
+        edit(2, 0, 4, 5),
+        Step::GiveUp { p: 0 },
+        Step::GiveUp { p: 2 },
+    ];
+    let w = run(&steps).expect("converges");
+    assert_eq!(w.lost_to_restores, 0, "every change was still on its phone");
+}
+
+#[test]
+fn two_server_processes_share_one_database() {
+    // Each phone's requests alternate between two server processes over
+    // the same database; every request of a round trip goes to the other.
+    let mut steps = Vec::new();
+    for k in 0..8 {
+        steps.push(edit(k % 3, 0, (k % 5) as u8, k));
+        steps.push(Step::SwitchServer);
+        steps.extend(round_trip(k % 3));
+    }
+    steps.push(Step::Create { p: 1 });
+    steps.push(Step::SwitchServer);
+    steps.extend(round_trip(1));
+    let w = run(&steps).expect("converges");
+    assert!(w.other_server.is_some(), "a second process served requests");
+}
+
+#[test]
+fn one_small_change_stays_within_the_bytes_bound() {
+    let mut w = sqlite_world().expect("world");
+    let id = w.visits[0].0.clone();
+    for k in 0..3 {
+        w.edit(0, 0, 0, k);
+        let change = w.phones[0]
+            .store
+            .visit(&id)
+            .expect("visit")
+            .automerge()
+            .get_last_local_change()
+            .expect("a local change")
+            .raw_bytes()
+            .len();
+        let phone = &mut w.phones[0];
+        let round = phone.engine.begin(&mut phone.store).expect("begin");
+        let bound = change * 11 / 10 + 100;
+        assert!(
+            round.body.len() <= bound,
+            "sent {} bytes for a {change}-byte change (bound {bound})",
+            round.body.len()
+        );
+        let answer = w.serve(0, &round.body).expect("answer");
+        let phone = &mut w.phones[0];
+        let applied = phone
+            .engine
+            .apply(&mut phone.store, &round, &answer, &mut phone.report)
+            .expect("apply");
+        assert!(!applied.again, "one round");
+    }
+    w.heal().expect("heal");
+    w.check().expect("converges");
 }
 
 #[test]
