@@ -24,10 +24,10 @@
 
 use kiemtra_client::{Credentials, SyncClient, SyncOptions};
 use kiemtra_core::{
-    AttendanceMark, ChangeHash, CheckId, CheckResult, ConductKind, ConductResult, DeviceId, Editor,
-    FieldRef, FindingField, FindingId, FindingValue, Lang, NewFinding, NewVisit, Observation, Role,
-    Session, Severity, StaffCategory, StaffId, StaffMember, Tally, Template, Unit, UnitCode,
-    UnitKind, UserId, Visit, VisitId, VisitState,
+    AttendanceMark, CheckId, CheckResult, ConductKind, ConductResult, DeviceId, Editor, FieldRef,
+    FindingField, FindingId, FindingValue, Lang, NewFinding, NewVisit, Observation, Role, Session,
+    Severity, StaffCategory, StaffId, StaffMember, Tally, Template, Unit, UnitCode, UnitKind,
+    UserId, Visit, VisitId, VisitState,
 };
 use kiemtra_store::Store;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -161,14 +161,8 @@ fn parse_time(s: &str) -> ApiResult<chrono::DateTime<chrono::Utc>> {
         .map_err(|e| invalid(format!("time {s:?} is not RFC 3339: {e}")))
 }
 
-fn parse_heads(heads: &[String]) -> ApiResult<Vec<ChangeHash>> {
-    heads
-        .iter()
-        .map(|h| {
-            h.parse::<ChangeHash>()
-                .map_err(|_| invalid(format!("{h:?} is not a change hash")))
-        })
-        .collect()
+fn parse_heads(heads: &[String]) -> ApiResult<kiemtra_core::Heads> {
+    kiemtra_core::Heads::parse(heads).map_err(|e| invalid(e.to_string()))
 }
 
 // ---------------------------------------------------------------- records
@@ -265,7 +259,7 @@ impl From<kiemtra_store::VisitSummary> for VisitSummary {
             scheduled_on: s.scheduled_on,
             status: s.status,
             conflicts: s.conflicts,
-            heads: s.heads,
+            heads: s.heads.to_hex(),
         }
     }
 }

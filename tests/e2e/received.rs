@@ -162,9 +162,7 @@ async fn received_visits_are_listed_before_loading_and_a_damaged_one_comes_back(
             .expect("mark as received");
     }
     damage(&mut sup, "v-2");
-    let other = sup.store.summary(&vid("v-1")).expect("v-1").heads[0]
-        .parse()
-        .expect("hash");
+    let other = sup.store.summary(&vid("v-1")).expect("v-1").heads[0];
     sup.store
         .set_confirmed_heads(&vid("v-2"), kiemtra_client::PEER, &[other])
         .expect("confirmation");

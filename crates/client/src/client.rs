@@ -514,10 +514,9 @@ impl DeviceEngine {
         let device = kiemtra_core::DeviceId::parse(&self.creds.device_id)
             .map_err(kiemtra_store::Error::from)?;
         for summary in store.list_visits()? {
-            let heads = heads_of(&summary.heads);
+            let heads = summary.heads.clone();
             let confirmed = store
                 .confirmed_heads(&summary.id, PEER)?
-                .map(sorted)
                 .filter(|c| !c.is_empty());
             if confirmed.as_ref() == Some(&heads) {
                 visits.push(VisitOffer {
@@ -679,20 +678,6 @@ impl DeviceEngine {
             with_changes,
         ))
     }
-}
-
-fn heads_of(summary_heads: &[String]) -> Vec<ChangeHash> {
-    let mut v: Vec<ChangeHash> = summary_heads
-        .iter()
-        .filter_map(|h| h.parse().ok())
-        .collect();
-    v.sort();
-    v
-}
-
-fn sorted(mut v: Vec<ChangeHash>) -> Vec<ChangeHash> {
-    v.sort();
-    v
 }
 
 fn parse_cursor(s: Option<String>) -> Cursor {
@@ -1057,7 +1042,7 @@ fn listed_summary(
             unrecorded: l.unrecorded,
             absent_by_reason,
         },
-        heads: heads.iter().map(|h| ChangeHash(*h).to_string()).collect(),
+        heads: heads.iter().map(|h| ChangeHash(*h)).collect(),
         updated_at: now,
     })
 }

@@ -3,6 +3,7 @@
 mod accept;
 mod error;
 mod fixture;
+mod heads;
 pub mod hex;
 mod history;
 mod ids;
@@ -24,6 +25,7 @@ pub use error::{Error, Result};
 pub use fixture::{
     AttendanceFixture, CAMPAIGN_FORMAT, CampaignFixture, CampaignInfo, StaffFixture, UnitFixture,
 };
+pub use heads::Heads;
 pub use history::{DomainChange, HistoryEntry, diff_states, format_time, vietnam_time};
 pub use ids::{
     CampaignId, CheckId, DeviceId, EvidenceHash, FindingId, StaffId, TeamId, TemplateId, UnitCode,

@@ -10,6 +10,7 @@ use serde::Serialize;
 use std::collections::{BTreeSet, HashMap};
 
 use crate::error::{Error, Result};
+use crate::heads::Heads;
 use crate::ids::{CampaignId, CheckId, EvidenceHash, FindingId, StaffId, TeamId, VisitId};
 use crate::model::{
     Attendance, AttendanceMark, CheckEntry, CheckResult, ConductEntry, ConductKind, ConductResult,
@@ -195,10 +196,9 @@ fn received_changes(
 /// it sent (sync protocol flag bit 2), so they need not travel beside them.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Implied {
-    /// Sorted.
-    pub heads: Vec<ChangeHash>,
-    /// Sorted; `None` for a whole document.
-    pub confirmed: Option<Vec<ChangeHash>>,
+    pub heads: Heads,
+    /// `None` for a whole document.
+    pub confirmed: Option<Heads>,
 }
 
 /// The heads and confirmation that `bytes` imply. For changes: the sent
@@ -218,9 +218,7 @@ pub fn implied_by(bytes: &[u8]) -> Result<Implied> {
                 .iter()
                 .flat_map(|c| c.deps().iter().copied())
                 .collect();
-            let mut heads: Vec<ChangeHash> =
-                sent.iter().copied().filter(|h| !deps.contains(h)).collect();
-            heads.sort();
+            let heads = sent.iter().copied().filter(|h| !deps.contains(h)).collect();
             let confirmed = deps.into_iter().filter(|d| !sent.contains(d)).collect();
             Ok(Implied {
                 heads,
@@ -236,10 +234,8 @@ pub fn implied_by(bytes: &[u8]) -> Result<Implied> {
             })
             .map_err(|_| Error::NotAVisit("unreadable document".into()))?
             .map_err(|e| Error::NotAVisit(format!("unreadable document: {e}")))?;
-            let mut heads = doc.get_heads();
-            heads.sort();
             Ok(Implied {
-                heads,
+                heads: Heads::new(doc.get_heads()),
                 confirmed: None,
             })
         }

@@ -6,9 +6,8 @@ mod common;
 use common::*;
 use kiemtra_core::*;
 
-fn sorted(mut v: Vec<ChangeHash>) -> Vec<ChangeHash> {
-    v.sort();
-    v
+fn sorted(v: Vec<ChangeHash>) -> Heads {
+    Heads::new(v)
 }
 
 #[test]

@@ -1,7 +1,7 @@
 //! The sync engine: one request in, one response out, over the store. No
 //! state is kept between requests except what the database holds.
 
-use kiemtra_core::{ChangeHash, Visit, VisitId};
+use kiemtra_core::{ChangeHash, Heads, Visit, VisitId};
 use kiemtra_store::DeviceRecord;
 
 use crate::storage::ServerStore;
@@ -19,17 +19,13 @@ use kiemtra_sync_protocol::DecodeError;
 /// Visits new to the server loaded ahead of the one being stored.
 const LOAD_WINDOW: usize = 16;
 
-fn to_hash(h: &Hash) -> ChangeHash {
-    ChangeHash(*h)
+/// Heads as the wire carries them, parsed once.
+fn heads_of_wire(hs: &[Hash]) -> Heads {
+    hs.iter().map(|h| ChangeHash(*h)).collect()
 }
 
 fn from_hashes(hs: &[ChangeHash]) -> Vec<Hash> {
     hs.iter().map(|h| h.0).collect()
-}
-
-fn sorted(mut v: Vec<ChangeHash>) -> Vec<ChangeHash> {
-    v.sort();
-    v
 }
 
 fn result(
@@ -270,12 +266,7 @@ pub fn sync<S: ServerStore>(
             }
             used += doc.len();
             let summary = store.summary(&id)?;
-            let heads: Vec<Hash> = summary
-                .heads
-                .iter()
-                .filter_map(|h| h.parse::<ChangeHash>().ok())
-                .map(|h| h.0)
-                .collect();
+            let heads = from_hashes(&summary.heads);
             metrics.visits_sent.fetch_add(1, Relaxed);
             let mut r = result(&entry.visit_id, VisitStatus::Ok, heads, doc, String::new());
             r.signatures = to_wire(store.signatures_of(&id)?);
@@ -387,39 +378,27 @@ fn offer_result<S: ServerStore>(
     // The device's heads and confirmation: as sent, or read off the
     // changes when the offer left them to those (flag bit 2).
     let (offer_heads, offer_confirmed) = match offer.implied {
-        false => (offer.heads.clone(), offer.confirmed.clone()),
+        false => (
+            heads_of_wire(&offer.heads),
+            offer.confirmed.as_deref().map(heads_of_wire),
+        ),
         true => match kiemtra_core::implied_by(&offer.changes) {
-            Ok(implied) => (
-                from_hashes(&implied.heads),
-                implied.confirmed.map(|c| from_hashes(&c)),
-            ),
+            Ok(implied) => (implied.heads, implied.confirmed),
             Err(e) => return Ok(Some(refuse(vid, VisitStatus::Invalid, e.to_string()))),
         },
     };
     // In sync already: answered from the index, without loading the visit.
-    if offer.changes.is_empty() {
-        let stored: Vec<ChangeHash> = sorted(
-            summary
-                .heads
-                .iter()
-                .filter_map(|h| h.parse().ok())
-                .collect(),
-        );
-        if stored == sorted(offer_heads.iter().map(to_hash).collect()) {
-            let confirmed = offer_confirmed
-                .as_ref()
-                .map(|c| sorted(c.iter().map(to_hash).collect()));
-            if confirmed.as_ref() == Some(&stored) {
-                return Ok(None);
-            }
-            return Ok(Some(result(
-                vid,
-                VisitStatus::Ok,
-                from_hashes(&stored),
-                Vec::new(),
-                String::new(),
-            )));
+    if offer.changes.is_empty() && summary.heads == offer_heads {
+        if offer_confirmed.as_ref() == Some(&summary.heads) {
+            return Ok(None);
         }
+        return Ok(Some(result(
+            vid,
+            VisitStatus::Ok,
+            from_hashes(&summary.heads),
+            Vec::new(),
+            String::new(),
+        )));
     }
     // A write holds other writers of this visit off from here to the end
     // of the request (PostgreSQL; the embedded store has one writer).
@@ -435,7 +414,7 @@ fn offer_result<S: ServerStore>(
         Err(e) => return answer_or_fail(vid, e).map(Some),
     };
     if let Some(confirmed) = &offer_confirmed
-        && confirmed.iter().any(|h| !visit.has_change(&to_hash(h)))
+        && confirmed.iter().any(|h| !visit.has_change(h))
     {
         return Ok(Some(result(
             vid,
@@ -456,8 +435,8 @@ fn offer_result<S: ServerStore>(
         Ok(v) => v,
         Err(e) => return answer_or_fail(vid, e).map(Some),
     };
-    let server_heads = visit.heads();
-    let device_heads: Vec<ChangeHash> = offer_heads.iter().map(to_hash).collect();
+    let server_heads = Heads::new(visit.heads());
+    let device_heads = offer_heads;
     if device_heads.iter().any(|h| !visit.has_change(h)) {
         // The device holds changes it did not send (its confirmation was
         // ahead of this server): ask for them.
@@ -469,10 +448,8 @@ fn offer_result<S: ServerStore>(
             String::new(),
         )));
     }
-    if sorted(server_heads.clone()) == sorted(device_heads.clone()) {
-        let confirmed_now = offer_confirmed.as_ref().is_some_and(|c| {
-            sorted(c.iter().map(to_hash).collect()) == sorted(server_heads.clone())
-        });
+    if server_heads == device_heads {
+        let confirmed_now = offer_confirmed.as_ref() == Some(&server_heads);
         if !applied && confirmed_now {
             return Ok(None);
         }
@@ -613,12 +590,7 @@ fn new_visit<S: ServerStore>(
     match stored {
         Ok(summary) => {
             metrics.visits_applied.fetch_add(1, Relaxed);
-            let heads: Vec<Hash> = summary
-                .heads
-                .iter()
-                .filter_map(|h| h.parse::<ChangeHash>().ok())
-                .map(|h| h.0)
-                .collect();
+            let heads = from_hashes(&summary.heads);
             Ok(result(
                 vid,
                 VisitStatus::Ok,
@@ -654,11 +626,7 @@ fn accept_offer<S: ServerStore>(
         Ok(a) => a,
         Err(r) if r.kind == kiemtra_core::RefusalKind::Missing => {
             let heads = store.summary(id).map(|s| s.heads).unwrap_or_default();
-            let heads = heads
-                .iter()
-                .filter_map(|h| h.parse::<ChangeHash>().ok())
-                .map(|h| h.0)
-                .collect();
+            let heads = from_hashes(&heads);
             return Err(Stop::Answer(Box::new(result(
                 vid,
                 VisitStatus::Resend,

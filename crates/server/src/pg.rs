@@ -285,7 +285,7 @@ impl PgStore {
 
     fn write_summary(&mut self, s: &VisitSummary, insert: bool) -> Result<()> {
         let tally = serde_json::to_string(&s.tally).map_err(corrupt)?;
-        let heads = serde_json::to_string(&s.heads).map_err(corrupt)?;
+        let heads = s.heads.to_json();
         let sql = if insert {
             "INSERT INTO visits (id, unit_code, unit_name, unit_kind, campaign, team, scheduled_on,
                                  status, conflicts, tally, heads, updated_at)
@@ -473,7 +473,7 @@ fn read_summary(r: &Row) -> Result<VisitSummary> {
         status: r.get(7),
         conflicts: u32::try_from(r.get::<_, i64>(8)).map_err(corrupt)?,
         tally: serde_json::from_str(&tally).map_err(corrupt)?,
-        heads: serde_json::from_str(&heads).map_err(corrupt)?,
+        heads: kiemtra_core::Heads::from_json(&heads).map_err(corrupt)?,
         updated_at: r.get(11),
     })
 }
@@ -607,12 +607,12 @@ impl ServerStore for PgStore {
         summary: VisitSummary,
     ) -> Result<VisitSummary> {
         let id = visit.id()?;
-        let heads: Vec<String> = visit.heads().iter().map(|h| h.to_string()).collect();
-        let summary = if summary.id != id || summary.heads != heads {
-            VisitSummary::of(&visit)?
-        } else {
-            summary
-        };
+        let summary =
+            if summary.id != id || summary.heads != kiemtra_core::Heads::new(visit.heads()) {
+                VisitSummary::of(&visit)?
+            } else {
+                summary
+            };
         let bytes = bytes.to_vec();
         self.in_one(move |s| {
             if s.exists(&id)? {

@@ -179,7 +179,7 @@ fn visits<B: Backend>(b: &B) {
     assert!(matches!(s.summary(&id), Err(Error::UnknownVisit(_))));
     assert!(matches!(s.stored_bytes(&id), Err(Error::UnknownVisit(_))));
     let (visit, first) = made_visit(0, "team-1");
-    let heads: Vec<String> = visit.heads().iter().map(|h| h.to_string()).collect();
+    let heads = kiemtra_core::Heads::new(visit.heads());
     let summary = s.insert_loaded(visit, &first).expect("insert");
     assert_eq!(summary.heads, heads);
     assert_eq!(summary.team, "team-1");
@@ -192,12 +192,7 @@ fn visits<B: Backend>(b: &B) {
     assert_eq!(seen.findings.len(), 1);
     assert_eq!(
         t.summary(&id).expect("summary").heads,
-        s.visit(&id)
-            .expect("visit")
-            .heads()
-            .iter()
-            .map(|h| h.to_string())
-            .collect::<Vec<_>>()
+        kiemtra_core::Heads::new(s.visit(&id).expect("visit").heads())
     );
     // What one connection stores, the other's next read shows (no stale copy).
     t.edit(&id, |v| v.add_finding(finding("thiếu sổ")).map(|_| ()))

@@ -1,7 +1,7 @@
 //! [`Store`]: visits in SQLite, durable per edit.
 
 use automerge::ChangeHash;
-use kiemtra_core::{Editor, NewVisit, Session, Tally, Template, Visit, VisitId};
+use kiemtra_core::{Editor, Heads, NewVisit, Session, Tally, Template, Visit, VisitId};
 use rusqlite::{Connection, OptionalExtension, params};
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
@@ -44,8 +44,8 @@ pub struct VisitSummary {
     pub status: String,
     pub conflicts: u32,
     pub tally: Tally,
-    /// Hex change hashes of the document's heads.
-    pub heads: Vec<String>,
+    /// The document's heads.
+    pub heads: Heads,
     pub updated_at: String,
 }
 
@@ -88,24 +88,8 @@ fn record_own(
     Ok(())
 }
 
-fn sorted(mut heads: Vec<ChangeHash>) -> Vec<ChangeHash> {
-    heads.sort();
-    heads
-}
-
-fn heads_json(heads: &[ChangeHash]) -> String {
-    let hex: Vec<String> = heads.iter().map(|h| h.to_string()).collect();
-    serde_json::to_string(&hex).unwrap_or_else(|_| "[]".into())
-}
-
-fn parse_heads(json: &str) -> Result<Vec<ChangeHash>> {
-    let hex: Vec<String> = serde_json::from_str(json).map_err(|e| Error::Corrupt(e.to_string()))?;
-    hex.iter()
-        .map(|h| {
-            h.parse::<ChangeHash>()
-                .map_err(|_| Error::Corrupt(format!("bad head {h}")))
-        })
-        .collect()
+fn parse_heads(json: &str) -> Result<Heads> {
+    Heads::from_json(json).map_err(|e| Error::Corrupt(e.to_string()))
 }
 
 impl Store {
@@ -203,8 +187,7 @@ impl Store {
         summary: VisitSummary,
     ) -> Result<VisitSummary> {
         let id = visit.id()?;
-        let heads: Vec<String> = visit.heads().iter().map(|h| h.to_string()).collect();
-        if self.exists(&id)? || summary.id != id || summary.heads != heads {
+        if self.exists(&id)? || summary.id != id || summary.heads != Heads::new(visit.heads()) {
             return self.insert_loaded(visit, bytes);
         }
         self.insert_with(visit, bytes.to_vec(), Some(summary))
@@ -439,7 +422,7 @@ impl Store {
                 )
                 .optional()?;
             let fresh = stored.is_some_and(|h| {
-                parse_heads(&h).is_ok_and(|h| sorted(h) == sorted(open.saved_heads.clone()))
+                parse_heads(&h).is_ok_and(|h| h == Heads::new(open.saved_heads.iter().copied()))
             });
             if !fresh {
                 self.open.remove(id);
@@ -729,7 +712,7 @@ impl Store {
     }
 
     /// The heads `peer` last confirmed holding of this visit.
-    pub fn confirmed_heads(&self, id: &VisitId, peer: &str) -> Result<Option<Vec<ChangeHash>>> {
+    pub fn confirmed_heads(&self, id: &VisitId, peer: &str) -> Result<Option<Heads>> {
         let json: Option<String> = self
             .conn
             .query_row(
@@ -759,7 +742,7 @@ impl Store {
             params![
                 id.as_str(),
                 peer,
-                heads_json(heads),
+                Heads::from(heads).to_json(),
                 self.session.now().to_rfc3339()
             ],
         )?;
@@ -795,7 +778,7 @@ fn summarise(visit: &Visit) -> Result<VisitSummary> {
         status: state.status().key().into(),
         conflicts: state.conflicts().len() as u32,
         tally: state.tally(),
-        heads: visit.heads().iter().map(|h| h.to_string()).collect(),
+        heads: Heads::new(visit.heads()),
         updated_at: visit.session().now().to_rfc3339(),
     })
 }
@@ -826,7 +809,7 @@ fn append_feed(tx: &rusqlite::Savepoint<'_>, s: &VisitSummary, generation: u64) 
 
 fn write_summary(tx: &rusqlite::Savepoint<'_>, s: &VisitSummary, insert: bool) -> Result<()> {
     let tally = serde_json::to_string(&s.tally).map_err(|e| Error::Corrupt(e.to_string()))?;
-    let heads = serde_json::to_string(&s.heads).map_err(|e| Error::Corrupt(e.to_string()))?;
+    let heads = s.heads.to_json();
     let sql = if insert {
         "INSERT INTO visits (id, unit_code, unit_name, unit_kind, campaign, team, scheduled_on, status,
                              conflicts, tally, heads, updated_at)
@@ -872,7 +855,7 @@ fn read_summary(r: &rusqlite::Row<'_>) -> rusqlite::Result<Result<VisitSummary>>
             status: r.get(7)?,
             conflicts: r.get(8)?,
             tally: serde_json::from_str(&tally).map_err(|e| Error::Corrupt(e.to_string()))?,
-            heads: serde_json::from_str(&heads).map_err(|e| Error::Corrupt(e.to_string()))?,
+            heads: parse_heads(&heads)?,
             updated_at: r.get(11)?,
         })
     };

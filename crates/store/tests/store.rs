@@ -314,7 +314,7 @@ fn sync_state_is_kept_per_visit_and_peer() {
         .expect("set");
     assert_eq!(
         store.confirmed_heads(&vid("v-1"), "server").expect("get"),
-        Some(heads)
+        Some(kiemtra_core::Heads::new(heads))
     );
     store.clear_confirmed_heads("server").expect("clear");
     assert_eq!(
