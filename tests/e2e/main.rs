@@ -17,6 +17,7 @@ mod harness;
 mod hostile;
 mod merge;
 mod operations;
+mod overload;
 mod postgres;
 mod received;
 mod trust;

@@ -100,7 +100,12 @@ pub struct SyncOptions {
     /// Time allowed for one HTTP exchange.
     pub timeout: Duration,
     /// Attempts per request (network errors, 5xx and 429 are retried).
+    /// A busy answer (503 or 429 with `Retry-After`) waits as it says
+    /// without using up an attempt, while the waits add up to at most
+    /// `max_busy_wait`.
     pub max_attempts: u32,
+    /// Most time one request spends waiting as busy answers ask.
+    pub max_busy_wait: Duration,
     /// First backoff; doubles each retry, with full jitter, up to `max_backoff`.
     pub base_backoff: Duration,
     pub max_backoff: Duration,
@@ -120,6 +125,7 @@ impl Default for SyncOptions {
         Self {
             timeout: Duration::from_secs(60),
             max_attempts: 8,
+            max_busy_wait: Duration::from_secs(600),
             base_backoff: Duration::from_millis(200),
             max_backoff: Duration::from_secs(15),
             max_request: 4 << 20,
@@ -314,13 +320,7 @@ pub async fn enroll_with_key(
             }
         }
         if status.as_u16() == 429 {
-            wait = resp
-                .headers()
-                .get("Retry-After")
-                .and_then(|v| v.to_str().ok())
-                .and_then(|v| v.trim().parse::<u64>().ok())
-                .map(|s| Duration::from_secs(s.min(300)))
-                .unwrap_or_default();
+            wait = retry_after(&resp).unwrap_or_default();
             last = format!("HTTP {status}");
             continue;
         }
@@ -349,6 +349,29 @@ fn backoff(options: &SyncOptions, attempt: u32) -> Duration {
         .map(|_| u32::from_le_bytes(b))
         .unwrap_or(u32::MAX / 2);
     cap.mul_f64(f64::from(r) / f64::from(u32::MAX))
+}
+
+/// The wait a `Retry-After` header in whole seconds asks for (at most five
+/// minutes), if the answer has one.
+fn retry_after(resp: &reqwest::Response) -> Option<Duration> {
+    resp.headers()
+        .get("Retry-After")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<u64>().ok())
+        .map(|s| Duration::from_secs(s.min(300)))
+}
+
+/// A busy answer's wait, made later by up to a quarter of it and at least
+/// up to a second at random, so phones told the same whole second do not
+/// come back in the same instant.
+fn spread(wait: Duration) -> Duration {
+    let mut b = [0u8; 4];
+    let r = SystemRandom::new()
+        .fill(&mut b)
+        .map(|_| u32::from_le_bytes(b))
+        .unwrap_or(u32::MAX / 2);
+    let room = (wait / 4).max(Duration::from_secs(1));
+    wait + room.mul_f64(f64::from(r) / f64::from(u32::MAX))
 }
 
 async fn refused(resp: reqwest::Response) -> Error {
@@ -800,15 +823,29 @@ impl SyncClient {
         make: impl Fn() -> reqwest::RequestBuilder,
     ) -> Result<Vec<u8>, Error> {
         let mut last = String::new();
-        for attempt in 0..self.engine.options.max_attempts {
+        let options = &self.engine.options;
+        // Set by a busy answer: how long it asked to wait.
+        let mut asked: Option<Duration> = None;
+        let mut busy_waited = Duration::ZERO;
+        let mut attempt = 0;
+        while attempt < options.max_attempts {
             if self.cancel.load(Ordering::Relaxed) {
                 return Err(Error::Cancelled);
             }
-            if attempt > 0 {
-                *retries += 1;
-                self.unless_cancelled(tokio::time::sleep(self.backoff(attempt)))
-                    .await?;
+            match asked.take() {
+                Some(wait) => {
+                    *retries += 1;
+                    busy_waited += wait;
+                    self.unless_cancelled(tokio::time::sleep(wait)).await?;
+                }
+                None if attempt > 0 => {
+                    *retries += 1;
+                    self.unless_cancelled(tokio::time::sleep(self.backoff(attempt)))
+                        .await?;
+                }
+                None => {}
             }
+            attempt += 1;
             let sent = self
                 .unless_cancelled(make().bearer_auth(&self.engine.creds.token).send())
                 .await?;
@@ -831,13 +868,22 @@ impl SyncClient {
             }
             if status.is_server_error() || status.as_u16() == 429 {
                 last = format!("HTTP {status}");
+                let busy = matches!(status.as_u16(), 429 | 503);
+                if let Some(wait) = retry_after(&resp).filter(|_| busy) {
+                    let wait = spread(wait);
+                    if busy_waited + wait <= options.max_busy_wait {
+                        // Waiting as told is not a failed attempt.
+                        attempt -= 1;
+                        asked = Some(wait);
+                    }
+                }
                 continue;
             }
             return Err(refused(resp).await);
         }
         Err(Error::Network(format!(
             "gave up after {} attempts: {last}",
-            self.engine.options.max_attempts
+            options.max_attempts
         )))
     }
 

@@ -12,6 +12,8 @@ const BUCKETS: [f64; 11] = [
 pub struct Metrics {
     pub syncs: AtomicU64,
     pub sync_errors: AtomicU64,
+    /// Syncs refused as busy because the queue was full.
+    pub syncs_shed: AtomicU64,
     pub visit_errors: AtomicU64,
     pub visits_applied: AtomicU64,
     pub visits_sent: AtomicU64,
@@ -62,6 +64,12 @@ impl Metrics {
             "kiemtra_sync_errors_total",
             "Sync requests refused as a whole.",
             &self.sync_errors,
+        );
+        counter(
+            &mut out,
+            "kiemtra_syncs_shed_total",
+            "Sync requests refused as busy (503) because the queue was full.",
+            &self.syncs_shed,
         );
         counter(
             &mut out,

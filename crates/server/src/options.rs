@@ -27,6 +27,11 @@ pub struct ServeOptions {
     /// only their body in memory; bodies are read regardless).
     #[arg(long, env = "KIEMTRA_MAX_SYNCS", default_value_t = 4, value_parser = at_least_one)]
     pub max_syncs: usize,
+    /// Syncs that may wait, body read, for one of those places; a sync
+    /// arriving past them is refused at once with 503 and a Retry-After
+    /// that books it a moment of its own later on.
+    #[arg(long, env = "KIEMTRA_MAX_QUEUED_SYNCS", default_value_t = 32)]
+    pub max_queued_syncs: usize,
     /// Largest evidence file (a photo) taken, in bytes.
     #[arg(long, env = "KIEMTRA_MAX_EVIDENCE", default_value_t = 32 << 20)]
     pub max_evidence: u64,
@@ -50,6 +55,7 @@ impl ServeOptions {
             max_body: self.max_body,
             body_timeout: Duration::from_secs(self.body_timeout_secs),
             max_syncs: self.max_syncs,
+            max_queued_syncs: self.max_queued_syncs,
             max_evidence: self.max_evidence,
             max_buffered: self.max_buffered,
             ..Settings::default()

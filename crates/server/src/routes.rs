@@ -250,6 +250,11 @@ async fn sync_inner(
     req: &HttpRequest,
     payload: web::Payload,
 ) -> Result<HttpResponse, Problem> {
+    // A full queue refuses before anything is read or looked up.
+    if let Some(secs) = state.admission.full() {
+        state.metrics.syncs_shed.fetch_add(1, Relaxed);
+        return Err(Problem::Busy(secs));
+    }
     let device = authenticate(state, req).await?;
     require_media(req, MEDIA_TYPE)?;
     let Body {
@@ -264,9 +269,12 @@ async fn sync_inner(
     // requests hold only their body. (The engine itself runs one request at
     // a time behind the store's lock; without this, every waiting request
     // would sit decoded on a blocking thread.)
-    let _slot = state
-        .sync_slots
-        .acquire()
+    let place = state.admission.enter().map_err(|secs| {
+        state.metrics.syncs_shed.fetch_add(1, Relaxed);
+        Problem::Busy(secs)
+    })?;
+    let _slot = place
+        .slot()
         .await
         .map_err(|e| Problem::Internal(e.to_string()))?;
     let (request, budget) = engine::decode_request(

@@ -42,6 +42,11 @@ pub struct Settings {
     /// only their received body in memory. Bodies are read without a limit
     /// on how many at a time, so a slow link never holds a place.
     pub max_syncs: usize,
+    /// Syncs with their body read that may wait for one of the
+    /// `max_syncs` places; one arriving past them is refused at once (503)
+    /// with a `Retry-After` that spreads the refused over the time the
+    /// server needs for them (see [`crate::admission`]).
+    pub max_queued_syncs: usize,
     /// Largest evidence file (a photo) the server takes, bytes.
     pub max_evidence: u64,
     /// Request bytes (sync and evidence bodies) buffered at once across all
@@ -65,6 +70,7 @@ impl Default for Settings {
             body_timeout: Duration::from_secs(120),
             tls: None,
             max_syncs: 4,
+            max_queued_syncs: 32,
             max_evidence: 32 << 20,
             max_buffered: 256 << 20,
         }
@@ -87,8 +93,9 @@ pub struct AppState {
     backend: Backend,
     pub metrics: Metrics,
     pub limits: Limits,
-    /// Places for syncs past reading their body (`Settings::max_syncs`).
-    pub sync_slots: tokio::sync::Semaphore,
+    /// Places for syncs past reading their body (`Settings::max_syncs`)
+    /// and the queue before them (`Settings::max_queued_syncs`).
+    pub admission: crate::admission::Admission,
     /// Failed enrollment attempts by client address.
     pub enroll_limiter: crate::auth::EnrollLimiter,
     /// The bound on request bytes buffered at once (`Settings::max_buffered`).
@@ -233,7 +240,10 @@ impl Application {
                 max_response: settings.max_response,
                 max_evidence: settings.max_evidence,
             },
-            sync_slots: tokio::sync::Semaphore::new(settings.max_syncs.max(1)),
+            admission: crate::admission::Admission::new(
+                settings.max_syncs.max(1),
+                settings.max_queued_syncs,
+            ),
             enroll_limiter: crate::auth::EnrollLimiter::default(),
             // A body the limit allows always fits the bound.
             buffered: BodyBudget::new(settings.max_buffered.max(settings.max_body)),

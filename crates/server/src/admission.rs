@@ -1,0 +1,255 @@
+//! Admission of syncs when more phones come back into coverage than the
+//! server can answer at once.
+//!
+//! At most `slots` syncs are decoded and answered at a time, and at most
+//! `queue` more wait for a slot with their body read. A sync that arrives
+//! while all of them are taken is refused at once with 503 and a `Retry-After`
+//! that gives it its own moment later on: refused syncs are booked one
+//! after another at the rate the server has lately been answering, so a
+//! crowd of phones is told to come back spread over the time the server
+//! needs for all of them instead of together. Without this bound every
+//! request waits, the phones' timeouts run out while the server still
+//! works on what they gave up, they send it all again, and the server
+//! spends its time on answers nobody reads.
+
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicUsize, Ordering::SeqCst};
+use std::time::{Duration, Instant};
+use tokio::sync::{Semaphore, SemaphorePermit};
+
+/// Longest wait a busy answer asks for, in seconds.
+pub const MAX_RETRY_SECS: u64 = 120;
+/// How long a stretch of answered syncs the rate is measured over.
+const RATE_WINDOW: Duration = Duration::from_secs(5);
+/// The rate assumed before any sync was answered (syncs per second).
+const FIRST_RATE: f64 = 10.0;
+
+/// The server's sync admission (see the module's documentation).
+pub struct Admission {
+    slots: Semaphore,
+    /// Most syncs admitted at once: the slots and the queue before them.
+    bound: usize,
+    /// Syncs admitted and not yet finished (waiting or answered).
+    inside: AtomicUsize,
+    book: Mutex<Book>,
+}
+
+/// The rate of answered syncs and the moment up to which refused syncs
+/// have been booked.
+#[derive(Debug)]
+struct Book {
+    window_start: Instant,
+    served_in_window: u64,
+    /// Syncs per second over the last whole window.
+    rate: f64,
+    /// Refused syncs are booked up to here.
+    booked_until: Instant,
+}
+
+/// An admitted sync, waiting for a slot; its place is given back when
+/// dropped.
+pub struct Place<'a> {
+    admission: &'a Admission,
+}
+
+/// A slot to decode and answer one sync; when dropped the sync counts as
+/// answered and its place is given back.
+pub struct Slot<'a> {
+    _permit: SemaphorePermit<'a>,
+    place: Place<'a>,
+}
+
+impl Admission {
+    pub fn new(slots: usize, queue: usize) -> Self {
+        let now = Instant::now();
+        let slots = slots.max(1);
+        Self {
+            slots: Semaphore::new(slots),
+            bound: slots + queue,
+            inside: AtomicUsize::new(0),
+            book: Mutex::new(Book {
+                window_start: now,
+                served_in_window: 0,
+                rate: FIRST_RATE,
+                booked_until: now,
+            }),
+        }
+    }
+
+    /// Syncs admitted now (waiting for a slot or being answered).
+    pub fn inside(&self) -> usize {
+        self.inside.load(SeqCst)
+    }
+
+    /// Before anything of a request is read: the seconds to tell it to
+    /// wait when every slot is taken and the queue is full.
+    pub fn full(&self) -> Option<u64> {
+        (self.inside() >= self.bound).then(|| self.refuse(Instant::now()))
+    }
+
+    /// A place among the admitted, or the seconds to tell the request to
+    /// wait.
+    pub fn enter(&self) -> Result<Place<'_>, u64> {
+        if self.inside.fetch_add(1, SeqCst) >= self.bound {
+            self.inside.fetch_sub(1, SeqCst);
+            return Err(self.refuse(Instant::now()));
+        }
+        Ok(Place { admission: self })
+    }
+
+    /// Books a refused sync after those already booked and returns how
+    /// many seconds from `now` its moment is (at least 1).
+    fn refuse(&self, now: Instant) -> u64 {
+        let mut book = match self.book.lock() {
+            Ok(b) => b,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        book.roll(now);
+        let step = Duration::from_secs_f64(1.0 / book.rate.max(0.1));
+        let after = book.booked_until.max(now) + step;
+        let cap = now + Duration::from_secs(MAX_RETRY_SECS);
+        book.booked_until = after.min(cap);
+        retry_secs(book.booked_until.saturating_duration_since(now))
+    }
+
+    fn served(&self) {
+        let now = Instant::now();
+        let mut book = match self.book.lock() {
+            Ok(b) => b,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        book.roll(now);
+        book.served_in_window += 1;
+    }
+}
+
+impl Book {
+    /// Closes the window when it is over: its count becomes the rate.
+    fn roll(&mut self, now: Instant) {
+        let over = now.saturating_duration_since(self.window_start);
+        if over >= RATE_WINDOW {
+            if self.served_in_window > 0 {
+                self.rate = self.served_in_window as f64 / over.as_secs_f64();
+            }
+            self.served_in_window = 0;
+            self.window_start = now;
+        }
+    }
+}
+
+/// Whole seconds, rounded up, between 1 and [`MAX_RETRY_SECS`].
+fn retry_secs(wait: Duration) -> u64 {
+    let secs = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
+    secs.clamp(1, MAX_RETRY_SECS)
+}
+
+impl<'a> Place<'a> {
+    /// Waits, in arrival order, for a slot.
+    pub async fn slot(self) -> Result<Slot<'a>, tokio::sync::AcquireError> {
+        let permit = self.admission.slots.acquire().await?;
+        Ok(Slot {
+            _permit: permit,
+            place: self,
+        })
+    }
+}
+
+impl Drop for Place<'_> {
+    fn drop(&mut self) {
+        self.admission.inside.fetch_sub(1, SeqCst);
+    }
+}
+
+impl Drop for Slot<'_> {
+    fn drop(&mut self) {
+        self.place.admission.served();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_full_queue_refuses_and_a_freed_place_admits_again() {
+        // One slot and a queue of one: two admitted, the third refused.
+        let a = Admission::new(1, 1);
+        let first = a.enter().expect("room");
+        let second = a.enter().expect("room");
+        assert!(a.full().is_some());
+        assert!(a.enter().is_err());
+        assert_eq!(a.inside(), 2);
+        drop(first);
+        assert_eq!(a.inside(), 1);
+        assert!(a.full().is_none());
+        let _third = a.enter().expect("room again");
+        drop(second);
+    }
+
+    #[test]
+    fn without_a_queue_only_the_slots_are_admitted() {
+        let a = Admission::new(2, 0);
+        let _one = a.enter().expect("a slot");
+        let _two = a.enter().expect("a slot");
+        assert!(a.enter().is_err());
+    }
+
+    #[test]
+    fn refused_syncs_are_booked_one_after_another_at_the_answering_rate() {
+        let a = Admission::new(1, 0);
+        let now = Instant::now();
+        {
+            let mut book = a.book.lock().expect("book");
+            book.rate = 50.0;
+            book.window_start = now;
+            book.booked_until = now;
+        }
+        // 500 refused at 50 a second: the last is told about 10 s.
+        let waits: Vec<u64> = (0..500).map(|_| a.refuse(now)).collect();
+        assert_eq!(waits[0], 1);
+        assert!(waits.windows(2).all(|w| w[0] <= w[1]), "never earlier");
+        assert_eq!(*waits.last().expect("last"), 10);
+        // Each second of the booking holds about the rate's worth.
+        let in_fifth = waits.iter().filter(|&&w| w == 5).count();
+        assert!(
+            (45..=55).contains(&in_fifth),
+            "{in_fifth} booked in the fifth second"
+        );
+    }
+
+    #[test]
+    fn a_booking_never_asks_for_more_than_the_longest_wait() {
+        let a = Admission::new(1, 0);
+        let now = Instant::now();
+        a.book.lock().expect("book").rate = 0.5;
+        let last = (0..1_000).map(|_| a.refuse(now)).last().expect("last");
+        assert_eq!(last, MAX_RETRY_SECS);
+    }
+
+    #[test]
+    fn the_rate_is_what_was_answered_in_the_last_window() {
+        let mut book = Book {
+            window_start: Instant::now() - RATE_WINDOW * 2,
+            served_in_window: 200,
+            rate: FIRST_RATE,
+            booked_until: Instant::now(),
+        };
+        book.roll(Instant::now());
+        assert!((15.0..=25.0).contains(&book.rate), "{}", book.rate);
+        // An idle window keeps the last rate known.
+        book.window_start = Instant::now() - RATE_WINDOW * 2;
+        book.roll(Instant::now());
+        assert!((15.0..=25.0).contains(&book.rate), "{}", book.rate);
+    }
+
+    #[tokio::test]
+    async fn a_finished_slot_gives_its_place_back_and_counts_as_answered() {
+        let a = Admission::new(1, 4);
+        let place = a.enter().expect("room");
+        let slot = place.slot().await.expect("slot");
+        assert_eq!(a.inside(), 1);
+        drop(slot);
+        assert_eq!(a.inside(), 0);
+        assert_eq!(a.book.lock().expect("book").served_in_window, 1);
+    }
+}
