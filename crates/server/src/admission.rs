@@ -5,9 +5,12 @@
 //! `queue` more wait for a slot with their body read. A sync that arrives
 //! while all of them are taken is refused at once with 503 and a `Retry-After`
 //! that gives it its own moment later on: refused syncs are booked one
-//! after another at the rate the server has lately been answering, so a
-//! crowd of phones is told to come back spread over the time the server
-//! needs for all of them instead of together. Without this bound every
+//! after another at the rate the server can answer (its slots over the
+//! mean time a sync held one lately), so a crowd of phones is told to come
+//! back spread over the time the server needs for all of them instead of
+//! together. The rate is the server's capacity, not what it answered: a
+//! server told to expect few phones would otherwise see few and never
+//! book faster. Without this bound every
 //! request waits, the phones' timeouts run out while the server still
 //! works on what they gave up, they send it all again, and the server
 //! spends its time on answers nobody reads.
@@ -21,12 +24,13 @@ use tokio::sync::{Semaphore, SemaphorePermit};
 pub const MAX_RETRY_SECS: u64 = 120;
 /// How long a stretch of answered syncs the rate is measured over.
 const RATE_WINDOW: Duration = Duration::from_secs(5);
-/// The rate assumed before any sync was answered (syncs per second).
-const FIRST_RATE: f64 = 10.0;
+/// The time a sync is assumed to hold its slot before any was measured.
+const FIRST_SERVICE: Duration = Duration::from_millis(50);
 
 /// The server's sync admission (see the module's documentation).
 pub struct Admission {
     slots: Semaphore,
+    slot_count: usize,
     /// Most syncs admitted at once: the slots and the queue before them.
     bound: usize,
     /// Syncs admitted and not yet finished (waiting or answered).
@@ -34,13 +38,15 @@ pub struct Admission {
     book: Mutex<Book>,
 }
 
-/// The rate of answered syncs and the moment up to which refused syncs
-/// have been booked.
+/// The rate the server answers syncs at and the moment up to which
+/// refused syncs have been booked.
 #[derive(Debug)]
 struct Book {
     window_start: Instant,
     served_in_window: u64,
-    /// Syncs per second over the last whole window.
+    held_in_window: Duration,
+    /// Syncs per second the server can answer: its slots over the mean
+    /// time a sync held one in the last window that answered any.
     rate: f64,
     /// Refused syncs are booked up to here.
     booked_until: Instant,
@@ -57,6 +63,7 @@ pub struct Place<'a> {
 pub struct Slot<'a> {
     _permit: SemaphorePermit<'a>,
     place: Place<'a>,
+    since: Instant,
 }
 
 impl Admission {
@@ -65,12 +72,14 @@ impl Admission {
         let slots = slots.max(1);
         Self {
             slots: Semaphore::new(slots),
+            slot_count: slots,
             bound: slots + queue,
             inside: AtomicUsize::new(0),
             book: Mutex::new(Book {
                 window_start: now,
                 served_in_window: 0,
-                rate: FIRST_RATE,
+                held_in_window: Duration::ZERO,
+                rate: slots as f64 / FIRST_SERVICE.as_secs_f64(),
                 booked_until: now,
             }),
         }
@@ -104,7 +113,7 @@ impl Admission {
             Ok(b) => b,
             Err(poisoned) => poisoned.into_inner(),
         };
-        book.roll(now);
+        book.roll(now, self.slot_count);
         let step = Duration::from_secs_f64(1.0 / book.rate.max(0.1));
         let after = book.booked_until.max(now) + step;
         let cap = now + Duration::from_secs(MAX_RETRY_SECS);
@@ -112,26 +121,30 @@ impl Admission {
         retry_secs(book.booked_until.saturating_duration_since(now))
     }
 
-    fn served(&self) {
+    fn served(&self, held: Duration) {
         let now = Instant::now();
         let mut book = match self.book.lock() {
             Ok(b) => b,
             Err(poisoned) => poisoned.into_inner(),
         };
-        book.roll(now);
+        book.roll(now, self.slot_count);
         book.served_in_window += 1;
+        book.held_in_window += held;
     }
 }
 
 impl Book {
-    /// Closes the window when it is over: its count becomes the rate.
-    fn roll(&mut self, now: Instant) {
+    /// Closes the window when it is over: the mean time its syncs held a
+    /// slot gives the rate.
+    fn roll(&mut self, now: Instant, slots: usize) {
         let over = now.saturating_duration_since(self.window_start);
         if over >= RATE_WINDOW {
             if self.served_in_window > 0 {
-                self.rate = self.served_in_window as f64 / over.as_secs_f64();
+                let mean = self.held_in_window.as_secs_f64() / self.served_in_window as f64;
+                self.rate = slots as f64 / mean.max(1e-4);
             }
             self.served_in_window = 0;
+            self.held_in_window = Duration::ZERO;
             self.window_start = now;
         }
     }
@@ -150,6 +163,7 @@ impl<'a> Place<'a> {
         Ok(Slot {
             _permit: permit,
             place: self,
+            since: Instant::now(),
         })
     }
 }
@@ -162,7 +176,7 @@ impl Drop for Place<'_> {
 
 impl Drop for Slot<'_> {
     fn drop(&mut self) {
-        self.place.admission.served();
+        self.place.admission.served(self.since.elapsed());
     }
 }
 
@@ -227,19 +241,27 @@ mod tests {
     }
 
     #[test]
-    fn the_rate_is_what_was_answered_in_the_last_window() {
+    fn the_rate_is_the_slots_over_the_mean_time_a_sync_held_one() {
         let mut book = Book {
             window_start: Instant::now() - RATE_WINDOW * 2,
             served_in_window: 200,
-            rate: FIRST_RATE,
+            // 200 syncs that held a slot 40 ms each, on 4 slots: 100 a second.
+            held_in_window: Duration::from_millis(40) * 200,
+            rate: 1.0,
             booked_until: Instant::now(),
         };
-        book.roll(Instant::now());
-        assert!((15.0..=25.0).contains(&book.rate), "{}", book.rate);
+        book.roll(Instant::now(), 4);
+        assert!((99.0..=101.0).contains(&book.rate), "{}", book.rate);
+        // However few were answered: the rate is what the server can do.
+        book.window_start = Instant::now() - RATE_WINDOW * 2;
+        book.served_in_window = 2;
+        book.held_in_window = Duration::from_millis(80);
+        book.roll(Instant::now(), 4);
+        assert!((99.0..=101.0).contains(&book.rate), "{}", book.rate);
         // An idle window keeps the last rate known.
         book.window_start = Instant::now() - RATE_WINDOW * 2;
-        book.roll(Instant::now());
-        assert!((15.0..=25.0).contains(&book.rate), "{}", book.rate);
+        book.roll(Instant::now(), 4);
+        assert!((99.0..=101.0).contains(&book.rate), "{}", book.rate);
     }
 
     #[tokio::test]
