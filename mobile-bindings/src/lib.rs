@@ -22,12 +22,11 @@
 //! [`KeyStore`] of its own (Android Keystore, the iOS Keychain) to
 //! `enroll` and `DeviceStore.open`.
 
-use kiemtra_client::{Credentials, SyncClient, SyncOptions};
+use kiemtra_client::{Credentials, Device, SyncClient, SyncOptions};
 use kiemtra_core::{
-    AttendanceMark, CheckId, CheckResult, ConductKind, ConductResult, DeviceId, Editor, FieldRef,
-    FindingField, FindingId, FindingValue, Lang, NewFinding, NewVisit, Observation, Role, Session,
-    Severity, StaffCategory, StaffId, StaffMember, Tally, Template, Unit, UnitCode, UnitKind,
-    UserId, Visit, VisitId, VisitState,
+    AttendanceMark, CheckId, CheckResult, ConductKind, ConductResult, FieldRef, FindingField,
+    FindingId, FindingValue, Lang, NewFinding, NewVisit, Observation, Severity, StaffCategory,
+    StaffId, StaffMember, Tally, Template, Unit, UnitCode, UnitKind, Visit, VisitId, VisitState,
 };
 use kiemtra_store::Store;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -124,6 +123,8 @@ impl From<kiemtra_client::Error> for ApiError {
             },
             E::Refused { .. } => ApiError::Refused { detail },
             E::NotEnrolled => ApiError::NotEnrolled { detail },
+            E::AlreadyEnrolled(_) => ApiError::AlreadyEnrolled { detail },
+            E::KeyElsewhere(_) | E::KeyMismatch(_) => ApiError::KeyStore { detail },
             E::Cancelled => ApiError::Cancelled,
         }
     }
@@ -728,24 +729,15 @@ pub trait KeyStore: Send + Sync {
     fn delete_key(&self, alias: String) -> Result<(), KeyStoreError>;
 }
 
-/// Where the store notes that the app's key store holds the device key,
-/// under which alias.
-const KEY_ALIAS_SETTING: &str = "device.key_alias";
-
-fn key_alias(public_key_hex: &str) -> String {
-    format!("kiemtra-device-{public_key_hex}")
-}
-
-/// The credentials of an enrolled store, with the device key read from
-/// `key_store` when the app keeps it there.
-fn load_credentials(
-    store: &Store,
-    store_path: &str,
-    key_store: Option<&Arc<dyn KeyStore>>,
-) -> ApiResult<Credentials> {
-    let mut creds = Credentials::load(store)?;
-    let Some(alias) = store.setting(KEY_ALIAS_SETTING)? else {
-        return Ok(creds);
+/// Opens the enrolled store at `store_path` as a [`Device`], with the
+/// device key read from `key_store` when the app keeps it there.
+fn open_device(store_path: &str, key_store: Option<&Arc<dyn KeyStore>>) -> ApiResult<Device> {
+    let path = std::path::Path::new(store_path);
+    let Some(enrollment) = Device::enrollment(path)? else {
+        return Err(kiemtra_client::Error::NotEnrolled.into());
+    };
+    let Some(alias) = enrollment.key_alias else {
+        return Ok(Device::open(path)?);
     };
     let Some(keys) = key_store else {
         return Err(ApiError::KeyStore {
@@ -760,16 +752,7 @@ fn load_credentials(
         .ok_or_else(|| ApiError::KeyStore {
             detail: format!("the app's key store holds no key under {alias}"),
         })?;
-    let matches = kiemtra_client::public_key_of(&key)
-        .map(|p| key_alias(&p) == alias)
-        .unwrap_or(false);
-    if !matches {
-        return Err(ApiError::KeyStore {
-            detail: format!("the key the app's key store holds under {alias} is not that key"),
-        });
-    }
-    creds.signing_key = kiemtra_core::hex::encode(&key);
-    Ok(creds)
+    Ok(Device::open_with_key(path, &key)?)
 }
 
 // ---------------------------------------------------------------- async
@@ -823,39 +806,34 @@ fn token_or_new(cancel: Option<Arc<CancelToken>>) -> Arc<CancelToken> {
 // ---------------------------------------------------------------- the store
 
 struct Inner {
-    store: Mutex<Option<Store>>,
+    device: Mutex<Option<Device>>,
+    /// The device's credentials, read without taking the store.
     creds: Credentials,
     options: Mutex<SyncOptions>,
 }
 
 impl Inner {
-    fn lock(&self) -> ApiResult<MutexGuard<'_, Option<Store>>> {
-        self.store.lock().map_err(|_| ApiError::Storage {
+    fn new(device: Device, options: SyncOptions) -> Arc<Self> {
+        Arc::new(Self {
+            creds: device.creds.clone(),
+            device: Mutex::new(Some(device)),
+            options: Mutex::new(options),
+        })
+    }
+    fn lock(&self) -> ApiResult<MutexGuard<'_, Option<Device>>> {
+        self.device.lock().map_err(|_| ApiError::Storage {
             detail: "an earlier call failed while holding the store".into(),
         })
     }
-    fn with<T>(&self, f: impl FnOnce(&mut Store) -> ApiResult<T>) -> ApiResult<T> {
+    fn with_device<T>(&self, f: impl FnOnce(&mut Device) -> ApiResult<T>) -> ApiResult<T> {
         match self.lock()?.as_mut() {
-            Some(store) => f(store),
+            Some(device) => f(device),
             None => Err(ApiError::Closed),
         }
     }
-}
-
-fn session_for(creds: &Credentials) -> ApiResult<Session> {
-    let editor = Editor::new(
-        UserId::parse(&creds.user_id)?,
-        DeviceId::parse(&creds.device_id)?,
-    );
-    Ok(Session::new(editor).with_role(Role::parse(&creds.role)?))
-}
-
-fn placeholder_session() -> ApiResult<Session> {
-    Ok(Session::new(Editor::new(
-        UserId::parse("unenrolled")?,
-        DeviceId::parse("unenrolled")?,
-    ))
-    .with_role(Role::Auditor))
+    fn with<T>(&self, f: impl FnOnce(&mut Store) -> ApiResult<T>) -> ApiResult<T> {
+        self.with_device(|d| f(&mut d.store))
+    }
 }
 
 /// The device's local store of visits, opened as the enrolled user.
@@ -879,62 +857,45 @@ pub fn enroll(
     key_store: Option<Arc<dyn KeyStore>>,
     retry_policy: Option<RetryPolicy>,
 ) -> ApiResult<Arc<DeviceStore>> {
-    {
-        let store = Store::open_with_session(&store_path, placeholder_session()?)?;
-        if Credentials::load(&store).is_ok() {
-            return Err(ApiError::AlreadyEnrolled {
-                detail: format!("{store_path} is enrolled already"),
-            });
-        }
+    let path = std::path::Path::new(&store_path);
+    if Device::enrollment(path)?.is_some() {
+        return Err(ApiError::AlreadyEnrolled {
+            detail: format!("{store_path} is enrolled already"),
+        });
     }
     let mut options = SyncOptions::default();
     if let Some(policy) = &retry_policy {
         apply_policy(&mut options, policy)?;
     }
     let key = kiemtra_client::new_device_key()?;
-    let alias = key_alias(&kiemtra_client::public_key_of(&key)?);
+    let alias = kiemtra_client::key_alias(&kiemtra_client::public_key_of(&key)?);
     if let Some(keys) = &key_store {
         keys.save_key(alias.clone(), key.clone())?;
     }
-    let enrolled = runtime()?.block_on(kiemtra_client::enroll_with_key(
+    let enrolled = runtime()?.block_on(Device::enroll(
+        path,
         &server_url,
         &code,
         &device_name,
         &options,
         &key,
+        key_store.as_ref().map(|_| alias.as_str()),
     ));
-    let creds = match enrolled {
-        Ok(c) => c,
+    let device = match enrolled {
+        Ok(d) => d,
         Err(e) => {
-            if let Some(keys) = &key_store {
+            // The key is forgotten only when the server did not take it; a
+            // store that failed after the server enrolled the key keeps it
+            // in the app's key store (the server vouches for it).
+            let server_took_it = matches!(e, kiemtra_client::Error::Store(_));
+            if let (Some(keys), false) = (&key_store, server_took_it) {
                 let _ = keys.delete_key(alias);
             }
             return Err(e.into());
         }
     };
-    let mut store = Store::open_with_session(&store_path, session_for(&creds)?)?;
-    if key_store.is_some() {
-        // The store keeps everything but the key, and where the key is.
-        let without_key = Credentials {
-            signing_key: String::new(),
-            ..creds.clone()
-        };
-        store.batch(|store| {
-            without_key.save(store).map_err(|e| match e {
-                kiemtra_client::Error::Store(e) => e,
-                other => kiemtra_store::Error::Refused(other.to_string()),
-            })?;
-            store.set_setting(KEY_ALIAS_SETTING, &alias)
-        })?;
-    } else {
-        creds.save(&mut store)?;
-    }
     Ok(Arc::new(DeviceStore {
-        inner: Arc::new(Inner {
-            store: Mutex::new(Some(store)),
-            creds,
-            options: Mutex::new(options),
-        }),
+        inner: Inner::new(device, options),
     }))
 }
 
@@ -1004,17 +965,9 @@ impl DeviceStore {
     /// `enroll`, and is then required.
     #[uniffi::constructor(default(key_store = None))]
     pub fn open(store_path: String, key_store: Option<Arc<dyn KeyStore>>) -> ApiResult<Arc<Self>> {
-        let creds = {
-            let store = Store::open_with_session(&store_path, placeholder_session()?)?;
-            load_credentials(&store, &store_path, key_store.as_ref())?
-        };
-        let store = Store::open_with_session(&store_path, session_for(&creds)?)?;
+        let device = open_device(&store_path, key_store.as_ref())?;
         Ok(Arc::new(Self {
-            inner: Arc::new(Inner {
-                store: Mutex::new(Some(store)),
-                creds,
-                options: Mutex::new(SyncOptions::default()),
-            }),
+            inner: Inner::new(device, SyncOptions::default()),
         }))
     }
 
@@ -1524,12 +1477,10 @@ impl VisitHandle {
     /// Submitted → approved, signed with this device's key (supervisors
     /// only; refused while conflicts remain). Returns the approval's id.
     pub fn approve(&self, note: String) -> ApiResult<String> {
-        let creds = self.inner.creds.clone();
         // Fails early (NotEnrolled) when the key is unusable, rather than
         // writing an approval without a signature.
-        creds.sign_bytes(b"kiemtra-key-check")?;
-        let sign = move |m: &[u8]| creds.sign_bytes(m).unwrap_or_default();
-        Ok(self.edit(|v| v.approve_signed(&note, &sign))?.id)
+        self.inner
+            .with_device(|d| Ok(d.approve(&self.id, &note)?.id))
     }
 
     /// Fields the replicas disagree on, with every candidate.

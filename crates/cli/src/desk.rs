@@ -4,13 +4,13 @@
 //! replays, verifies and exports from what it holds.
 
 use chrono::{DateTime, Utc};
-use kiemtra_client::{Credentials, SyncClient, SyncOptions};
+use kiemtra_client::{Device, SyncClient, SyncOptions};
 use kiemtra_core::{
-    CampaignId, ChangeHash, DeviceId, Editor, EvidenceHash, Lang, NewVisit, Role, Session,
-    StaffCategory, StaffId, StaffMember, TeamId, Template, Unit, UnitCode, UnitKind, UserId, Visit,
-    VisitId, VisitState, format_count, format_time,
+    CampaignId, ChangeHash, EvidenceHash, Lang, NewVisit, Role, StaffCategory, StaffId,
+    StaffMember, TeamId, Template, Unit, UnitCode, UnitKind, Visit, VisitId, VisitState,
+    format_count, format_time,
 };
-use kiemtra_store::{Store, VisitSummary};
+use kiemtra_store::VisitSummary;
 use std::collections::BTreeMap;
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
@@ -94,6 +94,7 @@ impl From<kiemtra_client::Error> for CliError {
             E::NotEnrolled => CliError::Invalid(format!(
                 "{m}; run `kiemtra login --server URL --code CODE` first"
             )),
+            E::AlreadyEnrolled(_) | E::KeyElsewhere(_) | E::KeyMismatch(_) => CliError::Invalid(m),
         }
     }
 }
@@ -151,30 +152,27 @@ pub fn table(headers: &[&str], rows: Vec<Vec<String>>) {
     }
 }
 
-/// The desk's store and credentials.
+/// The desk: an enrolled device (its store and credentials) kept in
+/// `desk.db` under the desk's home folder.
 pub struct Desk {
-    pub store: Store,
-    pub creds: Credentials,
+    device: Device,
+}
+
+impl std::ops::Deref for Desk {
+    type Target = Device;
+    fn deref(&self) -> &Device {
+        &self.device
+    }
+}
+
+impl std::ops::DerefMut for Desk {
+    fn deref_mut(&mut self) -> &mut Device {
+        &mut self.device
+    }
 }
 
 fn store_path(home: &Path) -> PathBuf {
     home.join("desk.db")
-}
-
-fn session_for(creds: &Credentials) -> Result<Session> {
-    Ok(Session::new(Editor::new(
-        UserId::parse(&creds.user_id)?,
-        DeviceId::parse(&creds.device_id)?,
-    ))
-    .with_role(Role::parse(&creds.role)?))
-}
-
-fn placeholder() -> Result<Session> {
-    Ok(Session::new(Editor::new(
-        UserId::parse("unenrolled")?,
-        DeviceId::parse("unenrolled")?,
-    ))
-    .with_role(Role::Auditor))
 }
 
 impl Desk {
@@ -186,37 +184,37 @@ impl Desk {
                 home.display()
             )));
         }
-        let creds = Credentials::load(&Store::open_with_session(&path, placeholder()?)?)?;
-        let store = Store::open_with_session(&path, session_for(&creds)?)?;
-        Ok(Self { store, creds })
+        Ok(Self {
+            device: Device::open(&path)?,
+        })
     }
 
     pub fn login(home: &Path, server: &str, code: &str, name: &str) -> Result<Self> {
         let path = store_path(home);
-        if path.exists()
-            && Credentials::load(&Store::open_with_session(&path, placeholder()?)?).is_ok()
-        {
+        if path.exists() && Device::enrollment(&path)?.is_some() {
             return Err(CliError::Invalid(format!(
                 "{} is enrolled already; use another --home",
                 home.display()
             )));
         }
-        let creds = runtime()?.block_on(kiemtra_client::enroll(server, code, name))?;
-        let mut store = Store::open_with_session(&path, session_for(&creds)?)?;
-        creds.save(&mut store)?;
-        Ok(Self { store, creds })
-    }
-
-    pub fn role(&self) -> Result<Role> {
-        Ok(Role::parse(&self.creds.role)?)
+        let key = kiemtra_client::new_device_key()?;
+        let device = runtime()?.block_on(Device::enroll(
+            &path,
+            server,
+            code,
+            name,
+            &SyncOptions::default(),
+            &key,
+            None,
+        ))?;
+        Ok(Self { device })
     }
 
     /// Syncs with the server, with a progress bar on a terminal.
     pub fn sync(&mut self) -> Result<kiemtra_client::SyncReport> {
         let bar = indicatif::ProgressBar::new_spinner();
         bar.set_message("đồng bộ / syncing");
-        let client = SyncClient::new(self.creds.clone(), SyncOptions::default())?;
-        let report = runtime()?.block_on(client.sync(&mut self.store, &mut |p| {
+        let report = runtime()?.block_on(self.device.sync(SyncOptions::default(), &mut |p| {
             bar.set_length(p.visits_total as u64);
             bar.set_position(p.visits_done as u64);
             bar.set_message(format!(
@@ -263,10 +261,7 @@ impl Desk {
     }
 
     pub fn approve(&mut self, id: &VisitId, note: &str) -> Result<()> {
-        self.creds.sign_bytes(b"key-check")?;
-        let creds = self.creds.clone();
-        let sign = move |m: &[u8]| creds.sign_bytes(m).unwrap_or_default();
-        self.store.edit(id, |v| v.approve_signed(note, &sign))?;
+        self.device.approve(id, note)?;
         Ok(())
     }
 }

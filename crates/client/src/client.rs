@@ -871,11 +871,13 @@ impl SyncClient {
                 let busy = matches!(status.as_u16(), 429 | 503);
                 if let Some(wait) = retry_after(&resp).filter(|_| busy) {
                     let wait = spread(wait);
+                    // Waiting as told is not a failed attempt while the
+                    // waits stay within `max_busy_wait`; past it the wait
+                    // is still kept, and counts.
                     if busy_waited + wait <= options.max_busy_wait {
-                        // Waiting as told is not a failed attempt.
                         attempt -= 1;
-                        asked = Some(wait);
                     }
+                    asked = Some(wait);
                 }
                 continue;
             }

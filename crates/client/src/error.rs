@@ -18,6 +18,15 @@ pub enum Error {
     Store(#[from] kiemtra_store::Error),
     #[error("this device is not enrolled (no credentials in its store)")]
     NotEnrolled,
+    /// Enrolling a store that is enrolled already.
+    #[error("{0} is enrolled already")]
+    AlreadyEnrolled(String),
+    /// The store's key is kept by the app's key store under this alias.
+    #[error("the device key is kept by the app's key store (alias {0}); open the store with it")]
+    KeyElsewhere(String),
+    /// The key given is not the one the store names.
+    #[error("the key given is not the device key the store names ({0})")]
+    KeyMismatch(String),
     #[error("sync cancelled")]
     Cancelled,
 }

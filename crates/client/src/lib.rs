@@ -2,6 +2,7 @@
 
 mod bundle;
 mod client;
+mod device;
 mod error;
 
 pub use bundle::{
@@ -13,4 +14,5 @@ pub use client::{
     Round, SyncClient, SyncOptions, SyncReport, VisitError, enroll, enroll_with, enroll_with_key,
     new_device_key, public_key_of,
 };
+pub use device::{Device, Enrollment, KEY_ALIAS_SETTING, key_alias, session_for};
 pub use error::Error;

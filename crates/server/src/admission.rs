@@ -5,13 +5,14 @@
 //! `queue` more wait for a slot with their body read. A sync that arrives
 //! while all of them are taken is refused at once with 503 and a `Retry-After`
 //! that gives it its own moment later on: refused syncs are booked one
-//! after another at the rate the server can answer (its slots over the
-//! mean time a sync held one lately), so a crowd of phones is told to come
-//! back spread over the time the server needs for all of them instead of
-//! together. The rate is the server's capacity, not what it answered: a
-//! server told to expect few phones would otherwise see few and never
-//! book faster. Without this bound every
-//! request waits, the phones' timeouts run out while the server still
+//! after another at the rate the server can answer (its slots over a
+//! moving average of the time a sync held one), so a crowd of phones is
+//! told to come back spread over the time the server needs for all of them
+//! instead of together. The rate is the server's capacity, not what it
+//! answered: a server told to expect few phones would otherwise see few
+//! and never book faster. The average follows each answered sync, so a
+//! crowd of cheap syncs after costly ones is booked closer within a few
+//! dozen answers. Without this bound every request waits, the phones' timeouts run out while the server still
 //! works on what they gave up, they send it all again, and the server
 //! spends its time on answers nobody reads.
 
@@ -21,11 +22,18 @@ use std::time::{Duration, Instant};
 use tokio::sync::{Semaphore, SemaphorePermit};
 
 /// Longest wait a busy answer asks for, in seconds.
-pub const MAX_RETRY_SECS: u64 = 120;
-/// How long a stretch of answered syncs the rate is measured over.
-const RATE_WINDOW: Duration = Duration::from_secs(5);
+pub const MAX_RETRY_SECS: u64 = 60;
+/// The weight of each answered sync in the moving average of the time a
+/// sync holds its slot.
+const WEIGHT: f64 = 1.0 / 16.0;
 /// The time a sync is assumed to hold its slot before any was measured.
 const FIRST_SERVICE: Duration = Duration::from_millis(50);
+/// The shortest mean time a sync is taken to hold its slot.
+const MIN_SERVICE: Duration = Duration::from_millis(2);
+/// The longest a sync with its body read waits for a slot; past it, it is
+/// refused as busy (well before a phone's own timeout runs out, so the
+/// server does not answer requests nobody waits for any more).
+pub const SLOT_WAIT: Duration = Duration::from_secs(15);
 
 /// The server's sync admission (see the module's documentation).
 pub struct Admission {
@@ -38,18 +46,28 @@ pub struct Admission {
     book: Mutex<Book>,
 }
 
-/// The rate the server answers syncs at and the moment up to which
-/// refused syncs have been booked.
+/// The time syncs hold their slot and the moment up to which refused
+/// syncs have been booked.
 #[derive(Debug)]
 struct Book {
-    window_start: Instant,
-    served_in_window: u64,
-    held_in_window: Duration,
-    /// Syncs per second the server can answer: its slots over the mean
-    /// time a sync held one in the last window that answered any.
-    rate: f64,
+    /// Moving average of the seconds a sync held its slot.
+    held: f64,
+    /// Syncs answered so far.
+    served: u64,
     /// Refused syncs are booked up to here.
     booked_until: Instant,
+}
+
+impl Book {
+    /// Syncs per second the server can answer with `slots` places.
+    fn rate(&self, slots: usize) -> f64 {
+        slots as f64 / self.held.max(MIN_SERVICE.as_secs_f64())
+    }
+
+    fn answered(&mut self, held: Duration) {
+        self.held += (held.as_secs_f64() - self.held) * WEIGHT;
+        self.served += 1;
+    }
 }
 
 /// An admitted sync, waiting for a slot; its place is given back when
@@ -76,10 +94,8 @@ impl Admission {
             bound: slots + queue,
             inside: AtomicUsize::new(0),
             book: Mutex::new(Book {
-                window_start: now,
-                served_in_window: 0,
-                held_in_window: Duration::ZERO,
-                rate: slots as f64 / FIRST_SERVICE.as_secs_f64(),
+                held: FIRST_SERVICE.as_secs_f64(),
+                served: 0,
                 booked_until: now,
             }),
         }
@@ -90,10 +106,22 @@ impl Admission {
         self.inside.load(SeqCst)
     }
 
-    /// Before anything of a request is read: the seconds to tell it to
-    /// wait when every slot is taken and the queue is full.
+    /// Before anything of a request is read (its token not yet checked):
+    /// the seconds to tell it to wait when every slot is taken and the
+    /// queue is full. It is told the moment booked last and books none of
+    /// its own, so requests without a valid token cannot push every
+    /// phone's moment back.
     pub fn full(&self) -> Option<u64> {
-        (self.inside() >= self.bound).then(|| self.refuse(Instant::now()))
+        (self.inside() >= self.bound).then(|| self.horizon(Instant::now()))
+    }
+
+    /// Seconds from `now` to the last booked moment (at least 1).
+    fn horizon(&self, now: Instant) -> u64 {
+        let book = match self.book.lock() {
+            Ok(b) => b,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        retry_secs(book.booked_until.saturating_duration_since(now))
     }
 
     /// A place among the admitted, or the seconds to tell the request to
@@ -106,6 +134,11 @@ impl Admission {
         Ok(Place { admission: self })
     }
 
+    /// Books a moment for a sync that waited [`SLOT_WAIT`] without a slot.
+    pub fn rebook(&self) -> u64 {
+        self.refuse(Instant::now())
+    }
+
     /// Books a refused sync after those already booked and returns how
     /// many seconds from `now` its moment is (at least 1).
     fn refuse(&self, now: Instant) -> u64 {
@@ -113,8 +146,7 @@ impl Admission {
             Ok(b) => b,
             Err(poisoned) => poisoned.into_inner(),
         };
-        book.roll(now, self.slot_count);
-        let step = Duration::from_secs_f64(1.0 / book.rate.max(0.1));
+        let step = Duration::from_secs_f64(1.0 / book.rate(self.slot_count));
         let after = book.booked_until.max(now) + step;
         let cap = now + Duration::from_secs(MAX_RETRY_SECS);
         book.booked_until = after.min(cap);
@@ -122,31 +154,11 @@ impl Admission {
     }
 
     fn served(&self, held: Duration) {
-        let now = Instant::now();
         let mut book = match self.book.lock() {
             Ok(b) => b,
             Err(poisoned) => poisoned.into_inner(),
         };
-        book.roll(now, self.slot_count);
-        book.served_in_window += 1;
-        book.held_in_window += held;
-    }
-}
-
-impl Book {
-    /// Closes the window when it is over: the mean time its syncs held a
-    /// slot gives the rate.
-    fn roll(&mut self, now: Instant, slots: usize) {
-        let over = now.saturating_duration_since(self.window_start);
-        if over >= RATE_WINDOW {
-            if self.served_in_window > 0 {
-                let mean = self.held_in_window.as_secs_f64() / self.served_in_window as f64;
-                self.rate = slots as f64 / mean.max(1e-4);
-            }
-            self.served_in_window = 0;
-            self.held_in_window = Duration::ZERO;
-            self.window_start = now;
-        }
+        book.answered(held);
     }
 }
 
@@ -214,8 +226,8 @@ mod tests {
         let now = Instant::now();
         {
             let mut book = a.book.lock().expect("book");
-            book.rate = 50.0;
-            book.window_start = now;
+            // One slot held 20 ms a sync: 50 a second.
+            book.held = 0.020;
             book.booked_until = now;
         }
         // 500 refused at 50 a second: the last is told about 10 s.
@@ -235,33 +247,46 @@ mod tests {
     fn a_booking_never_asks_for_more_than_the_longest_wait() {
         let a = Admission::new(1, 0);
         let now = Instant::now();
-        a.book.lock().expect("book").rate = 0.5;
+        a.book.lock().expect("book").held = 2.0;
         let last = (0..1_000).map(|_| a.refuse(now)).last().expect("last");
         assert_eq!(last, MAX_RETRY_SECS);
     }
 
     #[test]
-    fn the_rate_is_the_slots_over_the_mean_time_a_sync_held_one() {
+    fn the_rate_follows_the_time_syncs_held_their_slot() {
         let mut book = Book {
-            window_start: Instant::now() - RATE_WINDOW * 2,
-            served_in_window: 200,
-            // 200 syncs that held a slot 40 ms each, on 4 slots: 100 a second.
-            held_in_window: Duration::from_millis(40) * 200,
-            rate: 1.0,
+            held: FIRST_SERVICE.as_secs_f64(),
+            served: 0,
             booked_until: Instant::now(),
         };
-        book.roll(Instant::now(), 4);
-        assert!((99.0..=101.0).contains(&book.rate), "{}", book.rate);
-        // However few were answered: the rate is what the server can do.
-        book.window_start = Instant::now() - RATE_WINDOW * 2;
-        book.served_in_window = 2;
-        book.held_in_window = Duration::from_millis(80);
-        book.roll(Instant::now(), 4);
-        assert!((99.0..=101.0).contains(&book.rate), "{}", book.rate);
-        // An idle window keeps the last rate known.
-        book.window_start = Instant::now() - RATE_WINDOW * 2;
-        book.roll(Instant::now(), 4);
-        assert!((99.0..=101.0).contains(&book.rate), "{}", book.rate);
+        // Syncs holding a slot 40 ms each, on 4 slots: 100 a second.
+        for _ in 0..200 {
+            book.answered(Duration::from_millis(40));
+        }
+        assert!((99.0..=101.0).contains(&book.rate(4)), "{}", book.rate(4));
+        // Cheap syncs after them: within a few dozen answers the rate is
+        // near theirs (10 ms: 400 a second).
+        for _ in 0..48 {
+            book.answered(Duration::from_millis(10));
+        }
+        assert!(book.rate(4) > 330.0, "{}", book.rate(4));
+        // Requests refused within microseconds do not make it endless.
+        for _ in 0..1_000 {
+            book.answered(Duration::from_micros(1));
+        }
+        assert!(book.rate(4) <= 4.0 / MIN_SERVICE.as_secs_f64() + 1e-6);
+        assert_eq!(book.served, 1_248);
+    }
+
+    #[test]
+    fn a_request_refused_before_its_token_is_checked_books_nothing() {
+        let a = Admission::new(1, 0);
+        let _inside = a.enter().expect("a slot");
+        let before = a.book.lock().expect("book").booked_until;
+        for _ in 0..1_000 {
+            assert_eq!(a.full(), Some(1));
+        }
+        assert_eq!(a.book.lock().expect("book").booked_until, before);
     }
 
     #[tokio::test]
@@ -272,6 +297,6 @@ mod tests {
         assert_eq!(a.inside(), 1);
         drop(slot);
         assert_eq!(a.inside(), 0);
-        assert_eq!(a.book.lock().expect("book").served_in_window, 1);
+        assert_eq!(a.book.lock().expect("book").served, 1);
     }
 }

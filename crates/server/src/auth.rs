@@ -40,7 +40,7 @@ pub fn bearer(req: &HttpRequest) -> Result<String, Problem> {
 pub fn device(store: &mut impl ServerStore, token: &str) -> Result<DeviceRecord, Problem> {
     let record = store
         .device_by_token(&secrets::sha256(token))
-        .map_err(|e| Problem::Internal(e.to_string()))?
+        .map_err(Problem::from)?
         .ok_or(Problem::BadCredentials)?;
     if record.revoked_at.is_some() {
         return Err(Problem::Revoked);
@@ -84,7 +84,7 @@ pub fn create_enrollment_code(
             &created.to_rfc3339_opts(SecondsFormat::Secs, true),
             &(created + ttl).to_rfc3339_opts(SecondsFormat::Secs, true),
         )
-        .map_err(|e| Problem::Internal(e.to_string()))?;
+        .map_err(Problem::from)?;
     Ok(code)
 }
 
@@ -150,7 +150,7 @@ pub fn enroll(
             &secrets::sha256(&token),
             &public_key,
         )
-        .map_err(|e| Problem::Internal(e.to_string()))?;
+        .map_err(Problem::from)?;
     match outcome {
         Ok((record, retry)) => Ok((record, token, retry)),
         Err(EnrollmentRefusal::Unknown) => Err(Problem::Enrollment("unknown code")),

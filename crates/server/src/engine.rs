@@ -136,7 +136,7 @@ pub fn exchange<S: ServerStore>(
     let (request, budget) = decode_request(body, device, max_body, max_response)?;
     let response = store
         .batch(|store| sync(store, device, &request, budget, metrics))
-        .map_err(|e| Problem::Internal(e.to_string()))?;
+        .map_err(|e| Problem::internal(&e))?;
     Ok(response.encode())
 }
 
@@ -314,9 +314,11 @@ enum Stop {
 /// connection, a transaction; the request fails and is retried whole) or
 /// the visit's (its stored document damaged: refused as invalid).
 fn answer_or_fail(vid: &str, e: kiemtra_store::Error) -> Result<VisitResult, kiemtra_store::Error> {
-    match e {
-        kiemtra_store::Error::Database(_) | kiemtra_store::Error::Migration(_) => Err(e),
-        other => Ok(refuse(vid, VisitStatus::Invalid, other.to_string())),
+    // Damaged data of one visit is that visit's answer: every later sync
+    // would offer it again, so failing the request would stop them all.
+    match e.class() {
+        kiemtra_store::ErrorClass::Server => Err(e),
+        _ => Ok(refuse(vid, VisitStatus::Invalid, e.to_string())),
     }
 }
 
@@ -662,12 +664,9 @@ mod tests {
 
     #[test]
     fn a_database_failure_fails_the_request_and_a_damaged_visit_is_refused() {
-        let failed = answer_or_fail(
-            "v-1",
-            kiemtra_store::Error::Database("connection lost".into()),
-        );
+        let failed = answer_or_fail("v-1", kiemtra_store::Error::database("connection lost"));
         assert!(
-            matches!(failed, Err(kiemtra_store::Error::Database(_))),
+            matches!(failed, Err(kiemtra_store::Error::Database { .. })),
             "a database error must fail the request (5xx), not the visit"
         );
         let damaged = answer_or_fail("v-1", kiemtra_store::Error::Corrupt("bad chunk".into()))

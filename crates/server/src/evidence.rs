@@ -71,9 +71,7 @@ pub async fn status(
     path: web::Path<(String, String)>,
 ) -> Result<HttpResponse, Problem> {
     let held = read_in_scope(&state, &req, path.into_inner(), |store, visit, hash| {
-        store
-            .evidence_status(visit, hash)
-            .map_err(|e| Problem::Internal(e.to_string()))
+        store.evidence_status(visit, hash).map_err(Problem::from)
     })
     .await?;
     Ok(HttpResponse::Ok().json(status_json(held)))
@@ -120,13 +118,13 @@ pub async fn put(
         // place to keep anything else. Checked when the upload starts.
         if store
             .evidence_status(&visit, &hash)
-            .map_err(|e| Problem::Internal(e.to_string()))?
+            .map_err(Problem::from)?
             .is_none()
         {
             let referenced = store
                 .visit(&visit)
                 .and_then(|v| Ok(v.state()?))
-                .map_err(|e| Problem::Internal(e.to_string()))?
+                .map_err(Problem::from)?
                 .refers_to(&hash);
             if !referenced {
                 return Err(Problem::Unprocessable(
@@ -139,7 +137,7 @@ pub async fn put(
         }
         store
             .receive_evidence(&visit, &hash, length, offset, &piece)
-            .map_err(|e| Problem::Internal(e.to_string()))
+            .map_err(Problem::from)
     })
     .await
     .map_err(|e| Problem::Internal(e.to_string()))??;
@@ -190,7 +188,7 @@ pub async fn get(
     let bytes = read_in_scope(&state, &req, path.into_inner(), |store, visit, hash| {
         store
             .evidence_bytes(visit, hash, 0, u64::MAX)
-            .map_err(|e| Problem::Internal(e.to_string()))?
+            .map_err(Problem::from)?
             .ok_or_else(|| Problem::NotFound(format!("evidence {hash} is not held whole")))
     })
     .await?;

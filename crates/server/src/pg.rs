@@ -85,10 +85,11 @@ impl FeedListener {
 fn db(e: postgres::Error) -> Error {
     // The server's cause, kept in words; a database error is a failure of
     // the request (retried), not of the visit.
-    Error::Database(match e.as_db_error() {
-        Some(d) => format!("{}: {}", d.code().code(), d.message()),
-        None => e.to_string(),
-    })
+    let message = match e.as_db_error() {
+        Some(d) => format!("PostgreSQL {}", d.code().code()),
+        None => "PostgreSQL".to_owned(),
+    };
+    Error::database_cause(message, e)
 }
 
 fn corrupt(what: impl std::fmt::Display) -> Error {
@@ -1010,8 +1011,8 @@ impl ServerStore for PgStore {
             .query_one("SELECT pg_is_in_recovery()", &[])
             .map_err(db)?;
         if row.get::<_, bool>(0) {
-            return Err(Error::Database(
-                "the PostgreSQL server is a read-only standby".into(),
+            return Err(Error::database(
+                "the PostgreSQL server is a read-only standby",
             ));
         }
         Ok(())

@@ -40,9 +40,10 @@ pub enum Problem {
     Unprocessable(&'static str, String),
     #[error("expected Content-Type {0}")]
     UnsupportedMediaType(&'static str),
-    /// Every byte the server buffers at once is taken: try again after
-    /// the given seconds (sent as `Retry-After`).
-    #[error("the server is receiving as much as it holds at once; try again in {0} seconds")]
+    /// Every byte the server buffers at once is taken, or every sync place
+    /// and the queue before them: try again after the given seconds (sent
+    /// as `Retry-After`).
+    #[error("the server is busy; try again in {0} seconds")]
     Busy(u64),
     #[error("internal error: {0}")]
     Internal(String),
@@ -99,10 +100,27 @@ impl Problem {
     }
 }
 
-/// A storage failure (the database unreachable, a transaction that could
-/// not commit) fails the request as a server error, which clients retry.
+/// A store error, classified once ([`kiemtra_store::Error::class`]): a
+/// database failure or damaged stored data is the server's (answered as
+/// internal, logged with its cause, retried by clients); the others say
+/// what was wrong with the request.
 impl From<kiemtra_store::Error> for Problem {
     fn from(e: kiemtra_store::Error) -> Self {
+        use kiemtra_store::ErrorClass;
+        match e.class() {
+            ErrorClass::Server | ErrorClass::Damaged => Problem::internal(&e),
+            ErrorClass::NotFound => Problem::NotFound(e.to_string()),
+            ErrorClass::Refused => Problem::Forbidden(e.to_string()),
+            ErrorClass::Invalid => Problem::BadRequest(e.to_string()),
+        }
+    }
+}
+
+impl Problem {
+    /// A failure on the server's side, logged with its cause and answered
+    /// without it (for the sync route, where any store error left after
+    /// the per-visit answers is the server's).
+    pub fn internal(e: &kiemtra_store::Error) -> Self {
         Problem::Internal(e.to_string())
     }
 }

@@ -273,10 +273,13 @@ async fn sync_inner(
         state.metrics.syncs_shed.fetch_add(1, Relaxed);
         Problem::Busy(secs)
     })?;
-    let _slot = place
-        .slot()
-        .await
-        .map_err(|e| Problem::Internal(e.to_string()))?;
+    let _slot = match tokio::time::timeout(crate::admission::SLOT_WAIT, place.slot()).await {
+        Ok(slot) => slot.map_err(|e| Problem::Internal(e.to_string()))?,
+        Err(_) => {
+            state.metrics.syncs_shed.fetch_add(1, Relaxed);
+            return Err(Problem::Busy(state.admission.rebook()));
+        }
+    };
     let (request, budget) = engine::decode_request(
         &body,
         &device,
@@ -296,7 +299,7 @@ async fn sync_inner(
     })
     .await
     .map_err(|e| Problem::Internal(e.to_string()))?
-    .map_err(|e| Problem::Internal(e.to_string()))?;
+    .map_err(|e| Problem::internal(&e))?;
     let bytes = response.encode();
     let (answered, more) = (response.visits.len(), response.more);
     // The answer's documents are in `bytes` now; free the decoded copy
@@ -321,7 +324,7 @@ pub async fn list_visits(
     let list = web::block(move || st.store()?.list_visits())
         .await
         .map_err(|e| Problem::Internal(e.to_string()))?
-        .map_err(|e| Problem::Internal(e.to_string()))?;
+        .map_err(Problem::from)?;
     let mine: Vec<_> = list
         .into_iter()
         .filter(|s| in_scope(&device, &s.team))
@@ -353,7 +356,7 @@ pub async fn team_devices(
     let all = web::block(move || st.store()?.devices())
         .await
         .map_err(|e| Problem::Internal(e.to_string()))?
-        .map_err(|e| Problem::Internal(e.to_string()))?;
+        .map_err(Problem::from)?;
     let team: Vec<TeamDevice> = all
         .into_iter()
         .filter(|d| d.team == device.team)
@@ -395,7 +398,7 @@ pub(crate) fn summary_in_scope(
         Ok(_) | Err(kiemtra_store::Error::UnknownVisit(_)) => {
             Err(Problem::NotFound(format!("no visit {id}")))
         }
-        Err(e) => Err(Problem::Internal(e.to_string())),
+        Err(e) => Err(Problem::from(e)),
     }
 }
 
@@ -413,9 +416,8 @@ pub async fn visit_receipts(
     let receipts = web::block(move || {
         let mut store = st.store()?;
         summary_in_scope(&mut store, &device, &id)?;
-        let internal = |e: kiemtra_store::Error| Problem::Internal(e.to_string());
-        let (index, _) = store.visit(&id).map_err(internal)?.change_index();
-        store.change_receipts(&id, &index).map_err(internal)
+        let (index, _) = store.visit(&id).map_err(Problem::from)?.change_index();
+        store.change_receipts(&id, &index).map_err(Problem::from)
     })
     .await
     .map_err(|e| Problem::Internal(e.to_string()))??;
@@ -469,7 +471,7 @@ pub async fn verify_visit(
         let mut store = st.store()?;
         let summary = summary_in_scope(&mut store, &device, &id)?;
         may_verify(&device, &summary.team)?;
-        crate::verify::verify_visit(&mut store, &id).map_err(|e| Problem::Internal(e.to_string()))
+        crate::verify::verify_visit(&mut store, &id).map_err(Problem::from)
     })
     .await
     .map_err(|e| Problem::Internal(e.to_string()))??;
@@ -489,16 +491,12 @@ pub async fn verify_campaign(
     let st = state.clone();
     let reports = web::block(move || {
         let mut store = st.store()?;
-        let list = store
-            .list_visits()
-            .map_err(|e| Problem::Internal(e.to_string()))?;
+        let list = store.list_visits().map_err(Problem::from)?;
         let mut reports = Vec::new();
         for s in list.iter().filter(|s| s.campaign == campaign.as_str()) {
             if may_verify(&device, &s.team).is_ok() {
-                reports.push(
-                    crate::verify::verify_visit(&mut store, &s.id)
-                        .map_err(|e| Problem::Internal(e.to_string()))?,
-                );
+                reports
+                    .push(crate::verify::verify_visit(&mut store, &s.id).map_err(Problem::from)?);
             }
         }
         if reports.is_empty() {

@@ -164,10 +164,10 @@ pub fn open_backend(settings: &Settings) -> Result<Backend, kiemtra_store::Error
             let url = url.clone();
             let pool = std::thread::spawn(move || PgPool::open(&url))
                 .join()
-                .map_err(|_| kiemtra_store::Error::Database("connecting panicked".into()))??;
+                .map_err(|_| kiemtra_store::Error::database("connecting panicked"))??;
             Ok(Backend::Postgres(pool))
         }
-        Some(other) => Err(kiemtra_store::Error::Database(format!(
+        Some(other) => Err(kiemtra_store::Error::database(format!(
             "--database takes a postgres:// URL, not {other:?} (the embedded store is the default)"
         ))),
         None => Ok(Backend::Sqlite(Box::new(Mutex::new(open_store(

@@ -1,8 +1,10 @@
 use kiemtra_core::VisitId;
 use thiserror::Error;
 
-/// Everything the store can refuse. Database errors are carried as text so
-/// that rusqlite never shows through the public surface.
+/// Everything the store can refuse. A database error keeps its cause (as
+/// [`std::error::Error::source`]) without naming the database library in
+/// the public surface; [`Error::class`] says once, for every caller, whose
+/// fault an error is.
 #[derive(Debug, Error)]
 pub enum Error {
     #[error(transparent)]
@@ -19,8 +21,14 @@ pub enum Error {
         found: usize,
         supported: usize,
     },
-    #[error("database: {0}")]
-    Database(String),
+    /// The database failed; `detail` reads the cause out, and `source`
+    /// keeps it.
+    #[error("database: {detail}")]
+    Database {
+        detail: String,
+        #[source]
+        source: Option<Box<dyn std::error::Error + Send + Sync>>,
+    },
     #[error("database migration: {0}")]
     Migration(String),
     #[error("stored data is damaged: {0}")]
@@ -37,9 +45,70 @@ pub enum Error {
     Refused(String),
 }
 
+/// Whose fault an error is, and so what a server answers and whether a
+/// client should try again.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorClass {
+    /// The database failed (or is of a newer schema): the request fails
+    /// as a whole (a 500 the client retries); nothing of it is the
+    /// sender's fault.
+    Server,
+    /// Stored data are damaged (a visit's chunks, an index row): a route
+    /// answers 500; a sync answers that visit as invalid and goes on with
+    /// the others, since every later sync would offer it again.
+    Damaged,
+    /// No such visit.
+    NotFound,
+    /// What was asked for or sent is not acceptable: retrying will not help.
+    Invalid,
+    /// Not allowed.
+    Refused,
+}
+
+impl Error {
+    /// A database failure described by `message`, with no further cause.
+    pub fn database(message: impl Into<String>) -> Self {
+        Error::Database {
+            detail: message.into(),
+            source: None,
+        }
+    }
+
+    /// A database failure with its cause.
+    pub fn database_cause(
+        message: impl Into<String>,
+        source: impl std::error::Error + Send + Sync + 'static,
+    ) -> Self {
+        Error::Database {
+            detail: format!("{}: {source}", message.into()),
+            source: Some(Box::new(source)),
+        }
+    }
+
+    pub fn class(&self) -> ErrorClass {
+        match self {
+            Error::Database { .. } | Error::Migration(_) | Error::NewerDatabase { .. } => {
+                ErrorClass::Server
+            }
+            Error::Corrupt(_) | Error::Refetch { .. } => ErrorClass::Damaged,
+            // A stored document that does not read is damaged data; the
+            // other core errors are about what was asked or sent.
+            Error::Visit(
+                kiemtra_core::Error::NotAVisit(_)
+                | kiemtra_core::Error::Corrupt(_)
+                | kiemtra_core::Error::Automerge(_)
+                | kiemtra_core::Error::NewerSchema { .. },
+            ) => ErrorClass::Damaged,
+            Error::UnknownVisit(_) => ErrorClass::NotFound,
+            Error::Refused(_) => ErrorClass::Refused,
+            Error::Visit(_) | Error::VisitExists(_) => ErrorClass::Invalid,
+        }
+    }
+}
+
 impl From<rusqlite::Error> for Error {
     fn from(e: rusqlite::Error) -> Self {
-        Error::Database(e.to_string())
+        Error::database_cause("SQLite", e)
     }
 }
 

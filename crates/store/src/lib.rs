@@ -6,7 +6,7 @@ mod registry;
 mod schema;
 mod store;
 
-pub use error::{Error, Result};
+pub use error::{Error, ErrorClass, Result};
 pub use evidence::{
     EvidenceRefusal, EvidenceStatus, PendingEvidence, PieceAction, PiecePlan, copy_range,
     evidence_hash, plan_piece,

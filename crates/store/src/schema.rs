@@ -39,7 +39,7 @@ pub(crate) fn migrations() -> &'static Migrations<'static> {
 /// in the log. A folder with the sticky bit (a shared one such as `/tmp`)
 /// is left as it is. Unix only; elsewhere the folder is only created.
 pub(crate) fn prepare_private(path: &Path) -> Result<()> {
-    let err = |p: &Path, e: std::io::Error| Error::Database(format!("{}: {e}", p.display()));
+    let err = |p: &Path, e: std::io::Error| Error::database_cause(p.display().to_string(), e);
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
         create_private_dir(dir).map_err(|e| err(dir, e))?;
     }
