@@ -155,7 +155,7 @@ async fn two_server_processes_share_one_database() {
     assert_eq!(server_history_len(&data, &id), 1 + 4 * 3 + 4);
 }
 
-/// The bytes bound of SPEC.md and the issue (wire bytes ≤ 1.1 × the new
+/// The bytes bound (SPEC.md, BENCHMARKS.md: wire bytes ≤ 1.1 × the new
 /// change + 100 B per visit) in its tightest case: a device holding one
 /// visit sends one small change. Heads and confirmation stay off the wire
 /// (flag bit 2); written out, they alone would cost 66 of the 100 bytes.

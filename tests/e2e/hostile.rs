@@ -830,7 +830,7 @@ async fn hostile_new_visit_with_a_broken_change_is_invalid_and_stays_unknown() {
 
 // ----- 2. role and schema (an inspector of the visit's own team) -----------
 
-/// One case-2 write: what it is called, what it needs first, and the
+/// One forged write: what it is called, what it needs first, and the
 /// tampered transaction.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Forgery {
@@ -849,8 +849,9 @@ pub enum Forgery {
 }
 
 impl Forgery {
-    /// The writes this build stores (deleting the approvals key or one
-    /// approval is refused already), kept in the forged-history fixture.
+    /// The writes a server without the acceptance rule stores (it refuses
+    /// deleting the approvals key or one approval), kept in the
+    /// forged-history fixture.
     /// The team rewrite comes last: after it the visit is another team's
     /// and every later sync of team-1 would report it.
     pub const IN_HISTORY: [Forgery; 10] = [
@@ -1321,9 +1322,10 @@ fn fixture_dir() -> PathBuf {
 }
 
 /// Writes `tests/e2e/fixtures/forged-history/`: a server data folder in
-/// which every case-2 write was accepted (as this build accepts them), one
-/// visit per write, and `expected.json` naming each visit's offending
-/// change. Run once against a build that accepts them:
+/// which every forged write is stored (as a server without the acceptance
+/// rule, e.g. f8505dd, stores them), one visit per write, and
+/// `expected.json` naming each visit's offending change. Regenerated
+/// against such a build:
 /// `cargo test -p kiemtra-server --test e2e generate_forged_history -- --ignored`.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "writes the forged-history fixture; run by hand against a build that accepts the writes"]
@@ -1396,7 +1398,7 @@ async fn generate_forged_history_fixture() {
     .expect("expected.json");
 }
 
-/// The auditor's verification flags, in stored history, every case-2
+/// The auditor's verification flags, in stored history, every forged
 /// write with rule `refused-change` and the offending change as subject.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn hostile_verification_flags_every_forged_write_in_stored_history() {

@@ -140,7 +140,7 @@ pub struct Stamped<T> {
 }
 
 /// How a [`Stamped`] is read: the same four fields, named directly. Reading
-/// through `#[serde(flatten)]` buffers every field first and was the larger
+/// through `#[serde(flatten)]` would buffer every field first, the larger
 /// part of working out a visit's state (every slot is one such object).
 #[derive(Deserialize)]
 struct FlatStamped<T> {

@@ -303,7 +303,7 @@ async fn sync_inner(
     let bytes = response.encode();
     let (answered, more) = (response.visits.len(), response.more);
     // The answer's documents are in `bytes` now; free the decoded copy
-    // before the body is sent (four concurrent downloads held both).
+    // before the body is sent (else four concurrent downloads each hold both).
     drop(response);
     state.metrics.syncs.fetch_add(1, Relaxed);
     state
