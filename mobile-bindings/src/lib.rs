@@ -736,8 +736,8 @@ fn open_device(store_path: &str, key_store: Option<&Arc<dyn KeyStore>>) -> ApiRe
     let Some(enrollment) = Device::enrollment(path)? else {
         return Err(kiemtra_client::Error::NotEnrolled.into());
     };
-    let Some(alias) = enrollment.key_alias else {
-        return Ok(Device::open(path)?);
+    let Some(alias) = enrollment.key_alias.clone() else {
+        return Ok(Device::open_enrolled(path, enrollment, None)?);
     };
     let Some(keys) = key_store else {
         return Err(ApiError::KeyStore {
@@ -752,7 +752,7 @@ fn open_device(store_path: &str, key_store: Option<&Arc<dyn KeyStore>>) -> ApiRe
         .ok_or_else(|| ApiError::KeyStore {
             detail: format!("the app's key store holds no key under {alias}"),
         })?;
-    Ok(Device::open_with_key(path, &key)?)
+    Ok(Device::open_enrolled(path, enrollment, Some(&key))?)
 }
 
 // ---------------------------------------------------------------- async

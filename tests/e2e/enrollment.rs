@@ -56,19 +56,6 @@ fn devices_output(data: &std::path::Path) -> String {
     String::from_utf8(out.stdout).expect("utf-8")
 }
 
-async fn metric(url: &str, name: &str) -> u64 {
-    let text = reqwest::get(format!("{url}/metrics"))
-        .await
-        .expect("metrics")
-        .text()
-        .await
-        .expect("text");
-    text.lines()
-        .find_map(|l| l.strip_prefix(&format!("{name} ")))
-        .and_then(|v| v.trim().parse().ok())
-        .unwrap_or_else(|| panic!("no {name} in\n{text}"))
-}
-
 async fn visits_status(url: &str, token: &str) -> StatusCode {
     reqwest::Client::new()
         .get(format!("{url}/v1/visits"))

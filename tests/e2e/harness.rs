@@ -263,6 +263,20 @@ pub fn vid(s: &str) -> VisitId {
 }
 
 /// The server's copy of a visit, read from its database by a second reader.
+/// A counter from the server's `/metrics`.
+pub async fn metric(url: &str, name: &str) -> u64 {
+    let text = reqwest::get(format!("{url}/metrics"))
+        .await
+        .expect("metrics")
+        .text()
+        .await
+        .expect("text");
+    text.lines()
+        .find_map(|l| l.strip_prefix(&format!("{name} ")))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no {name} in\n{text}"))
+}
+
 pub fn server_state(data: &Path, id: &VisitId) -> Option<VisitState> {
     let mut store = kiemtra_server::open_store(data).expect("open server store");
     match store.visit(id) {

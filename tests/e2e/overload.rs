@@ -27,12 +27,6 @@ fn record(d: &mut Device, id: &str) {
         .expect("record");
 }
 
-fn metric(text: &str, name: &str) -> u64 {
-    text.lines()
-        .find_map(|l| l.strip_prefix(name)?.trim().parse().ok())
-        .unwrap_or_else(|| panic!("no {name} in the metrics"))
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_crowd_past_the_queue_is_told_when_to_come_back_and_every_phone_finishes() {
     const PHONES: usize = 16;
@@ -76,13 +70,7 @@ async fn a_crowd_past_the_queue_is_told_when_to_come_back_and_every_phone_finish
         retried += r.retries;
         phones.push(d);
     }
-    let text = reqwest::get(format!("{url}/metrics"))
-        .await
-        .expect("metrics")
-        .text()
-        .await
-        .expect("text");
-    let shed = metric(&text, "kiemtra_syncs_shed_total");
+    let shed = metric(&url, "kiemtra_syncs_shed_total").await;
     assert!(
         shed > 0,
         "no sync was refused as busy: the test proved nothing"

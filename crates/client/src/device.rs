@@ -80,33 +80,40 @@ impl Device {
     /// Opens an enrolled store that keeps its own key.
     pub fn open(path: &Path) -> Result<Self, Error> {
         let enrollment = Self::enrollment(path)?.ok_or(Error::NotEnrolled)?;
-        if let Some(alias) = enrollment.key_alias {
-            return Err(Error::KeyElsewhere(alias));
-        }
-        Self::open_as(path, enrollment.creds)
+        Self::open_enrolled(path, enrollment, None)
     }
 
     /// Opens an enrolled store with `key` (PKCS#8) from the app's key
     /// store, checked to be the key the store names.
     pub fn open_with_key(path: &Path, key: &[u8]) -> Result<Self, Error> {
         let enrollment = Self::enrollment(path)?.ok_or(Error::NotEnrolled)?;
-        let Some(alias) = enrollment.key_alias else {
-            return Self::open_as(path, enrollment.creds);
-        };
-        let matches = crate::client::public_key_of(key)
-            .map(|p| key_alias(&p) == alias)
-            .unwrap_or(false);
-        if !matches {
-            return Err(Error::KeyMismatch(alias));
-        }
-        let creds = Credentials {
-            signing_key: kiemtra_core::hex::encode(key),
-            ..enrollment.creds
-        };
-        Self::open_as(path, creds)
+        Self::open_enrolled(path, enrollment, Some(key))
     }
 
-    fn open_as(path: &Path, creds: Credentials) -> Result<Self, Error> {
+    /// Opens the store at `path` as `enrollment` (read by
+    /// [`Device::enrollment`]) says: with its own key, or, when the key is
+    /// kept by the app, with `key`, checked to be the one it names.
+    pub fn open_enrolled(
+        path: &Path,
+        enrollment: Enrollment,
+        key: Option<&[u8]>,
+    ) -> Result<Self, Error> {
+        let creds = match (enrollment.key_alias, key) {
+            (None, _) => enrollment.creds,
+            (Some(alias), None) => return Err(Error::KeyElsewhere(alias)),
+            (Some(alias), Some(key)) => {
+                let matches = crate::client::public_key_of(key)
+                    .map(|p| key_alias(&p) == alias)
+                    .unwrap_or(false);
+                if !matches {
+                    return Err(Error::KeyMismatch(alias));
+                }
+                Credentials {
+                    signing_key: kiemtra_core::hex::encode(key),
+                    ..enrollment.creds
+                }
+            }
+        };
         let store = Store::open_with_session(path, session_for(&creds)?)?;
         Ok(Self { store, creds })
     }
