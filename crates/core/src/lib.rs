@@ -13,7 +13,7 @@ mod session;
 mod state;
 mod tally;
 mod template;
-mod text;
+pub mod text;
 mod visit;
 
 pub use accept::{

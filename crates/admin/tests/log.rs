@@ -1,0 +1,320 @@
+//! The administration log end to end with real keys: the first
+//! administrator enrolls with a code issued on the server machine, then
+//! signs every act; forged, stale, edited and badly ordered entries are
+//! refused and change nothing; imports report every bad row with its line.
+
+use kiemtra_admin::import::{self, Kind};
+use kiemtra_admin::log::sha256_hex;
+use kiemtra_admin::{Act, Author, Cell, Directory, Entry, ExportFormat, Refusal, Table};
+use kiemtra_core::{Role, TeamId, UnitCode, UserId, hex};
+use ring::rand::SystemRandom;
+use ring::signature::{Ed25519KeyPair, KeyPair};
+
+fn key() -> Ed25519KeyPair {
+    let pkcs8 = Ed25519KeyPair::generate_pkcs8(&SystemRandom::new()).expect("key");
+    Ed25519KeyPair::from_pkcs8(pkcs8.as_ref()).expect("key")
+}
+
+struct World {
+    d: Directory,
+    admin: Ed25519KeyPair,
+    at: u32,
+}
+
+impl World {
+    fn time(&mut self) -> String {
+        self.at += 1;
+        format!("2026-12-01T08:{:02}:{:02}Z", self.at / 60, self.at % 60)
+    }
+    fn server(&mut self, act: Act) -> Result<Entry, Refusal> {
+        let at = self.time();
+        let e = Entry::next(&self.d.head, &at, Author::Server, act);
+        self.d.apply(&e).map(|()| e)
+    }
+    fn signed(&mut self, act: Act) -> Entry {
+        let at = self.time();
+        let mut e = Entry::next(
+            &self.d.head,
+            &at,
+            Author::Device {
+                device_id: "admin-desk".into(),
+            },
+            act,
+        );
+        e.signature = hex::encode(self.admin.sign(&e.signing_bytes()).as_ref());
+        e
+    }
+    fn act(&mut self, act: Act) -> Result<Entry, Refusal> {
+        let e = self.signed(act);
+        self.d.apply(&e).map(|()| e)
+    }
+    fn new() -> Self {
+        let admin = key();
+        let mut w = World {
+            d: Directory::default(),
+            admin,
+            at: 0,
+        };
+        let code = sha256_hex(b"root code");
+        w.server(Act::CodeIssued {
+            code_hash: code.clone(),
+            user_id: UserId::parse("quan-tri").expect("id"),
+            team_id: TeamId::parse("so-noi-vu").expect("id"),
+            role: Role::Administrator,
+            expires_at: "2026-12-02T00:00:00Z".into(),
+        })
+        .expect("root code");
+        let public = hex::encode(w.admin.public_key().as_ref());
+        w.server(Act::DeviceEnrolled {
+            device_id: "admin-desk".into(),
+            user_id: UserId::parse("quan-tri").expect("id"),
+            team_id: TeamId::parse("so-noi-vu").expect("id"),
+            role: Role::Administrator,
+            public_key: public,
+            device_name: "Bàn quản trị".into(),
+            code_hash: code,
+        })
+        .expect("root enrollment");
+        w
+    }
+}
+
+fn user(id: &str, name: &str, role: Role) -> Act {
+    Act::UserCreated {
+        user_id: UserId::parse(id).expect("id"),
+        full_name: name.into(),
+        role,
+    }
+}
+
+#[test]
+#[allow(clippy::vec_init_then_push)]
+fn an_administrator_builds_a_team_and_every_entry_replays() {
+    let mut w = World::new();
+    let mut log = vec![];
+    log.push(
+        w.act(user("truong-doan", "Trần Văn Đoàn", Role::Supervisor))
+            .expect("user"),
+    );
+    log.push(
+        w.act(user("kiem-tra-1", "Lê Thị Hương", Role::Inspector))
+            .expect("user"),
+    );
+    log.push(
+        w.act(Act::TeamCreated {
+            team_id: TeamId::parse("doan-1").expect("id"),
+            name: "Đoàn kiểm tra số 1".into(),
+        })
+        .expect("team"),
+    );
+    log.push(
+        w.act(Act::TeamMembers {
+            team_id: TeamId::parse("doan-1").expect("id"),
+            leaders: vec![UserId::parse("truong-doan").expect("id")],
+            members: vec![
+                UserId::parse("truong-doan").expect("id"),
+                UserId::parse("kiem-tra-1").expect("id"),
+            ],
+        })
+        .expect("members"),
+    );
+    assert_eq!(w.d.teams.len(), 1);
+    assert_eq!(w.d.head.seq, 6);
+    // The same entries, read back from their bytes, build the same directory.
+    let bytes: Vec<Vec<u8>> = log.iter().map(|e| e.to_bytes()).collect();
+    for (b, e) in bytes.iter().zip(&log) {
+        assert_eq!(&Entry::from_bytes(b).expect("canonical"), e);
+    }
+}
+
+#[test]
+fn refused_acts_change_nothing() {
+    let mut w = World::new();
+    w.act(user("truong-doan", "Trần Văn Đoàn", Role::Supervisor))
+        .expect("user");
+    let before = w.d.head.clone();
+    // A user in no team cannot be given a supervisor's code.
+    let r = w.act(Act::CodeIssued {
+        code_hash: sha256_hex(b"c2"),
+        user_id: UserId::parse("truong-doan").expect("id"),
+        team_id: TeamId::parse("doan-1").expect("id"),
+        role: Role::Supervisor,
+        expires_at: "2026-12-02T00:00:00Z".into(),
+    });
+    assert!(matches!(r, Err(Refusal::Unknown(_))), "{r:?}");
+    // An unknown team's members.
+    let r = w.act(Act::TeamMembers {
+        team_id: TeamId::parse("doan-9").expect("id"),
+        leaders: vec![],
+        members: vec![],
+    });
+    assert!(matches!(r, Err(Refusal::Unknown(_))), "{r:?}");
+    // A template that does not parse.
+    let r = w.act(Act::TemplatePublished {
+        template_id: kiemtra_core::TemplateId::parse("x").expect("id"),
+        version: 1,
+        json: "{not json".into(),
+    });
+    assert!(matches!(r, Err(Refusal::Invalid(_))), "{r:?}");
+    // A name not in NFC (decomposed "Đoàn" written as D + combining marks is
+    // not the issue here: "ệ" as e + U+0323 + U+0302).
+    let r = w.act(user("u3", "Nguye\u{0323}\u{0302}n", Role::Inspector));
+    assert!(matches!(r, Err(Refusal::Invalid(_))), "{r:?}");
+    assert_eq!(w.d.head, before);
+}
+
+#[test]
+fn forged_stale_and_edited_entries_are_refused() {
+    let mut w = World::new();
+    // Signed by another key under the administrator's device id.
+    let mut e = w.signed(user("a", "An", Role::Inspector));
+    e.signature = hex::encode(key().sign(&e.signing_bytes()).as_ref());
+    assert!(matches!(w.d.apply(&e), Err(Refusal::Forbidden(_))));
+    // Edited after signing.
+    let mut e = w.signed(user("a", "An", Role::Inspector));
+    e.act = user("a", "Bình", Role::Administrator);
+    assert!(matches!(w.d.apply(&e), Err(Refusal::Forbidden(_))));
+    // Written by the server, which may not create users.
+    let r = w.server(user("a", "An", Role::Inspector));
+    assert!(matches!(r, Err(Refusal::Forbidden(_))), "{r:?}");
+    // Following an old head.
+    let e1 = w.signed(user("a", "An", Role::Inspector));
+    let e2 = w.signed(user("b", "Bình", Role::Inspector));
+    w.d.apply(&e1).expect("first");
+    assert!(matches!(w.d.apply(&e2), Err(Refusal::Stale { .. })));
+    // Bytes that are not canonical.
+    let mut b = e1.to_bytes();
+    b.insert(1, b' ');
+    assert!(Entry::from_bytes(&b).is_err());
+}
+
+#[test]
+fn a_revoked_administrator_signs_nothing_more() {
+    let mut w = World::new();
+    w.act(Act::DeviceRevoked {
+        device_id: "admin-desk".into(),
+    })
+    .expect("revoke");
+    let r = w.act(user("a", "An", Role::Inspector));
+    assert!(matches!(r, Err(Refusal::Forbidden(_))), "{r:?}");
+}
+
+fn hierarchy(w: &mut World) {
+    let csv = "area_code,area_name,tier,parent,valid_from,valid_to\n\
+               can-tho,Thành phố Cần Thơ,province,,01/01/2004,\n\
+               phong-dien,Huyện Phong Điền,district,can-tho,01/01/2004,30/06/2025\n\
+               nhon-ai,Xã Nhơn Ái,commune,phong-dien,01/01/2004,30/06/2025\n";
+    let sheets = import::read(csv.as_bytes(), Kind::Areas).expect("read");
+    let acts = import::prepare(&w.d, Kind::Areas, &sheets, "2015-01-01".parse().expect("d"))
+        .expect("areas");
+    for a in acts {
+        w.act(a).expect("areas act");
+    }
+}
+
+#[test]
+fn every_bad_row_is_refused_with_its_sheet_and_line() {
+    let mut w = World::new();
+    hierarchy(&mut w);
+    let csv = "unit_code,unit_name,unit_kind,area\n\
+               so-noi-vu,Sở Nội vụ,department,can-tho\n\
+               xa-1,UBND xã Nhơn Ái,commune,nhon-ai\n\
+               ,Không mã,department,can-tho\n\
+               xa-2,UBND xã Mỹ Khánh,commune_committee,ha-noi\n";
+    let sheets = import::read(csv.as_bytes(), Kind::Units).expect("read");
+    let errors = import::prepare(&w.d, Kind::Units, &sheets, "2015-01-01".parse().expect("d"))
+        .expect_err("bad rows");
+    let lines: Vec<usize> = errors.iter().map(|e| e.line).collect();
+    assert_eq!(lines, vec![3, 4, 5], "{errors:?}");
+    assert!(errors[2].reason.contains("ha-noi"), "{errors:?}");
+    assert_eq!(w.d.units.len(), 0);
+}
+
+#[test]
+fn an_xlsx_written_by_the_export_imports_the_same_rows() {
+    let mut w = World::new();
+    hierarchy(&mut w);
+    let mut units = Table::new("units", &["unit_code", "unit_name", "unit_kind", "area"]);
+    units.push(vec![
+        Cell::from("so-noi-vu"),
+        "Sở Nội vụ".into(),
+        "department".into(),
+        "can-tho".into(),
+    ]);
+    units.push(vec![
+        Cell::from("ubnd-nhon-ai"),
+        "UBND xã Nhơn Ái".into(),
+        "commune_committee".into(),
+        "nhon-ai".into(),
+    ]);
+    let mut staff = Table::new(
+        "staff",
+        &[
+            "unit_code",
+            "staff_id",
+            "staff_name",
+            "position",
+            "category",
+            "on_payroll",
+        ],
+    );
+    for (i, name) in ["Ngô Thị Nga", "Trần Thanh Mai"].iter().enumerate() {
+        staff.push(vec![
+            Cell::from("so-noi-vu"),
+            format!("so-noi-vu.s{:02}", i + 1).into(),
+            (*name).into(),
+            "Chuyên viên".into(),
+            "civil_servant".into(),
+            "có".into(),
+        ]);
+    }
+    staff.push(vec![
+        Cell::from("so-noi-vu"),
+        "so-noi-vu.s03".into(),
+        "Lê Văn Bảy".into(),
+        "".into(),
+        "gardener".into(),
+        "có".into(),
+    ]);
+    let book = kiemtra_admin::export::write_workbook(&[units, staff.clone()]).expect("xlsx");
+    let day = "2015-08-01".parse().expect("d");
+    let sheets = import::read(&book, Kind::Units).expect("units sheet");
+    for a in import::prepare(&w.d, Kind::Units, &sheets, day).expect("units") {
+        w.act(a).expect("units act");
+    }
+    assert_eq!(w.d.units.len(), 2);
+    // The bad category on the staff sheet's fourth line refuses all of it.
+    let sheets = import::read(&book, Kind::Staff).expect("staff sheet");
+    let errors = import::prepare(&w.d, Kind::Staff, &sheets, day).expect_err("bad row");
+    assert_eq!(
+        (errors[0].sheet.as_str(), errors[0].line),
+        ("staff", 4),
+        "{errors:?}"
+    );
+    staff.rows.pop();
+    let book = kiemtra_admin::export::write_workbook(&[staff]).expect("xlsx");
+    let sheets = import::read(&book, Kind::Staff).expect("staff sheet");
+    for a in import::prepare(&w.d, Kind::Staff, &sheets, day).expect("staff") {
+        w.act(a).expect("roster act");
+    }
+    let unit = &w.d.units[&UnitCode::parse("so-noi-vu").expect("c")];
+    let roster = unit.roster_on(day).expect("roster");
+    assert_eq!(roster.staff.len(), 2);
+    assert_eq!(roster.staff[0].name, "Ngô Thị Nga");
+    assert!(unit.roster_on("2015-07-31".parse().expect("d")).is_none());
+    // CSV and JSON of the same table.
+    let t = Table::new("x", &["a"]);
+    assert!(
+        t.write(ExportFormat::Csv)
+            .expect("csv")
+            .starts_with(b"\xEF\xBB\xBFa")
+    );
+    assert_eq!(t.write(ExportFormat::Json).expect("json"), b"[]");
+}
+
+#[test]
+fn a_workbook_that_unpacks_too_far_is_refused_before_it_is_read() {
+    // Not a zip at all, but starting like one.
+    let errors = import::read(b"PK\x03\x04garbage", Kind::Units).expect_err("refused");
+    assert_eq!(errors[0].line, 0);
+}
