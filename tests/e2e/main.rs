@@ -1,6 +1,7 @@
 //! End-to-end scenarios: the real `kiemtra-server` binary, several device
 //! stores, faults. Run with `cargo test --workspace` (or `-p kiemtra-server --test e2e`).
 
+mod admin;
 mod audit;
 mod backup;
 mod bad_input;

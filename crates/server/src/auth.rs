@@ -75,16 +75,31 @@ pub fn create_enrollment_code(
     }
     let code = secrets::new_code()?;
     let created = Utc::now();
+    let hash = secrets::sha256(&secrets::normalise_code(&code));
+    let expires = (created + ttl).to_rfc3339_opts(SecondsFormat::Secs, true);
     store
         .create_enrollment_code(
-            &secrets::sha256(&secrets::normalise_code(&code)),
+            &hash,
             user,
             team,
             role,
             &created.to_rfc3339_opts(SecondsFormat::Secs, true),
-            &(created + ttl).to_rfc3339_opts(SecondsFormat::Secs, true),
+            &expires,
         )
         .map_err(Problem::from)?;
+    // Logged as issued on the server machine (no administrator signed it).
+    let act = kiemtra_admin::Act::CodeIssued {
+        code_hash: kiemtra_core::hex::encode(&hash),
+        user_id: kiemtra_core::UserId::parse(user)
+            .map_err(|e| Problem::BadRequest(e.to_string()))?,
+        team_id: kiemtra_core::TeamId::parse(team)
+            .map_err(|e| Problem::BadRequest(e.to_string()))?,
+        role: kiemtra_core::Role::parse(role).map_err(|e| Problem::BadRequest(e.to_string()))?,
+        expires_at: expires,
+    };
+    if let Err(r) = crate::admin::witness(store, act, None)? {
+        tracing::warn!(reason = %r, "the code was not logged");
+    }
     Ok(code)
 }
 
@@ -152,11 +167,40 @@ pub fn enroll(
         )
         .map_err(Problem::from)?;
     match outcome {
-        Ok((record, retry)) => Ok((record, token, retry)),
+        Ok((record, retry)) => {
+            if !retry {
+                log_enrollment(store, &record, code)?;
+            }
+            Ok((record, token, retry))
+        }
         Err(EnrollmentRefusal::Unknown) => Err(Problem::Enrollment("unknown code")),
         Err(EnrollmentRefusal::Used) => Err(Problem::Enrollment("this code has already been used")),
         Err(EnrollmentRefusal::Expired) => Err(Problem::Enrollment("this code has expired")),
     }
+}
+
+/// Logs an enrollment the server witnessed. A code the log never issued
+/// (a database older than the log, or a row added by hand) enrolls without
+/// an entry; the device check then reports the device as not in the log.
+fn log_enrollment(
+    store: &mut impl ServerStore,
+    record: &DeviceRecord,
+    code: &str,
+) -> Result<(), Problem> {
+    let parse = |e: kiemtra_core::Error| Problem::Internal(e.to_string());
+    let act = kiemtra_admin::Act::DeviceEnrolled {
+        device_id: record.device_id.clone(),
+        user_id: kiemtra_core::UserId::parse(&record.user_id).map_err(parse)?,
+        team_id: kiemtra_core::TeamId::parse(&record.team).map_err(parse)?,
+        role: kiemtra_core::Role::parse(&record.role).map_err(parse)?,
+        public_key: kiemtra_core::hex::encode(&record.public_key),
+        device_name: record.name.clone(),
+        code_hash: kiemtra_core::hex::encode(&secrets::sha256(&secrets::normalise_code(code))),
+    };
+    if let Err(r) = crate::admin::witness(store, act, Some(record.enrolled_at.clone()))? {
+        tracing::warn!(device = %record.device_id, reason = %r, "the enrollment was not logged");
+    }
+    Ok(())
 }
 
 /// Failed enrollment attempts one client address may make in

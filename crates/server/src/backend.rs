@@ -264,6 +264,15 @@ impl ServerStore for Conn<'_> {
     fn revoke_device(&mut self, device_id: &str, now: &str) -> Result<()> {
         on!(self, s => ServerStore::revoke_device(s, device_id, now))
     }
+    fn admin_log(&mut self, after: u64) -> Result<Vec<(u64, Vec<u8>)>> {
+        on!(self, s => ServerStore::admin_log(s, after))
+    }
+    fn lock_admin_log(&mut self) -> Result<()> {
+        on!(self, s => ServerStore::lock_admin_log(s))
+    }
+    fn append_admin_entry(&mut self, seq: u64, entry: &[u8]) -> Result<bool> {
+        on!(self, s => ServerStore::append_admin_entry(s, seq, entry))
+    }
     fn evidence_status(
         &mut self,
         visit: &VisitId,

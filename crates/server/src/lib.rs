@@ -1,5 +1,7 @@
 #![doc = include_str!("../README.md")]
 
+pub mod admin;
+mod admin_routes;
 pub mod admission;
 mod auth;
 pub mod backend;

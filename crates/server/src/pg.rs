@@ -32,13 +32,14 @@ use postgres::{Client, NoTls, Row};
 use crate::storage::{ChangeId, ServerStore};
 
 /// The migrations, in order; the database records the last one applied.
-const MIGRATIONS: [(i32, &str); 3] = [
+const MIGRATIONS: [(i32, &str); 4] = [
     (1, include_str!("../migrations-postgres/001_server.sql")),
     (2, include_str!("../migrations-postgres/002_evidence.sql")),
     (
         3,
         include_str!("../migrations-postgres/003_store_compressed_bytes_as_is.sql"),
     ),
+    (4, include_str!("../migrations-postgres/004_admin_log.sql")),
 ];
 /// The schema version this build writes.
 pub const PG_SCHEMA_VERSION: i32 = MIGRATIONS.len() as i32;
@@ -1018,6 +1019,34 @@ impl ServerStore for PgStore {
         Ok(())
     }
 
+    fn admin_log(&mut self, after: u64) -> Result<Vec<(u64, Vec<u8>)>> {
+        let rows = self
+            .client
+            .query(
+                "SELECT seq, entry FROM admin_log WHERE seq > $1 ORDER BY seq",
+                &[&(after as i64)],
+            )
+            .map_err(db)?;
+        Ok(rows
+            .iter()
+            .map(|r| (r.get::<_, i64>(0) as u64, r.get::<_, Vec<u8>>(1)))
+            .collect())
+    }
+    fn lock_admin_log(&mut self) -> Result<()> {
+        self.client
+            .batch_execute("LOCK TABLE admin_log IN EXCLUSIVE MODE")
+            .map_err(db)
+    }
+    fn append_admin_entry(&mut self, seq: u64, entry: &[u8]) -> Result<bool> {
+        let n = self
+            .client
+            .execute(
+                "INSERT INTO admin_log (seq, entry) VALUES ($1, $2) ON CONFLICT (seq) DO NOTHING",
+                &[&(seq as i64), &entry],
+            )
+            .map_err(db)?;
+        Ok(n == 1)
+    }
     fn revoke_device(&mut self, device_id: &str, now: &str) -> Result<()> {
         let n = self
             .client

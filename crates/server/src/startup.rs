@@ -11,6 +11,7 @@ use std::sync::{Arc, Mutex};
 use crate::backend::{Backend, Conn, PgPool};
 use std::time::Duration;
 
+use crate::admin_routes;
 use crate::metrics::Metrics;
 use crate::problem::Problem;
 use crate::routes;
@@ -268,6 +269,24 @@ impl Application {
                 .route("/v1/sync", web::post().to(routes::sync))
                 .route("/v1/visits", web::get().to(routes::list_visits))
                 .route("/v1/team/devices", web::get().to(routes::team_devices))
+                .route("/v1/admin/log", web::get().to(admin_routes::get_log))
+                .route("/v1/admin/log", web::post().to(admin_routes::post_log))
+                .route(
+                    "/v1/admin/directory",
+                    web::get().to(admin_routes::get_directory),
+                )
+                .route(
+                    "/v1/admin/devices/check",
+                    web::get().to(admin_routes::check_devices),
+                )
+                .route(
+                    "/v1/admin/imports/{kind}",
+                    web::post().to(admin_routes::prepare_import),
+                )
+                .route(
+                    "/v1/admin/export/{list}",
+                    web::get().to(admin_routes::export),
+                )
                 .route("/v1/visits/{id}", web::get().to(routes::get_visit))
                 .route(
                     "/v1/visits/{id}/verify",

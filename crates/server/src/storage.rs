@@ -151,6 +151,19 @@ pub trait ServerStore {
     ) -> Result<std::result::Result<(DeviceRecord, bool), EnrollmentRefusal>>;
     fn revoke_device(&mut self, device_id: &str, now: &str) -> Result<()>;
 
+    // ---- the administration log (`kiemtra_admin::log`)
+
+    /// The entries after `after` (by sequence number), as stored, in order.
+    fn admin_log(&mut self, after: u64) -> Result<Vec<(u64, Vec<u8>)>>;
+    /// Holds every other appender off until the transaction ends
+    /// (PostgreSQL: a table lock; the embedded store has one writer).
+    fn lock_admin_log(&mut self) -> Result<()> {
+        Ok(())
+    }
+    /// Appends entry `seq`; `false` (and nothing written) when an entry
+    /// with that number is stored already.
+    fn append_admin_entry(&mut self, seq: u64, entry: &[u8]) -> Result<bool>;
+
     // ---- evidence files
 
     /// How much of a file the server holds; `None` when nothing.
@@ -307,6 +320,12 @@ impl ServerStore for Store {
     }
     fn revoke_device(&mut self, device_id: &str, now: &str) -> Result<()> {
         Store::revoke_device(self, device_id, now)
+    }
+    fn admin_log(&mut self, after: u64) -> Result<Vec<(u64, Vec<u8>)>> {
+        Store::admin_log(self, after)
+    }
+    fn append_admin_entry(&mut self, seq: u64, entry: &[u8]) -> Result<bool> {
+        Store::append_admin_entry(self, seq, entry)
     }
     fn evidence_status(
         &mut self,

@@ -465,6 +465,28 @@ impl Store {
     }
 
     /// Revokes a device; its next request is refused.
+    /// The administration log's entries after `after`, in order.
+    pub fn admin_log(&self, after: u64) -> Result<Vec<(u64, Vec<u8>)>> {
+        let mut stmt = self
+            .conn()
+            .prepare_cached("SELECT seq, entry FROM admin_log WHERE seq > ?1 ORDER BY seq")?;
+        let rows = stmt
+            .query_map(params![after as i64], |r| {
+                Ok((r.get::<_, i64>(0)? as u64, r.get::<_, Vec<u8>>(1)?))
+            })?
+            .collect::<std::result::Result<Vec<_>, _>>()?;
+        Ok(rows)
+    }
+
+    /// Appends entry `seq`; false when an entry `seq` is stored already.
+    pub fn append_admin_entry(&mut self, seq: u64, entry: &[u8]) -> Result<bool> {
+        let n = self.conn().execute(
+            "INSERT OR IGNORE INTO admin_log (seq, entry) VALUES (?1, ?2)",
+            params![seq as i64, entry],
+        )?;
+        Ok(n == 1)
+    }
+
     pub fn revoke_device(&mut self, device_id: &str, now: &str) -> Result<()> {
         let n = self.conn().execute(
             "UPDATE devices SET revoked_at = ?2 WHERE device_id = ?1 AND revoked_at IS NULL",

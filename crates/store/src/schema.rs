@@ -22,11 +22,12 @@ static MIGRATIONS: LazyLock<Migrations<'static>> = LazyLock::new(|| {
         M::up(include_str!("../migrations/009_feed_one_row_per_visit.sql")),
         M::up(include_str!("../migrations/010_evidence.sql")),
         M::up(include_str!("../migrations/011_signatures_by_visit.sql")),
+        M::up(include_str!("../migrations/012_admin_log.sql")),
     ])
 });
 
 /// The schema version a fully migrated store has.
-pub const SCHEMA_VERSION: usize = 11;
+pub const SCHEMA_VERSION: usize = 12;
 
 pub(crate) fn migrations() -> &'static Migrations<'static> {
     &MIGRATIONS

@@ -1,0 +1,6 @@
+-- The administration log (kiemtra-admin): one row per entry, its bytes as
+-- hashed and signed. Entries are only ever appended.
+CREATE TABLE admin_log (
+    seq   INTEGER PRIMARY KEY,
+    entry BLOB NOT NULL
+);

@@ -1,0 +1,537 @@
+//! The administration over HTTP against a real server process: the first
+//! administrator enrolls with a code made on the server machine, signs
+//! every act with the desk's key, imports the Cần Thơ units and rosters
+//! from an .xlsx, issues a code a phone redeems; every bad input is refused
+//! with nothing changed; a key swapped, a revocation removed, an enrollment
+//! backdated, a log entry edited or removed in the database are detected.
+
+use crate::harness::*;
+use kiemtra_admin::export::write_workbook;
+use kiemtra_admin::log::sha256_hex;
+use kiemtra_admin::{Act, Author, Cell, Entry, Head, Table};
+use kiemtra_core::{Role, TeamId, UserId};
+use serde_json::{Value, json};
+
+struct Admin {
+    url: String,
+    creds: kiemtra_client::Credentials,
+    http: reqwest::Client,
+}
+
+impl Admin {
+    async fn get(&self, path: &str) -> (u16, Value) {
+        let r = self
+            .http
+            .get(format!("{}{path}", self.url))
+            .bearer_auth(&self.creds.token)
+            .send()
+            .await
+            .expect("get");
+        let status = r.status().as_u16();
+        (status, r.json().await.unwrap_or(Value::Null))
+    }
+    async fn head(&self) -> Head {
+        let (s, v) = self.get("/v1/admin/log").await;
+        assert_eq!(s, 200, "{v}");
+        serde_json::from_value(v["head"].clone()).expect("head")
+    }
+    fn sign(&self, head: &Head, act: Act) -> Entry {
+        let at = kiemtra_admin::log::timestamp(chrono::Utc::now()).max(head.at.clone());
+        let mut e = Entry::next(
+            head,
+            &at,
+            Author::Device {
+                device_id: self.creds.device_id.clone(),
+            },
+            act,
+        );
+        e.signature =
+            kiemtra_core::hex::encode(&self.creds.sign_bytes(&e.signing_bytes()).expect("sign"));
+        e
+    }
+    async fn post(&self, entries: &[Entry]) -> (u16, Value) {
+        let r = self
+            .http
+            .post(format!("{}/v1/admin/log", self.url))
+            .bearer_auth(&self.creds.token)
+            .json(&json!({ "entries": entries }))
+            .send()
+            .await
+            .expect("post");
+        let status = r.status().as_u16();
+        (status, r.json().await.unwrap_or(Value::Null))
+    }
+    /// Signs acts one after another from the current head and sends them.
+    async fn act(&self, acts: Vec<Act>) -> (u16, Value) {
+        let mut head = self.head().await;
+        let mut entries = Vec::new();
+        for a in acts {
+            let e = self.sign(&head, a);
+            head = e.head();
+            entries.push(e);
+        }
+        self.post(&entries).await
+    }
+    async fn import(&self, kind: &str, body: Vec<u8>) -> (u16, Value) {
+        let r = self
+            .http
+            .post(format!(
+                "{}/v1/admin/imports/{kind}?valid_from=01/01/2015",
+                self.url
+            ))
+            .bearer_auth(&self.creds.token)
+            .body(body)
+            .send()
+            .await
+            .expect("import");
+        let status = r.status().as_u16();
+        (status, r.json().await.unwrap_or(Value::Null))
+    }
+    async fn import_and_sign(&self, kind: &str, body: Vec<u8>) {
+        let (s, v) = self.import(kind, body).await;
+        assert_eq!(s, 200, "{v}");
+        let acts: Vec<Act> = serde_json::from_value(v["acts"].clone()).expect("acts");
+        let (s, v) = self.act(acts).await;
+        assert_eq!(s, 200, "{v}");
+    }
+}
+
+fn uid(s: &str) -> UserId {
+    UserId::parse(s).expect("id")
+}
+fn tid(s: &str) -> TeamId {
+    TeamId::parse(s).expect("id")
+}
+
+/// The Cần Thơ campaign's units and rosters as a workbook, and its areas
+/// (the city and its districts of 2015) as CSV.
+fn cantho() -> (String, Vec<u8>, usize) {
+    let fixture: Value =
+        serde_json::from_str(include_str!("../../fixtures/campaigns/cantho-2015.json"))
+            .expect("fixture");
+    let units = fixture["units"].as_array().expect("units");
+    let mut areas = vec![
+        "area_code,area_name,tier,parent".to_owned(),
+        "can-tho,Thành phố Cần Thơ,province,".into(),
+    ];
+    let mut codes = std::collections::BTreeMap::new();
+    codes.insert("Thành phố Cần Thơ".to_owned(), "can-tho".to_owned());
+    let mut unit_sheet = Table::new("units", &["unit_code", "unit_name", "unit_kind", "area"]);
+    let mut staff_sheet = Table::new(
+        "staff",
+        &[
+            "unit_code",
+            "staff_id",
+            "staff_name",
+            "position",
+            "category",
+            "on_payroll",
+        ],
+    );
+    let mut people = 0;
+    for u in units {
+        let area = u["area"].as_str().expect("area").to_owned();
+        let n = codes.len();
+        let code = codes
+            .entry(area.clone())
+            .or_insert_with(|| {
+                let c = format!("quan-huyen-{n}");
+                areas.push(format!("{c},{area},district,can-tho"));
+                c
+            })
+            .clone();
+        let s = |k: &str| Cell::from(u[k].as_str().unwrap_or_default());
+        unit_sheet.push(vec![s("code"), s("name"), s("kind"), code.into()]);
+        for m in u["staff"].as_array().expect("staff") {
+            let t = |k: &str| Cell::from(m[k].as_str().unwrap_or_default());
+            staff_sheet.push(vec![
+                s("code"),
+                t("id"),
+                t("name"),
+                t("position"),
+                t("category"),
+                if m["on_payroll"].as_bool() == Some(true) {
+                    "có"
+                } else {
+                    "không"
+                }
+                .into(),
+            ]);
+            people += 1;
+        }
+    }
+    (
+        areas.join("\n"),
+        write_workbook(&[unit_sheet, staff_sheet]).expect("xlsx"),
+        people,
+    )
+}
+
+async fn start() -> (tempfile::TempDir, ServerProcess, Admin) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data = dir.path().join("server");
+    let server = ServerProcess::start(&data);
+    let url = server.url();
+    let code = enroll_codes(&data, "quan-tri", "so-noi-vu", "administrator", 1).remove(0);
+    let creds = kiemtra_client::enroll(&url, &code, "Bàn quản trị")
+        .await
+        .expect("enroll the administrator");
+    let admin = Admin {
+        url,
+        creds,
+        http: reqwest::Client::new(),
+    };
+    (dir, server, admin)
+}
+
+#[tokio::test]
+async fn an_administrator_builds_the_directory_from_an_xlsx_and_a_phone_enrolls_with_a_signed_code()
+{
+    let (dir, server, admin) = start().await;
+    // The first two entries are the server's: the code made on its machine
+    // and the enrollment it witnessed.
+    let (_, log) = admin.get("/v1/admin/log").await;
+    let kinds: Vec<&str> = log["entries"]
+        .as_array()
+        .expect("entries")
+        .iter()
+        .map(|e| e["act"]["type"].as_str().unwrap_or(""))
+        .collect();
+    assert_eq!(kinds, ["code_issued", "device_enrolled"]);
+
+    let (areas, book, people) = cantho();
+    admin.import_and_sign("areas", areas.into_bytes()).await;
+    admin.import_and_sign("units", book.clone()).await;
+    admin.import_and_sign("staff", book).await;
+    let (_, d) = admin.get("/v1/admin/directory").await;
+    let units = d["units"].as_object().expect("units");
+    assert_eq!(units.len(), 65);
+    let staff: usize = units
+        .values()
+        .map(|u| u["rosters"][0]["staff"].as_array().map_or(0, |s| s.len()))
+        .sum();
+    assert_eq!(staff, people);
+    assert_eq!(units["so-noi-vu"]["name"], "Sở Nội vụ");
+
+    let (s, v) = admin
+        .act(vec![
+            Act::UserCreated {
+                user_id: uid("truong-doan"),
+                full_name: "Trần Văn Đoàn".into(),
+                role: Role::Supervisor,
+            },
+            Act::UserCreated {
+                user_id: uid("kiem-tra-an"),
+                full_name: "Lê Thị Ân".into(),
+                role: Role::Inspector,
+            },
+            Act::TeamCreated {
+                team_id: tid("doan-1"),
+                name: "Đoàn kiểm tra số 1".into(),
+            },
+            Act::TeamMembers {
+                team_id: tid("doan-1"),
+                leaders: vec![uid("truong-doan")],
+                members: vec![uid("truong-doan"), uid("kiem-tra-an")],
+            },
+        ])
+        .await;
+    assert_eq!(s, 200, "{v}");
+    // A code the administrator signed; the phone redeems it.
+    let code = "ABCD-EFGH-JKLM-NPQR";
+    let expires = kiemtra_admin::log::timestamp(chrono::Utc::now() + chrono::Duration::hours(1));
+    let (s, v) = admin
+        .act(vec![Act::CodeIssued {
+            code_hash: kiemtra_core::hex::encode(&ring_sha256(&normalise(code))),
+            user_id: uid("kiem-tra-an"),
+            team_id: tid("doan-1"),
+            role: Role::Inspector,
+            expires_at: expires,
+        }])
+        .await;
+    assert_eq!(s, 200, "{v}");
+    let phone = kiemtra_client::enroll(&admin.url, code, "Điện thoại của Ân")
+        .await
+        .expect("the phone enrolls with the signed code");
+    assert_eq!(phone.team, "doan-1");
+    let (s, check) = admin.get("/v1/admin/devices/check").await;
+    assert_eq!(s, 200);
+    assert_eq!(check["ok"], true, "{check}");
+    assert_eq!(check["devices_checked"], 2);
+
+    // Exports.
+    let r = reqwest::Client::new()
+        .get(format!("{}/v1/admin/export/units?format=csv", admin.url))
+        .bearer_auth(&admin.creds.token)
+        .send()
+        .await
+        .expect("export");
+    assert_eq!(r.status().as_u16(), 200);
+    let csv = r.text().await.expect("csv");
+    assert!(csv.contains("so-noi-vu,Sở Nội vụ,department"), "{csv}");
+    let r = reqwest::Client::new()
+        .get(format!("{}/v1/admin/export/users?format=xlsx", admin.url))
+        .bearer_auth(&admin.creds.token)
+        .send()
+        .await
+        .expect("export");
+    assert!(r.bytes().await.expect("xlsx").starts_with(b"PK\x03\x04"));
+    server.terminate();
+    drop(dir);
+}
+
+fn normalise(code: &str) -> String {
+    code.chars()
+        .filter(|c| c.is_ascii_alphanumeric())
+        .map(|c| c.to_ascii_uppercase())
+        .collect()
+}
+
+fn ring_sha256(s: &str) -> Vec<u8> {
+    kiemtra_core::hex::decode(&sha256_hex(s.as_bytes())).expect("hex")
+}
+
+#[tokio::test]
+async fn bad_administration_input_is_refused_and_changes_nothing() {
+    let (dir, server, admin) = start().await;
+    let data = dir.path().join("server");
+    let (areas, _, _) = cantho();
+    admin.import_and_sign("areas", areas.into_bytes()).await;
+    let before = admin.head().await;
+
+    // A bad row, with its line.
+    let csv = "unit_code,unit_name,unit_kind,area\n\
+               so-noi-vu,Sở Nội vụ,department,can-tho\n\
+               so-y-te,Sở Y tế,hospital,can-tho\n\
+               so-tu-phap,Sở Tư pháp,department,ha-noi\n";
+    let (s, v) = admin.import("units", csv.as_bytes().to_vec()).await;
+    assert_eq!(s, 422, "{v}");
+    let lines: Vec<u64> = v["errors"]
+        .as_array()
+        .expect("errors")
+        .iter()
+        .map(|e| e["line"].as_u64().unwrap_or(0))
+        .collect();
+    assert_eq!(lines, [3, 4], "{v}");
+    // A workbook that is not one.
+    let (s, v) = admin.import("units", b"PK\x03\x04not a zip".to_vec()).await;
+    assert_eq!(s, 422, "{v}");
+    // An unknown team; a user in no team given a code; an edited entry;
+    // an entry after an old head; a template that does not parse.
+    let (s, v) = admin
+        .act(vec![Act::TeamMembers {
+            team_id: tid("doan-9"),
+            leaders: vec![],
+            members: vec![],
+        }])
+        .await;
+    assert_eq!(s, 400, "{v}");
+    let (s, v) = admin
+        .act(vec![
+            Act::UserCreated {
+                user_id: uid("co-don"),
+                full_name: "Cô Đơn".into(),
+                role: Role::Inspector,
+            },
+            Act::CodeIssued {
+                code_hash: sha256_hex(b"x"),
+                user_id: uid("co-don"),
+                team_id: tid("doan-1"),
+                role: Role::Inspector,
+                expires_at: "2099-01-01T00:00:00Z".into(),
+            },
+        ])
+        .await;
+    assert_eq!(s, 400, "{v}");
+    let head = admin.head().await;
+    let mut e = admin.sign(
+        &head,
+        Act::TeamCreated {
+            team_id: tid("doan-2"),
+            name: "Đoàn 2".into(),
+        },
+    );
+    e.act = Act::TeamCreated {
+        team_id: tid("doan-3"),
+        name: "Đoàn 3".into(),
+    };
+    let (s, v) = admin.post(&[e]).await;
+    assert_eq!(s, 403, "{v}");
+    let mut stale = head.clone();
+    stale.seq -= 1;
+    let e = admin.sign(
+        &stale,
+        Act::TeamCreated {
+            team_id: tid("doan-2"),
+            name: "Đoàn 2".into(),
+        },
+    );
+    let (s, v) = admin.post(&[e]).await;
+    assert_eq!(s, 409, "{v}");
+    let (s, v) = admin
+        .act(vec![Act::TemplatePublished {
+            template_id: kiemtra_core::TemplateId::parse("standard").expect("id"),
+            version: 2,
+            json: "{\"format\": 1,".into(),
+        }])
+        .await;
+    assert_eq!(s, 400, "{v}");
+    let (s, v) = admin.post(&[]).await;
+    assert_eq!(s, 400, "{v}");
+    let r = reqwest::Client::new()
+        .post(format!("{}/v1/admin/log", admin.url))
+        .bearer_auth(&admin.creds.token)
+        .header("Content-Type", "application/json")
+        .body("{\"entries\": [{\"seq\": \"one\"}]}")
+        .send()
+        .await
+        .expect("post");
+    assert_eq!(r.status().as_u16(), 400);
+    assert_eq!(admin.head().await, before, "nothing refused was stored");
+
+    // A non-administrator on every admin route.
+    let inspector = Device::enroll(
+        &data,
+        &admin.url,
+        "kiem-tra-an",
+        "doan-1",
+        "inspector",
+        &dir.path().join("phone"),
+    )
+    .await;
+    let token = inspector.client.credentials().token.clone();
+    let http = reqwest::Client::new();
+    for (method, path) in [
+        ("GET", "/v1/admin/log"),
+        ("POST", "/v1/admin/log"),
+        ("GET", "/v1/admin/directory"),
+        ("GET", "/v1/admin/devices/check"),
+        ("POST", "/v1/admin/imports/units?valid_from=01/01/2015"),
+        ("GET", "/v1/admin/export/users"),
+    ] {
+        let url = format!("{}{path}", admin.url);
+        let req = if method == "GET" {
+            http.get(url)
+        } else {
+            http.post(url).json(&json!({"entries": []}))
+        };
+        let r = req.bearer_auth(&token).send().await.expect("request");
+        assert_eq!(r.status().as_u16(), 403, "{method} {path}");
+    }
+    let r = http
+        .get(format!("{}/v1/admin/log", admin.url))
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(r.status().as_u16(), 401);
+    server.terminate();
+}
+
+#[tokio::test]
+async fn tampering_with_devices_or_the_log_in_the_database_is_detected() {
+    let (dir, server, admin) = start().await;
+    let data = dir.path().join("server");
+    let phone = Device::enroll(
+        &data,
+        &admin.url,
+        "kiem-tra-an",
+        "doan-1",
+        "inspector",
+        &dir.path().join("phone"),
+    )
+    .await;
+    let other = Device::enroll(
+        &data,
+        &admin.url,
+        "kiem-tra-binh",
+        "doan-1",
+        "inspector",
+        &dir.path().join("phone-2"),
+    )
+    .await;
+    let revoked = other.client.credentials().device_id.clone();
+    let (s, v) = admin
+        .act(vec![Act::DeviceRevoked {
+            device_id: revoked.clone(),
+        }])
+        .await;
+    assert_eq!(s, 200, "{v}");
+    let (_, check) = admin.get("/v1/admin/devices/check").await;
+    assert_eq!(check["ok"], true, "{check}");
+    server.terminate();
+
+    let id = phone.client.credentials().device_id.clone();
+    let token = admin.creds.token.clone();
+    let rules = |sql: &'static str| tampered(&data, &id, &revoked, &token, sql);
+    assert_eq!(
+        rules("UPDATE devices SET public_key = randomblob(32) WHERE device_id = '{id}';").await,
+        ["key-differs"]
+    );
+    assert_eq!(
+        rules("UPDATE devices SET revoked_at = NULL WHERE device_id = '{revoked}';").await,
+        ["revocation-missing"]
+    );
+    assert_eq!(
+        rules("UPDATE devices SET enrolled_at = '2015-01-01T00:00:00Z' WHERE device_id = '{id}';")
+            .await,
+        ["enrollment-time-differs"]
+    );
+    // An entry edited (the phone's key in its enrollment), or removed.
+    assert_eq!(
+        rules("UPDATE admin_log SET entry = CAST(replace(CAST(entry AS TEXT), 'kiem-tra-an', 'kiem-tra-xx') AS BLOB) WHERE seq = 4;").await,
+        ["log-broken"]
+    );
+    assert_eq!(
+        rules("DELETE FROM admin_log WHERE seq = 5;").await,
+        ["log-broken"]
+    );
+}
+
+/// The rules the device check breaks after `sql` ran on a copy of the
+/// server's database.
+async fn tampered(
+    data: &std::path::Path,
+    id: &str,
+    revoked: &str,
+    token: &str,
+    sql: &str,
+) -> Vec<String> {
+    let copy = tempfile::tempdir().expect("tempdir");
+    let copied = copy.path().join("server");
+    copy_dir(data, &copied);
+    let c = rusqlite::Connection::open(copied.join("kiemtra.db")).expect("open");
+    c.execute_batch(&sql.replace("{id}", id).replace("{revoked}", revoked))
+        .expect("tamper");
+    drop(c);
+    let server = ServerProcess::start(&copied);
+    let r = reqwest::Client::new()
+        .get(format!("{}/v1/admin/devices/check", server.url()))
+        .bearer_auth(token)
+        .send()
+        .await
+        .expect("check");
+    let v: Value = r.json().await.expect("json");
+    server.terminate();
+    assert_eq!(v["ok"], false, "{sql}: {v}");
+    let mut rules: Vec<String> = v["problems"]
+        .as_array()
+        .expect("problems")
+        .iter()
+        .map(|p| p["rule"].as_str().unwrap_or("").to_owned())
+        .collect();
+    rules.dedup();
+    rules
+}
+
+fn copy_dir(from: &std::path::Path, to: &std::path::Path) {
+    std::fs::create_dir_all(to).expect("mkdir");
+    for e in std::fs::read_dir(from).expect("read_dir") {
+        let e = e.expect("entry");
+        let target = to.join(e.file_name());
+        if e.file_type().expect("type").is_dir() {
+            copy_dir(&e.path(), &target);
+        } else {
+            std::fs::copy(e.path(), target).expect("copy");
+        }
+    }
+}
