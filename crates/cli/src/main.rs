@@ -10,6 +10,7 @@
 //! allowed for this role; 5 network or server refusal; 6 verification found
 //! problems.
 
+mod admin_http;
 mod builtin;
 mod demo;
 mod desk;
@@ -233,6 +234,64 @@ enum AdminCommand {
     Devices,
     /// Revoke a device.
     Revoke { device_id: String },
+    /// Over HTTP with this administrator's (or auditor's) desk: the
+    /// administration log, entry by entry, replayed and checked here.
+    Log,
+    /// Verify the administration log and every device the server holds
+    /// against it; remembers the head, so a log cut or rewritten since the
+    /// last verification is caught.
+    VerifyLog,
+    /// Create a user (signed by this desk).
+    ///
+    /// Example: kiemtra admin user-add truong-doan "Trần Văn Đoàn" --role supervisor
+    UserAdd {
+        id: String,
+        name: String,
+        #[arg(long, default_value = "inspector")]
+        role: String,
+    },
+    /// Create a team.
+    TeamAdd { id: String, name: String },
+    /// Set a team's members (and its leaders, supervisors among them).
+    TeamMembers {
+        team: String,
+        #[arg(long, value_delimiter = ',')]
+        leaders: Vec<String>,
+        #[arg(long, value_delimiter = ',')]
+        members: Vec<String>,
+    },
+    /// Import areas, units or staff (rosters) from a CSV or .xlsx file, all
+    /// or nothing.
+    ///
+    /// Example: kiemtra admin import units units.xlsx --valid-from 01/01/2015
+    Import {
+        /// areas, units or staff
+        kind: String,
+        file: PathBuf,
+        #[arg(long)]
+        valid_from: String,
+    },
+    /// Issue a single-use enrollment code, signed by this desk.
+    Code {
+        #[arg(long)]
+        user: String,
+        #[arg(long)]
+        team: String,
+        #[arg(long, default_value = "inspector")]
+        role: String,
+        #[arg(long, default_value_t = 24)]
+        ttl_hours: i64,
+    },
+    /// Revoke a device, signed by this desk.
+    RevokeDevice { device_id: String },
+    /// Export a list (users, teams, areas, units, devices, campaigns).
+    Export {
+        list: String,
+        #[arg(long, default_value = "csv")]
+        format: String,
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
 }
 
 #[derive(Subcommand)]
@@ -347,7 +406,51 @@ fn run(cli: Cli) -> Result<()> {
                 }
             })
         }
-        Command::Admin { data, command } => admin(&data, command),
+        Command::Admin { data, command } => {
+            use admin_http::Request as R;
+            let request = match command {
+                c @ (AdminCommand::EnrollCode { .. }
+                | AdminCommand::Devices
+                | AdminCommand::Revoke { .. }) => return admin(&data, c),
+                AdminCommand::Log => R::Log,
+                AdminCommand::VerifyLog => R::Verify,
+                AdminCommand::UserAdd { id, name, role } => R::User { id, name, role },
+                AdminCommand::TeamAdd { id, name } => R::Team { id, name },
+                AdminCommand::TeamMembers {
+                    team,
+                    leaders,
+                    members,
+                } => R::Members {
+                    team,
+                    leaders,
+                    members,
+                },
+                AdminCommand::Import {
+                    kind,
+                    file,
+                    valid_from,
+                } => R::Import {
+                    kind,
+                    file,
+                    valid_from,
+                },
+                AdminCommand::Code {
+                    user,
+                    team,
+                    role,
+                    ttl_hours,
+                } => R::Code {
+                    user,
+                    team,
+                    role,
+                    ttl_hours,
+                },
+                AdminCommand::RevokeDevice { device_id } => R::Revoke { device_id },
+                AdminCommand::Export { list, format, out } => R::Export { list, format, out },
+            };
+            let mut desk = Desk::open(&home)?;
+            admin_http::run(&mut desk, request)
+        }
         Command::Login { server, code, name } => {
             let desk = Desk::login(&home, &server, &code, &name)?;
             println!(
@@ -785,6 +888,9 @@ fn admin(data: &Path, command: AdminCommand) -> Result<()> {
             println!("revoked {device_id}");
             Ok(())
         }
+        _ => Err(CliError::Invalid(
+            "this command runs over HTTP with an enrolled desk, not on the data folder".into(),
+        )),
     }
 }
 

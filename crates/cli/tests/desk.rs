@@ -869,3 +869,134 @@ fn a_desk_reads_a_phones_bundle_with_no_server_and_refuses_a_damaged_one() {
     ));
     assert_eq!(&std::fs::read(&out_file).expect("read")[..4], b"KTBN");
 }
+
+/// `kiemtra admin` over HTTP: an administrator's desk creates a user and a
+/// team, imports areas and units, issues a signed code a phone's desk
+/// enrolls with, and verifies the log; a code for a user in no team and a
+/// bad row are refused with exit 2; an inspector's desk may not administer
+/// (exit 4); a log cut after the desk verified it is caught (exit 6).
+#[test]
+fn an_administrators_desk_administers_over_http_and_verifies_the_log() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = serve(dir.path());
+    let admin = dir.path().join("admin-desk");
+    ok(&kiemtra(
+        &admin,
+        &[
+            "login",
+            "--server",
+            &server.url,
+            "--code",
+            &code(&server, "quan-tri", "administrator"),
+        ],
+    ));
+    ok(&kiemtra(
+        &admin,
+        &[
+            "admin",
+            "user-add",
+            "kiem-tra-an",
+            "Lê Thị Ân",
+            "--role",
+            "inspector",
+        ],
+    ));
+    ok(&kiemtra(
+        &admin,
+        &["admin", "team-add", "doan-1", "Đoàn kiểm tra số 1"],
+    ));
+    // A user in no team is given no code.
+    refused(
+        &kiemtra(
+            &admin,
+            &["admin", "code", "--user", "kiem-tra-an", "--team", "doan-1"],
+        ),
+        2,
+        "not a member",
+    );
+    ok(&kiemtra(
+        &admin,
+        &[
+            "admin",
+            "team-members",
+            "doan-1",
+            "--members",
+            "kiem-tra-an",
+        ],
+    ));
+    let areas = dir.path().join("areas.csv");
+    std::fs::write(
+        &areas,
+        "area_code,area_name,tier,parent\ncan-tho,Thành phố Cần Thơ,province,\n",
+    )
+    .expect("write");
+    ok(&kiemtra(
+        &admin,
+        &[
+            "admin",
+            "import",
+            "areas",
+            areas.to_str().expect("path"),
+            "--valid-from",
+            "01/01/2015",
+        ],
+    ));
+    let units = dir.path().join("units.csv");
+    std::fs::write(
+        &units,
+        "unit_code,unit_name,unit_kind,area\nso-noi-vu,Sở Nội vụ,department,can-tho\nso-y-te,Sở Y tế,clinic,can-tho\n",
+    )
+    .expect("write");
+    refused(
+        &kiemtra(
+            &admin,
+            &[
+                "admin",
+                "import",
+                "units",
+                units.to_str().expect("path"),
+                "--valid-from",
+                "01/01/2015",
+            ],
+        ),
+        2,
+        "line 3",
+    );
+    let code = ok(&kiemtra(
+        &admin,
+        &["admin", "code", "--user", "kiem-tra-an", "--team", "doan-1"],
+    ));
+    let phone = dir.path().join("phone-desk");
+    ok(&kiemtra(
+        &phone,
+        &["login", "--server", &server.url, "--code", code.trim()],
+    ));
+    refused(
+        &kiemtra(&phone, &["admin", "log"]),
+        4,
+        "administrators and auditors",
+    );
+    let verified = ok(&kiemtra(&admin, &["admin", "verify-log"]));
+    assert!(
+        verified.contains("all as the log enrolled them"),
+        "{verified}"
+    );
+    let listed = ok(&kiemtra(&admin, &["admin", "export", "users"]));
+    assert!(
+        listed.contains("kiem-tra-an,Lê Thị Ân,inspector,yes"),
+        "{listed}"
+    );
+    // The operator cuts the log's tail: the desk remembers what it verified.
+    let c = rusqlite::Connection::open(server.data.join("kiemtra.db")).expect("open");
+    c.execute(
+        "DELETE FROM admin_log WHERE seq = (SELECT max(seq) FROM admin_log)",
+        [],
+    )
+    .expect("cut");
+    drop(c);
+    refused(
+        &kiemtra(&admin, &["admin", "verify-log"]),
+        6,
+        "no longer holds entry",
+    );
+}

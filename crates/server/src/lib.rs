@@ -24,6 +24,7 @@ pub use metrics::Metrics;
 pub use options::{ServeOptions, init_logging, serve};
 pub use pg::{FeedListener, PgStore};
 pub use problem::Problem;
+pub use secrets::{new_code, normalise_code};
 pub use startup::{Application, Settings, StartError, open_backend, open_store};
 pub use storage::ServerStore;
 pub use verify::{Problem as VerifyProblem, Report as VerifyReport, verify_visit};

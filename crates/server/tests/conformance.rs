@@ -596,6 +596,45 @@ fn evidence<B: Backend>(b: &B) {
     assert_eq!((restarted.length, restarted.received), (13, 7));
 }
 
+/// The administration log: appended in order, a taken number refused with
+/// nothing written, kept only when its transaction commits; an enrollment
+/// and a code made on the server machine are witnessed into it.
+fn admin_log<B: Backend>(b: &B) {
+    let mut s = b.open();
+    assert!(s.admin_log(0).expect("empty").is_empty());
+    kiemtra_server::create_enrollment_code(
+        &mut s,
+        "insp-a",
+        "team-1",
+        "inspector",
+        chrono::Duration::hours(1),
+    )
+    .expect("code");
+    let log = s.admin_log(0).expect("log");
+    assert_eq!(log.len(), 1);
+    assert_eq!(log[0].0, 1);
+    let first = kiemtra_admin::Entry::from_bytes(&log[0].1).expect("entry");
+    assert_eq!(first.act.name(), "code_issued");
+    assert!(!s.append_admin_entry(1, b"{}").expect("taken"));
+    assert_eq!(
+        s.admin_log(0).expect("log")[0].1,
+        log[0].1,
+        "a taken number overwrites nothing"
+    );
+    assert!(s.append_admin_entry(2, b"two").expect("append"));
+    assert_eq!(s.admin_log(1).expect("after 1"), vec![(2, b"two".to_vec())]);
+    let failed: Result<(), _> = s.batch(|t| {
+        assert!(t.append_admin_entry(3, b"three")?);
+        Err(kiemtra_store::Error::Corrupt("undo".into()))
+    });
+    assert!(failed.is_err());
+    assert_eq!(
+        s.admin_log(0).expect("log").len(),
+        2,
+        "a rolled-back append is not kept"
+    );
+}
+
 type Case<B> = (&'static str, fn(&B));
 
 fn cases<B: Backend>() -> Vec<Case<B>> {
@@ -608,6 +647,7 @@ fn cases<B: Backend>() -> Vec<Case<B>> {
         ("engine", engine::<B>),
         ("concurrent_edits", concurrent_edits::<B>),
         ("evidence", evidence::<B>),
+        ("admin_log", admin_log::<B>),
     ]
 }
 
