@@ -250,14 +250,180 @@ async fn an_administrator_builds_the_directory_from_an_xlsx_and_a_phone_enrolls_
         }])
         .await;
     assert_eq!(s, 200, "{v}");
-    let phone = kiemtra_client::enroll(&admin.url, code, "Điện thoại của Ân")
+    let mut phone =
+        Device::enroll_with_code(&admin.url, code, "kiem-tra-an", &dir.path().join("phone")).await;
+    assert_eq!(phone.client.credentials().team, "doan-1");
+
+    // A template, a campaign on it, and assignments: the server creates the
+    // visits and each team's phones receive exactly theirs.
+    let day = |s: &str| chrono::NaiveDate::parse_from_str(s, "%Y-%m-%d").expect("date");
+    let unit = |s: &str| kiemtra_core::UnitCode::parse(s).expect("unit");
+    let campaign = kiemtra_core::CampaignId::parse("ct-2015").expect("id");
+    let visit =
+        |u: &str| kiemtra_core::VisitId::parse(&format!("ct-2015.{u}.a1b2c3d4e5")).expect("id");
+    let assign = |team: &str, u: &str, on: &str| Act::Assigned {
+        campaign_id: campaign.clone(),
+        team_id: tid(team),
+        unit: unit(u),
+        planned_on: day(on),
+        visit_id: visit(u),
+    };
+    let (s, v) = admin
+        .act(vec![
+            Act::TemplatePublished {
+                template_id: kiemtra_core::TemplateId::parse("standard").expect("id"),
+                version: 1,
+                json: include_str!("../../fixtures/templates/standard-v1.json").into(),
+            },
+            Act::UserCreated {
+                user_id: uid("kiem-tra-binh"),
+                full_name: "Phạm Văn Bình".into(),
+                role: Role::Inspector,
+            },
+            Act::TeamCreated {
+                team_id: tid("doan-2"),
+                name: "Đoàn kiểm tra số 2".into(),
+            },
+            Act::TeamMembers {
+                team_id: tid("doan-2"),
+                leaders: vec![],
+                members: vec![uid("kiem-tra-binh")],
+            },
+            Act::CampaignCreated {
+                campaign_id: campaign.clone(),
+                title: "Kiểm tra đột xuất việc chấp hành kỷ luật, kỷ cương hành chính năm 2015"
+                    .into(),
+                decision: "Quyết định 138/QĐ-UBND ngày 19/01/2017".into(),
+                starts_on: day("2015-08-01"),
+                ends_on: day("2015-12-31"),
+                province: unit("can-tho"),
+                template_id: kiemtra_core::TemplateId::parse("standard").expect("id"),
+                template_version: 1,
+                teams: vec![tid("doan-1"), tid("doan-2")],
+            },
+            assign("doan-1", "so-noi-vu", "2015-08-31"),
+            assign("doan-1", "so-tu-phap", "2015-08-31"),
+            assign("doan-2", "so-y-te", "2015-09-01"),
+        ])
+        .await;
+    assert_eq!(s, 200, "{v}");
+    // An assignment naming a visit id already taken is refused (an
+    // assigned visit cannot be squatted or taken over).
+    let (s, v) = admin
+        .act(vec![Act::Assigned {
+            campaign_id: campaign.clone(),
+            team_id: tid("doan-2"),
+            unit: unit("so-tai-chinh"),
+            planned_on: day("2015-09-01"),
+            visit_id: visit("so-noi-vu"),
+        }])
+        .await;
+    assert_eq!(s, 400, "{v}");
+    // An assignment outside the campaign's province is refused.
+    let (s, v) = admin
+        .act(vec![
+            Act::AreasImported {
+                areas: vec![kiemtra_admin::Area {
+                    code: unit("vinh-long"),
+                    name: "Tỉnh Vĩnh Long".into(),
+                    tier: kiemtra_admin::Tier::Province,
+                    parent: None,
+                    valid_from: day("2004-01-01"),
+                    valid_to: None,
+                }],
+            },
+            Act::UnitsImported {
+                units: vec![kiemtra_admin::UnitRecord {
+                    code: unit("so-noi-vu-vl"),
+                    name: "Sở Nội vụ Vĩnh Long".into(),
+                    kind: kiemtra_core::UnitKind::Department,
+                    area: unit("vinh-long"),
+                    valid_from: day("2004-01-01"),
+                    valid_to: None,
+                }],
+            },
+            Act::RosterPublished {
+                unit: unit("so-noi-vu-vl"),
+                valid_from: day("2015-01-01"),
+                staff: vec![],
+            },
+            assign("doan-2", "so-noi-vu-vl", "2015-09-01"),
+        ])
+        .await;
+    assert_eq!(s, 400, "{v}");
+    assert!(
+        v["detail"].as_str().unwrap_or("").contains("province"),
+        "{v}"
+    );
+    phone.sync().await;
+    let mut ids: Vec<String> = phone
+        .store
+        .list_visits()
+        .expect("list")
+        .into_iter()
+        .map(|v| v.id.to_string())
+        .collect();
+    ids.sort();
+    assert_eq!(
+        ids,
+        [
+            visit("so-noi-vu").to_string(),
+            visit("so-tu-phap").to_string()
+        ]
+    );
+    let state = phone.state(&visit("so-noi-vu"));
+    assert_eq!(state.meta.unit.name, "Sở Nội vụ");
+    assert_eq!(
+        state.staff.len(),
+        units["so-noi-vu"]["rosters"][0]["staff"]
+            .as_array()
+            .map_or(0, |s| s.len())
+    );
+    let data = dir.path().join("server");
+    let mut other = Device::enroll(
+        &data,
+        &admin.url,
+        "kiem-tra-binh",
+        "doan-2",
+        "inspector",
+        &dir.path().join("phone-2"),
+    )
+    .await;
+    other.sync().await;
+    let theirs: Vec<String> = other
+        .store
+        .list_visits()
+        .expect("list")
+        .into_iter()
+        .map(|v| v.id.to_string())
+        .collect();
+    assert_eq!(theirs, [visit("so-y-te").to_string()]);
+    // The server's creation verifies against the logged assignment.
+    let auditor = Device::enroll(
+        &data,
+        &admin.url,
+        "kiem-toan",
+        "so-noi-vu",
+        "auditor",
+        &dir.path().join("auditor"),
+    )
+    .await;
+    let r = reqwest::Client::new()
+        .get(format!(
+            "{}/v1/visits/{}/verify",
+            admin.url,
+            visit("so-noi-vu")
+        ))
+        .bearer_auth(&auditor.client.credentials().token)
+        .send()
         .await
-        .expect("the phone enrolls with the signed code");
-    assert_eq!(phone.team, "doan-1");
+        .expect("verify");
+    let report: Value = r.json().await.expect("report");
+    assert_eq!(report["ok"], true, "{report}");
     let (s, check) = admin.get("/v1/admin/devices/check").await;
     assert_eq!(s, 200);
     assert_eq!(check["ok"], true, "{check}");
-    assert_eq!(check["devices_checked"], 2);
+    assert_eq!(check["devices_checked"], 4);
 
     // Exports.
     let r = reqwest::Client::new()

@@ -222,6 +222,26 @@ pub enum Request {
     Revoke {
         device_id: String,
     },
+    Template {
+        file: std::path::PathBuf,
+    },
+    Campaign {
+        id: String,
+        title: String,
+        decision: String,
+        starts: String,
+        ends: String,
+        province: String,
+        template: String,
+        version: u32,
+        teams: Vec<String>,
+    },
+    Assign {
+        campaign: String,
+        team: String,
+        unit: String,
+        on: String,
+    },
     Export {
         list: String,
         format: String,
@@ -344,6 +364,71 @@ pub fn run(desk: &mut Desk, request: Request) -> Result<()> {
                 return Ok(());
             }
             Request::Revoke { device_id } => c.act(vec![Act::DeviceRevoked { device_id }]).await?,
+            Request::Template { file } => {
+                let json = std::fs::read_to_string(&file)
+                    .map_err(|e| CliError::Invalid(format!("{}: {e}", file.display())))?;
+                let t = kiemtra_core::Template::from_json(&json)
+                    .map_err(|e| CliError::Invalid(format!("{}: {e}", file.display())))?;
+                c.act(vec![Act::TemplatePublished {
+                    template_id: t.id,
+                    version: t.version,
+                    json,
+                }])
+                .await?
+            }
+            Request::Campaign {
+                id: campaign,
+                title,
+                decision,
+                starts,
+                ends,
+                province,
+                template,
+                version,
+                teams,
+            } => {
+                let date =
+                    |s: &str| kiemtra_admin::import::parse_date(s).map_err(CliError::Invalid);
+                c.act(vec![Act::CampaignCreated {
+                    campaign_id: id(kiemtra_core::CampaignId::parse, &campaign)?,
+                    title: kiemtra_core::text::nfc(title.trim()),
+                    decision: kiemtra_core::text::nfc(decision.trim()),
+                    starts_on: date(&starts)?,
+                    ends_on: date(&ends)?,
+                    province: id(kiemtra_core::UnitCode::parse, &province)?,
+                    template_id: id(kiemtra_core::TemplateId::parse, &template)?,
+                    template_version: version,
+                    teams: teams
+                        .iter()
+                        .map(|t| id(TeamId::parse, t))
+                        .collect::<Result<Vec<_>>>()?,
+                }])
+                .await?
+            }
+            Request::Assign {
+                campaign,
+                team,
+                unit,
+                on,
+            } => {
+                let random = uuid::Uuid::new_v4().simple().to_string();
+                let mut visit = format!("{campaign}.{unit}.{}", &random[..12]);
+                if visit.len() > 64 {
+                    visit = format!("v.{random}");
+                }
+                let head = c
+                    .act(vec![Act::Assigned {
+                        campaign_id: id(kiemtra_core::CampaignId::parse, &campaign)?,
+                        team_id: id(TeamId::parse, &team)?,
+                        unit: id(kiemtra_core::UnitCode::parse, &unit)?,
+                        planned_on: kiemtra_admin::import::parse_date(&on)
+                            .map_err(CliError::Invalid)?,
+                        visit_id: id(kiemtra_core::VisitId::parse, &visit)?,
+                    }])
+                    .await?;
+                println!("{visit}");
+                head
+            }
             Request::Export { list, format, out } => {
                 let bytes = c.export(&list, &format).await?;
                 match out {

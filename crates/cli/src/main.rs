@@ -284,6 +284,42 @@ enum AdminCommand {
     },
     /// Revoke a device, signed by this desk.
     RevokeDevice { device_id: String },
+    /// Publish a checklist version (a template file as in fixtures/templates).
+    TemplatePublish { file: PathBuf },
+    /// Create a campaign pinned to a published template version.
+    ///
+    /// Example: kiemtra admin campaign-create ct-2015 "Kiểm tra đột xuất năm 2015"
+    ///   --decision "Quyết định 138/QĐ-UBND ngày 19/01/2017" --starts 01/08/2015
+    ///   --ends 31/12/2015 --province can-tho --template standard --version 1 --teams doan-1,doan-2
+    CampaignCreate {
+        id: String,
+        title: String,
+        #[arg(long, default_value = "")]
+        decision: String,
+        #[arg(long)]
+        starts: String,
+        #[arg(long)]
+        ends: String,
+        #[arg(long)]
+        province: String,
+        #[arg(long)]
+        template: String,
+        #[arg(long)]
+        version: u32,
+        #[arg(long, value_delimiter = ',')]
+        teams: Vec<String>,
+    },
+    /// Assign a unit to a team on a planned day: the server creates the
+    /// visit (its id chosen here at random) and the team's phones receive it.
+    Assign {
+        campaign: String,
+        #[arg(long)]
+        team: String,
+        #[arg(long)]
+        unit: String,
+        #[arg(long)]
+        on: String,
+    },
     /// Export a list (users, teams, areas, units, devices, campaigns).
     Export {
         list: String,
@@ -446,6 +482,39 @@ fn run(cli: Cli) -> Result<()> {
                     ttl_hours,
                 },
                 AdminCommand::RevokeDevice { device_id } => R::Revoke { device_id },
+                AdminCommand::TemplatePublish { file } => R::Template { file },
+                AdminCommand::CampaignCreate {
+                    id,
+                    title,
+                    decision,
+                    starts,
+                    ends,
+                    province,
+                    template,
+                    version,
+                    teams,
+                } => R::Campaign {
+                    id,
+                    title,
+                    decision,
+                    starts,
+                    ends,
+                    province,
+                    template,
+                    version,
+                    teams,
+                },
+                AdminCommand::Assign {
+                    campaign,
+                    team,
+                    unit,
+                    on,
+                } => R::Assign {
+                    campaign,
+                    team,
+                    unit,
+                    on,
+                },
                 AdminCommand::Export { list, format, out } => R::Export { list, format, out },
             };
             let mut desk = Desk::open(&home)?;

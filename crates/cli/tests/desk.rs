@@ -962,6 +962,76 @@ fn an_administrators_desk_administers_over_http_and_verifies_the_log() {
         2,
         "line 3",
     );
+    std::fs::write(
+        &units,
+        "unit_code,unit_name,unit_kind,area\nso-noi-vu,Sở Nội vụ,department,can-tho\n",
+    )
+    .expect("write");
+    let staff = dir.path().join("staff.csv");
+    std::fs::write(
+        &staff,
+        "unit_code,staff_id,staff_name,position,category,on_payroll\nso-noi-vu,so-noi-vu.s01,Ngô Thị Nga,Giám đốc,leader,có\n",
+    )
+    .expect("write");
+    for (kind, file) in [("units", &units), ("staff", &staff)] {
+        ok(&kiemtra(
+            &admin,
+            &[
+                "admin",
+                "import",
+                kind,
+                file.to_str().expect("path"),
+                "--valid-from",
+                "01/01/2015",
+            ],
+        ));
+    }
+    let template = root().join("fixtures/templates/standard-v1.json");
+    ok(&kiemtra(
+        &admin,
+        &[
+            "admin",
+            "template-publish",
+            template.to_str().expect("path"),
+        ],
+    ));
+    ok(&kiemtra(
+        &admin,
+        &[
+            "admin",
+            "campaign-create",
+            "ct-2015",
+            "Kiểm tra đột xuất năm 2015",
+            "--decision",
+            "Quyết định 138/QĐ-UBND ngày 19/01/2017",
+            "--starts",
+            "01/08/2015",
+            "--ends",
+            "31/12/2015",
+            "--province",
+            "can-tho",
+            "--template",
+            "standard",
+            "--version",
+            "1",
+            "--teams",
+            "doan-1",
+        ],
+    ));
+    let assign = [
+        "admin",
+        "assign",
+        "ct-2015",
+        "--team",
+        "doan-1",
+        "--unit",
+        "so-noi-vu",
+        "--on",
+        "31/08/2015",
+    ];
+    let visit = ok(&kiemtra(&admin, &assign));
+    assert!(visit.trim().starts_with("ct-2015.so-noi-vu."), "{visit}");
+    refused(&kiemtra(&admin, &assign), 2, "assigned already");
     let code = ok(&kiemtra(
         &admin,
         &["admin", "code", "--user", "kiem-tra-an", "--team", "doan-1"],

@@ -92,6 +92,20 @@ pub fn append(store: &mut impl ServerStore, entries: &[Entry]) -> Result<Head, P
                 if let Err(r) = d.apply(e) {
                     return Ok(Err(refused(r)));
                 }
+                // An assignment's visit id must be new to the store too: a
+                // phone's unplanned visit cannot be taken over, nor an
+                // assignment squatted.
+                if let Act::Assigned { visit_id, .. } = &e.act {
+                    match s.summary(visit_id) {
+                        Ok(_) => {
+                            return Ok(Err(Problem::BadRequest(format!(
+                                "a visit {visit_id} exists already; choose another id"
+                            ))));
+                        }
+                        Err(kiemtra_store::Error::UnknownVisit(_)) => {}
+                        Err(other) => return Err(other),
+                    }
+                }
                 states.push(d.clone());
             }
             for (e, after) in entries.iter().zip(&states) {
@@ -131,6 +145,7 @@ fn effects(s: &mut impl ServerStore, d: &Directory, e: &Entry) -> Result<(), kie
             )?;
         }
         Act::DeviceRevoked { device_id } => revoke(s, device_id, &e.at)?,
+        Act::Assigned { visit_id, .. } => create_visit(s, d, visit_id)?,
         Act::UserUpdated {
             user_id,
             active: false,
@@ -144,6 +159,25 @@ fn effects(s: &mut impl ServerStore, d: &Directory, e: &Entry) -> Result<(), kie
         }
         _ => {}
     }
+    Ok(())
+}
+
+/// Creates an assignment's visit: the unit as the directory has it, the
+/// roster in force on the planned day, the campaign's template version;
+/// authored by the server (its only change of the visit, checked by the
+/// verification against the logged assignment), and fed to the team.
+fn create_visit(
+    s: &mut impl ServerStore,
+    d: &Directory,
+    visit_id: &kiemtra_core::VisitId,
+) -> Result<(), kiemtra_store::Error> {
+    let refused = |r: Refusal| kiemtra_store::Error::Corrupt(format!("the assignment: {r}"));
+    let (new, template_id, version) = d.new_visit(visit_id).map_err(refused)?;
+    let template = d.template(&template_id, version).map_err(refused)?;
+    let session = s.session().clone();
+    let visit = kiemtra_core::Visit::create(new, &template, &session)?;
+    let bytes = visit.save();
+    s.insert_loaded(visit, &bytes)?;
     Ok(())
 }
 

@@ -53,6 +53,32 @@ fn verifies(key: &[u8], message: &[u8], signature: &[u8]) -> bool {
         .is_ok()
 }
 
+/// The user and device the server's own changes are stamped with.
+const SERVER: &str = "server";
+
+/// Whether the visit's creation is what its logged assignment asked for.
+fn matches_assignment(
+    visit: &Visit,
+    d: &kiemtra_admin::Directory,
+    id: &VisitId,
+) -> Result<(), String> {
+    let (new, template_id, version) = d.new_visit(id).map_err(|e| e.to_string())?;
+    let meta = visit.meta().map_err(|e| e.to_string())?;
+    if meta.unit != new.unit
+        || meta.team != new.team
+        || meta.campaign != new.campaign
+        || meta.scheduled_on != new.scheduled_on
+        || meta.template_id != template_id
+        || meta.template_version != version
+    {
+        return Err(
+            "the visit's unit, team, campaign, date or template is not the logged assignment's"
+                .into(),
+        );
+    }
+    Ok(())
+}
+
 /// Verifies a visit from what is stored — the document as it is on disk,
 /// not a cached copy — against the kept signatures and device records.
 pub fn verify_visit(
@@ -95,11 +121,40 @@ pub fn verify_visit(
     let mut device = |d: &str| -> Result<Option<DeviceRecord>, kiemtra_store::Error> {
         Ok(enrolled.get(d).cloned())
     };
+    // A visit an assignment of the administration log made begins with the
+    // server's one change, which no device signs: it is checked against
+    // the logged assignment instead.
+    let planned = match crate::admin::directory(store) {
+        Ok(d) => d.visits.contains_key(id).then_some(d),
+        Err(e) => {
+            problems.push(problem(
+                id.as_str(),
+                "log-broken",
+                format!("the administration log does not verify: {e}"),
+            ));
+            None
+        }
+    };
     let mut verified: HashMap<usize, bool> = HashMap::new();
     let changes = visit.changes_with_authors();
     for (c, author) in &changes {
         let h = c.hash();
         let subject = h.to_string();
+        if let (Some(d), Some(a)) = (&planned, author)
+            && a.device.as_str() == SERVER
+            && a.user.as_str() == SERVER
+        {
+            if !c.deps().is_empty() {
+                problems.push(problem(
+                    &subject,
+                    "server-change",
+                    "the server wrote a change other than the visit's creation",
+                ));
+            } else if let Err(detail) = matches_assignment(&visit, d, id) {
+                problems.push(problem(&subject, "not-as-assigned", detail));
+            }
+            continue;
+        }
         let Some(receipt) = receipts.get(&h) else {
             problems.push(problem(
                 &subject,
@@ -201,9 +256,26 @@ pub fn verify_visit(
     // Every change checked by the acceptance rule against the document
     // before it, as the server checks what it receives: what a build that
     // accepted more stored shows here.
+    let mut devices = enrolled.clone();
+    if planned.is_some() {
+        // The server creates an assigned visit as a supervisor would.
+        devices.insert(
+            SERVER.into(),
+            DeviceRecord {
+                device_id: SERVER.into(),
+                user_id: SERVER.into(),
+                team: team.clone(),
+                role: "supervisor".into(),
+                name: "kiemtra-server".into(),
+                enrolled_at: String::new(),
+                revoked_at: None,
+                public_key: Vec::new(),
+            },
+        );
+    }
     let authors = crate::trust::Authors {
         team: team.clone(),
-        devices: enrolled.clone(),
+        devices,
     };
     for r in visit.audit_history(&authors) {
         let subject = r
