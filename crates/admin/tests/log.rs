@@ -318,3 +318,236 @@ fn a_workbook_that_unpacks_too_far_is_refused_before_it_is_read() {
     let errors = import::read(b"PK\x03\x04garbage", Kind::Units).expect_err("refused");
     assert_eq!(errors[0].line, 0);
 }
+
+fn day(s: &str) -> chrono::NaiveDate {
+    chrono::NaiveDate::parse_from_str(s, "%Y-%m-%d").expect("date")
+}
+fn code(s: &str) -> UnitCode {
+    UnitCode::parse(s).expect("code")
+}
+
+/// The three tiers of 2015 beside the two of today: a 2015 campaign plans
+/// on the district-era units, a unit merged on 01/07/2025 keeps the units
+/// it absorbed and is the one a 2026 campaign plans on; a merged-away unit
+/// cannot be planned after the merge.
+#[test]
+fn a_merged_unit_keeps_what_it_absorbed_and_each_campaign_plans_on_its_own_units() {
+    let mut w = World::new();
+    hierarchy(&mut w);
+    w.act(Act::AreasImported {
+        areas: vec![kiemtra_admin::Area {
+            code: code("phong-dien-xa"),
+            name: "Xã Phong Điền".into(),
+            tier: kiemtra_admin::Tier::Commune,
+            parent: Some(code("can-tho")),
+            valid_from: day("2025-07-01"),
+            valid_to: None,
+        }],
+    })
+    .expect("two-tier commune");
+    let unit = |c: &str, name: &str, area: &str, from: &str| kiemtra_admin::UnitRecord {
+        code: code(c),
+        name: name.into(),
+        kind: kiemtra_core::UnitKind::CommuneCommittee,
+        area: code(area),
+        valid_from: day(from),
+        valid_to: None,
+    };
+    w.act(Act::UnitsImported {
+        units: vec![
+            unit("ubnd-nhon-ai", "UBND xã Nhơn Ái", "nhon-ai", "2004-01-01"),
+            unit(
+                "ubnd-tt-phong-dien",
+                "UBND thị trấn Phong Điền",
+                "phong-dien",
+                "2004-01-01",
+            ),
+            unit(
+                "ubnd-xa-phong-dien",
+                "UBND xã Phong Điền",
+                "phong-dien-xa",
+                "2025-07-01",
+            ),
+        ],
+    })
+    .expect("units");
+    for u in ["ubnd-nhon-ai", "ubnd-tt-phong-dien"] {
+        w.act(Act::RosterPublished {
+            unit: code(u),
+            valid_from: day("2015-01-01"),
+            staff: vec![],
+        })
+        .expect("roster");
+    }
+    w.act(Act::RosterPublished {
+        unit: code("ubnd-xa-phong-dien"),
+        valid_from: day("2025-07-01"),
+        staff: vec![],
+    })
+    .expect("roster");
+    w.act(Act::UnitsMerged {
+        into: code("ubnd-xa-phong-dien"),
+        absorbed: vec![code("ubnd-nhon-ai"), code("ubnd-tt-phong-dien")],
+        on: day("2025-07-01"),
+    })
+    .expect("merge");
+    let merged = &w.d.units[&code("ubnd-xa-phong-dien")];
+    let absorbed: Vec<&str> = merged.absorbed.iter().map(|(c, _)| c.as_str()).collect();
+    assert_eq!(absorbed, ["ubnd-nhon-ai", "ubnd-tt-phong-dien"]);
+    assert_eq!(
+        w.d.units[&code("ubnd-nhon-ai")].record.valid_to,
+        Some(day("2025-06-30"))
+    );
+
+    let standard = include_str!("../../../fixtures/templates/standard-v1.json");
+    w.act(Act::TemplatePublished {
+        template_id: kiemtra_core::TemplateId::parse("standard").expect("id"),
+        version: 1,
+        json: standard.into(),
+    })
+    .expect("template");
+    w.act(user("an", "Lê Thị Ân", Role::Inspector))
+        .expect("user");
+    w.act(Act::TeamCreated {
+        team_id: TeamId::parse("doan-1").expect("id"),
+        name: "Đoàn 1".into(),
+    })
+    .expect("team");
+    w.act(Act::TeamMembers {
+        team_id: TeamId::parse("doan-1").expect("id"),
+        leaders: vec![],
+        members: vec![UserId::parse("an").expect("id")],
+    })
+    .expect("members");
+    let campaign = |id: &str, from: &str, to: &str| Act::CampaignCreated {
+        campaign_id: kiemtra_core::CampaignId::parse(id).expect("id"),
+        title: format!("Kiểm tra {id}"),
+        decision: String::new(),
+        starts_on: day(from),
+        ends_on: day(to),
+        province: code("can-tho"),
+        template_id: kiemtra_core::TemplateId::parse("standard").expect("id"),
+        template_version: 1,
+        teams: vec![TeamId::parse("doan-1").expect("id")],
+    };
+    w.act(campaign("ct-2015", "2015-08-01", "2015-12-31"))
+        .expect("2015");
+    w.act(campaign("ct-2026", "2026-01-01", "2026-12-31"))
+        .expect("2026");
+    let assign = |c: &str, u: &str, on: &str, n: u32| Act::Assigned {
+        campaign_id: kiemtra_core::CampaignId::parse(c).expect("id"),
+        team_id: TeamId::parse("doan-1").expect("id"),
+        unit: code(u),
+        planned_on: day(on),
+        visit_id: kiemtra_core::VisitId::parse(&format!("v{n}")).expect("id"),
+    };
+    w.act(assign("ct-2015", "ubnd-nhon-ai", "2015-08-31", 1))
+        .expect("2015 on the old commune");
+    let r = w.act(assign("ct-2015", "ubnd-xa-phong-dien", "2015-08-31", 2));
+    assert!(
+        matches!(r, Err(Refusal::Invalid(_))),
+        "not yet a unit in 2015: {r:?}"
+    );
+    let r = w.act(assign("ct-2026", "ubnd-nhon-ai", "2026-03-02", 3));
+    assert!(
+        matches!(r, Err(Refusal::Invalid(_))),
+        "merged away by 2026: {r:?}"
+    );
+    w.act(assign("ct-2026", "ubnd-xa-phong-dien", "2026-03-02", 4))
+        .expect("2026 on the new commune");
+    // Each visit carries its own era's unit and area.
+    let (old, _, _) =
+        w.d.new_visit(&kiemtra_core::VisitId::parse("v1").expect("id"))
+            .expect("v1");
+    assert_eq!(
+        (old.unit.name.as_str(), old.unit.area.as_str()),
+        ("UBND xã Nhơn Ái", "Xã Nhơn Ái")
+    );
+    let (new, _, _) =
+        w.d.new_visit(&kiemtra_core::VisitId::parse("v4").expect("id"))
+            .expect("v4");
+    assert_eq!(new.unit.area, "Xã Phong Điền");
+}
+
+/// A draw on the log: the commitment before, the seed and the selection
+/// after; a seed that does not match, or a selection that is not the one
+/// the seed makes, is refused.
+#[test]
+fn a_draw_is_committed_before_and_rechecked_from_its_seed() {
+    let mut w = World::new();
+    hierarchy(&mut w);
+    let communes: Vec<UnitCode> = (1..=7).map(|i| code(&format!("ubnd-xa-{i}"))).collect();
+    w.act(Act::UnitsImported {
+        units: communes
+            .iter()
+            .map(|c| kiemtra_admin::UnitRecord {
+                code: c.clone(),
+                name: format!("UBND {c}"),
+                kind: kiemtra_core::UnitKind::CommuneCommittee,
+                area: code("phong-dien"),
+                valid_from: day("2004-01-01"),
+                valid_to: None,
+            })
+            .collect(),
+    })
+    .expect("units");
+    w.act(Act::TemplatePublished {
+        template_id: kiemtra_core::TemplateId::parse("standard").expect("id"),
+        version: 1,
+        json: include_str!("../../../fixtures/templates/standard-v1.json").into(),
+    })
+    .expect("template");
+    w.act(Act::TeamCreated {
+        team_id: TeamId::parse("doan-1").expect("id"),
+        name: "Đoàn 1".into(),
+    })
+    .expect("team");
+    w.act(Act::CampaignCreated {
+        campaign_id: kiemtra_core::CampaignId::parse("cchc-2014").expect("id"),
+        title: "Kiểm tra công tác cải cách hành chính tại huyện Phong Điền".into(),
+        decision: String::new(),
+        starts_on: day("2014-09-01"),
+        ends_on: day("2014-09-30"),
+        province: code("can-tho"),
+        template_id: kiemtra_core::TemplateId::parse("standard").expect("id"),
+        template_version: 1,
+        teams: vec![TeamId::parse("doan-1").expect("id")],
+    })
+    .expect("campaign");
+    let seed = [7u8; 32];
+    let campaign = kiemtra_core::CampaignId::parse("cchc-2014").expect("id");
+    w.act(Act::DrawCommitted {
+        campaign_id: campaign.clone(),
+        commitment: kiemtra_admin::draw::commitment_of(&seed),
+        candidates: communes.clone(),
+        count: 2,
+    })
+    .expect("commit");
+    let selection = kiemtra_admin::draw::select(&seed, &communes, 2);
+    let r = w.act(Act::DrawRevealed {
+        campaign_id: campaign.clone(),
+        seed: hex::encode(&[8u8; 32]),
+        selection: selection.clone(),
+    });
+    assert!(matches!(r, Err(Refusal::Invalid(_))), "another seed: {r:?}");
+    let mut wrong = selection.clone();
+    wrong.reverse();
+    let r = w.act(Act::DrawRevealed {
+        campaign_id: campaign.clone(),
+        seed: hex::encode(&seed),
+        selection: wrong,
+    });
+    assert!(
+        matches!(r, Err(Refusal::Invalid(_))),
+        "another selection: {r:?}"
+    );
+    w.act(Act::DrawRevealed {
+        campaign_id: campaign.clone(),
+        seed: hex::encode(&seed),
+        selection: selection.clone(),
+    })
+    .expect("reveal");
+    let d = &w.d.campaigns[&campaign].draws[0];
+    assert_eq!(d.selection.len(), 2);
+    assert_eq!(d.selection, selection);
+}
