@@ -225,6 +225,15 @@ pub enum Request {
     Template {
         file: std::path::PathBuf,
     },
+    DrawCommit {
+        campaign: String,
+        n: u32,
+        units: std::path::PathBuf,
+    },
+    DrawReveal {
+        campaign: String,
+        seed: String,
+    },
     Campaign {
         id: String,
         title: String,
@@ -364,6 +373,55 @@ pub fn run(desk: &mut Desk, request: Request) -> Result<()> {
                 return Ok(());
             }
             Request::Revoke { device_id } => c.act(vec![Act::DeviceRevoked { device_id }]).await?,
+            Request::DrawCommit { campaign, n, units } => {
+                let text = std::fs::read_to_string(&units)
+                    .map_err(|e| CliError::Invalid(format!("{}: {e}", units.display())))?;
+                let mut candidates = text
+                    .lines()
+                    .map(str::trim)
+                    .filter(|l| !l.is_empty() && !l.starts_with('#'))
+                    .map(|l| id(kiemtra_core::UnitCode::parse, l))
+                    .collect::<Result<Vec<_>>>()?;
+                candidates.sort();
+                candidates.dedup();
+                let seed = kiemtra_admin::draw::new_seed()
+                    .ok_or_else(|| CliError::Other("no randomness for the seed".into()))?;
+                c.act(vec![Act::DrawCommitted {
+                    campaign_id: id(kiemtra_core::CampaignId::parse, &campaign)?,
+                    commitment: kiemtra_admin::draw::commitment_of(&seed),
+                    candidates,
+                    count: n,
+                }])
+                .await?;
+                println!("seed {}", kiemtra_core::hex::encode(&seed));
+                return Ok(());
+            }
+            Request::DrawReveal { campaign, seed } => {
+                let campaign_id = id(kiemtra_core::CampaignId::parse, &campaign)?;
+                let (_, d) = c.log().await?;
+                let draw = d
+                    .campaigns
+                    .get(&campaign_id)
+                    .and_then(|c| c.draws.iter().find(|d| d.seed.is_none()))
+                    .ok_or_else(|| {
+                        CliError::NotFound(format!("campaign {campaign} has no draw to reveal"))
+                    })?;
+                let raw = kiemtra_core::hex::decode(seed.trim())
+                    .ok_or_else(|| CliError::Invalid("the seed is 64 hex characters".into()))?;
+                let selection =
+                    kiemtra_admin::draw::select(&raw, &draw.candidates, draw.count as usize);
+                let head = c
+                    .act(vec![Act::DrawRevealed {
+                        campaign_id,
+                        seed: seed.trim().to_owned(),
+                        selection: selection.clone(),
+                    }])
+                    .await?;
+                for u in &selection {
+                    println!("{u}");
+                }
+                head
+            }
             Request::Template { file } => {
                 let json = std::fs::read_to_string(&file)
                     .map_err(|e| CliError::Invalid(format!("{}: {e}", file.display())))?;

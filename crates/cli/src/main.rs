@@ -309,6 +309,20 @@ enum AdminCommand {
         #[arg(long, value_delimiter = ',')]
         teams: Vec<String>,
     },
+    /// Commit a random draw on the server before it is made: prints the
+    /// secret seed (keep it until the reveal); the commitment and the
+    /// candidates go into the campaign's log for everyone to see.
+    DrawCommit {
+        campaign: String,
+        #[arg(long)]
+        n: u32,
+        /// A file of candidate unit codes, one per line.
+        #[arg(long)]
+        units: PathBuf,
+    },
+    /// Reveal a committed draw's seed: the selection anyone can recompute
+    /// is logged with it.
+    DrawReveal { campaign: String, seed: String },
     /// Assign a unit to a team on a planned day: the server creates the
     /// visit (its id chosen here at random) and the team's phones receive it.
     Assign {
@@ -483,6 +497,10 @@ fn run(cli: Cli) -> Result<()> {
                 },
                 AdminCommand::RevokeDevice { device_id } => R::Revoke { device_id },
                 AdminCommand::TemplatePublish { file } => R::Template { file },
+                AdminCommand::DrawCommit { campaign, n, units } => {
+                    R::DrawCommit { campaign, n, units }
+                }
+                AdminCommand::DrawReveal { campaign, seed } => R::DrawReveal { campaign, seed },
                 AdminCommand::CampaignCreate {
                     id,
                     title,

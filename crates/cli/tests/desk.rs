@@ -1032,6 +1032,39 @@ fn an_administrators_desk_administers_over_http_and_verifies_the_log() {
     let visit = ok(&kiemtra(&admin, &assign));
     assert!(visit.trim().starts_with("ct-2015.so-noi-vu."), "{visit}");
     refused(&kiemtra(&admin, &assign), 2, "assigned already");
+    // A draw on the server: committed, then revealed and rechecked there.
+    let candidates = dir.path().join("candidates.txt");
+    std::fs::write(&candidates, "so-noi-vu\n").expect("write");
+    let committed = ok(&kiemtra(
+        &admin,
+        &[
+            "admin",
+            "draw-commit",
+            "ct-2015",
+            "--n",
+            "1",
+            "--units",
+            candidates.to_str().expect("path"),
+        ],
+    ));
+    let seed = committed
+        .trim()
+        .strip_prefix("seed ")
+        .expect("seed")
+        .to_owned();
+    refused(
+        &kiemtra(
+            &admin,
+            &["admin", "draw-reveal", "ct-2015", &"0".repeat(64)],
+        ),
+        2,
+        "does not match",
+    );
+    let selected = ok(&kiemtra(
+        &admin,
+        &["admin", "draw-reveal", "ct-2015", &seed],
+    ));
+    assert_eq!(selected.lines().next(), Some("so-noi-vu"), "{selected}");
     let code = ok(&kiemtra(
         &admin,
         &["admin", "code", "--user", "kiem-tra-an", "--team", "doan-1"],
