@@ -491,12 +491,20 @@ fn a_draw_is_committed_before_and_rechecked_from_its_seed() {
             .collect(),
     })
     .expect("units");
+    // The administrative-reform (CCHC) checklist, published as data.
     w.act(Act::TemplatePublished {
-        template_id: kiemtra_core::TemplateId::parse("standard").expect("id"),
+        template_id: kiemtra_core::TemplateId::parse("cchc").expect("id"),
         version: 1,
-        json: include_str!("../../../fixtures/templates/standard-v1.json").into(),
+        json: include_str!("../../../fixtures/templates/cchc-v1.json").into(),
     })
     .expect("template");
+    assert_eq!(
+        w.d.template(&kiemtra_core::TemplateId::parse("cchc").expect("id"), 1)
+            .expect("published")
+            .checks
+            .len(),
+        26
+    );
     w.act(Act::TeamCreated {
         team_id: TeamId::parse("doan-1").expect("id"),
         name: "Đoàn 1".into(),
@@ -509,7 +517,7 @@ fn a_draw_is_committed_before_and_rechecked_from_its_seed() {
         starts_on: day("2014-09-01"),
         ends_on: day("2014-09-30"),
         province: code("can-tho"),
-        template_id: kiemtra_core::TemplateId::parse("standard").expect("id"),
+        template_id: kiemtra_core::TemplateId::parse("cchc").expect("id"),
         template_version: 1,
         teams: vec![TeamId::parse("doan-1").expect("id")],
     })

@@ -141,4 +141,31 @@ mod tests {
             Err(Error::TemplateJson(_))
         ));
     }
+
+    #[test]
+    fn the_cchc_template_parses_with_its_eight_fields_in_order() {
+        let t = Template::from_json(include_str!("../../../fixtures/templates/cchc-v1.json"))
+            .expect("cchc template parses");
+        assert_eq!(t.id.as_str(), "cchc");
+        assert_eq!(t.version, 1);
+        let mut groups: Vec<&str> = Vec::new();
+        for c in &t.checks {
+            if !groups.contains(&c.group.as_str()) {
+                groups.push(&c.group);
+            }
+        }
+        assert_eq!(
+            groups,
+            [
+                "direction",
+                "institutions",
+                "procedures",
+                "organisation",
+                "civil_servants",
+                "one_stop",
+                "public_finance",
+                "e_government",
+            ]
+        );
+    }
 }
