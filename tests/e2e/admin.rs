@@ -242,7 +242,7 @@ async fn an_administrator_builds_the_directory_from_an_xlsx_and_a_phone_enrolls_
     let expires = kiemtra_admin::log::timestamp(chrono::Utc::now() + chrono::Duration::hours(1));
     let (s, v) = admin
         .act(vec![Act::CodeIssued {
-            code_hash: kiemtra_core::hex::encode(&ring_sha256(&normalise(code))),
+            code_hash: sha256_hex(kiemtra_server::normalise_code(code).as_bytes()),
             user_id: uid("kiem-tra-an"),
             team_id: tid("doan-1"),
             role: Role::Inspector,
@@ -444,17 +444,6 @@ async fn an_administrator_builds_the_directory_from_an_xlsx_and_a_phone_enrolls_
     assert!(r.bytes().await.expect("xlsx").starts_with(b"PK\x03\x04"));
     server.terminate();
     drop(dir);
-}
-
-fn normalise(code: &str) -> String {
-    code.chars()
-        .filter(|c| c.is_ascii_alphanumeric())
-        .map(|c| c.to_ascii_uppercase())
-        .collect()
-}
-
-fn ring_sha256(s: &str) -> Vec<u8> {
-    kiemtra_core::hex::decode(&sha256_hex(s.as_bytes())).expect("hex")
 }
 
 #[tokio::test]

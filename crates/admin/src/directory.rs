@@ -234,6 +234,11 @@ fn unknown(s: impl Into<String>) -> Refusal {
     Refusal::Unknown(s.into())
 }
 
+/// Whether `s` is 64 hex characters (a SHA-256 digest, an Ed25519 key).
+fn hex64(s: &str) -> bool {
+    s.len() == 64 && kiemtra_core::hex::decode(s).is_some()
+}
+
 fn clean_name(field: &'static str, value: &str) -> Result<String, Refusal> {
     text::required(field, value, text::MAX_NAME).map_err(|e| invalid(e.to_string()))
 }
@@ -793,7 +798,7 @@ impl Directory {
                 role,
                 expires_at,
             } => {
-                if code_hash.len() != 64 || kiemtra_core::hex::decode(code_hash).is_none() {
+                if !hex64(code_hash) {
                     return Err(invalid("code_hash must be 64 hex characters"));
                 }
                 if self.codes.contains_key(code_hash) {
@@ -861,7 +866,7 @@ impl Directory {
                 if entry.at > code.expires_at {
                     return Err(invalid("the code had expired"));
                 }
-                if public_key.len() != 64 || kiemtra_core::hex::decode(public_key).is_none() {
+                if !hex64(public_key) {
                     return Err(invalid("public_key must be 64 hex characters"));
                 }
                 if self.devices.contains_key(device_id) {
@@ -902,7 +907,7 @@ impl Directory {
                 count,
             } => {
                 self.campaign(campaign_id)?;
-                if commitment.len() != 64 || kiemtra_core::hex::decode(commitment).is_none() {
+                if !hex64(commitment) {
                     return Err(invalid("commitment must be 64 hex characters"));
                 }
                 let mut sorted = candidates.clone();

@@ -9,20 +9,13 @@ use kiemtra_admin::{Act, Author, Directory, Entry, Head};
 use kiemtra_core::{Role, TeamId, UserId};
 use serde_json::{Value, json};
 
-use crate::desk::{CliError, Desk, Result};
+use crate::desk::{CliError, Desk, Result, runtime};
 
 /// The desk setting holding the last head this desk verified.
 const SEEN_HEAD: &str = "admin.seen_head";
 
 fn net(e: impl std::fmt::Display) -> CliError {
     CliError::Network(e.to_string())
-}
-
-fn runtime() -> Result<tokio::runtime::Runtime> {
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .map_err(|e| CliError::Other(e.to_string()))
 }
 
 async fn answer(r: reqwest::Response) -> Result<Value> {
@@ -190,70 +183,115 @@ impl<'a> AdminClient<'a> {
     }
 }
 
-/// What `kiemtra admin` does over HTTP.
+/// What `kiemtra admin` does over HTTP with an enrolled desk.
+#[derive(clap::Subcommand)]
 pub enum Request {
+    /// Over HTTP with this administrator's (or auditor's) desk: the
+    /// administration log, entry by entry, replayed and checked here.
     Log,
-    Verify,
-    User {
+    /// Verify the administration log and every device the server holds
+    /// against it; remembers the head, so a log cut or rewritten since the
+    /// last verification is caught.
+    VerifyLog,
+    /// Create a user (signed by this desk).
+    ///
+    /// Example: kiemtra admin user-add truong-doan "Trần Văn Đoàn" --role supervisor
+    UserAdd {
         id: String,
         name: String,
+        #[arg(long, default_value = "inspector")]
         role: String,
     },
-    Team {
-        id: String,
-        name: String,
-    },
-    Members {
+    /// Create a team.
+    TeamAdd { id: String, name: String },
+    /// Set a team's members (and its leaders, supervisors among them).
+    TeamMembers {
         team: String,
+        #[arg(long, value_delimiter = ',')]
         leaders: Vec<String>,
+        #[arg(long, value_delimiter = ',')]
         members: Vec<String>,
     },
+    /// Import areas, units or staff (rosters) from a CSV or .xlsx file, all
+    /// or nothing.
+    ///
+    /// Example: kiemtra admin import units units.xlsx --valid-from 01/01/2015
     Import {
+        /// areas, units or staff
         kind: String,
         file: std::path::PathBuf,
+        #[arg(long)]
         valid_from: String,
     },
+    /// Issue a single-use enrollment code, signed by this desk.
     Code {
+        #[arg(long)]
         user: String,
+        #[arg(long)]
         team: String,
+        #[arg(long, default_value = "inspector")]
         role: String,
+        #[arg(long, default_value_t = 24)]
         ttl_hours: i64,
     },
-    Revoke {
-        device_id: String,
-    },
-    Template {
-        file: std::path::PathBuf,
-    },
-    DrawCommit {
-        campaign: String,
-        n: u32,
-        units: std::path::PathBuf,
-    },
-    DrawReveal {
-        campaign: String,
-        seed: String,
-    },
-    Campaign {
+    /// Revoke a device, signed by this desk.
+    RevokeDevice { device_id: String },
+    /// Publish a checklist version (a template file as in fixtures/templates).
+    TemplatePublish { file: std::path::PathBuf },
+    /// Create a campaign pinned to a published template version.
+    ///
+    /// Example: kiemtra admin campaign-create ct-2015 "Kiểm tra đột xuất năm 2015"
+    ///   --decision "Quyết định 138/QĐ-UBND ngày 19/01/2017" --starts 01/08/2015
+    ///   --ends 31/12/2015 --province can-tho --template standard --version 1 --teams doan-1,doan-2
+    CampaignCreate {
         id: String,
         title: String,
+        #[arg(long, default_value = "")]
         decision: String,
+        #[arg(long)]
         starts: String,
+        #[arg(long)]
         ends: String,
+        #[arg(long)]
         province: String,
+        #[arg(long)]
         template: String,
+        #[arg(long)]
         version: u32,
+        #[arg(long, value_delimiter = ',')]
         teams: Vec<String>,
     },
+    /// Commit a random draw on the server before it is made: prints the
+    /// secret seed (keep it until the reveal); the commitment and the
+    /// candidates go into the campaign's log for everyone to see.
+    DrawCommit {
+        campaign: String,
+        #[arg(long)]
+        n: u32,
+        /// A file of candidate unit codes, one per line.
+        #[arg(long)]
+        units: std::path::PathBuf,
+    },
+    /// Reveal a committed draw's seed: the selection anyone can recompute
+    /// is logged with it.
+    DrawReveal { campaign: String, seed: String },
+    /// Assign a unit to a team on a planned day: the server creates the
+    /// visit (its id chosen here at random) and the team's phones receive it.
     Assign {
         campaign: String,
+        #[arg(long)]
         team: String,
+        #[arg(long)]
         unit: String,
+        #[arg(long)]
         on: String,
     },
+    /// Export a list (users, teams, areas, units, devices, campaigns).
     Export {
         list: String,
+        #[arg(long, default_value = "csv")]
         format: String,
+        #[arg(long)]
         out: Option<std::path::PathBuf>,
     },
 }
@@ -279,7 +317,7 @@ pub fn run(desk: &mut Desk, request: Request) -> Result<()> {
                 println!("head {} {}", d.head.seq, d.head.hash);
                 return Ok(());
             }
-            Request::Verify => {
+            Request::VerifyLog => {
                 let (head, check) = c.verify().await?;
                 println!("log verified: {} entries, head {}", head.seq, head.hash);
                 let problems = check["problems"].as_array().cloned().unwrap_or_default();
@@ -303,7 +341,7 @@ pub fn run(desk: &mut Desk, request: Request) -> Result<()> {
                 );
                 return Ok(());
             }
-            Request::User { id: u, name, role } => {
+            Request::UserAdd { id: u, name, role } => {
                 c.act(vec![Act::UserCreated {
                     user_id: id(UserId::parse, &u)?,
                     full_name: kiemtra_core::text::nfc(name.trim()),
@@ -311,14 +349,14 @@ pub fn run(desk: &mut Desk, request: Request) -> Result<()> {
                 }])
                 .await?
             }
-            Request::Team { id: t, name } => {
+            Request::TeamAdd { id: t, name } => {
                 c.act(vec![Act::TeamCreated {
                     team_id: id(TeamId::parse, &t)?,
                     name: kiemtra_core::text::nfc(name.trim()),
                 }])
                 .await?
             }
-            Request::Members {
+            Request::TeamMembers {
                 team,
                 leaders,
                 members,
@@ -372,7 +410,9 @@ pub fn run(desk: &mut Desk, request: Request) -> Result<()> {
                 println!("{code}");
                 return Ok(());
             }
-            Request::Revoke { device_id } => c.act(vec![Act::DeviceRevoked { device_id }]).await?,
+            Request::RevokeDevice { device_id } => {
+                c.act(vec![Act::DeviceRevoked { device_id }]).await?
+            }
             Request::DrawCommit { campaign, n, units } => {
                 let text = std::fs::read_to_string(&units)
                     .map_err(|e| CliError::Invalid(format!("{}: {e}", units.display())))?;
@@ -422,7 +462,7 @@ pub fn run(desk: &mut Desk, request: Request) -> Result<()> {
                 }
                 head
             }
-            Request::Template { file } => {
+            Request::TemplatePublish { file } => {
                 let json = std::fs::read_to_string(&file)
                     .map_err(|e| CliError::Invalid(format!("{}: {e}", file.display())))?;
                 let t = kiemtra_core::Template::from_json(&json)
@@ -434,7 +474,7 @@ pub fn run(desk: &mut Desk, request: Request) -> Result<()> {
                 }])
                 .await?
             }
-            Request::Campaign {
+            Request::CampaignCreate {
                 id: campaign,
                 title,
                 decision,

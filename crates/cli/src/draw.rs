@@ -9,7 +9,6 @@
 //! are ordered by key (then code) and the first N are selected. The list of
 //! candidates is part of the record, so it cannot be changed afterwards.
 
-use ring::digest::{SHA256, digest};
 use ring::rand::{SecureRandom, SystemRandom};
 use serde::{Deserialize, Serialize};
 
@@ -34,11 +33,7 @@ pub struct Draw {
     pub revealed_at: Option<String>,
 }
 
-pub fn commitment_of(seed: &[u8]) -> String {
-    let mut m = b"kiemtra-draw-v1\0".to_vec();
-    m.extend_from_slice(seed);
-    hex(digest(&SHA256, &m).as_ref())
-}
+pub use kiemtra_admin::draw::commitment_of;
 
 /// Cleans a candidate list: trimmed, no blanks, sorted, unique.
 pub fn candidates(raw: &[String]) -> Result<Vec<String>> {
@@ -55,19 +50,11 @@ pub fn candidates(raw: &[String]) -> Result<Vec<String>> {
     Ok(c)
 }
 
-/// The selection a seed makes: deterministic, the same everywhere.
+/// The selection a seed makes: deterministic, the same everywhere (the
+/// scheme the server checks draws by, `kiemtra_admin::draw`).
 pub fn select(seed: &[u8], candidates: &[String], n: usize) -> Vec<String> {
-    let mut keyed: Vec<(Vec<u8>, &String)> = candidates
-        .iter()
-        .map(|c| {
-            let mut m = seed.to_vec();
-            m.push(0);
-            m.extend_from_slice(c.as_bytes());
-            (digest(&SHA256, &m).as_ref().to_vec(), c)
-        })
-        .collect();
-    keyed.sort();
-    keyed.into_iter().take(n).map(|(_, c)| c.clone()).collect()
+    let names: Vec<&str> = candidates.iter().map(String::as_str).collect();
+    kiemtra_admin::draw::select_names(seed, &names, n)
 }
 
 /// Makes a seed and the draw's commitment; the seed is returned to the

@@ -85,6 +85,18 @@ pub fn verify_visit(
     store: &mut impl ServerStore,
     id: &VisitId,
 ) -> Result<Report, kiemtra_store::Error> {
+    let log = crate::admin::directory(store).map_err(|p| p.to_string());
+    verify_visit_with(store, id, &log)
+}
+
+/// [`verify_visit`] with the administration log's directory replayed
+/// already (or why it does not replay), so that a campaign's visits share
+/// one replay.
+pub fn verify_visit_with(
+    store: &mut impl ServerStore,
+    id: &VisitId,
+    log: &Result<kiemtra_admin::Directory, String>,
+) -> Result<Report, kiemtra_store::Error> {
     let mut problems = Vec::new();
     let bytes = store.stored_bytes(id)?;
     let visit = match Visit::load(&bytes, store.session()) {
@@ -124,7 +136,7 @@ pub fn verify_visit(
     // A visit an assignment of the administration log made begins with the
     // server's one change, which no device signs: it is checked against
     // the logged assignment instead.
-    let planned = match crate::admin::directory(store) {
+    let planned = match log {
         Ok(d) => d.visits.contains_key(id).then_some(d),
         Err(e) => {
             problems.push(problem(
@@ -140,7 +152,7 @@ pub fn verify_visit(
     for (c, author) in &changes {
         let h = c.hash();
         let subject = h.to_string();
-        if let (Some(d), Some(a)) = (&planned, author)
+        if let (Some(d), Some(a)) = (planned, author)
             && a.device.as_str() == SERVER
             && a.user.as_str() == SERVER
         {
