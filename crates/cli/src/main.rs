@@ -60,8 +60,10 @@ enum Command {
         #[command(flatten)]
         options: kiemtra_server::ServeOptions,
     },
-    /// Administration on the server's data folder: enrollment codes (a code
-    /// names the user, the team and the role), devices, revocation.
+    /// Administration: over HTTP with an administrator's (or auditor's)
+    /// enrolled desk (users, teams, imports, codes, campaigns, assignments,
+    /// draws, the signed log); `enroll-code`, `devices` and `revoke` run on
+    /// the server machine against its data folder.
     Admin {
         /// The server's data folder.
         #[arg(long, env = "KIEMTRA_DATA", default_value = "kiemtra-data")]
