@@ -481,6 +481,19 @@ async fn bad_administration_input_is_refused_and_changes_nothing() {
         }])
         .await;
     assert_eq!(s, 400, "{v}");
+    // An unknown unit.
+    let (s, v) = admin
+        .act(vec![Act::RosterPublished {
+            unit: kiemtra_core::UnitCode::parse("so-khong-co").expect("code"),
+            valid_from: chrono::NaiveDate::from_ymd_opt(2015, 1, 1).expect("date"),
+            staff: vec![],
+        }])
+        .await;
+    assert_eq!(s, 400, "{v}");
+    assert!(
+        v["detail"].as_str().unwrap_or("").contains("so-khong-co"),
+        "{v}"
+    );
     let (s, v) = admin
         .act(vec![
             Act::UserCreated {
@@ -604,7 +617,36 @@ async fn tampering_with_devices_or_the_log_in_the_database_is_detected() {
         &dir.path().join("phone-2"),
     )
     .await;
+    // Both phones write to one visit of their team, then one is revoked.
+    let (mut phone, mut other) = (phone, other);
+    let visit = phone
+        .store
+        .create_visit(new_visit("v-1", "doan-1", 4), &template())
+        .expect("create")
+        .id;
+    phone.sync().await;
+    other.sync().await;
+    for (p, i) in [(&mut phone, 0), (&mut other, 1)] {
+        p.store
+            .edit(&visit, |v| {
+                v.record_attendance(&staff(i), kiemtra_core::AttendanceMark::Present, "", None)
+            })
+            .expect("edit");
+        p.sync().await;
+    }
+    let auditor = Device::enroll(
+        &data,
+        &admin.url,
+        "kiem-toan",
+        "doan-1",
+        "auditor",
+        &dir.path().join("auditor"),
+    )
+    .await;
     let revoked = other.client.credentials().device_id.clone();
+    // Times are kept to the second: a change received in the second of
+    // its device's revocation counts as received after it.
+    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
     let (s, v) = admin
         .act(vec![Act::DeviceRevoked {
             device_id: revoked.clone(),
@@ -617,40 +659,50 @@ async fn tampering_with_devices_or_the_log_in_the_database_is_detected() {
 
     let id = phone.client.credentials().device_id.clone();
     let token = admin.creds.token.clone();
-    let rules = |sql: &'static str| tampered(&data, &id, &revoked, &token, sql);
+    let audit = (
+        visit.to_string(),
+        auditor.client.credentials().token.clone(),
+    );
+    // Each tampering is found by the device check and by the auditor's
+    // verification of the visit those devices signed; the signatures still
+    // verify, with the keys the log enrolled.
+    let rules = |sql: &'static str| tampered(&data, &id, &revoked, &token, &audit, sql);
+    let both = |rule: &str| (vec![rule.to_owned()], vec![rule.to_owned()]);
     assert_eq!(
         rules("UPDATE devices SET public_key = randomblob(32) WHERE device_id = '{id}';").await,
-        ["key-differs"]
+        both("key-differs")
     );
     assert_eq!(
         rules("UPDATE devices SET revoked_at = NULL WHERE device_id = '{revoked}';").await,
-        ["revocation-missing"]
+        both("revocation-missing")
     );
     assert_eq!(
         rules("UPDATE devices SET enrolled_at = '2015-01-01T00:00:00Z' WHERE device_id = '{id}';")
             .await,
-        ["enrollment-time-differs"]
+        both("enrollment-time-differs")
     );
     // An entry edited (the phone's key in its enrollment), or removed.
     assert_eq!(
         rules("UPDATE admin_log SET entry = CAST(replace(CAST(entry AS TEXT), 'kiem-tra-an', 'kiem-tra-xx') AS BLOB) WHERE seq = 4;").await,
-        ["log-broken"]
+        both("log-broken")
     );
     assert_eq!(
         rules("DELETE FROM admin_log WHERE seq = 5;").await,
-        ["log-broken"]
+        both("log-broken")
     );
 }
 
-/// The rules the device check breaks after `sql` ran on a copy of the
-/// server's database.
+/// The rules the device check, and the auditor's verification of the
+/// visit `audit` names, break after `sql` ran on a copy of the server's
+/// database.
 async fn tampered(
     data: &std::path::Path,
     id: &str,
     revoked: &str,
     token: &str,
+    audit: &(String, String),
     sql: &str,
-) -> Vec<String> {
+) -> (Vec<String>, Vec<String>) {
     let copy = tempfile::tempdir().expect("tempdir");
     let copied = copy.path().join("server");
     copy_dir(data, &copied);
@@ -659,23 +711,31 @@ async fn tampered(
         .expect("tamper");
     drop(c);
     let server = ServerProcess::start(&copied);
-    let r = reqwest::Client::new()
-        .get(format!("{}/v1/admin/devices/check", server.url()))
-        .bearer_auth(token)
-        .send()
-        .await
-        .expect("check");
-    let v: Value = r.json().await.expect("json");
+    let http = reqwest::Client::new();
+    let get = |path: String, token: String| {
+        let http = http.clone();
+        let url = format!("{}{path}", server.url());
+        async move {
+            let r = http.get(url).bearer_auth(token).send().await.expect("get");
+            r.json::<Value>().await.expect("json")
+        }
+    };
+    let check = get("/v1/admin/devices/check".into(), token.into()).await;
+    let verified = get(format!("/v1/visits/{}/verify", audit.0), audit.1.clone()).await;
     server.terminate();
-    assert_eq!(v["ok"], false, "{sql}: {v}");
-    let mut rules: Vec<String> = v["problems"]
-        .as_array()
-        .expect("problems")
-        .iter()
-        .map(|p| p["rule"].as_str().unwrap_or("").to_owned())
-        .collect();
-    rules.dedup();
-    rules
+    let rules = |v: &Value| {
+        assert_eq!(v["ok"], false, "{sql}: {v}");
+        let mut rules: Vec<String> = v["problems"]
+            .as_array()
+            .expect("problems")
+            .iter()
+            .map(|p| p["rule"].as_str().unwrap_or("").to_owned())
+            .collect();
+        rules.sort();
+        rules.dedup();
+        rules
+    };
+    (rules(&check), rules(&verified))
 }
 
 fn copy_dir(from: &std::path::Path, to: &std::path::Path) {

@@ -1,7 +1,8 @@
 //! The administration of kiemtra, with no I/O: the signed administration
 //! log ([`log`]), the directory it builds and the rules every act is
 //! checked by ([`directory`]), imports of areas, units and rosters from CSV
-//! and Excel files ([`import`]), exports of lists ([`export`]) and
+//! and Excel files ([`import`]), exports of lists ([`export`]), the
+//! campaign report ([`report`]) and
 //! verifiable random draws ([`draw`]). The server stores the log and runs
 //! these rules before it keeps an entry; an auditor's desk runs the same
 //! rules over the whole log.
@@ -11,6 +12,7 @@ pub mod draw;
 pub mod export;
 pub mod import;
 pub mod log;
+pub mod report;
 
 pub use directory::{
     Area, Assignment, Campaign, Directory, LoggedDevice, Refusal, Team, Tier, UnitEntry,

@@ -157,6 +157,20 @@ impl<'a> AdminClient<'a> {
         Ok(r.bytes().await.map_err(net)?.to_vec())
     }
 
+    /// The server's report of a campaign, in `format` (md, csv, json,
+    /// xlsx), over the visits this desk's user may see.
+    pub async fn report(&self, campaign: &str, format: &str, lang: &str) -> Result<Vec<u8>> {
+        let r = self
+            .get(&format!(
+                "/v1/campaigns/{campaign}/report?format={format}&lang={lang}"
+            ))
+            .await?;
+        if !r.status().is_success() {
+            return answer(r).await.map(|_| Vec::new());
+        }
+        Ok(r.bytes().await.map_err(net)?.to_vec())
+    }
+
     /// Verifies the log, and that it extends the head this desk verified
     /// last; remembers the new head. Returns the head and the device check.
     pub async fn verify(&mut self) -> Result<(Head, Value)> {

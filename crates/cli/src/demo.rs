@@ -13,7 +13,7 @@ use kiemtra_store::Store;
 use std::path::Path;
 use std::time::Instant;
 
-use crate::report::{CampaignReport, VisitForReport};
+use kiemtra_admin::report::{CampaignReport, VisitForReport};
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -277,6 +277,7 @@ pub async fn run(campaign_path: Option<&Path>, log: &mut dyn FnMut(&str)) -> Res
         visits.push(VisitForReport {
             unit: unit.name.clone(),
             kind: UnitKind::parse(&unit.kind).map_err(step("kind"))?,
+            absorbed: Vec::new(),
             approved: v.approved_state().map_err(step("approved state"))?,
         });
     }

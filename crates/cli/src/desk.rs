@@ -15,7 +15,7 @@ use std::collections::BTreeMap;
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 
-use crate::report::{CampaignReport, VisitForReport};
+use kiemtra_admin::report::{CampaignReport, VisitForReport};
 
 /// A failure with the exit code it maps to.
 #[derive(Debug, thiserror::Error)]
@@ -523,13 +523,13 @@ pub fn show_state(state: &VisitState, lang: Lang) -> String {
 
 // ---------------------------------------------------------------- report
 
+/// The campaign report from the approved states this desk holds.
 pub fn report(
     desk: &mut Desk,
     campaign: &str,
     title: Option<&str>,
     lang: Lang,
-    format: &str,
-) -> Result<String> {
+) -> Result<CampaignReport> {
     let summaries = desk.campaign_visits(campaign)?;
     if summaries.is_empty() {
         return Err(CliError::NotFound(format!(
@@ -542,6 +542,7 @@ pub fn report(
         visits.push(VisitForReport {
             unit: s.unit_name.clone(),
             kind: UnitKind::parse(&s.unit_kind)?,
+            absorbed: Vec::new(),
             approved: v.approved_state()?,
         });
     }
@@ -549,15 +550,25 @@ pub fn report(
         Lang::Vi => format!("Báo cáo kết quả kiểm tra – {campaign}"),
         Lang::En => format!("Inspection report – {campaign}"),
     };
-    let r = CampaignReport::build(campaign, title.unwrap_or(&default_title), &visits, lang);
+    Ok(CampaignReport::build(
+        campaign,
+        title.unwrap_or(&default_title),
+        &visits,
+        lang,
+    ))
+}
+
+/// A report in one of the formats the desk writes: md, csv, json, xlsx.
+pub fn report_bytes(r: &CampaignReport, lang: Lang, format: &str) -> Result<Vec<u8>> {
     match format {
-        "md" | "markdown" => Ok(r.markdown(lang)),
-        "json" => serde_json::to_string_pretty(&r)
-            .map(|s| s + "\n")
+        "md" | "markdown" => Ok(r.markdown(lang).into_bytes()),
+        "json" => serde_json::to_string_pretty(r)
+            .map(|s| (s + "\n").into_bytes())
             .map_err(|e| CliError::Other(e.to_string())),
-        "csv" => Ok(r.csv(lang)),
+        "csv" => Ok(r.csv(lang).into_bytes()),
+        "xlsx" => r.xlsx(lang).map_err(CliError::Other),
         other => Err(CliError::Invalid(format!(
-            "unknown format {other:?}; use md, csv or json"
+            "unknown format {other:?}; use md, csv, json or xlsx"
         ))),
     }
 }

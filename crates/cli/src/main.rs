@@ -16,7 +16,6 @@ mod demo;
 mod desk;
 mod draw;
 mod fixture_tally;
-mod report;
 
 use clap::{Parser, Subcommand};
 use desk::{CliError, Desk, Result, lang_of, table};
@@ -151,18 +150,27 @@ enum Command {
         #[arg(long)]
         reason: String,
     },
-    /// The campaign report from approved states (Markdown, CSV or JSON).
+    /// The campaign report from approved states (md, csv, json or xlsx).
     ///
-    /// Example: kiemtra report cantho-2015 --format json
+    /// Example: kiemtra report cantho-2015 --format xlsx --out report.xlsx
     Report {
         campaign: String,
+        /// md, csv, json or xlsx (xlsx needs --out).
         #[arg(long, default_value = "md")]
         format: String,
         #[arg(long)]
         title: Option<String>,
         /// Report from what the desk holds, without syncing first.
-        #[arg(long)]
+        #[arg(long, conflicts_with = "server")]
         offline: bool,
+        /// The server's report instead: computed there over the visits this
+        /// desk's user may see, with the administration directory's units
+        /// (kinds of the campaign's era, merged units with those absorbed).
+        #[arg(long)]
+        server: bool,
+        /// Write the report to this file instead of the terminal.
+        #[arg(long)]
+        out: Option<std::path::PathBuf>,
     },
     /// The timeline of a visit; --at a time or change; --diff between two.
     Replay {
@@ -608,39 +616,69 @@ fn run(cli: Cli) -> Result<()> {
             format,
             title,
             offline,
+            server,
+            out,
         } => {
-            let mut desk = Desk::open(&home)?;
-            if !offline {
-                desk.sync()?;
-            }
-            let mut out = desk::report(&mut desk, &campaign, title.as_deref(), lang, &format)?;
-            // Markdown is read on a terminal as it is; JSON escapes control
-            // characters itself; CSV is data and kept as recorded.
-            if format == "md" {
-                out = kiemtra_server::printable_lines(&out).into_owned();
-            }
-            let draws = load_draws(&desk, &campaign)?;
-            if format == "md" && !draws.is_empty() {
-                out.push_str(&format!(
-                    "\n## {}\n",
-                    match lang {
-                        Lang::Vi => "Bốc thăm ngẫu nhiên",
-                        Lang::En => "Random draws",
-                    }
+            if format == "xlsx" && out.is_none() {
+                return Err(CliError::Invalid(
+                    "an .xlsx report is written to a file: add --out FILE".into(),
                 ));
-                for d in draws {
-                    out.push_str(&format!(
-                        "- {} {} / {}: {} (commitment {}, seed {})\n",
-                        d.committed_at,
-                        d.n,
-                        d.candidates.len(),
-                        d.selected.join(", "),
-                        d.commitment,
-                        d.seed.as_deref().unwrap_or("—")
-                    ));
+            }
+            let mut desk = Desk::open(&home)?;
+            let mut bytes = if server {
+                let lang = match lang {
+                    Lang::Vi => "vi",
+                    Lang::En => "en",
+                };
+                desk::runtime()?.block_on(
+                    admin_http::AdminClient::new(&mut desk).report(&campaign, &format, lang),
+                )?
+            } else {
+                if !offline {
+                    desk.sync()?;
+                }
+                let r = desk::report(&mut desk, &campaign, title.as_deref(), lang)?;
+                desk::report_bytes(&r, lang, &format)?
+            };
+            if format == "md" && !server {
+                let draws = load_draws(&desk, &campaign)?;
+                if !draws.is_empty() {
+                    let mut extra = format!(
+                        "\n## {}\n",
+                        match lang {
+                            Lang::Vi => "Bốc thăm ngẫu nhiên",
+                            Lang::En => "Random draws",
+                        }
+                    );
+                    for d in draws {
+                        extra.push_str(&format!(
+                            "- {} {} / {}: {} (commitment {}, seed {})\n",
+                            d.committed_at,
+                            d.n,
+                            d.candidates.len(),
+                            d.selected.join(", "),
+                            d.commitment,
+                            d.seed.as_deref().unwrap_or("—")
+                        ));
+                    }
+                    bytes.extend_from_slice(extra.as_bytes());
                 }
             }
-            print!("{out}");
+            match out {
+                Some(path) => std::fs::write(&path, &bytes)
+                    .map_err(|e| CliError::Other(format!("writing {}: {e}", path.display())))?,
+                None => {
+                    let text = String::from_utf8_lossy(&bytes);
+                    // Markdown is read on a terminal as it is; JSON escapes
+                    // control characters itself; CSV is data and kept as
+                    // recorded.
+                    if format == "md" {
+                        print!("{}", kiemtra_server::printable_lines(&text));
+                    } else {
+                        print!("{text}");
+                    }
+                }
+            }
             Ok(())
         }
         Command::Replay { visit, at, diff } => {

@@ -1,7 +1,9 @@
 //! The auditor's verification of a visit: every change signed by the device
 //! it names, enrolled and unrevoked when it was received, whose user could
 //! write it; every approval signed by a supervisor's device over heads that
-//! are present; nothing missing.
+//! are present; nothing missing. Devices are read as the administration log
+//! enrolled them: a key swapped, an enrollment backdated or a revocation
+//! removed in the database is reported on every change that device signed.
 
 use crate::storage::ServerStore;
 use kiemtra_core::{Approval, ChangeHash, Visit, VisitId};
@@ -125,11 +127,41 @@ pub fn verify_visit_with(
         kept.changes.into_iter().collect();
     // Every enrolled device, read once (the signers and approvers are
     // looked up in it, and the acceptance rule's authors come from it).
-    let enrolled: HashMap<String, DeviceRecord> = store
-        .devices()?
+    let rows = store.devices()?;
+    // The administration log is the authority on keys: a device it enrolled
+    // is checked with the key, enrollment time, identity and revocation the
+    // log holds, and where the database's row differs the difference is a
+    // problem of every change and approval that device signed.
+    let mut tampered: HashMap<String, Vec<crate::admin::DeviceProblem>> = HashMap::new();
+    if let Ok(d) = log {
+        for p in crate::admin::check_devices(d, &rows) {
+            tampered.entry(p.device_id.clone()).or_default().push(p);
+        }
+    }
+    let enrolled: HashMap<String, DeviceRecord> = rows
         .into_iter()
-        .map(|d| (d.device_id.clone(), d))
+        .map(|row| {
+            let logged = match log {
+                Ok(d) => d.devices.get(&row.device_id).map(as_logged),
+                Err(_) => None,
+            };
+            (row.device_id.clone(), logged.unwrap_or(row))
+        })
         .collect();
+    let mut reported: std::collections::HashSet<String> = std::collections::HashSet::new();
+    let mut report_tampered = |problems: &mut Vec<Problem>, device: &str| {
+        if reported.insert(device.to_owned())
+            && let Some(found) = tampered.get(device)
+        {
+            for p in found {
+                problems.push(problem(
+                    device,
+                    p.rule,
+                    format!("device {device}: {}", p.detail),
+                ));
+            }
+        }
+    };
     let mut device = |d: &str| -> Result<Option<DeviceRecord>, kiemtra_store::Error> {
         Ok(enrolled.get(d).cloned())
     };
@@ -190,6 +222,7 @@ pub fn verify_visit_with(
             ));
             continue;
         }
+        report_tampered(&mut problems, &receipt.record.signer);
         let Some(dev) = device(&receipt.record.signer)? else {
             problems.push(problem(
                 &subject,
@@ -322,6 +355,7 @@ pub fn verify_visit_with(
     }
     let state = visit.state()?;
     for a in &state.approvals {
+        report_tampered(&mut problems, a.stamp.device.as_str());
         check_approval(&mut problems, &mut device, &visit, id, a)?;
     }
     let referenced: std::collections::BTreeSet<_> = state.evidence.values().flatten().collect();
@@ -403,6 +437,21 @@ fn check_approval(
         }
     }
     Ok(())
+}
+
+/// A device as the administration log enrolled it (and revoked it, if it
+/// did).
+fn as_logged(d: &kiemtra_admin::LoggedDevice) -> DeviceRecord {
+    DeviceRecord {
+        device_id: d.device_id.clone(),
+        user_id: d.user_id.to_string(),
+        team: d.team_id.to_string(),
+        role: d.role.key().to_owned(),
+        name: d.device_name.clone(),
+        enrolled_at: d.enrolled_at.clone(),
+        revoked_at: d.revoked_at.clone(),
+        public_key: hex_lenient(&d.public_key),
+    }
 }
 
 /// Hex as stored in approvals; malformed text gives bytes that cannot verify.

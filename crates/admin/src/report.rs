@@ -3,8 +3,9 @@
 //! phố Cần Thơ, 2015): units by kind, staff on
 //! payroll, present and absent with percentages, absences by reason,
 //! violations by check, findings and recommendations — from approved states
-//! only, listing the visits not yet approved. Vietnamese or English;
-//! Markdown or JSON.
+//! only, listing the visits not yet approved, and the merged units among
+//! those inspected with the units each absorbed. Vietnamese or English;
+//! Markdown, CSV, JSON or Excel (.xlsx).
 
 use kiemtra_core::{
     AbsenceReason, CheckResult, ConductKind, ConductResult, Lang, Percent, Tally, UnitKind,
@@ -14,10 +15,15 @@ use serde::Serialize;
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
+use crate::export::{Cell, Table};
+
 /// A visit as the report sees it: the approved state, or why there is none.
 pub struct VisitForReport {
     pub unit: String,
     pub kind: UnitKind,
+    /// The names of the units this one absorbed in mergers, as the
+    /// administration directory records them (empty when none or unknown).
+    pub absorbed: Vec<String>,
     pub approved: Option<VisitState>,
 }
 
@@ -36,6 +42,8 @@ pub struct CampaignReport {
     pub findings: Vec<(String, String, String)>,
     pub not_approved: Vec<String>,
     pub approved_at: Vec<(String, String)>,
+    /// Inspected units formed by a merger, each with the units it absorbed.
+    pub merged_units: Vec<(String, Vec<String>)>,
 }
 
 fn pct(p: Percent, lang: Lang) -> String {
@@ -58,6 +66,7 @@ impl CampaignReport {
             findings: Vec::new(),
             not_approved: Vec::new(),
             approved_at: Vec::new(),
+            merged_units: Vec::new(),
         };
         let mut conduct: BTreeMap<ConductKind, u32> = BTreeMap::new();
         let mut checks: BTreeMap<String, u32> = BTreeMap::new();
@@ -67,6 +76,9 @@ impl CampaignReport {
                 continue;
             };
             r.units_inspected += 1;
+            if !v.absorbed.is_empty() {
+                r.merged_units.push((v.unit.clone(), v.absorbed.clone()));
+            }
             *r.units_by_kind
                 .entry(v.kind.label(lang).to_owned())
                 .or_default() += 1;
@@ -120,8 +132,9 @@ impl CampaignReport {
     }
 
     /// The report as `section,item,count,percent` rows (one table, so that
-    /// a spreadsheet opens it directly).
-    pub fn csv(&self, lang: Lang) -> String {
+    /// a spreadsheet opens it directly); the count is empty where a row
+    /// counts nothing.
+    pub fn rows(&self, lang: Lang) -> Vec<[String; 4]> {
         let l = |vi: &'static str, en: &'static str| if lang == Lang::Vi { vi } else { en };
         let mut rows: Vec<[String; 4]> = vec![[
             l("muc", "section").into(),
@@ -185,17 +198,60 @@ impl CampaignReport {
                 "",
             );
         }
+        for (unit, absorbed) in &self.merged_units {
+            row(
+                l("hop_nhat", "merged"),
+                &format!("{unit}: {}", absorbed.join("; ")),
+                absorbed.len().to_string(),
+                "",
+            );
+        }
         for unit in &self.not_approved {
             row(l("chua_phe_duyet", "not_approved"), unit, String::new(), "");
         }
+        rows
+    }
+
+    /// The rows as CSV.
+    pub fn csv(&self, lang: Lang) -> String {
         let mut w = csv::Writer::from_writer(Vec::new());
-        for r in &rows {
+        for r in &self.rows(lang) {
             let _ = w.write_record(r);
         }
         w.into_inner()
             .ok()
             .and_then(|b| String::from_utf8(b).ok())
             .unwrap_or_default()
+    }
+
+    /// The rows as an Excel workbook (counts kept as numbers).
+    pub fn xlsx(&self, lang: Lang) -> Result<Vec<u8>, String> {
+        let rows = self.rows(lang);
+        let Some((header, body)) = rows.split_first() else {
+            return Err("an empty report".into());
+        };
+        let columns: Vec<&str> = header.iter().map(String::as_str).collect();
+        let mut t = Table::new(
+            if lang == Lang::Vi {
+                "bao_cao"
+            } else {
+                "report"
+            },
+            &columns,
+        );
+        for [a, b, c, d] in body {
+            let count = match c.parse::<i64>() {
+                Ok(n) => Cell::Number(n),
+                Err(_) => Cell::Text(c.clone()),
+            };
+            t.push(vec![
+                a.as_str().into(),
+                b.as_str().into(),
+                count,
+                d.as_str().into(),
+            ]);
+        }
+        t.write(crate::export::ExportFormat::Xlsx)
     }
 
     pub fn markdown(&self, lang: Lang) -> String {
@@ -283,6 +339,24 @@ impl CampaignReport {
                     } else {
                         format!(" — {} {rec}", l("Kiến nghị:", "Recommendation:"))
                     }
+                );
+            }
+        }
+        if !self.merged_units.is_empty() {
+            let _ = writeln!(
+                o,
+                "\n## {}",
+                l(
+                    "Đơn vị hình thành sau sắp xếp, hợp nhất",
+                    "Units formed by mergers"
+                )
+            );
+            for (unit, absorbed) in &self.merged_units {
+                let _ = writeln!(
+                    o,
+                    "- {unit}: {} {}",
+                    l("hợp nhất từ", "merged from"),
+                    absorbed.join(", ")
                 );
             }
         }
@@ -374,11 +448,13 @@ mod tests {
             VisitForReport {
                 unit: "A".into(),
                 kind: UnitKind::CommuneCommittee,
+                absorbed: vec!["X".into(), "Y".into()],
                 approved: approved.approved_state().expect("state"),
             },
             VisitForReport {
                 unit: "B".into(),
                 kind: UnitKind::CommuneCommittee,
+                absorbed: vec![],
                 approved: pending.approved_state().expect("state"),
             },
         ];
@@ -393,6 +469,10 @@ mod tests {
         let md = r.markdown(Lang::Vi);
         assert!(md.contains("Có mặt: 1 (100,00%)"), "{md}");
         assert!(md.contains("chưa được phê duyệt"), "{md}");
+        assert!(md.contains("- A: hợp nhất từ X, Y"), "{md}");
+        let book = r.xlsx(Lang::Vi).expect("xlsx");
+        assert!(book.starts_with(b"PK\x03\x04"));
+        assert!(r.csv(Lang::Vi).contains("hop_nhat,A: X; Y,2,"));
         let en = CampaignReport::build("c", "Report", &visits, Lang::En).markdown(Lang::En);
         assert!(
             en.contains("Present: 1 (100.00%)") && en.contains("Visits not yet approved"),
