@@ -750,3 +750,384 @@ fn copy_dir(from: &std::path::Path, to: &std::path::Path) {
         }
     }
 }
+
+fn day(s: &str) -> chrono::NaiveDate {
+    chrono::NaiveDate::parse_from_str(s, "%Y-%m-%d").expect("date")
+}
+
+fn code(s: &str) -> kiemtra_core::UnitCode {
+    kiemtra_core::UnitCode::parse(s).expect("unit code")
+}
+
+/// An assigned visit's id: the campaign, the unit and a random tail, as the
+/// administrator's desk makes them.
+fn random_visit(campaign: &str, unit: &str) -> kiemtra_core::VisitId {
+    let tail = uuid::Uuid::new_v4().simple().to_string();
+    kiemtra_core::VisitId::parse(&format!("{campaign}.{unit}.{}", &tail[..12])).expect("visit id")
+}
+
+async fn report(url: &str, token: &str, campaign: &str, query: &str) -> (u16, Vec<u8>) {
+    let r = reqwest::Client::new()
+        .get(format!("{url}/v1/campaigns/{campaign}/report?{query}"))
+        .bearer_auth(token)
+        .send()
+        .await
+        .expect("report");
+    let status = r.status().as_u16();
+    (status, r.bytes().await.expect("body").to_vec())
+}
+
+/// The supervisor's phone submits (where the inspector has not) and
+/// approves every visit it holds not yet approved, each approval signed by its key.
+async fn approve_all(sup: &mut Device) {
+    sup.sync().await;
+    let creds = sup.client.credentials().clone();
+    for s in sup.store.list_visits().expect("list") {
+        sup.store
+            .edit(&s.id, |v| {
+                match v.state()?.status.value().status {
+                    kiemtra_core::VisitStatus::Approved => return Ok(()),
+                    kiemtra_core::VisitStatus::Submitted => {}
+                    _ => v.submit("")?,
+                }
+                v.approve_signed("Đồng ý", &|m| creds.sign_bytes(m).unwrap_or_default())
+                    .map(|_| ())
+            })
+            .expect("approve");
+    }
+    sup.sync().await;
+}
+
+#[tokio::test]
+async fn the_cantho_campaign_planned_in_the_log_reports_as_in_2015_beside_a_campaign_on_todays_units()
+ {
+    let (dir, server, admin) = start().await;
+    let data = dir.path().join("server");
+    let (areas, book, _) = cantho();
+    admin.import_and_sign("areas", areas.into_bytes()).await;
+    admin.import_and_sign("units", book.clone()).await;
+    admin.import_and_sign("staff", book).await;
+    let fixture = kiemtra_core::CampaignFixture::from_json(include_str!(
+        "../../fixtures/campaigns/cantho-2015.json"
+    ))
+    .expect("fixture");
+    let campaign = kiemtra_core::CampaignId::parse("ct-2015").expect("id");
+    let team = tid("doan-1");
+    let mut acts = vec![
+        Act::TemplatePublished {
+            template_id: kiemtra_core::TemplateId::parse("standard").expect("id"),
+            version: 1,
+            json: include_str!("../../fixtures/templates/standard-v1.json").into(),
+        },
+        Act::UserCreated {
+            user_id: uid("truong-doan"),
+            full_name: "Trần Văn Đoàn".into(),
+            role: Role::Supervisor,
+        },
+        Act::UserCreated {
+            user_id: uid("kiem-tra-an"),
+            full_name: "Lê Thị Ân".into(),
+            role: Role::Inspector,
+        },
+        Act::TeamCreated {
+            team_id: team.clone(),
+            name: "Đoàn kiểm tra số 1".into(),
+        },
+        Act::TeamMembers {
+            team_id: team.clone(),
+            leaders: vec![uid("truong-doan")],
+            members: vec![uid("truong-doan"), uid("kiem-tra-an")],
+        },
+        Act::CampaignCreated {
+            campaign_id: campaign.clone(),
+            title: "Kiểm tra đột xuất việc chấp hành kỷ luật, kỷ cương hành chính năm 2015".into(),
+            decision: "Kế hoạch kiểm tra của Sở Nội vụ thành phố Cần Thơ năm 2015".into(),
+            starts_on: day("2015-01-01"),
+            ends_on: day("2015-12-31"),
+            province: code("can-tho"),
+            template_id: kiemtra_core::TemplateId::parse("standard").expect("id"),
+            template_version: 1,
+            teams: vec![team.clone()],
+        },
+    ];
+    for u in &fixture.units {
+        acts.push(Act::Assigned {
+            campaign_id: campaign.clone(),
+            team_id: team.clone(),
+            unit: u.code.clone(),
+            planned_on: u.visit_date,
+            visit_id: random_visit("ct-2015", u.code.as_str()),
+        });
+    }
+    let (s, v) = admin.act(acts).await;
+    assert_eq!(s, 200, "{v}");
+
+    // The inspector's phone receives the 65 visits the server made and
+    // records what the 2015 inspectors found; the supervisor approves.
+    let mut phone = Device::enroll(
+        &data,
+        &admin.url,
+        "kiem-tra-an",
+        "doan-1",
+        "inspector",
+        &dir.path().join("phone"),
+    )
+    .await;
+    phone.sync().await;
+    let held = phone.store.list_visits().expect("list");
+    assert_eq!(held.len(), 65);
+    let by_unit: std::collections::HashMap<String, kiemtra_core::VisitId> = held
+        .iter()
+        .map(|s| (s.unit_code.clone(), s.id.clone()))
+        .collect();
+    for u in &fixture.units {
+        let outcomes = u.outcomes().expect("outcomes");
+        phone
+            .store
+            .edit(&by_unit[u.code.as_str()], |v| {
+                for (s, m, note) in &outcomes {
+                    v.record_attendance(s, *m, note, None)?;
+                }
+                v.submit("")
+            })
+            .expect("record");
+    }
+    phone.sync().await;
+    let mut sup = Device::enroll(
+        &data,
+        &admin.url,
+        "truong-doan",
+        "doan-1",
+        "supervisor",
+        &dir.path().join("sup"),
+    )
+    .await;
+    approve_all(&mut sup).await;
+    let auditor = Device::enroll(
+        &data,
+        &admin.url,
+        "kiem-toan",
+        "so-noi-vu",
+        "auditor",
+        &dir.path().join("auditor"),
+    )
+    .await;
+    let audit = auditor.client.credentials().token.clone();
+    let (s, body) = report(&admin.url, &audit, "ct-2015", "format=json").await;
+    assert_eq!(s, 200, "{}", String::from_utf8_lossy(&body));
+    let json: Value = serde_json::from_slice(&body).expect("json");
+    assert_eq!(json["tally"]["payroll"], 1404, "{json}");
+    assert_eq!(json["tally"]["present"], 1071);
+    assert_eq!(json["present_pct"], "76,28%");
+    assert_eq!(json["absent_pct"], "23,72%");
+    assert_eq!(json["units_inspected"], 65);
+    assert_eq!(
+        json["units_by_kind"],
+        json!({
+            "Sở, ban, ngành": 15,
+            "Phòng ban chuyên môn cấp huyện": 18,
+            "UBND xã, phường, thị trấn": 32
+        })
+    );
+    assert_eq!(json["not_approved"], json!([]));
+    let (_, md) = report(&admin.url, &audit, "ct-2015", "").await;
+    let md = String::from_utf8(md).expect("utf-8");
+    assert!(md.contains("**1.404**"), "{md}");
+    assert!(md.contains("Có mặt: 1.071 (76,28%)"), "{md}");
+    assert!(md.contains("(43,84% số vắng)"), "{md}");
+    let (_, csv) = report(&admin.url, &audit, "ct-2015", "format=csv&lang=en").await;
+    let csv = String::from_utf8(csv).expect("utf-8");
+    assert!(csv.contains("staff,on payroll,1404,"), "{csv}");
+    assert!(csv.contains("staff,present,1071,76.28%"), "{csv}");
+    let (_, xlsx) = report(&admin.url, &audit, "ct-2015", "format=xlsx").await;
+    assert!(xlsx.starts_with(b"PK\x03\x04"));
+    // The supervisor reads the same report; the inspector and the
+    // administrator may not; a bad format is refused.
+    let (s, _) = report(
+        &admin.url,
+        &sup.client.credentials().token,
+        "ct-2015",
+        "format=json",
+    )
+    .await;
+    assert_eq!(s, 200);
+    for token in [&phone.client.credentials().token, &admin.creds.token] {
+        let (s, _) = report(&admin.url, token, "ct-2015", "format=json").await;
+        assert_eq!(s, 403);
+    }
+    let (s, _) = report(&admin.url, &audit, "ct-2015", "format=pdf").await;
+    assert_eq!(s, 400);
+    let (s, _) = report(&admin.url, &audit, "ct-2099", "format=json").await;
+    assert_eq!(s, 404);
+
+    // Since 1 July 2025: no district level; wards merged. The districts end
+    // on 30 June 2025, a new ward absorbs three old ones, and a campaign
+    // planned in 2026 is made on today's units only.
+    let (s, v) = admin
+        .act(vec![
+            Act::UnitsImported {
+                units: vec![
+                    kiemtra_admin::UnitRecord {
+                        code: code("ninh-kieu.tan-an"),
+                        name: "UBND phường Tân An".into(),
+                        kind: kiemtra_core::UnitKind::CommuneCommittee,
+                        area: code("quan-huyen-1"),
+                        valid_from: day("2004-01-01"),
+                        valid_to: None,
+                    },
+                    kiemtra_admin::UnitRecord {
+                        code: code("ninh-kieu.thoi-binh"),
+                        name: "UBND phường Thới Bình".into(),
+                        kind: kiemtra_core::UnitKind::CommuneCommittee,
+                        area: code("quan-huyen-1"),
+                        valid_from: day("2004-01-01"),
+                        valid_to: None,
+                    },
+                    kiemtra_admin::UnitRecord {
+                        code: code("phuong-ninh-kieu"),
+                        name: "UBND phường Ninh Kiều".into(),
+                        kind: kiemtra_core::UnitKind::CommuneCommittee,
+                        area: code("can-tho"),
+                        valid_from: day("2025-07-01"),
+                        valid_to: None,
+                    },
+                ],
+            },
+            Act::UnitsMerged {
+                into: code("phuong-ninh-kieu"),
+                absorbed: vec![
+                    code("ninh-kieu.tan-an"),
+                    code("ninh-kieu.thoi-binh"),
+                    code("ninh-kieu.xuan-khanh"),
+                ],
+                on: day("2025-07-01"),
+            },
+            Act::RosterPublished {
+                unit: code("phuong-ninh-kieu"),
+                valid_from: day("2025-07-01"),
+                staff: vec![
+                    kiemtra_core::StaffMember::new(
+                        kiemtra_core::StaffId::parse("pnk.s01").expect("id"),
+                        "Nguyễn Thị Hạnh",
+                        "Chủ tịch UBND phường",
+                        kiemtra_core::StaffCategory::Leader,
+                        true,
+                    )
+                    .expect("staff"),
+                ],
+            },
+        ])
+        .await;
+    assert_eq!(s, 200, "{v}");
+    // The district office's unit ends with its district.
+    let (s, v) = admin
+        .act(vec![Act::UnitsImported {
+            units: vec![kiemtra_admin::UnitRecord {
+                code: code("ninh-kieu.phong-noi-vu"),
+                name: "Phòng Nội vụ Quận Ninh Kiều".into(),
+                kind: kiemtra_core::UnitKind::DistrictOffice,
+                area: code("quan-huyen-1"),
+                valid_from: day("2004-01-01"),
+                valid_to: Some(day("2025-06-30")),
+            }],
+        }])
+        .await;
+    assert_eq!(s, 200, "{v}");
+    let now = kiemtra_core::CampaignId::parse("ct-2026").expect("id");
+    let assign = |unit: &str| Act::Assigned {
+        campaign_id: now.clone(),
+        team_id: team.clone(),
+        unit: code(unit),
+        planned_on: day("2026-03-10"),
+        visit_id: random_visit("ct-2026", unit),
+    };
+    let (s, v) = admin
+        .act(vec![
+            Act::CampaignCreated {
+                campaign_id: now.clone(),
+                title: "Kiểm tra công vụ năm 2026".into(),
+                decision: "Kế hoạch kiểm tra công vụ năm 2026".into(),
+                starts_on: day("2026-01-01"),
+                ends_on: day("2026-12-31"),
+                province: code("can-tho"),
+                template_id: kiemtra_core::TemplateId::parse("standard").expect("id"),
+                template_version: 1,
+                teams: vec![team.clone()],
+            },
+            assign("so-noi-vu"),
+            assign("phuong-ninh-kieu"),
+        ])
+        .await;
+    assert_eq!(s, 200, "{v}");
+    // Units that no longer exist cannot be planned today: a district
+    // office, a ward absorbed in the merger.
+    for gone in ["ninh-kieu.phong-noi-vu", "ninh-kieu.xuan-khanh"] {
+        let (s, v) = admin.act(vec![assign(gone)]).await;
+        assert_eq!(s, 400, "{gone}: {v}");
+        assert!(
+            v["detail"]
+                .as_str()
+                .unwrap_or("")
+                .contains("does not exist"),
+            "{v}"
+        );
+    }
+    phone.sync().await;
+    let today: Vec<_> = phone
+        .store
+        .list_visits()
+        .expect("list")
+        .into_iter()
+        .filter(|s| s.campaign == "ct-2026")
+        .collect();
+    assert_eq!(today.len(), 2);
+    for s in &today {
+        let state = phone.state(&s.id);
+        let marks: Vec<_> = state.staff.keys().cloned().collect();
+        phone
+            .store
+            .edit(&s.id, |v| {
+                for id in &marks {
+                    v.record_attendance(id, kiemtra_core::AttendanceMark::Present, "", None)?;
+                }
+                v.submit("")
+            })
+            .expect("record");
+    }
+    phone.sync().await;
+    approve_all(&mut sup).await;
+    let (s, body) = report(&admin.url, &audit, "ct-2026", "format=json").await;
+    assert_eq!(s, 200, "{}", String::from_utf8_lossy(&body));
+    let json: Value = serde_json::from_slice(&body).expect("json");
+    assert_eq!(
+        json["units_by_kind"],
+        json!({ "Sở, ban, ngành": 1, "UBND xã, phường, thị trấn": 1 }),
+        "{json}"
+    );
+    assert_eq!(
+        json["merged_units"],
+        json!([[
+            "UBND phường Ninh Kiều",
+            [
+                "UBND phường Tân An",
+                "UBND phường Thới Bình",
+                "UBND phường Xuân Khánh"
+            ]
+        ]]),
+        "{json}"
+    );
+    let (_, md) = report(&admin.url, &audit, "ct-2026", "").await;
+    let md = String::from_utf8(md).expect("utf-8");
+    assert!(
+        md.contains("UBND phường Ninh Kiều: hợp nhất từ UBND phường Tân An, UBND phường Thới Bình, UBND phường Xuân Khánh"),
+        "{md}"
+    );
+    // The 2015 report is unchanged by the merger: still its own 65 units
+    // in three tiers, none listed as merged.
+    let (_, body) = report(&admin.url, &audit, "ct-2015", "format=json").await;
+    let json: Value = serde_json::from_slice(&body).expect("json");
+    assert_eq!(json["units_inspected"], 65);
+    assert_eq!(json["tally"]["payroll"], 1404);
+    assert_eq!(json["merged_units"], json!([]));
+    server.terminate();
+}
