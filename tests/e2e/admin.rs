@@ -1131,3 +1131,316 @@ async fn the_cantho_campaign_planned_in_the_log_reports_as_in_2015_beside_a_camp
     assert_eq!(json["merged_units"], json!([]));
     server.terminate();
 }
+
+/// A staff member of a roster published in a test.
+fn member(id: &str, name: &str, position: &str) -> kiemtra_core::StaffMember {
+    kiemtra_core::StaffMember::new(
+        kiemtra_core::StaffId::parse(id).expect("staff id"),
+        name,
+        position,
+        kiemtra_core::StaffCategory::CivilServant,
+        true,
+    )
+    .expect("staff")
+}
+
+#[tokio::test]
+async fn an_administrative_reform_inspection_draws_two_of_phong_diens_communes_and_reports_on_its_checklist()
+ {
+    let (dir, server, admin) = start().await;
+    let data = dir.path().join("server");
+    // Phong Điền district as it was in 2014: a township and six communes.
+    let communes = [
+        ("phong-dien.thi-tran", "UBND thị trấn Phong Điền"),
+        ("phong-dien.nhon-ai", "UBND xã Nhơn Ái"),
+        ("phong-dien.nhon-nghia", "UBND xã Nhơn Nghĩa"),
+        ("phong-dien.giai-xuan", "UBND xã Giai Xuân"),
+        ("phong-dien.my-khanh", "UBND xã Mỹ Khánh"),
+        ("phong-dien.tan-thoi", "UBND xã Tân Thới"),
+        ("phong-dien.truong-long", "UBND xã Trường Long"),
+    ];
+    let area = |c: &str, name: &str, tier, parent: Option<&str>| kiemtra_admin::Area {
+        code: code(c),
+        name: name.into(),
+        tier,
+        parent: parent.map(code),
+        valid_from: day("2004-01-01"),
+        valid_to: None,
+    };
+    let mut acts = vec![
+        Act::AreasImported {
+            areas: vec![
+                area(
+                    "can-tho",
+                    "Thành phố Cần Thơ",
+                    kiemtra_admin::Tier::Province,
+                    None,
+                ),
+                area(
+                    "phong-dien",
+                    "Huyện Phong Điền",
+                    kiemtra_admin::Tier::District,
+                    Some("can-tho"),
+                ),
+            ],
+        },
+        Act::UnitsImported {
+            units: communes
+                .iter()
+                .map(|(c, name)| kiemtra_admin::UnitRecord {
+                    code: code(c),
+                    name: (*name).into(),
+                    kind: kiemtra_core::UnitKind::CommuneCommittee,
+                    area: code("phong-dien"),
+                    valid_from: day("2004-01-01"),
+                    valid_to: None,
+                })
+                .collect(),
+        },
+    ];
+    for (i, (c, _)) in communes.iter().enumerate() {
+        acts.push(Act::RosterPublished {
+            unit: code(c),
+            valid_from: day("2014-01-01"),
+            staff: vec![
+                member(&format!("{c}.s1"), "Nguyễn Văn Hùng", "Chủ tịch UBND"),
+                member(
+                    &format!("{c}.s2"),
+                    &format!("Trần Thị Mai {}", i + 1),
+                    "Công chức Văn phòng – Thống kê",
+                ),
+            ],
+        });
+    }
+    let team = tid("doan-cchc");
+    acts.extend([
+        Act::TemplatePublished {
+            template_id: kiemtra_core::TemplateId::parse("cchc").expect("id"),
+            version: 1,
+            json: include_str!("../../fixtures/templates/cchc-v1.json").into(),
+        },
+        Act::UserCreated {
+            user_id: uid("pho-giam-doc"),
+            full_name: "Nguyễn Khải Hoàn".into(),
+            role: Role::Supervisor,
+        },
+        Act::UserCreated {
+            user_id: uid("nhom-1"),
+            full_name: "Lê Văn Nhất".into(),
+            role: Role::Inspector,
+        },
+        Act::UserCreated {
+            user_id: uid("nhom-2"),
+            full_name: "Phạm Thị Nhì".into(),
+            role: Role::Inspector,
+        },
+        Act::TeamCreated {
+            team_id: team.clone(),
+            name: "Đoàn kiểm tra cải cách hành chính thành phố Cần Thơ".into(),
+        },
+        Act::TeamMembers {
+            team_id: team.clone(),
+            leaders: vec![uid("pho-giam-doc")],
+            members: vec![uid("pho-giam-doc"), uid("nhom-1"), uid("nhom-2")],
+        },
+        Act::CampaignCreated {
+            campaign_id: kiemtra_core::CampaignId::parse("cchc-2014").expect("id"),
+            title: "Kiểm tra công tác cải cách hành chính năm 2014 tại huyện Phong Điền".into(),
+            decision: "Kế hoạch kiểm tra công tác cải cách hành chính năm 2014".into(),
+            starts_on: day("2014-09-01"),
+            ends_on: day("2014-12-31"),
+            province: code("can-tho"),
+            template_id: kiemtra_core::TemplateId::parse("cchc").expect("id"),
+            template_version: 1,
+            teams: vec![team.clone()],
+        },
+    ]);
+    let (s, v) = admin.act(acts).await;
+    assert_eq!(s, 200, "{v}");
+
+    // The draw: committed with the candidates before anyone knows the
+    // seed, revealed after. The article's draw chose Trường Long and Tân
+    // Thới; the test takes the first of its seeds that does the same, so
+    // that the campaign is the article's.
+    let campaign = kiemtra_core::CampaignId::parse("cchc-2014").expect("id");
+    let mut candidates: Vec<_> = communes.iter().map(|(c, _)| code(c)).collect();
+    candidates.sort();
+    let wanted = [code("phong-dien.tan-thoi"), code("phong-dien.truong-long")];
+    let seed = (0u32..)
+        .map(|i| ring::digest::digest(&ring::digest::SHA256, &i.to_be_bytes()))
+        .map(|d| d.as_ref().to_vec())
+        .find(|seed| {
+            let mut s = kiemtra_admin::draw::select(seed, &candidates, 2);
+            s.sort();
+            s == wanted
+        })
+        .expect("a seed");
+    let (s, v) = admin
+        .act(vec![Act::DrawCommitted {
+            campaign_id: campaign.clone(),
+            commitment: kiemtra_admin::draw::commitment_of(&seed),
+            candidates: candidates.clone(),
+            count: 2,
+        }])
+        .await;
+    assert_eq!(s, 200, "{v}");
+    // A reveal whose selection is not the seed's is refused.
+    let selection = kiemtra_admin::draw::select(&seed, &candidates, 2);
+    let (s, v) = admin
+        .act(vec![Act::DrawRevealed {
+            campaign_id: campaign.clone(),
+            seed: kiemtra_core::hex::encode(&seed),
+            selection: vec![code("phong-dien.nhon-ai"), code("phong-dien.my-khanh")],
+        }])
+        .await;
+    assert_eq!(s, 400, "{v}");
+    let (s, v) = admin
+        .act(vec![
+            Act::DrawRevealed {
+                campaign_id: campaign.clone(),
+                seed: kiemtra_core::hex::encode(&seed),
+                selection: selection.clone(),
+            },
+            Act::Assigned {
+                campaign_id: campaign.clone(),
+                team_id: team.clone(),
+                unit: code("phong-dien.truong-long"),
+                planned_on: day("2014-09-16"),
+                visit_id: random_visit("cchc-2014", "truong-long"),
+            },
+            Act::Assigned {
+                campaign_id: campaign.clone(),
+                team_id: team.clone(),
+                unit: code("phong-dien.tan-thoi"),
+                planned_on: day("2014-09-16"),
+                visit_id: random_visit("cchc-2014", "tan-thoi"),
+            },
+        ])
+        .await;
+    assert_eq!(s, 200, "{v}");
+
+    // The team split into two groups, one per commune; each group's phone
+    // records its commune against the reform checklist.
+    let mut groups = Vec::new();
+    for user in ["nhom-1", "nhom-2"] {
+        let mut p = Device::enroll(
+            &data,
+            &admin.url,
+            user,
+            "doan-cchc",
+            "inspector",
+            &dir.path().join(user),
+        )
+        .await;
+        p.sync().await;
+        groups.push(p);
+    }
+    let template =
+        kiemtra_core::Template::from_json(include_str!("../../fixtures/templates/cchc-v1.json"))
+            .expect("template");
+    let check = |s: &str| kiemtra_core::CheckId::parse(s).expect("check");
+    let failed = [
+        ("phong-dien.truong-long", "dossier-book"),
+        ("phong-dien.truong-long", "deputy-when-head-away"),
+        ("phong-dien.tan-thoi", "dossier-book"),
+        ("phong-dien.tan-thoi", "code-of-conduct"),
+    ];
+    for (p, unit) in groups
+        .iter_mut()
+        .zip(["phong-dien.truong-long", "phong-dien.tan-thoi"])
+    {
+        let held = p.store.list_visits().expect("list");
+        assert_eq!(held.len(), 2, "both visits reach the team's phones");
+        let id = held
+            .iter()
+            .find(|s| s.unit_code == unit)
+            .expect("the group's commune")
+            .id
+            .clone();
+        let state = p.state(&id);
+        assert_eq!(state.template.id.as_str(), "cchc", "pinned by the campaign");
+        p.store
+            .edit(&id, |v| {
+                for c in &template.checks {
+                    let result = if failed.contains(&(unit, c.id.as_str())) {
+                        kiemtra_core::CheckResult::Fail
+                    } else {
+                        kiemtra_core::CheckResult::Pass
+                    };
+                    v.record_check(&c.id, result, "")?;
+                }
+                for s in state.staff.keys() {
+                    v.record_attendance(s, kiemtra_core::AttendanceMark::Present, "", None)?;
+                }
+                v.add_finding(kiemtra_core::NewFinding {
+                    category: "cchc".into(),
+                    severity: kiemtra_core::Severity::Moderate,
+                    text:
+                        "Hồ sơ lưu trữ chưa khoa học; sổ theo dõi giải quyết hồ sơ thiếu thông tin"
+                            .into(),
+                    recommendation: "Sắp xếp lại hồ sơ, ghi đầy đủ sổ theo dõi".into(),
+                    related_staff: vec![],
+                })?;
+                v.submit("")
+            })
+            .expect("record");
+        p.sync().await;
+    }
+    let mut sup = Device::enroll(
+        &data,
+        &admin.url,
+        "pho-giam-doc",
+        "doan-cchc",
+        "supervisor",
+        &dir.path().join("sup"),
+    )
+    .await;
+    approve_all(&mut sup).await;
+
+    // The supervisor's report: both communes, the checks each failed, the
+    // findings, and the draw, which anyone can recompute from its seed.
+    let (s, body) = report(
+        &admin.url,
+        &sup.client.credentials().token,
+        "cchc-2014",
+        "format=json",
+    )
+    .await;
+    assert_eq!(s, 200, "{}", String::from_utf8_lossy(&body));
+    let json: Value = serde_json::from_slice(&body).expect("json");
+    assert_eq!(json["units_inspected"], 2, "{json}");
+    assert_eq!(
+        json["units_by_kind"],
+        json!({ "UBND xã, phường, thị trấn": 2 })
+    );
+    let label = |id: &str| template.check(&check(id)).expect("check").label.vi.clone();
+    let mut expected = vec![
+        json!([label("dossier-book"), 2]),
+        json!([label("deputy-when-head-away"), 1]),
+        json!([label("code-of-conduct"), 1]),
+    ];
+    expected.sort_by_key(|v| v[0].as_str().unwrap_or("").to_owned());
+    assert_eq!(json["checks_failed"], Value::Array(expected), "{json}");
+    assert_eq!(json["findings"].as_array().map(Vec::len), Some(2));
+    let draw = &json["draws"][0];
+    assert_eq!(draw["rechecked"], true, "{json}");
+    assert_eq!(draw["count"], 2);
+    assert_eq!(draw["candidates"].as_array().map(Vec::len), Some(7));
+    let seed = kiemtra_core::hex::decode(draw["seed"].as_str().expect("seed")).expect("hex");
+    let again: Vec<String> = kiemtra_admin::draw::select(&seed, &candidates, 2)
+        .iter()
+        .map(ToString::to_string)
+        .collect();
+    assert_eq!(draw["selection"], json!(again));
+    assert_eq!(
+        draw["commitment"],
+        kiemtra_admin::draw::commitment_of(&seed),
+        "the seed is the one committed"
+    );
+    let (_, md) = report(&admin.url, &sup.client.credentials().token, "cchc-2014", "").await;
+    let md = String::from_utf8(md).expect("utf-8");
+    assert!(md.contains("Bốc thăm ngẫu nhiên"), "{md}");
+    assert!(md.contains("đã kiểm tra lại: khớp"), "{md}");
+    assert!(md.contains("Hồ sơ lưu trữ chưa khoa học"), "{md}");
+    server.terminate();
+}

@@ -44,6 +44,47 @@ pub struct CampaignReport {
     pub approved_at: Vec<(String, String)>,
     /// Inspected units formed by a merger, each with the units it absorbed.
     pub merged_units: Vec<(String, Vec<String>)>,
+    /// The campaign's random draws as the administration log holds them,
+    /// each rechecked from its seed.
+    pub draws: Vec<ReportDraw>,
+}
+
+/// A draw of the campaign: what was committed before, what was revealed
+/// after, and whether the seed gives both the commitment and the selection.
+#[derive(Debug, Clone, Serialize)]
+pub struct ReportDraw {
+    pub committed_at: String,
+    pub commitment: String,
+    pub candidates: Vec<String>,
+    pub count: u32,
+    pub seed: Option<String>,
+    pub selection: Vec<String>,
+    pub revealed_at: Option<String>,
+    /// The seed hashes to the commitment and selects the selection.
+    pub rechecked: bool,
+}
+
+impl ReportDraw {
+    pub fn of(d: &crate::directory::DrawRecord) -> Self {
+        let rechecked = d
+            .seed
+            .as_deref()
+            .and_then(kiemtra_core::hex::decode)
+            .is_some_and(|seed| {
+                crate::draw::commitment_of(&seed) == d.commitment
+                    && crate::draw::select(&seed, &d.candidates, d.count as usize) == d.selection
+            });
+        ReportDraw {
+            committed_at: d.committed_at.clone(),
+            commitment: d.commitment.clone(),
+            candidates: d.candidates.iter().map(ToString::to_string).collect(),
+            count: d.count,
+            seed: d.seed.clone(),
+            selection: d.selection.iter().map(ToString::to_string).collect(),
+            revealed_at: d.revealed_at.clone(),
+            rechecked,
+        }
+    }
 }
 
 fn pct(p: Percent, lang: Lang) -> String {
@@ -67,6 +108,7 @@ impl CampaignReport {
             not_approved: Vec::new(),
             approved_at: Vec::new(),
             merged_units: Vec::new(),
+            draws: Vec::new(),
         };
         let mut conduct: BTreeMap<ConductKind, u32> = BTreeMap::new();
         let mut checks: BTreeMap<String, u32> = BTreeMap::new();
@@ -357,6 +399,32 @@ impl CampaignReport {
                     "- {unit}: {} {}",
                     l("hợp nhất từ", "merged from"),
                     absorbed.join(", ")
+                );
+            }
+        }
+        if !self.draws.is_empty() {
+            let _ = writeln!(o, "\n## {}", l("Bốc thăm ngẫu nhiên", "Random draws"));
+            for d in &self.draws {
+                let _ = writeln!(
+                    o,
+                    "- {} {} / {}: {} ({} {}; {} {}; {})",
+                    d.committed_at,
+                    d.count,
+                    d.candidates.len(),
+                    if d.selection.is_empty() {
+                        l("chưa công bố", "not revealed yet").to_owned()
+                    } else {
+                        d.selection.join(", ")
+                    },
+                    l("cam kết", "commitment"),
+                    d.commitment,
+                    l("hạt giống", "seed"),
+                    d.seed.as_deref().unwrap_or("—"),
+                    match (d.seed.is_some(), d.rechecked) {
+                        (false, _) => l("chờ công bố", "awaiting the reveal"),
+                        (true, true) => l("đã kiểm tra lại: khớp", "rechecked: matches"),
+                        (true, false) => l("KIỂM TRA LẠI KHÔNG KHỚP", "RECHECK FAILED"),
+                    }
                 );
             }
         }

@@ -2,7 +2,7 @@
 //! server from the approved states it stores, with the administration
 //! directory's knowledge of the units — the kinds of the campaign's era come
 //! with each visit, and a unit formed by a merger is listed with the units
-//! it absorbed up to the visit's date.
+//! it absorbed up to the visit's date; the campaign's draws, rechecked.
 
 use actix_web::{HttpRequest, HttpResponse, web};
 use kiemtra_admin::Directory;
@@ -121,12 +121,15 @@ pub async fn campaign_report(
                 Lang::Vi => format!("Báo cáo kết quả kiểm tra – {campaign}"),
                 Lang::En => format!("Inspection report – {campaign}"),
             });
-        Ok(CampaignReport::build(
-            campaign.as_str(),
-            &title,
-            &visits,
-            lang,
-        ))
+        let mut report = CampaignReport::build(campaign.as_str(), &title, &visits, lang);
+        if let Some(c) = directory.as_ref().and_then(|d| d.campaigns.get(&campaign)) {
+            report.draws = c
+                .draws
+                .iter()
+                .map(kiemtra_admin::report::ReportDraw::of)
+                .collect();
+        }
+        Ok(report)
     })
     .await
     .map_err(|e| Problem::Internal(e.to_string()))??;
