@@ -24,6 +24,9 @@ pub struct VisitForReport {
     /// The names of the units this one absorbed in mergers, as the
     /// administration directory records them (empty when none or unknown).
     pub absorbed: Vec<String>,
+    /// Made by a phone for an office found on the way, not from an
+    /// assignment of the campaign.
+    pub unplanned: bool,
     pub approved: Option<VisitState>,
 }
 
@@ -44,6 +47,9 @@ pub struct CampaignReport {
     pub approved_at: Vec<(String, String)>,
     /// Inspected units formed by a merger, each with the units it absorbed.
     pub merged_units: Vec<(String, Vec<String>)>,
+    /// Visits a phone made for an office found on the way, not from an
+    /// assignment (counted like the others once approved).
+    pub unplanned: Vec<String>,
     /// The campaign's random draws as the administration log holds them,
     /// each rechecked from its seed.
     pub draws: Vec<ReportDraw>,
@@ -109,10 +115,14 @@ impl CampaignReport {
             approved_at: Vec::new(),
             merged_units: Vec::new(),
             draws: Vec::new(),
+            unplanned: Vec::new(),
         };
         let mut conduct: BTreeMap<ConductKind, u32> = BTreeMap::new();
         let mut checks: BTreeMap<String, u32> = BTreeMap::new();
         for v in visits {
+            if v.unplanned {
+                r.unplanned.push(v.unit.clone());
+            }
             let Some(state) = &v.approved else {
                 r.not_approved.push(v.unit.clone());
                 continue;
@@ -247,6 +257,9 @@ impl CampaignReport {
                 absorbed.len().to_string(),
                 "",
             );
+        }
+        for unit in &self.unplanned {
+            row(l("ngoai_ke_hoach", "unplanned"), unit, String::new(), "");
         }
         for unit in &self.not_approved {
             row(l("chua_phe_duyet", "not_approved"), unit, String::new(), "");
@@ -428,6 +441,19 @@ impl CampaignReport {
                 );
             }
         }
+        if !self.unplanned.is_empty() {
+            let _ = writeln!(
+                o,
+                "\n## {}",
+                l(
+                    "Đơn vị kiểm tra ngoài kế hoạch",
+                    "Units inspected outside the plan"
+                )
+            );
+            for unit in &self.unplanned {
+                let _ = writeln!(o, "- {unit}");
+            }
+        }
         if !self.not_approved.is_empty() {
             let _ = writeln!(
                 o,
@@ -517,12 +543,14 @@ mod tests {
                 unit: "A".into(),
                 kind: UnitKind::CommuneCommittee,
                 absorbed: vec!["X".into(), "Y".into()],
+                unplanned: false,
                 approved: approved.approved_state().expect("state"),
             },
             VisitForReport {
                 unit: "B".into(),
                 kind: UnitKind::CommuneCommittee,
                 absorbed: vec![],
+                unplanned: true,
                 approved: pending.approved_state().expect("state"),
             },
         ];
@@ -538,6 +566,7 @@ mod tests {
         assert!(md.contains("Có mặt: 1 (100,00%)"), "{md}");
         assert!(md.contains("chưa được phê duyệt"), "{md}");
         assert!(md.contains("- A: hợp nhất từ X, Y"), "{md}");
+        assert!(md.contains("ngoài kế hoạch\n- B\n"), "{md}");
         let book = r.xlsx(Lang::Vi).expect("xlsx");
         assert!(book.starts_with(b"PK\x03\x04"));
         assert!(r.csv(Lang::Vi).contains("hop_nhat,A: X; Y,2,"));

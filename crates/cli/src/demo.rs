@@ -278,6 +278,7 @@ pub async fn run(campaign_path: Option<&Path>, log: &mut dyn FnMut(&str)) -> Res
             unit: unit.name.clone(),
             kind: UnitKind::parse(&unit.kind).map_err(step("kind"))?,
             absorbed: Vec::new(),
+            unplanned: false,
             approved: v.approved_state().map_err(step("approved state"))?,
         });
     }

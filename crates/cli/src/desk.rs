@@ -543,6 +543,7 @@ pub fn report(
             unit: s.unit_name.clone(),
             kind: UnitKind::parse(&s.unit_kind)?,
             absorbed: Vec::new(),
+            unplanned: false,
             approved: v.approved_state()?,
         });
     }

@@ -420,6 +420,24 @@ fn a_desk_assigns_approves_and_reports_the_campaign() {
         ],
     ));
     assert!(en.contains("present,1071,76.28%"), "{en}");
+    // The same report as a workbook: written to a file, never the terminal.
+    let book = dir.path().join("report.xlsx");
+    let xlsx = [
+        "report",
+        &campaign,
+        "--format",
+        "xlsx",
+        "--offline",
+        "--out",
+        book.to_str().expect("path"),
+    ];
+    refused(&kiemtra(&sup, &xlsx[..5]), 2, "--out");
+    ok(&kiemtra(&sup, &xlsx));
+    assert!(
+        std::fs::read(&book)
+            .expect("workbook")
+            .starts_with(b"PK\x03\x04")
+    );
 
     // Replay: the visit --at a past point is what had been recorded then,
     // and --diff lists exactly the field changed in between.

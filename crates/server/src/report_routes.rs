@@ -103,6 +103,11 @@ pub async fn campaign_report(
                 kind: UnitKind::parse(&s.unit_kind)
                     .map_err(|e| Problem::Internal(e.to_string()))?,
                 absorbed,
+                // With a log to read, a visit no assignment made is a
+                // phone's, for an office found on the way.
+                unplanned: directory
+                    .as_ref()
+                    .is_some_and(|d| !d.visits.contains_key(&s.id)),
                 approved: visit
                     .approved_state()
                     .map_err(|e| Problem::Internal(e.to_string()))?,
