@@ -276,6 +276,9 @@ async fn forged_unauthorised_and_tampered_changes_are_refused_and_nothing_is_sto
         .output()
         .expect("revoke");
     assert!(out.status.success());
+    // Revoked on the server machine, and logged as the server's act.
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert!(said.contains("administration log entry"), "{said}");
     let after_accept = server_state(&data, &id);
     expect(
         offer(&url, &b, "v-1", rheads, rb, vec![sign(&a, "v-1", &rh)]).await,

@@ -327,10 +327,10 @@ impl Directory {
                 }
                 if !matches!(
                     entry.act,
-                    Act::DeviceEnrolled { .. } | Act::CodeIssued { .. }
+                    Act::DeviceEnrolled { .. } | Act::CodeIssued { .. } | Act::DeviceRevoked { .. }
                 ) {
                     return Err(Refusal::Forbidden(format!(
-                        "the server writes only enrollments and codes issued on its machine, not {}",
+                        "the server writes only enrollments, and codes issued and revocations made on its machine, not {}",
                         entry.act.name()
                     )));
                 }

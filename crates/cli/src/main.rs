@@ -828,11 +828,12 @@ fn admin(data: &Path, command: AdminCommand) -> Result<()> {
             Ok(())
         }
         AdminCommand::Revoke { device_id } => {
-            if store.device(&device_id)?.is_none() {
-                return Err(CliError::NotFound(format!("no device {device_id}")));
-            }
-            store.revoke_device(&device_id, &kiemtra_server::now())?;
-            println!("revoked {device_id}");
+            let done = kiemtra_server::admin::revoke_on_server_machine(&mut store, &device_id)
+                .map_err(|e| match e.to_string() {
+                    m if m.starts_with("no device") => CliError::NotFound(m),
+                    m => CliError::Other(m),
+                })?;
+            println!("{done}");
             Ok(())
         }
         _ => Err(CliError::Invalid(

@@ -221,6 +221,36 @@ pub fn witness(
         .map_err(Problem::from)?
 }
 
+/// Revokes a device from the server machine (a phone lost when no
+/// administrator's desk is at hand), logged as the server's act so that the
+/// log and the database agree. A device the log never enrolled (enrolled
+/// before the log existed) is revoked in the database only; the answer says
+/// so.
+pub fn revoke_on_server_machine(
+    store: &mut impl ServerStore,
+    device_id: &str,
+) -> Result<String, Problem> {
+    if store.device(device_id)?.is_none() {
+        return Err(Problem::NotFound(format!("no device {device_id}")));
+    }
+    let at = timestamp(chrono::Utc::now());
+    let logged = witness(
+        store,
+        Act::DeviceRevoked {
+            device_id: device_id.to_owned(),
+        },
+        Some(at.clone()),
+    )?;
+    store.revoke_device(device_id, &at)?;
+    Ok(match logged {
+        Ok(head) => format!(
+            "revoked {device_id} (administration log entry {})",
+            head.seq
+        ),
+        Err(r) => format!("revoked {device_id} in the database; not logged: {r}"),
+    })
+}
+
 /// One problem found comparing the devices the database holds with the
 /// devices the log enrolled.
 #[derive(Debug, Clone, serde::Serialize, PartialEq, Eq)]

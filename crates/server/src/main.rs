@@ -130,8 +130,10 @@ fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
         Command::Revoke { device_id } => {
             let backend = open()?;
             let mut store = backend.conn()?;
-            store.revoke_device(&device_id, &kiemtra_server::now())?;
-            println!("revoked {device_id}");
+            println!(
+                "{}",
+                kiemtra_server::admin::revoke_on_server_machine(&mut store, &device_id)?
+            );
             Ok(())
         }
         Command::Backup { to } => {
