@@ -1033,6 +1033,23 @@ async fn the_cantho_campaign_planned_in_the_log_reports_as_in_2015_beside_a_camp
         }])
         .await;
     assert_eq!(s, 200, "{v}");
+    // A second version of the checklist, with one more check: the 2026
+    // campaign pins it; the visits made in 2015 keep version 1.
+    let v2 = include_str!("../../fixtures/templates/standard-v1.json")
+        .replacen("\"version\": 1", "\"version\": 2", 1)
+        .replacen(
+            "\"checks\": [",
+            "\"checks\": [\n    { \"id\": \"hotline-answered\", \"group\": \"citizens\", \"label\": { \"vi\": \"Gọi thử đường dây nóng được trả lời\", \"en\": \"A test call to the hotline is answered\" } },",
+            1,
+        );
+    let (s, v) = admin
+        .act(vec![Act::TemplatePublished {
+            template_id: kiemtra_core::TemplateId::parse("standard").expect("id"),
+            version: 2,
+            json: v2,
+        }])
+        .await;
+    assert_eq!(s, 200, "{v}");
     let now = kiemtra_core::CampaignId::parse("ct-2026").expect("id");
     let assign = |unit: &str| Act::Assigned {
         campaign_id: now.clone(),
@@ -1051,7 +1068,7 @@ async fn the_cantho_campaign_planned_in_the_log_reports_as_in_2015_beside_a_camp
                 ends_on: day("2026-12-31"),
                 province: code("can-tho"),
                 template_id: kiemtra_core::TemplateId::parse("standard").expect("id"),
-                template_version: 1,
+                template_version: 2,
                 teams: vec![team.clone()],
             },
             assign("so-noi-vu"),
@@ -1081,8 +1098,17 @@ async fn the_cantho_campaign_planned_in_the_log_reports_as_in_2015_beside_a_camp
         .filter(|s| s.campaign == "ct-2026")
         .collect();
     assert_eq!(today.len(), 2);
+    let before = phone.state(&by_unit["so-noi-vu"]);
+    assert_eq!(before.template.version, 1, "made before version 2");
     for s in &today {
         let state = phone.state(&s.id);
+        assert_eq!(state.template.version, 2);
+        assert!(
+            state
+                .template
+                .check(&kiemtra_core::CheckId::parse("hotline-answered").expect("id"))
+                .is_some()
+        );
         let marks: Vec<_> = state.staff.keys().cloned().collect();
         phone
             .store
