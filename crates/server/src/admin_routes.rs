@@ -8,6 +8,7 @@ use kiemtra_admin::{Cell, Entry, ExportFormat, Table};
 use serde::{Deserialize, Serialize};
 
 use crate::admin;
+use crate::openapi::schemas;
 use crate::problem::Problem;
 use crate::routes::{authenticate, read_body, require_media};
 use crate::startup::AppState;
@@ -48,19 +49,40 @@ async fn blocking<T: Send + 'static>(
     .map_err(|e| Problem::Internal(e.to_string()))?
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 struct LogAnswer {
+    #[schema(value_type = schemas::Head)]
     head: kiemtra_admin::Head,
+    #[schema(value_type = Vec<schemas::Entry>)]
     entries: Vec<Entry>,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct After {
+    /// Only the entries after this one (0, the default, for all).
     #[serde(default)]
+    #[param(required = false, maximum = 9_223_372_036_854_775_807_u64)]
     after: u64,
 }
 
+/// Read the administration log
+///
 /// `GET /v1/admin/log?after=N`: the entries after N, and the head.
+/// Administrators and auditors.
+#[utoipa::path(
+    get,
+    path = "/v1/admin/log",
+    tag = "administration",
+    params(After),
+    responses(
+        (status = 200, description = "The head and the entries after `after`", body = LogAnswer),
+        (status = 400, description = "`after` is not a whole number"),
+        (status = 401),
+        (status = 403, description = "Not an administrator's or auditor's device"),
+        (status = 500),
+    )
+)]
 pub async fn get_log(
     state: web::Data<AppState>,
     req: HttpRequest,
@@ -69,6 +91,13 @@ pub async fn get_log(
     let device = authenticate(&state, &req).await?;
     may_read(&device)?;
     let after = query.after;
+    // Sequence numbers are stored as signed 64-bit numbers.
+    if i64::try_from(after).is_err() {
+        return Err(Problem::BadRequest(format!(
+            "after is at most {}",
+            i64::MAX
+        )));
+    }
     let (head, entries) = blocking(&state, move |s| {
         let all = admin::read_log(s).map_err(Problem::from)?;
         let head = all.last().map(Entry::head).unwrap_or_default();
@@ -78,12 +107,32 @@ pub async fn get_log(
     Ok(HttpResponse::Ok().json(LogAnswer { head, entries }))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 struct Append {
+    /// Entries following the log's head, each signed by the sending device.
+    #[schema(value_type = Vec<schemas::Entry>)]
     entries: Vec<Entry>,
 }
 
+/// Append signed entries to the administration log
+///
 /// `POST /v1/admin/log`: signed entries, appended all or none.
+/// Administrators only.
+#[utoipa::path(
+    post,
+    path = "/v1/admin/log",
+    tag = "administration",
+    request_body = Append,
+    responses(
+        (status = 200, description = "Appended: the new head", body = schemas::Head),
+        (status = 400, description = "Not a list of entries, or an act the directory refuses"),
+        (status = 401),
+        (status = 403, description = "Not an administrator's device, or an entry not signed by it"),
+        (status = 408),
+        (status = 409, description = "The log moved on: the entries do not follow its head (admin-log-moved)"),
+        (status = 413), (status = 415), (status = 500), (status = 503),
+    )
+)]
 pub async fn post_log(
     state: web::Data<AppState>,
     req: HttpRequest,
@@ -110,7 +159,21 @@ pub async fn post_log(
     Ok(HttpResponse::Ok().json(head))
 }
 
+/// The directory the log builds
+///
 /// `GET /v1/admin/directory`: everything the log says, as of its head.
+/// Administrators and auditors.
+#[utoipa::path(
+    get,
+    path = "/v1/admin/directory",
+    tag = "administration",
+    responses(
+        (status = 200, description = "The directory", body = schemas::Directory),
+        (status = 401),
+        (status = 403, description = "Not an administrator's or auditor's device"),
+        (status = 500),
+    )
+)]
 pub async fn get_directory(
     state: web::Data<AppState>,
     req: HttpRequest,
@@ -118,19 +181,49 @@ pub async fn get_directory(
     let device = authenticate(&state, &req).await?;
     may_read(&device)?;
     let d = blocking(&state, |s| admin::directory(s)).await?;
-    Ok(HttpResponse::Ok().json(d))
+    Ok(HttpResponse::Ok().json(directory_json(d)?))
 }
 
-#[derive(Serialize)]
+/// The directory as JSON. Its templates are keyed by (id, version), which a
+/// JSON object cannot be (serde_json refuses the whole directory): they are
+/// keyed `<template_id> v<version>` instead, as the exports name them.
+fn directory_json(mut d: kiemtra_admin::Directory) -> Result<serde_json::Value, Problem> {
+    let templates = std::mem::take(&mut d.templates);
+    let mut v = serde_json::to_value(&d).map_err(|e| Problem::Internal(e.to_string()))?;
+    let mut keyed = serde_json::Map::new();
+    for ((id, version), t) in templates {
+        let t = serde_json::to_value(&t).map_err(|e| Problem::Internal(e.to_string()))?;
+        keyed.insert(format!("{id} v{version}"), t);
+    }
+    v["templates"] = serde_json::Value::Object(keyed);
+    Ok(v)
+}
+
+#[derive(Serialize, utoipa::ToSchema)]
 struct DeviceCheck {
+    #[schema(value_type = schemas::Head)]
     head: kiemtra_admin::Head,
     devices_checked: usize,
     ok: bool,
+    #[schema(value_type = Vec<schemas::DeviceProblem>)]
     problems: Vec<admin::DeviceProblem>,
 }
 
+/// Check the devices against the log
+///
 /// `GET /v1/admin/devices/check`: the devices the database holds against
-/// the ones the log enrolled.
+/// the ones the log enrolled. Administrators and auditors.
+#[utoipa::path(
+    get,
+    path = "/v1/admin/devices/check",
+    tag = "administration",
+    responses(
+        (status = 200, description = "Every difference found", body = DeviceCheck),
+        (status = 401),
+        (status = 403, description = "Not an administrator's or auditor's device"),
+        (status = 500),
+    )
+)]
 pub async fn check_devices(
     state: web::Data<AppState>,
     req: HttpRequest,
@@ -169,30 +262,66 @@ pub async fn check_devices(
     Ok(HttpResponse::Ok().json(check))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct ImportQuery {
     /// The date rosters (and rows without dates) take effect, dd/mm/yyyy or
     /// yyyy-mm-dd.
+    #[param(example = "01/07/2025")]
     valid_from: String,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 struct Prepared {
+    /// The acts to sign and append to the log.
+    #[schema(value_type = Vec<schemas::Act>)]
     acts: Vec<kiemtra_admin::Act>,
 }
 
-#[derive(Serialize)]
+/// A refused import: a problem document with every bad row.
+#[derive(Serialize, utoipa::ToSchema)]
 struct ImportRefused {
     r#type: &'static str,
     title: &'static str,
     status: u16,
     detail: String,
+    #[schema(value_type = Vec<schemas::RowError>)]
     errors: Vec<kiemtra_admin::RowError>,
 }
 
+/// Prepare an import from a CSV or .xlsx file
+///
 /// `POST /v1/admin/imports/{kind}?valid_from=…`: a CSV or .xlsx file of
 /// areas, units or staff, checked row by row against the directory; the
 /// acts to sign, or every bad row (422) — nothing is stored either way.
+/// Administrators only.
+#[utoipa::path(
+    post,
+    path = "/v1/admin/imports/{kind}",
+    tag = "administration",
+    params(
+        ("kind" = schemas::ImportKind, Path, description = "What the file holds"),
+        ImportQuery,
+    ),
+    request_body(
+        description = "The file: CSV (UTF-8) or an .xlsx workbook",
+        content(
+            (schemas::Bytes = "text/csv"),
+            (schemas::Bytes = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"),
+            (schemas::Bytes = "application/octet-stream"),
+        )
+    ),
+    responses(
+        (status = 200, description = "The acts to sign", body = Prepared),
+        (status = 400, description = "`valid_from` is not a date"),
+        (status = 401),
+        (status = 403, description = "Not an administrator's device"),
+        (status = 404, description = "Not a kind of import"),
+        (status = 408), (status = 413),
+        (status = 422, description = "Rows that cannot be imported; nothing was", body = ImportRefused, content_type = "application/problem+json"),
+        (status = 500), (status = 503),
+    )
+)]
 pub async fn prepare_import(
     state: web::Data<AppState>,
     req: HttpRequest,
@@ -217,7 +346,7 @@ pub async fn prepare_import(
         Err(errors) => Ok(HttpResponse::UnprocessableEntity()
             .content_type("application/problem+json")
             .json(ImportRefused {
-                r#type: "https://kiemtra.invalid/problems/import-refused",
+                r#type: "urn:kiemtra:problem:import-refused",
                 title: "Some rows cannot be imported; nothing was imported",
                 status: 422,
                 detail: errors
@@ -231,9 +360,12 @@ pub async fn prepare_import(
     }
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct ExportQuery {
+    /// `csv`, `json` (the default) or `xlsx`.
     #[serde(default = "json")]
+    #[param(value_type = Option<schemas::ExportFormat>, required = false)]
     format: String,
 }
 
@@ -404,8 +536,34 @@ fn table(d: &kiemtra_admin::Directory, list: &str) -> Option<Table> {
     Some(t)
 }
 
+/// Export a list of the directory
+///
 /// `GET /v1/admin/export/{list}?format=csv|json|xlsx`: users, teams,
-/// areas, units, devices or campaigns.
+/// areas, units, devices or campaigns. Administrators and auditors.
+#[utoipa::path(
+    get,
+    path = "/v1/admin/export/{list}",
+    tag = "administration",
+    params(
+        ("list" = schemas::ExportList, Path, description = "Which list"),
+        ExportQuery,
+    ),
+    responses(
+        (status = 200, description = "The list, as an attachment",
+            headers(("Content-Disposition" = String, description = "`attachment; filename=\"<list>.<format>\"`")),
+            content(
+                (Vec<schemas::ExportRow> = "application/json"),
+                (schemas::Bytes = "text/csv"),
+                (schemas::Bytes = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"),
+            )
+        ),
+        (status = 400, description = "`format` is not csv, json or xlsx"),
+        (status = 401),
+        (status = 403, description = "Not an administrator's or auditor's device"),
+        (status = 404, description = "Not a list"),
+        (status = 500),
+    )
+)]
 pub async fn export(
     state: web::Data<AppState>,
     req: HttpRequest,
@@ -431,4 +589,30 @@ pub async fn export(
             format!("attachment; filename=\"{list}.{}\"", format.extension()),
         ))
         .body(bytes))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_directory_with_a_published_template_is_answered_as_json() {
+        let mut d = kiemtra_admin::Directory::default();
+        let id = kiemtra_core::TemplateId::parse("standard").expect("id");
+        d.templates.insert(
+            (id.clone(), 1),
+            kiemtra_admin::directory::PublishedTemplate {
+                template_id: id,
+                version: 1,
+                title_vi: "Mẫu".into(),
+                title_en: "Template".into(),
+                checks: 3,
+                json: "{}".into(),
+                seq: 5,
+            },
+        );
+        assert!(serde_json::to_value(&d).is_err(), "the directory itself");
+        let v = directory_json(d).expect("the directory as JSON");
+        assert_eq!(v["templates"]["standard v1"]["seq"], 5);
+    }
 }

@@ -9,6 +9,7 @@ use kiemtra_core::{EvidenceHash, VisitId};
 use kiemtra_store::{EvidenceRefusal, EvidenceStatus};
 use std::sync::atomic::Ordering::Relaxed;
 
+use crate::openapi::schemas;
 use crate::problem::Problem;
 use crate::routes::{authenticate, declared_length, read_body, require_media, summary_in_scope};
 use crate::startup::AppState;
@@ -36,10 +37,12 @@ fn header_u64(req: &HttpRequest, name: &str) -> Result<u64, Problem> {
         .headers()
         .get(name)
         .ok_or_else(|| Problem::BadRequest(format!("the {name} header is required")))?;
+    // Lengths and offsets are stored as signed 64-bit numbers.
     value
         .to_str()
         .ok()
         .and_then(|v| v.trim().parse::<u64>().ok())
+        .filter(|n| i64::try_from(*n).is_ok())
         .ok_or_else(|| Problem::BadRequest(format!("{name} must be a number of bytes")))
 }
 
@@ -63,8 +66,25 @@ async fn read_in_scope<T: Send + 'static>(
     .map_err(|e| Problem::Internal(e.to_string()))?
 }
 
+/// How much of an evidence file the server holds
+///
 /// `GET /v1/visits/{id}/evidence/{hash}/status`: how much of the file the
 /// server holds (`received` 0 and `length` null when nothing).
+#[utoipa::path(
+    get,
+    path = "/v1/visits/{id}/evidence/{hash}/status",
+    operation_id = "evidence_status",
+    tag = "evidence",
+    params(
+        ("id" = schemas::Id, Path, description = "The visit's id"),
+        ("hash" = schemas::Sha256, Path, description = "The file's SHA-256, hex"),
+    ),
+    responses(
+        (status = 200, description = "What the server holds", body = schemas::EvidenceStatus),
+        (status = 400, description = "Not a visit id or not a SHA-256"),
+        (status = 401), (status = 404), (status = 500),
+    )
+)]
 pub async fn status(
     state: web::Data<AppState>,
     req: HttpRequest,
@@ -77,8 +97,37 @@ pub async fn status(
     Ok(HttpResponse::Ok().json(status_json(held)))
 }
 
+/// Upload a piece of an evidence file
+///
 /// `PUT /v1/visits/{id}/evidence/{hash}` with `Upload-Offset` and
-/// `Upload-Length`: one piece of the file.
+/// `Upload-Length`: one piece of the file. Only a file the visit refers to
+/// is taken; a piece must start where the held bytes end.
+#[utoipa::path(
+    put,
+    path = "/v1/visits/{id}/evidence/{hash}",
+    operation_id = "put_evidence",
+    tag = "evidence",
+    params(
+        ("id" = schemas::Id, Path, description = "The visit's id"),
+        ("hash" = schemas::Sha256, Path, description = "The file's SHA-256, hex"),
+        ("Upload-Offset" = i64, Header, minimum = 0, description = "Where in the file this piece starts, bytes"),
+        ("Upload-Length" = i64, Header, minimum = 0, description = "The whole file's length, bytes"),
+    ),
+    request_body(content = schemas::Bytes, content_type = "application/octet-stream"),
+    responses(
+        (status = 200, description = "What the server holds now", body = schemas::EvidenceStatus),
+        (status = 400, description = "A bad id, hash or header, or a piece past the file's end"),
+        (status = 401),
+        (status = 403, description = "The device's role does not upload (auditors, administrators)"),
+        (status = 404),
+        (status = 408),
+        (status = 409, description = "A gap before the piece, or another length than before (evidence-gap, evidence-length)"),
+        (status = 413),
+        (status = 415),
+        (status = 422, description = "The visit does not refer to the file, or the whole file does not hash to its name (evidence-not-referenced, evidence-mismatch)"),
+        (status = 500), (status = 503),
+    )
+)]
 pub async fn put(
     state: web::Data<AppState>,
     req: HttpRequest,
@@ -179,7 +228,26 @@ fn may_upload(
     Ok(())
 }
 
+/// Download an evidence file
+///
 /// `GET /v1/visits/{id}/evidence/{hash}`: the file, once held whole.
+#[utoipa::path(
+    get,
+    path = "/v1/visits/{id}/evidence/{hash}",
+    operation_id = "get_evidence",
+    tag = "evidence",
+    params(
+        ("id" = schemas::Id, Path, description = "The visit's id"),
+        ("hash" = schemas::Sha256, Path, description = "The file's SHA-256, hex"),
+    ),
+    responses(
+        (status = 200, description = "The file", body = schemas::Bytes, content_type = "application/octet-stream"),
+        (status = 400, description = "Not a visit id or not a SHA-256"),
+        (status = 401),
+        (status = 404, description = "No such visit for this device, or the file is not held whole"),
+        (status = 500),
+    )
+)]
 pub async fn get(
     state: web::Data<AppState>,
     req: HttpRequest,

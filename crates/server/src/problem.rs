@@ -40,6 +40,10 @@ pub enum Problem {
     Unprocessable(&'static str, String),
     #[error("expected Content-Type {0}")]
     UnsupportedMediaType(&'static str),
+    /// The path exists, not with this method; the methods it takes (sent
+    /// as `Allow`).
+    #[error("this path takes {0} only")]
+    MethodNotAllowed(&'static str),
     /// Every byte the server buffers at once is taken, or every sync place
     /// and the queue before them: try again after the given seconds (sent
     /// as `Retry-After`).
@@ -49,12 +53,19 @@ pub enum Problem {
     Internal(String),
 }
 
-#[derive(Serialize)]
-struct Body<'a> {
+/// An error as sent: `application/problem+json` (RFC 9457).
+#[derive(Serialize, utoipa::ToSchema)]
+#[schema(as = Problem)]
+pub(crate) struct Body<'a> {
+    /// `urn:kiemtra:problem:<kind>`, stable and machine-readable.
     #[serde(rename = "type")]
     kind: String,
+    /// A short English summary of the kind of problem.
     title: &'a str,
+    /// The HTTP status code.
+    #[schema(minimum = 400, maximum = 599)]
     status: u16,
+    /// What went wrong with this request.
     detail: String,
 }
 
@@ -74,6 +85,7 @@ impl Problem {
             Problem::Timeout(_) => "request-timeout",
             Problem::Conflict(kind, _) | Problem::Unprocessable(kind, _) => kind,
             Problem::UnsupportedMediaType(_) => "unsupported-media-type",
+            Problem::MethodNotAllowed(_) => "method-not-allowed",
             Problem::Busy(_) => "busy",
             Problem::Internal(_) => "internal",
         }
@@ -94,6 +106,7 @@ impl Problem {
             Problem::Conflict(..) => "Conflict with what the server holds",
             Problem::Unprocessable(..) => "Not acceptable as sent",
             Problem::UnsupportedMediaType(_) => "Unsupported media type",
+            Problem::MethodNotAllowed(_) => "Method not allowed",
             Problem::Busy(_) => "Server busy",
             Problem::Internal(_) => "Internal error",
         }
@@ -142,6 +155,7 @@ impl ResponseError for Problem {
             Problem::Conflict(..) => StatusCode::CONFLICT,
             Problem::Unprocessable(..) => StatusCode::UNPROCESSABLE_ENTITY,
             Problem::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            Problem::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
             Problem::Busy(_) => StatusCode::SERVICE_UNAVAILABLE,
             Problem::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -175,6 +189,9 @@ impl ResponseError for Problem {
         }
         if let Problem::Busy(secs) = self {
             resp.insert_header(("Retry-After", secs.to_string()));
+        }
+        if let Problem::MethodNotAllowed(allow) = self {
+            resp.insert_header(("Allow", *allow));
         }
         resp.json(body)
     }

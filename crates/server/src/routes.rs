@@ -10,12 +10,25 @@ use std::time::Instant;
 
 use crate::auth;
 use crate::engine;
+use crate::openapi::schemas;
 use crate::problem::Problem;
 use crate::startup::AppState;
 use crate::storage::ServerStore;
 
+/// Whether the server takes writes
+///
 /// `ok` only while the store takes a write (a write transaction is begun
 /// and rolled back); 503 otherwise.
+#[utoipa::path(
+    get,
+    path = "/healthz",
+    tag = "service",
+    security(()),
+    responses(
+        (status = 200, description = "The store takes writes (`status` is `ok`)", body = schemas::Health),
+        (status = 503, description = "The store does not take writes (`status` is `unavailable`)", body = schemas::Health),
+    )
+)]
 pub async fn healthz(state: web::Data<AppState>) -> HttpResponse {
     let st = state.clone();
     match web::block(move || st.store()?.check_writable()).await {
@@ -31,26 +44,46 @@ pub async fn healthz(state: web::Data<AppState>) -> HttpResponse {
     }
 }
 
+/// The server's metrics (Prometheus text)
+///
+/// Syncs, per-visit errors, visits applied and sent, bytes each way, a
+/// latency histogram, enrollments and their refusals, authentication
+/// failures. Not JSON: the Prometheus text format 0.0.4.
+#[utoipa::path(
+    get,
+    path = "/metrics",
+    tag = "service",
+    security(()),
+    responses(
+        (status = 200, description = "Prometheus text", body = String, content_type = "text/plain"),
+    )
+)]
 pub async fn metrics(state: web::Data<AppState>) -> HttpResponse {
     HttpResponse::Ok()
         .content_type("text/plain; version=0.0.4")
         .body(state.metrics.render())
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 pub struct EnrollRequest {
+    /// The single-use enrollment code (`XXXX-XXXX-XXXX-XXXX`; case, spaces
+    /// and dashes do not matter).
     code: String,
+    /// What the device is called, 1 to 100 characters.
     device_name: String,
     /// The device's Ed25519 public key, 64 hex characters.
+    #[schema(pattern = "^[0-9a-fA-F]{64}$")]
     public_key: String,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 struct EnrollResponse {
     device_id: String,
+    /// The bearer token: send it as `Authorization: Bearer <token>`.
     token: String,
     user_id: String,
     team: String,
+    #[schema(value_type = schemas::Role)]
     role: String,
 }
 
@@ -60,10 +93,27 @@ const ENROLL_BODY: usize = 16 * 1024;
 /// timeout when that is shorter).
 const ENROLL_BODY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 
+/// Enroll a device with a code
+///
 /// `POST /v1/enroll`. Every attempt is counted; a client address with too
 /// many failed attempts in the last minute is answered 429 with
 /// `Retry-After`, before its body is read or the database touched. The body
 /// is read here, bounded in size and time, then parsed.
+#[utoipa::path(
+    post,
+    path = "/v1/enroll",
+    tag = "devices",
+    security(()),
+    request_body = EnrollRequest,
+    responses(
+        (status = 201, description = "Enrolled: the device and its bearer token", body = EnrollResponse),
+        (status = 400, description = "Not an enrollment request, a bad public key or device name"),
+        (status = 403, description = "The code is unknown, used or expired (enrollment-refused)"),
+        (status = 408), (status = 413), (status = 415),
+        (status = 429, description = "Too many failed attempts from this address (too-many-attempts)"),
+        (status = 500), (status = 503),
+    )
+)]
 pub async fn enroll(
     state: web::Data<AppState>,
     req: HttpRequest,
@@ -231,6 +281,22 @@ pub(crate) async fn read_body(
     Ok(Body { bytes, reserved })
 }
 
+/// Sync visits (binary protocol)
+///
+/// The sync protocol of sync-protocol/SPEC.md: a signed request of the
+/// device's changes and what it has, answered with what it lacks. Not
+/// JSON: both bodies are `application/x-kiemtra-sync`.
+#[utoipa::path(
+    post,
+    path = "/v1/sync",
+    tag = "visits",
+    request_body(content = schemas::Bytes, content_type = "application/x-kiemtra-sync"),
+    responses(
+        (status = 200, description = "The sync answer", body = schemas::Bytes, content_type = "application/x-kiemtra-sync"),
+        (status = 400, description = "A malformed sync message or an unsupported protocol version (bad-message, unsupported-version)"),
+        (status = 401), (status = 408), (status = 413), (status = 415), (status = 500), (status = 503),
+    )
+)]
 pub async fn sync(
     state: web::Data<AppState>,
     req: HttpRequest,
@@ -314,7 +380,19 @@ async fn sync_inner(
     Ok(HttpResponse::Ok().content_type(MEDIA_TYPE).body(bytes))
 }
 
-/// The visits of the device's team, as summaries.
+/// The visits the device may read
+///
+/// Its team's visits, as summaries (every team's for auditors, none for
+/// administrators).
+#[utoipa::path(
+    get,
+    path = "/v1/visits",
+    tag = "visits",
+    responses(
+        (status = 200, description = "The visits' summaries", body = Vec<schemas::VisitSummary>),
+        (status = 401), (status = 500),
+    )
+)]
 pub async fn list_visits(
     state: web::Data<AppState>,
     req: HttpRequest,
@@ -335,18 +413,30 @@ pub async fn list_visits(
 /// A device of the caller's team as `GET /v1/team/devices` lists it: what a
 /// phone needs to check, with no signal, a colleague's signatures in a
 /// bundle (SPEC §13).
-#[derive(serde::Serialize)]
+#[derive(serde::Serialize, utoipa::ToSchema)]
 struct TeamDevice {
     device_id: String,
     user_id: String,
+    #[schema(value_type = schemas::Role)]
     role: String,
     /// The Ed25519 public key, hex.
     public_key: String,
     revoked: bool,
 }
 
-/// The devices of the caller's team (auditors and administrators: of the
-/// team they enrolled in), revoked ones marked.
+/// The devices of the caller's team
+///
+/// Auditors and administrators: of the team they enrolled in. Revoked
+/// devices are listed, marked.
+#[utoipa::path(
+    get,
+    path = "/v1/team/devices",
+    tag = "devices",
+    responses(
+        (status = 200, description = "The team's devices", body = Vec<TeamDevice>),
+        (status = 401), (status = 500),
+    )
+)]
 pub async fn team_devices(
     state: web::Data<AppState>,
     req: HttpRequest,
@@ -371,7 +461,20 @@ pub async fn team_devices(
     Ok(HttpResponse::Ok().json(team))
 }
 
-/// One visit's summary; 404 for unknown visits and for other teams' visits alike.
+/// One visit's summary
+///
+/// 404 for unknown visits and for other teams' visits alike.
+#[utoipa::path(
+    get,
+    path = "/v1/visits/{id}",
+    tag = "visits",
+    params(("id" = schemas::Id, Path, description = "The visit's id")),
+    responses(
+        (status = 200, description = "The visit's summary", body = schemas::VisitSummary),
+        (status = 400, description = "Not a visit id"),
+        (status = 401), (status = 404), (status = 500),
+    )
+)]
 pub async fn get_visit(
     state: web::Data<AppState>,
     req: HttpRequest,
@@ -402,9 +505,22 @@ pub(crate) fn summary_in_scope(
     }
 }
 
+/// When each change of a visit was received
+///
 /// `GET /v1/visits/{id}/receipts`: when the server first received each
 /// change of a visit, and from which device's signed batch, as a JSON list
 /// of `{hash, received_at, signer}` — the server's side of a replay.
+#[utoipa::path(
+    get,
+    path = "/v1/visits/{id}/receipts",
+    tag = "visits",
+    params(("id" = schemas::Id, Path, description = "The visit's id")),
+    responses(
+        (status = 200, description = "One receipt per change", body = Vec<schemas::Receipt>),
+        (status = 400, description = "Not a visit id"),
+        (status = 401), (status = 404), (status = 500),
+    )
+)]
 pub async fn visit_receipts(
     state: web::Data<AppState>,
     req: HttpRequest,
@@ -458,7 +574,25 @@ fn may_verify(device: &kiemtra_store::DeviceRecord, team: &str) -> Result<(), Pr
     }
 }
 
-/// `GET /v1/visits/{id}/verify`: the audit of one visit.
+/// Verify one visit
+///
+/// `GET /v1/visits/{id}/verify`: the audit of one visit — every change
+/// signed by an enrolled device that could write it, every approval by a
+/// supervisor, nothing missing. Auditors (any visit) and supervisors
+/// (their team's).
+#[utoipa::path(
+    get,
+    path = "/v1/visits/{id}/verify",
+    tag = "visits",
+    params(("id" = schemas::Id, Path, description = "The visit's id")),
+    responses(
+        (status = 200, description = "The verification report", body = schemas::VerifyReport),
+        (status = 400, description = "Not a visit id"),
+        (status = 401),
+        (status = 403, description = "The device's role does not verify (inspectors)"),
+        (status = 404), (status = 500),
+    )
+)]
 pub async fn verify_visit(
     state: web::Data<AppState>,
     req: HttpRequest,
@@ -478,8 +612,21 @@ pub async fn verify_visit(
     Ok(HttpResponse::Ok().json(report))
 }
 
+/// Verify a campaign's visits
+///
 /// `GET /v1/campaigns/{id}/verify`: the audit of every visit of a campaign
-/// the device may verify.
+/// the device may verify; 404 when there is none.
+#[utoipa::path(
+    get,
+    path = "/v1/campaigns/{id}/verify",
+    tag = "visits",
+    params(("id" = schemas::Id, Path, description = "The campaign's id")),
+    responses(
+        (status = 200, description = "One report per visit", body = schemas::CampaignVerification),
+        (status = 400, description = "Not a campaign id"),
+        (status = 401), (status = 404), (status = 500),
+    )
+)]
 pub async fn verify_campaign(
     state: web::Data<AppState>,
     req: HttpRequest,
@@ -514,6 +661,13 @@ pub async fn verify_campaign(
     .map_err(|e| Problem::Internal(e.to_string()))??;
     let ok = reports.iter().all(|r| r.ok);
     Ok(HttpResponse::Ok().json(serde_json::json!({ "ok": ok, "visits": reports })))
+}
+
+/// The answer to a method a path does not take: 405 with `Allow`.
+pub fn method_not_allowed(
+    allow: &'static str,
+) -> impl Fn() -> std::future::Ready<Result<HttpResponse, Problem>> + Clone + 'static {
+    move || std::future::ready(Err(Problem::MethodNotAllowed(allow)))
 }
 
 pub async fn not_found(req: HttpRequest) -> Result<HttpResponse, Problem> {

@@ -258,60 +258,43 @@ impl Application {
         let json = web::JsonConfig::default()
             .limit(16 * 1024)
             .error_handler(|err, _| Problem::BadRequest(err.to_string()).into());
+        let query = web::QueryConfig::default()
+            .error_handler(|err, _| Problem::BadRequest(err.to_string()).into());
         let server = HttpServer::new(move || {
             App::new()
                 .app_data(state.clone())
                 .app_data(json.clone())
+                .app_data(query.clone())
                 .wrap(actix_web::middleware::from_fn(log_request))
-                .route("/healthz", web::get().to(routes::healthz))
-                .route("/metrics", web::get().to(routes::metrics))
-                .route("/v1/enroll", web::post().to(routes::enroll))
-                .route("/v1/sync", web::post().to(routes::sync))
-                .route("/v1/visits", web::get().to(routes::list_visits))
-                .route("/v1/team/devices", web::get().to(routes::team_devices))
-                .route("/v1/admin/log", web::get().to(admin_routes::get_log))
-                .route("/v1/admin/log", web::post().to(admin_routes::post_log))
-                .route(
-                    "/v1/admin/directory",
-                    web::get().to(admin_routes::get_directory),
+                // Each path is one resource: a method it does not take is
+                // answered 405 with `Allow`, an unknown path 404.
+                .service(get("/healthz").to(routes::healthz))
+                .service(get("/metrics").to(routes::metrics))
+                .service(get("/v1/openapi.json").to(crate::openapi::document))
+                .service(post("/v1/enroll").to(routes::enroll))
+                .service(post("/v1/sync").to(routes::sync))
+                .service(get("/v1/visits").to(routes::list_visits))
+                .service(get("/v1/team/devices").to(routes::team_devices))
+                .service(
+                    resource("/v1/admin/log", "GET, POST")
+                        .route(web::get().to(admin_routes::get_log))
+                        .route(web::post().to(admin_routes::post_log)),
                 )
-                .route(
-                    "/v1/admin/devices/check",
-                    web::get().to(admin_routes::check_devices),
+                .service(get("/v1/admin/directory").to(admin_routes::get_directory))
+                .service(get("/v1/admin/devices/check").to(admin_routes::check_devices))
+                .service(post("/v1/admin/imports/{kind}").to(admin_routes::prepare_import))
+                .service(get("/v1/admin/export/{list}").to(admin_routes::export))
+                .service(get("/v1/visits/{id}").to(routes::get_visit))
+                .service(get("/v1/visits/{id}/verify").to(routes::verify_visit))
+                .service(get("/v1/visits/{id}/receipts").to(routes::visit_receipts))
+                .service(
+                    resource("/v1/visits/{id}/evidence/{hash}", "GET, PUT")
+                        .route(web::put().to(crate::evidence::put))
+                        .route(web::get().to(crate::evidence::get)),
                 )
-                .route(
-                    "/v1/admin/imports/{kind}",
-                    web::post().to(admin_routes::prepare_import),
-                )
-                .route(
-                    "/v1/admin/export/{list}",
-                    web::get().to(admin_routes::export),
-                )
-                .route("/v1/visits/{id}", web::get().to(routes::get_visit))
-                .route(
-                    "/v1/visits/{id}/verify",
-                    web::get().to(routes::verify_visit),
-                )
-                .route(
-                    "/v1/visits/{id}/receipts",
-                    web::get().to(routes::visit_receipts),
-                )
-                .route(
-                    "/v1/visits/{id}/evidence/{hash}",
-                    web::put().to(crate::evidence::put),
-                )
-                .route(
-                    "/v1/visits/{id}/evidence/{hash}",
-                    web::get().to(crate::evidence::get),
-                )
-                .route(
-                    "/v1/visits/{id}/evidence/{hash}/status",
-                    web::get().to(crate::evidence::status),
-                )
-                .route(
-                    "/v1/campaigns/{id}/verify",
-                    web::get().to(routes::verify_campaign),
-                )
+                .service(get("/v1/visits/{id}/evidence/{hash}/status").to(crate::evidence::status))
+                .service(get("/v1/campaigns/{id}/verify").to(routes::verify_campaign))
+                .service(get("/v1/campaigns/{id}/report").to(crate::report_routes::campaign_report))
                 .default_service(web::to(routes::not_found))
         })
         .workers(settings.workers.max(1))
@@ -342,6 +325,35 @@ impl Application {
     /// Runs until SIGINT/SIGTERM; in-flight requests are finished first.
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
         self.server.await
+    }
+}
+
+/// A path of the route table and the methods it takes (`Allow`).
+fn resource(path: &str, allow: &'static str) -> actix_web::Resource {
+    web::resource(path).default_service(web::to(routes::method_not_allowed(allow)))
+}
+
+/// A path that takes only GET.
+fn get(path: &str) -> Route1 {
+    Route1(resource(path, "GET"), web::get())
+}
+
+/// A path that takes only POST.
+fn post(path: &str) -> Route1 {
+    Route1(resource(path, "POST"), web::post())
+}
+
+/// A resource with its one method, waiting for its handler.
+struct Route1(actix_web::Resource, actix_web::Route);
+
+impl Route1 {
+    fn to<F, Args>(self, handler: F) -> actix_web::Resource
+    where
+        F: actix_web::Handler<Args>,
+        Args: actix_web::FromRequest + 'static,
+        F::Output: actix_web::Responder + 'static,
+    {
+        self.0.route(self.1.to(handler))
     }
 }
 
