@@ -941,6 +941,50 @@ async fn the_cantho_campaign_planned_in_the_log_reports_as_in_2015_beside_a_camp
     assert!(csv.contains("staff,present,1071,76.28%"), "{csv}");
     let (_, xlsx) = report(&admin.url, &audit, "ct-2015", "format=xlsx").await;
     assert!(xlsx.starts_with(b"PK\x03\x04"));
+    // The PDF in the layout of administrative documents, read back as text
+    // (pdftotext) and its first page drawn (pdftoppm) under target/.
+    let (s, pdf) = report(
+        &admin.url,
+        &audit,
+        "ct-2015",
+        "format=pdf&number=125/BC-SNV&date=05/09/2015&signer=Nguy%E1%BB%85n%20Kh%E1%BA%A3i%20Ho%C3%A0n",
+    )
+    .await;
+    assert_eq!(s, 200, "{}", String::from_utf8_lossy(&pdf));
+    assert!(pdf.starts_with(b"%PDF-"));
+    let out = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target/report-pdf");
+    std::fs::create_dir_all(&out).expect("mkdir");
+    let file = out.join("ct-2015.pdf");
+    std::fs::write(&file, &pdf).expect("write");
+    let text = std::process::Command::new("pdftotext")
+        .args(["-layout", file.to_str().expect("path"), "-"])
+        .output()
+        .expect("pdftotext (poppler-utils; scripts/setup-report-tools.sh)");
+    let text = String::from_utf8_lossy(&text.stdout);
+    for expected in [
+        "CỘNG HÒA XÃ HỘI CHỦ NGHĨA VIỆT NAM",
+        "Độc lập - Tự do - Hạnh phúc",
+        "Cần Thơ, ngày 05 tháng 9 năm 2015",
+        "UBND THÀNH PHỐ CẦN THƠ",
+        "Số: 125/BC-SNV",
+        "BÁO CÁO",
+        "1.404",
+        "76,28%",
+        "Nguyễn Khải Hoàn",
+        "Nơi nhận:",
+        "truong-doan",
+    ] {
+        assert!(text.contains(expected), "{expected:?} not in:\n{text}");
+    }
+    let verification = json["verification"].as_str().expect("reference");
+    assert!(text.contains(verification), "{text}");
+    let png = std::process::Command::new("pdftoppm")
+        .args(["-png", "-r", "60", "-f", "1", "-l", "1", "-singlefile"])
+        .arg(&file)
+        .arg(out.join("ct-2015-page-1"))
+        .status()
+        .expect("pdftoppm");
+    assert!(png.success());
     // The supervisor reads the same report; the inspector and the
     // administrator may not; a bad format is refused.
     let (s, _) = report(
@@ -955,7 +999,7 @@ async fn the_cantho_campaign_planned_in_the_log_reports_as_in_2015_beside_a_camp
         let (s, _) = report(&admin.url, token, "ct-2015", "format=json").await;
         assert_eq!(s, 403);
     }
-    let (s, _) = report(&admin.url, &audit, "ct-2015", "format=pdf").await;
+    let (s, _) = report(&admin.url, &audit, "ct-2015", "format=docx").await;
     assert_eq!(s, 400);
     let (s, _) = report(&admin.url, &audit, "ct-2099", "format=json").await;
     assert_eq!(s, 404);

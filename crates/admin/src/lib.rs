@@ -2,7 +2,8 @@
 //! log ([`log`]), the directory it builds and the rules every act is
 //! checked by ([`directory`]), imports of areas, units and rosters from CSV
 //! and Excel files ([`import`]), exports of lists ([`export`]), the
-//! campaign report ([`report`]) and
+//! campaign report ([`report`]) and its PDF in the layout of
+//! administrative documents ([`pdf`]), and
 //! verifiable random draws ([`draw`]). The server stores the log and runs
 //! these rules before it keeps an entry; an auditor's desk runs the same
 //! rules over the whole log.
@@ -12,6 +13,7 @@ pub mod draw;
 pub mod export;
 pub mod import;
 pub mod log;
+pub mod pdf;
 pub mod report;
 
 pub use directory::{

@@ -8,8 +8,8 @@
 //! Markdown, CSV, JSON or Excel (.xlsx).
 
 use kiemtra_core::{
-    AbsenceReason, CheckResult, ConductKind, ConductResult, Lang, Percent, Tally, UnitKind,
-    VisitState, format_count, format_time,
+    AbsenceReason, Approval, CheckResult, ConductKind, ConductResult, Lang, Percent, Tally,
+    UnitKind, VisitState, format_count, format_time,
 };
 use serde::Serialize;
 use std::collections::BTreeMap;
@@ -28,6 +28,10 @@ pub struct VisitForReport {
     /// assignment of the campaign.
     pub unplanned: bool,
     pub approved: Option<VisitState>,
+    /// The approval the approved state is the state of (the latest), as the
+    /// visit's current state holds it: who approved, when, over which
+    /// heads, signed.
+    pub approval: Option<Approval>,
 }
 
 #[derive(Debug, Serialize)]
@@ -50,6 +54,13 @@ pub struct CampaignReport {
     /// Visits a phone made for an office found on the way, not from an
     /// assignment (counted like the others once approved).
     pub unplanned: Vec<String>,
+    /// The users whose signed approvals the figures count, each once.
+    pub approvers: Vec<String>,
+    /// SHA-256 (hex) over the counted visits' ids, approved heads and
+    /// approval signatures, one line per visit in id order: recomputable by
+    /// an auditor from the visits (`/v1/campaigns/{id}/verify` checks each
+    /// signature), so a printed report names exactly what it counted.
+    pub verification: String,
     /// The campaign's random draws as the administration log holds them,
     /// each rechecked from its seed.
     pub draws: Vec<ReportDraw>,
@@ -116,7 +127,10 @@ impl CampaignReport {
             merged_units: Vec::new(),
             draws: Vec::new(),
             unplanned: Vec::new(),
+            approvers: Vec::new(),
+            verification: String::new(),
         };
+        let mut counted: Vec<String> = Vec::new();
         let mut conduct: BTreeMap<ConductKind, u32> = BTreeMap::new();
         let mut checks: BTreeMap<String, u32> = BTreeMap::new();
         for v in visits {
@@ -157,9 +171,21 @@ impl CampaignReport {
                     f.recommendation().to_owned(),
                 ));
             }
-            if let Some(a) = state.latest_approval() {
+            if let Some(a) = &v.approval {
                 r.approved_at
                     .push((v.unit.clone(), format_time(a.stamp.at)));
+                let who = a.stamp.by.to_string();
+                if !r.approvers.contains(&who) {
+                    r.approvers.push(who);
+                }
+                let mut heads = a.heads.clone();
+                heads.sort();
+                counted.push(format!(
+                    "{} {} {}",
+                    state.meta.visit_id,
+                    heads.join(","),
+                    a.signature
+                ));
             }
         }
         r.present_pct = pct(r.tally.present_pct(), lang);
@@ -180,6 +206,9 @@ impl CampaignReport {
             .map(|(k, n)| (k.label(lang).to_owned(), n))
             .collect();
         r.checks_failed = checks.into_iter().collect();
+        r.approvers.sort();
+        counted.sort();
+        r.verification = crate::log::sha256_hex(counted.join("\n").as_bytes());
         r
     }
 
@@ -545,6 +574,7 @@ mod tests {
                 absorbed: vec!["X".into(), "Y".into()],
                 unplanned: false,
                 approved: approved.approved_state().expect("state"),
+                approval: approved.state().expect("state").latest_approval().cloned(),
             },
             VisitForReport {
                 unit: "B".into(),
@@ -552,6 +582,7 @@ mod tests {
                 absorbed: vec![],
                 unplanned: true,
                 approved: pending.approved_state().expect("state"),
+                approval: None,
             },
         ];
         let r = CampaignReport::build("c", "Báo cáo", &visits, Lang::Vi);
@@ -562,6 +593,13 @@ mod tests {
             "the approved state, not the later edit"
         );
         assert_eq!(r.not_approved, vec!["B".to_owned()]);
+        assert_eq!(r.approvers, vec!["sup".to_owned()]);
+        assert_eq!(r.approved_at.len(), 1);
+        assert_ne!(
+            r.verification,
+            crate::log::sha256_hex(b""),
+            "the reference names the approval it counted"
+        );
         let md = r.markdown(Lang::Vi);
         assert!(md.contains("Có mặt: 1 (100,00%)"), "{md}");
         assert!(md.contains("chưa được phê duyệt"), "{md}");

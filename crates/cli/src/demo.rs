@@ -280,6 +280,7 @@ pub async fn run(campaign_path: Option<&Path>, log: &mut dyn FnMut(&str)) -> Res
             absorbed: Vec::new(),
             unplanned: false,
             approved: v.approved_state().map_err(step("approved state"))?,
+            approval: v.state().map_err(step("state"))?.latest_approval().cloned(),
         });
     }
     let report = CampaignReport::build(

@@ -545,6 +545,7 @@ pub fn report(
             absorbed: Vec::new(),
             unplanned: false,
             approved: v.approved_state()?,
+            approval: v.state()?.latest_approval().cloned(),
         });
     }
     let default_title = match lang {

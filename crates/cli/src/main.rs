@@ -150,12 +150,12 @@ enum Command {
         #[arg(long)]
         reason: String,
     },
-    /// The campaign report from approved states (md, csv, json or xlsx).
+    /// The campaign report from approved states (md, csv, json, xlsx; pdf from the server).
     ///
     /// Example: kiemtra report cantho-2015 --format xlsx --out report.xlsx
     Report {
         campaign: String,
-        /// md, csv, json or xlsx (xlsx needs --out).
+        /// md, csv, json, xlsx or pdf (xlsx and pdf need --out; pdf --server).
         #[arg(long, default_value = "md")]
         format: String,
         #[arg(long)]
@@ -619,9 +619,14 @@ fn run(cli: Cli) -> Result<()> {
             server,
             out,
         } => {
-            if format == "xlsx" && out.is_none() {
+            if matches!(format.as_str(), "xlsx" | "pdf") && out.is_none() {
+                return Err(CliError::Invalid(format!(
+                    "a .{format} report is written to a file: add --out FILE"
+                )));
+            }
+            if format == "pdf" && !server {
                 return Err(CliError::Invalid(
-                    "an .xlsx report is written to a file: add --out FILE".into(),
+                    "the PDF report is made by the server, with its fonts and the directory's letterhead: add --server".into(),
                 ));
             }
             let mut desk = Desk::open(&home)?;

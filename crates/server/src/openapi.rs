@@ -114,7 +114,7 @@ pub async fn document() -> Result<HttpResponse, Problem> {
 
 /// A campaign's report
 ///
-/// `GET /v1/campaigns/{id}/report?format=md|csv|json|xlsx&lang=vi|en`: the
+/// `GET /v1/campaigns/{id}/report?format=md|csv|json|xlsx|pdf&lang=vi|en`: the
 /// report of a campaign computed from the approved states of its visits
 /// (auditors: every visit; supervisors: their team's). The handler is
 /// `report_routes::campaign_report`; it is described here.
@@ -124,8 +124,16 @@ pub async fn document() -> Result<HttpResponse, Problem> {
     tag = "visits",
     params(
         ("id" = schemas::Id, Path, description = "The campaign's id"),
-        ("format" = Option<schemas::ReportFormat>, Query, description = "`md` (the default), `csv`, `json` or `xlsx`"),
+        ("format" = Option<schemas::ReportFormat>, Query, description = "`md` (the default), `csv`, `json`, `xlsx` or `pdf` (the layout of administrative documents, Decree 30/2020/NĐ-CP)"),
         ("lang" = Option<schemas::Lang>, Query, description = "`vi` (the default) or `en`"),
+        ("parent_body" = Option<String>, Query, description = "PDF: the body above the issuer; default `UBND` and the province's name"),
+        ("issuer" = Option<String>, Query, description = "PDF: the issuing body; default `SỞ NỘI VỤ`"),
+        ("number" = Option<String>, Query, description = "PDF: number and symbol, e.g. `125/BC-SNV`"),
+        ("place" = Option<String>, Query, description = "PDF: the place of the date line; default the province's name"),
+        ("date" = Option<String>, Query, description = "PDF: the date, dd/mm/yyyy; default today in Viet Nam"),
+        ("signer_position" = Option<String>, Query, description = "PDF: the signer's position, lines separated by `|`"),
+        ("signer" = Option<String>, Query, description = "PDF: the signer's full name; default the requesting user's"),
+        ("recipients" = Option<String>, Query, description = "PDF: the recipients, separated by `|`"),
     ),
     responses(
         (status = 200, description = "The report",
@@ -134,9 +142,10 @@ pub async fn document() -> Result<HttpResponse, Problem> {
                 (schemas::Bytes = "text/csv"),
                 (schemas::CampaignReport = "application/json"),
                 (schemas::Bytes = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"),
+                (schemas::Bytes = "application/pdf"),
             )
         ),
-        (status = 400, description = "Not a campaign id, a format or a language"),
+        (status = 400, description = "Not a campaign id, a format, a language, a date, or a letterhead field too long"),
         (status = 401),
         (status = 403, description = "The device's role does not read reports (inspectors, administrators)"),
         (status = 404, description = "No visit of the campaign the device may see"),
@@ -420,6 +429,7 @@ pub(crate) mod schemas {
         Csv,
         Json,
         Xlsx,
+        Pdf,
     }
 
     #[derive(Serialize, ToSchema)]
@@ -454,6 +464,12 @@ pub(crate) mod schemas {
         pub unplanned: Vec<String>,
         /// The campaign's random draws, each rechecked from its seed.
         pub draws: Vec<ReportDraw>,
+        /// The users whose signed approvals the figures count (with their
+        /// full names where the directory knows them).
+        pub approvers: Vec<String>,
+        /// SHA-256 (hex) over the counted visits' ids, approved heads and
+        /// approval signatures.
+        pub verification: String,
     }
 
     /// A draw of a campaign as its report shows it.

@@ -18,10 +18,132 @@ use crate::storage::ServerStore;
 
 #[derive(Debug, Deserialize)]
 pub struct ReportQuery {
-    /// md, csv, json or xlsx; md when absent.
+    /// md, csv, json, xlsx or pdf; md when absent.
     pub format: Option<String>,
     /// vi or en; vi when absent.
     pub lang: Option<String>,
+    /// The PDF's letterhead (each optional; see [`letterhead`]).
+    pub parent_body: Option<String>,
+    pub issuer: Option<String>,
+    pub number: Option<String>,
+    pub place: Option<String>,
+    /// dd/mm/yyyy.
+    pub date: Option<String>,
+    /// Lines separated by `|`, e.g. `KT. GIÁM ĐỐC|PHÓ GIÁM ĐỐC`.
+    pub signer_position: Option<String>,
+    pub signer: Option<String>,
+    /// Separated by `|`.
+    pub recipients: Option<String>,
+}
+
+/// The directory the report's fonts are read from: `KIEMTRA_FONT_DIR`, or
+/// Debian's `fonts-liberation2` (Liberation Serif 2 has every Vietnamese
+/// letter; the older `fonts-liberation` lacks most of them).
+pub fn font_dir() -> std::path::PathBuf {
+    std::env::var_os("KIEMTRA_FONT_DIR")
+        .map(Into::into)
+        .unwrap_or_else(|| "/usr/share/fonts/truetype/liberation2".into())
+}
+
+/// Liberation Serif's four faces from [`font_dir`].
+pub fn load_fonts() -> Result<kiemtra_admin::pdf::Fonts, String> {
+    let dir = font_dir();
+    let read = |face: &str| {
+        let path = dir.join(format!("LiberationSerif-{face}.ttf"));
+        std::fs::read(&path).map_err(|e| {
+            format!(
+                "the report's font {} cannot be read ({e}); install Debian's fonts-liberation2 or set KIEMTRA_FONT_DIR",
+                path.display()
+            )
+        })
+    };
+    Ok(kiemtra_admin::pdf::Fonts {
+        regular: read("Regular")?,
+        bold: read("Bold")?,
+        italic: read("Italic")?,
+        bold_italic: read("BoldItalic")?,
+    })
+}
+
+fn field(name: &'static str, value: &Option<String>) -> Result<Option<String>, Problem> {
+    value
+        .as_deref()
+        .map(|v| {
+            kiemtra_core::text::optional(name, v, kiemtra_core::text::MAX_NAME * 4)
+                .map_err(|e| Problem::BadRequest(e.to_string()))
+        })
+        .transpose()
+}
+
+/// The letterhead from the query, with defaults from the directory: the
+/// People's Committee of the campaign's province above the Department of
+/// Home Affairs, the province's name as the place, today in Viet Nam, the
+/// requesting user as the signer.
+fn letterhead(
+    q: &ReportQuery,
+    directory: Option<&Directory>,
+    campaign: &CampaignId,
+    title: &str,
+    user: &str,
+) -> Result<kiemtra_admin::pdf::Letterhead, Problem> {
+    let province = directory
+        .and_then(|d| d.campaigns.get(campaign))
+        .and_then(|c| directory.and_then(|d| d.areas.get(&c.province)))
+        .map(|a| a.name.clone())
+        .unwrap_or_default();
+    let place = province
+        .trim_start_matches("Thành phố ")
+        .trim_start_matches("Tỉnh ")
+        .to_owned();
+    let date = match field("date", &q.date)? {
+        Some(d) if !d.is_empty() => {
+            kiemtra_admin::import::parse_date(&d).map_err(Problem::BadRequest)?
+        }
+        _ => (chrono::Utc::now() + chrono::Duration::hours(7)).date_naive(),
+    };
+    let lines = |v: Option<String>| -> Vec<String> {
+        v.map(|v| {
+            v.split('|')
+                .map(str::trim)
+                .filter(|s| !s.is_empty())
+                .map(str::to_owned)
+                .collect()
+        })
+        .unwrap_or_default()
+    };
+    let signer_name = directory
+        .and_then(|d| d.users.get(&kiemtra_core::UserId::parse(user).ok()?))
+        .map(|u| u.full_name.clone())
+        .unwrap_or_else(|| user.to_owned());
+    let mut position = lines(field("signer_position", &q.signer_position)?);
+    if position.is_empty() {
+        position = vec!["KT. GIÁM ĐỐC".into(), "PHÓ GIÁM ĐỐC".into()];
+    }
+    let mut recipients = lines(field("recipients", &q.recipients)?);
+    if recipients.is_empty() {
+        recipients = vec![format!("UBND {province} (để báo cáo)"), "Lưu: VT".into()];
+    }
+    Ok(kiemtra_admin::pdf::Letterhead {
+        parent_body: field("parent_body", &q.parent_body)?
+            .unwrap_or_else(|| format!("UBND {}", province.to_uppercase())),
+        body: field("issuer", &q.issuer)?.unwrap_or_else(|| "SỞ NỘI VỤ".into()),
+        number: field("number", &q.number)?.unwrap_or_default(),
+        place: field("place", &q.place)?.unwrap_or(place),
+        date,
+        summary: format!("Kết quả {}", lowercase_first(title)),
+        signer_position: position,
+        signer_name: field("signer", &q.signer)?.unwrap_or(signer_name),
+        recipients,
+    })
+}
+
+/// `Kiểm tra …` → `kiểm tra …`, for the summary line after `Kết quả`.
+fn lowercase_first(s: &str) -> String {
+    let mut c = s.chars();
+    match c.next() {
+        Some(first) => first.to_lowercase().chain(c).collect(),
+        None => String::new(),
+    }
 }
 
 /// The names of the units `code` absorbed on or before `on`, and those
@@ -65,9 +187,9 @@ pub async fn campaign_report(
         }
     };
     let format = query.format.clone().unwrap_or_else(|| "md".into());
-    if !matches!(format.as_str(), "md" | "csv" | "json" | "xlsx") {
+    if !matches!(format.as_str(), "md" | "csv" | "json" | "xlsx" | "pdf") {
         return Err(Problem::BadRequest(format!(
-            "unknown format {format:?}; use md, csv, json or xlsx"
+            "unknown format {format:?}; use md, csv, json, xlsx or pdf"
         )));
     }
     // Reports count visit contents: auditors see every visit, supervisors
@@ -82,7 +204,10 @@ pub async fn campaign_report(
         }
     };
     let st = state.clone();
-    let report = web::block(move || {
+    let query = query.into_inner();
+    let wanted = format.clone();
+    let user = device.user_id.clone();
+    let (report, head) = web::block(move || {
         let mut store = st.store()?;
         let directory = crate::admin::directory(&mut store).ok();
         let list = store.list_visits().map_err(Problem::from)?;
@@ -111,6 +236,11 @@ pub async fn campaign_report(
                 approved: visit
                     .approved_state()
                     .map_err(|e| Problem::Internal(e.to_string()))?,
+                approval: visit
+                    .state()
+                    .map_err(|e| Problem::Internal(e.to_string()))?
+                    .latest_approval()
+                    .cloned(),
             });
         }
         if visits.is_empty() {
@@ -127,6 +257,17 @@ pub async fn campaign_report(
                 Lang::En => format!("Inspection report – {campaign}"),
             });
         let mut report = CampaignReport::build(campaign.as_str(), &title, &visits, lang);
+        // Approvers by their full names where the directory knows them.
+        if let Some(d) = directory.as_ref() {
+            for a in &mut report.approvers {
+                if let Some(u) = kiemtra_core::UserId::parse(a)
+                    .ok()
+                    .and_then(|id| d.users.get(&id))
+                {
+                    *a = format!("{} ({a})", u.full_name);
+                }
+            }
+        }
         if let Some(c) = directory.as_ref().and_then(|d| d.campaigns.get(&campaign)) {
             report.draws = c
                 .draws
@@ -134,10 +275,31 @@ pub async fn campaign_report(
                 .map(kiemtra_admin::report::ReportDraw::of)
                 .collect();
         }
-        Ok(report)
+        let head = if wanted == "pdf" {
+            Some(letterhead(
+                &query,
+                directory.as_ref(),
+                &campaign,
+                &title,
+                &user,
+            )?)
+        } else {
+            None
+        };
+        Ok((report, head))
     })
     .await
     .map_err(|e| Problem::Internal(e.to_string()))??;
+    if let Some(head) = head {
+        // A server without the fonts answers 500 and logs why (the
+        // operator installs fonts-liberation2 or sets KIEMTRA_FONT_DIR).
+        let fonts = load_fonts().map_err(Problem::Internal)?;
+        let pdf = web::block(move || kiemtra_admin::pdf::render(&report, &head, &fonts, lang))
+            .await
+            .map_err(|e| Problem::Internal(e.to_string()))?
+            .map_err(Problem::Internal)?;
+        return Ok(HttpResponse::Ok().content_type("application/pdf").body(pdf));
+    }
     let (media, body) = match format.as_str() {
         "csv" => ("text/csv; charset=utf-8", report.csv(lang).into_bytes()),
         "json" => (
