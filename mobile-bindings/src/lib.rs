@@ -24,9 +24,10 @@
 
 use kiemtra_client::{Credentials, Device, SyncClient, SyncOptions};
 use kiemtra_core::{
-    AttendanceMark, CheckId, CheckResult, ConductKind, ConductResult, FieldRef, FindingField,
-    FindingId, FindingValue, Lang, NewFinding, NewVisit, Observation, Severity, StaffCategory,
-    StaffId, StaffMember, Tally, Template, Unit, UnitCode, UnitKind, Visit, VisitId, VisitState,
+    AttendanceMark, CheckId, CheckKind, CheckResult, CheckValue, ChoiceId, ConductKind,
+    ConductResult, FieldRef, FindingField, FindingId, FindingValue, Lang, NewFinding, NewVisit,
+    Observation, Severity, StaffCategory, StaffId, StaffMember, Tally, Template, Unit, UnitCode,
+    UnitKind, Visit, VisitId, VisitState,
 };
 use kiemtra_store::Store;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -347,6 +348,15 @@ pub struct ConductView {
     pub note: String,
 }
 
+/// One option of a `choice` office check.
+#[derive(Debug, Clone, uniffi::Record)]
+#[uniffi::export(Debug)]
+pub struct ChoiceView {
+    pub id: String,
+    pub label_vi: String,
+    pub label_en: String,
+}
+
 /// An office check of the template and its outcome.
 #[derive(Debug, Clone, uniffi::Record)]
 #[uniffi::export(Debug)]
@@ -354,8 +364,27 @@ pub struct CheckView {
     pub id: String,
     pub label_vi: String,
     pub label_en: String,
+    /// `pass_fail`, `number`, `choice` or `text`: what a record of it holds
+    /// besides its result (record a valued one with `record_check_number`,
+    /// `record_check_choice`, `record_check_text`).
+    pub kind: String,
+    /// A number's bounds (inclusive), when the template sets them.
+    pub min: Option<i64>,
+    pub max: Option<i64>,
+    /// A number's unit (`%`, `lượt`); empty when none.
+    pub unit_vi: String,
+    pub unit_en: String,
+    /// A choice's options, in the template's order.
+    pub options: Vec<ChoiceView>,
     /// `pass`, `fail` or `not_applicable`; `None` when not yet checked.
     pub result: Option<String>,
+    /// The value recorded, by kind (at most one is set).
+    pub number: Option<i64>,
+    pub choice: Option<String>,
+    pub text: Option<String>,
+    /// The value in words, with its unit or the option's label.
+    pub value_vi: Option<String>,
+    pub value_en: Option<String>,
     pub note: String,
     /// SHA-256 (hex) of attached photos.
     pub evidence: Vec<String>,
@@ -453,11 +482,47 @@ impl From<&VisitState> for VisitView {
             .iter()
             .map(|def| {
                 let slot = s.checks.get(&def.id);
+                let value = slot.and_then(|c| c.value().value.as_ref());
+                let (min, max, unit) = match &def.kind {
+                    CheckKind::Number { min, max, unit } => (*min, *max, unit.as_ref()),
+                    _ => (None, None, None),
+                };
+                let options = match &def.kind {
+                    CheckKind::Choice { options } => options
+                        .iter()
+                        .map(|o| ChoiceView {
+                            id: o.id.to_string(),
+                            label_vi: o.label.get(Lang::Vi).into(),
+                            label_en: o.label.get(Lang::En).into(),
+                        })
+                        .collect(),
+                    _ => Vec::new(),
+                };
                 CheckView {
                     id: def.id.to_string(),
                     label_vi: def.label.get(Lang::Vi).into(),
                     label_en: def.label.get(Lang::En).into(),
+                    kind: def.kind.key().into(),
+                    min,
+                    max,
+                    unit_vi: unit.map(|u| u.vi.clone()).unwrap_or_default(),
+                    unit_en: unit.map(|u| u.en.clone()).unwrap_or_default(),
+                    options,
                     result: slot.map(|c| c.value().result.key().into()),
+                    number: match value {
+                        Some(CheckValue::Number(n)) => Some(*n),
+                        _ => None,
+                    },
+                    choice: match value {
+                        Some(CheckValue::Choice(id)) => Some(id.to_string()),
+                        _ => None,
+                    },
+                    text: match value {
+                        Some(CheckValue::Text(t)) => Some(t.clone()),
+                        _ => None,
+                    },
+                    value_vi: value.map(|v| def.describe_value(v, Lang::Vi)),
+                    value_en: value.map(|v| def.describe_value(v, Lang::En)),
                     note: slot.map(|c| c.value().note.clone()).unwrap_or_default(),
                     evidence: s
                         .evidence
@@ -1290,6 +1355,18 @@ pub struct VisitHandle {
 }
 
 impl VisitHandle {
+    fn record_valued(
+        &self,
+        check_id: &str,
+        result: &str,
+        value: CheckValue,
+        note: &str,
+    ) -> ApiResult<()> {
+        let check = CheckId::parse(check_id)?;
+        let result = CheckResult::parse(result)?;
+        self.edit(|v| v.record_check_value(&check, result, value, note))
+    }
+
     fn edit<T>(&self, f: impl FnOnce(&mut Visit) -> kiemtra_core::Result<T>) -> ApiResult<T> {
         self.inner.with(|s| Ok(s.edit(&self.id, f)?))
     }
@@ -1364,6 +1441,46 @@ impl VisitHandle {
         let check = CheckId::parse(&check_id)?;
         let result = CheckResult::parse(&result)?;
         self.edit(|v| v.record_check(&check, result, &note))
+    }
+
+    /// A `number` office check: the result and the number measured
+    /// (within the check's `min`..`max`). A valued check found not
+    /// applicable is recorded with `record_check` and no value.
+    #[uniffi::method(default(note = ""))]
+    pub fn record_check_number(
+        &self,
+        check_id: String,
+        result: String,
+        value: i64,
+        note: String,
+    ) -> ApiResult<()> {
+        self.record_valued(&check_id, &result, CheckValue::Number(value), &note)
+    }
+
+    /// A `choice` office check: the result and the option found, by id.
+    #[uniffi::method(default(note = ""))]
+    pub fn record_check_choice(
+        &self,
+        check_id: String,
+        result: String,
+        option_id: String,
+        note: String,
+    ) -> ApiResult<()> {
+        let option = ChoiceId::parse(&option_id)?;
+        self.record_valued(&check_id, &result, CheckValue::Choice(option), &note)
+    }
+
+    /// A `text` office check: the result and a short text (at most 200
+    /// characters).
+    #[uniffi::method(default(note = ""))]
+    pub fn record_check_text(
+        &self,
+        check_id: String,
+        result: String,
+        text: String,
+        note: String,
+    ) -> ApiResult<()> {
+        self.record_valued(&check_id, &result, CheckValue::Text(text), &note)
     }
 
     /// A person found on site who was not on the roster.
@@ -1508,8 +1625,8 @@ impl VisitHandle {
                         .candidates
                         .iter()
                         .map(|cand| CandidateView {
-                            value_vi: cand.value.describe(Lang::Vi, &state),
-                            value_en: cand.value.describe(Lang::En, &state),
+                            value_vi: cand.value.describe_for(&c.field, Lang::Vi, &state),
+                            value_en: cand.value.describe_for(&c.field, Lang::En, &state),
                             note: cand.value.note().to_owned(),
                             observed_at: cand
                                 .value

@@ -490,12 +490,15 @@ pub fn show_state(state: &VisitState, lang: Lang) -> String {
             .checks
             .get(&def.id)
             .map(|c| {
-                let note = &c.value().note;
-                if note.is_empty() {
-                    c.value().result.label(lang).to_owned()
-                } else {
-                    format!("{} – {}", c.value().result.label(lang), p(note))
+                let entry = c.value();
+                let mut shown = entry.result.label(lang).to_owned();
+                if let Some(value) = &entry.value {
+                    shown = format!("{shown}: {}", p(&def.describe_value(value, lang)));
                 }
+                if !entry.note.is_empty() {
+                    shown = format!("{shown} – {}", p(&entry.note));
+                }
+                shown
             })
             .unwrap_or_else(|| "—".into());
         let _ = writeln!(o, "  {}: {result}", def.label.get(lang));

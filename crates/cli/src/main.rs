@@ -532,7 +532,7 @@ fn run(cli: Cli) -> Result<()> {
                             c.field.describe(lang, &state),
                             differs.clone(),
                             i.to_string(),
-                            cand.value.describe(lang, &state),
+                            cand.value.describe_for(&c.field, lang, &state),
                             format_time(cand.value.observed_at().unwrap_or(cand.stamp.at)),
                             format!("{} ({})", cand.stamp.by, cand.stamp.device),
                             format_time(cand.stamp.at),

@@ -46,8 +46,8 @@ use crate::model::{
     StatusEntry, VisitMeta, VisitStatus,
 };
 use crate::session::{Editor, Stamp, Stamped};
-use crate::state::{Approval, FindingValue, Observation, SCHEMA_VERSION, keys};
-use crate::template::Template;
+use crate::state::{Approval, FindingValue, Observation, keys};
+use crate::template::{CheckDef, Template};
 use crate::text;
 
 /// Most ops one change may carry (a pasted narrative of the longest
@@ -1048,9 +1048,19 @@ impl<'r> Acceptor<'r> {
                 _ => Err(bad(&format!("must write {key} as JSON text"))),
             }
         };
-        if !matches!(field(keys::SCHEMA), Some(OpType::Put(ScalarValue::Uint(v))) if *v == SCHEMA_VERSION)
-        {
-            return Err(bad(&format!("must write schema {SCHEMA_VERSION}")));
+        // The template first: it decides the document schema.
+        let template = Template::from_json(string(keys::TEMPLATE)?)
+            .map_err(|e| bad(&format!("holds an invalid template: {e}")))?;
+        let schema = template.document_schema();
+        if !matches!(field(keys::SCHEMA), Some(OpType::Put(ScalarValue::Uint(v))) if *v == schema) {
+            return Err(bad(&format!(
+                "must write schema {schema} for a template {}",
+                if template.has_values() {
+                    "with valued checks"
+                } else {
+                    "of pass/fail checks only"
+                }
+            )));
         }
         let meta: VisitMeta = serde_json::from_str(string(keys::META)?)
             .map_err(|e| bad(&format!("holds unreadable metadata: {e}")))?;
@@ -1067,8 +1077,6 @@ impl<'r> Acceptor<'r> {
         if clean != meta.unit {
             return Err(bad("holds a unit not written as the app writes it"));
         }
-        let template = Template::from_json(string(keys::TEMPLATE)?)
-            .map_err(|e| bad(&format!("holds an invalid template: {e}")))?;
         if template.id != meta.template_id || template.version != meta.template_version {
             return Err(bad("names another template than it holds"));
         }
@@ -1395,13 +1403,20 @@ impl<'r> Acceptor<'r> {
     }
 
     fn require_check(&self, h: Option<ChangeHash>, check: &CheckId) -> Result<(), Refusal> {
-        match &self.template {
-            Some(t) if t.check(check).is_some() => Ok(()),
-            _ => Err(invalid(
-                h,
-                format!("names office check {check}, which is not in the visit's template"),
-            )),
-        }
+        self.check_def(h, check).map(|_| ())
+    }
+
+    /// The check's definition in the visit's template.
+    fn check_def(&self, h: Option<ChangeHash>, check: &CheckId) -> Result<&CheckDef, Refusal> {
+        self.template
+            .as_ref()
+            .and_then(|t| t.check(check))
+            .ok_or_else(|| {
+                invalid(
+                    h,
+                    format!("names office check {check}, which is not in the visit's template"),
+                )
+            })
     }
 
     fn require_staff(&self, h: Option<ChangeHash>, staff: &StaffId) -> Result<(), Refusal> {
@@ -1496,6 +1511,16 @@ impl<'r> Acceptor<'r> {
                 let v: Stamped<CheckEntry> = parse(h, "office check", json)?;
                 check_stamp(h, &v.stamp, author)?;
                 check_note(h, "check note", &v.value.note)?;
+                let clean = self
+                    .check_def(h, &check)?
+                    .entry(v.value.result, v.value.value.clone(), &v.value.note)
+                    .map_err(|e| invalid(h, e.to_string()))?;
+                if clean != v.value {
+                    return Err(invalid(
+                        h,
+                        "writes an office check's text value that is not trimmed NFC",
+                    ));
+                }
             }
             Kind::Evidence => {
                 self.check_evidence_key(h, key)?;

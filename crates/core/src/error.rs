@@ -47,6 +47,33 @@ pub enum Error {
     EmptyTemplate { id: String },
     #[error("template {id} defines check {check} twice")]
     DuplicateCheck { id: String, check: String },
+    #[error("template {id}: check {check} {reason}")]
+    InvalidCheckKind {
+        id: String,
+        check: String,
+        reason: String,
+    },
+    #[error("office check {check} takes {expected}, not {found}")]
+    CheckValueKind {
+        check: String,
+        expected: &'static str,
+        found: &'static str,
+    },
+    #[error("office check {check} needs {expected} unless it is not applicable")]
+    CheckValueRequired {
+        check: String,
+        expected: &'static str,
+    },
+    #[error("office check {check} is recorded as not applicable, so it takes no value")]
+    CheckValueNotApplicable { check: String },
+    #[error("office check {check}: {value} is out of its range ({range})")]
+    CheckNumberOutOfRange {
+        check: String,
+        value: i64,
+        range: String,
+    },
+    #[error("office check {check} has no option {option:?}")]
+    UnknownChoice { check: String, option: String },
     #[error("the template is not valid JSON: {0}")]
     TemplateJson(String),
     #[error("the roster has {0} staff; at most {1} are allowed in one visit")]

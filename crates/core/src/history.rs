@@ -96,11 +96,11 @@ impl DomainChange {
                 };
                 let b = before
                     .as_ref()
-                    .map(|v| v.describe(lang, state))
+                    .map(|v| v.describe_for(field, lang, state))
                     .unwrap_or_else(|| none.clone());
                 let a = after
                     .as_ref()
-                    .map(|v| v.value.describe(lang, state))
+                    .map(|v| v.value.describe_for(field, lang, state))
                     .unwrap_or(none);
                 let mut line = format!("{}: {b} → {a}", field.describe(lang, state));
                 if let Some(s) = after {

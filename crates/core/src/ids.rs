@@ -92,6 +92,9 @@ token_id!(
     /// An office check defined by a template.
     CheckId, "check id");
 token_id!(
+    /// An option of a `choice` office check, defined by its template.
+    ChoiceId, "choice id");
+token_id!(
     /// A finding recorded in a visit.
     FindingId, "finding id");
 token_id!(

@@ -28,13 +28,13 @@ pub use fixture::{
 pub use heads::Heads;
 pub use history::{DomainChange, HistoryEntry, diff_states, format_time, vietnam_time};
 pub use ids::{
-    CampaignId, CheckId, DeviceId, EvidenceHash, FindingId, StaffId, TeamId, TemplateId, UnitCode,
-    UserId, VisitId,
+    CampaignId, CheckId, ChoiceId, DeviceId, EvidenceHash, FindingId, StaffId, TeamId, TemplateId,
+    UnitCode, UserId, VisitId,
 };
 pub use model::{
-    AbsenceReason, Attendance, AttendanceMark, CheckEntry, CheckResult, ConductEntry, ConductKind,
-    ConductResult, FindingField, Lang, NewFinding, Role, Severity, StaffCategory, StaffMember,
-    StatusEntry, Unit, UnitKind, VisitMeta, VisitStatus,
+    AbsenceReason, Attendance, AttendanceMark, CheckEntry, CheckResult, CheckValue, ConductEntry,
+    ConductKind, ConductResult, FindingField, Lang, NewFinding, Role, Severity, StaffCategory,
+    StaffMember, StatusEntry, Unit, UnitKind, VisitMeta, VisitStatus,
 };
 pub use pipeline::{Loads, load_pipelined, map_pipelined};
 pub use session::{Editor, Session, Stamp, Stamped};
@@ -42,7 +42,9 @@ pub use state::{
     Approval, Aspect, Conflict, FieldRef, FieldValue, FindingState, FindingValue, Observation,
     SCHEMA_VERSION, Slot, VisitState,
 };
-pub use tally::{Percent, Tally, format_count};
-pub use template::{CheckDef, Label, TEMPLATE_FORMAT, Template};
-pub use text::{MAX_FINDING_TEXT, MAX_NAME, MAX_NARRATIVE, MAX_NOTE};
+pub use tally::{Percent, Tally, format_count, format_int};
+pub use template::{
+    CheckDef, CheckKind, ChoiceOption, Label, MAX_CHOICES, TEMPLATE_FORMAT, Template,
+};
+pub use text::{MAX_CHECK_TEXT, MAX_FINDING_TEXT, MAX_NAME, MAX_NARRATIVE, MAX_NOTE};
 pub use visit::{ChangeIndex, Implied, MAX_STAFF, NewVisit, Visit, implied_by, seq_ranges_of};

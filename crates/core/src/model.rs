@@ -6,7 +6,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
-use crate::ids::{CampaignId, StaffId, TeamId, TemplateId, UnitCode, UserId, VisitId};
+use crate::ids::{CampaignId, ChoiceId, StaffId, TeamId, TemplateId, UnitCode, UserId, VisitId};
 use crate::text;
 
 /// A language for user-facing text.
@@ -239,10 +239,47 @@ pub struct ConductEntry {
     pub note: String,
 }
 
-/// An office check outcome with an optional note.
+/// What a valued office check measured, beside its result. JSON:
+/// `{"number": 96}`, `{"choice": "modern"}`, `{"text": "VNPT iOffice"}`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CheckValue {
+    /// A whole number (a count, a percentage), within the check's range.
+    Number(i64),
+    /// One of the check's options, by id.
+    Choice(ChoiceId),
+    /// A short text, trimmed NFC.
+    Text(String),
+}
+
+impl CheckValue {
+    /// The kind of value in words, for error messages.
+    pub fn kind_key(&self) -> &'static str {
+        match self {
+            CheckValue::Number(_) => "a number",
+            CheckValue::Choice(_) => "a choice",
+            CheckValue::Text(_) => "a text",
+        }
+    }
+
+    /// The value in words without its check (no unit; a choice by id).
+    /// [`crate::CheckDef::describe_value`] shows the unit and the option's label.
+    pub fn describe(&self, lang: Lang) -> String {
+        match self {
+            CheckValue::Number(n) => crate::tally::format_int(*n, lang),
+            CheckValue::Choice(id) => id.to_string(),
+            CheckValue::Text(s) => format!("«{s}»"),
+        }
+    }
+}
+
+/// An office check outcome: the inspector's judgment, what was measured
+/// when the check is valued, and an optional note.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct CheckEntry {
     pub result: CheckResult,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub value: Option<CheckValue>,
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub note: String,
 }

@@ -18,8 +18,12 @@ use crate::session::{Stamp, Stamped};
 use crate::tally::Tally;
 use crate::template::Template;
 
-/// The document schema this build writes and the newest it reads.
-pub const SCHEMA_VERSION: u64 = 1;
+/// The newest document schema this build reads and writes. A visit is
+/// written with schema 1 unless its template has valued checks (number,
+/// choice, text), then with 2 ([`Template::document_schema`]): a build that
+/// reads only schema 1 refuses such a visit ("update the app") instead of
+/// showing its valued checks as pass/fail and dropping their values.
+pub const SCHEMA_VERSION: u64 = 2;
 
 pub(crate) mod keys {
     pub const SCHEMA: &str = "schema";
@@ -215,7 +219,14 @@ impl FieldValue {
         match self {
             FieldValue::Attendance(a) => with_note(a.mark.label(lang), &a.note),
             FieldValue::Conduct(c) => with_note(c.result.label(lang).into(), &c.note),
-            FieldValue::OfficeCheck(c) => with_note(c.result.label(lang).into(), &c.note),
+            FieldValue::OfficeCheck(c) => {
+                let result = c.result.label(lang).to_owned();
+                let shown = match &c.value {
+                    Some(v) => format!("{result}: {}", v.describe(lang)),
+                    None => result,
+                };
+                with_note(shown, &c.note)
+            }
             FieldValue::Status(s) => with_note(s.status.label(lang).into(), &s.note),
             FieldValue::Finding(v) => match v {
                 FindingValue::Category(s)
@@ -239,6 +250,25 @@ impl FieldValue {
                 },
             },
         }
+    }
+}
+
+impl FieldValue {
+    /// The value in words as a value of `field`: as [`FieldValue::describe`],
+    /// with an office check's value shown by its check (the unit, the
+    /// option's label).
+    pub fn describe_for(&self, field: &FieldRef, lang: Lang, state: &VisitState) -> String {
+        if let (FieldValue::OfficeCheck(c), FieldRef::OfficeCheck { check }) = (self, field)
+            && let (Some(v), Some(def)) = (&c.value, state.template.check(check))
+        {
+            let shown = format!("{}: {}", c.result.label(lang), def.describe_value(v, lang));
+            return if c.note.is_empty() {
+                shown
+            } else {
+                format!("{shown} – {}", c.note)
+            };
+        }
+        self.describe(lang, state)
     }
 }
 
@@ -275,10 +305,11 @@ impl Observation for ConductEntry {
     }
 }
 
-/// An office check agrees on its result.
+/// An office check agrees on its result and its value (a number, an
+/// option, a text); the note may differ.
 impl Observation for CheckEntry {
     fn agrees(&self, other: &Self) -> bool {
-        self.result == other.result
+        self.result == other.result && self.value == other.value
     }
 }
 

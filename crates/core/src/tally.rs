@@ -41,6 +41,16 @@ impl fmt::Display for Percent {
 
 /// A count with the thousands separator of the language: `1.404` or `1,404`.
 pub fn format_count(n: u32, lang: Lang) -> String {
+    format_digits(u64::from(n), lang)
+}
+
+/// A whole number with thousands separators, signed (`-1.404`, `12,000`).
+pub fn format_int(n: i64, lang: Lang) -> String {
+    let digits = format_digits(n.unsigned_abs(), lang);
+    if n < 0 { format!("-{digits}") } else { digits }
+}
+
+fn format_digits(n: u64, lang: Lang) -> String {
     let sep = match lang {
         Lang::Vi => '.',
         Lang::En => ',',

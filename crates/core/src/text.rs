@@ -6,6 +6,8 @@ use crate::error::{Error, Result};
 
 /// Longest name (person, unit, position) in characters.
 pub const MAX_NAME: usize = 200;
+/// Longest text value of an office check (e.g. the software in use).
+pub const MAX_CHECK_TEXT: usize = 200;
 /// Longest note on a record.
 pub const MAX_NOTE: usize = 2_000;
 /// Longest finding text or recommendation.

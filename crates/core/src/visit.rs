@@ -13,16 +13,15 @@ use crate::error::{Error, Result};
 use crate::heads::Heads;
 use crate::ids::{CampaignId, CheckId, EvidenceHash, FindingId, StaffId, TeamId, VisitId};
 use crate::model::{
-    Attendance, AttendanceMark, CheckEntry, CheckResult, ConductEntry, ConductKind, ConductResult,
-    NewFinding, Role, StaffMember, StatusEntry, Unit, VisitMeta, VisitStatus,
+    Attendance, AttendanceMark, CheckEntry, CheckResult, CheckValue, ConductEntry, ConductKind,
+    ConductResult, NewFinding, Role, StaffMember, StatusEntry, Unit, VisitMeta, VisitStatus,
 };
 use crate::session::{Editor, Session, Stamp, Stamped};
 use crate::state::{
-    Approval, Conflict, FieldRef, FieldValue, FindingValue, Reader, SCHEMA_VERSION, VisitState,
-    keys,
+    Approval, Conflict, FieldRef, FieldValue, FindingValue, Reader, VisitState, keys,
 };
 use crate::tally::Tally;
-use crate::template::Template;
+use crate::template::{CheckDef, Template};
 use crate::text;
 
 /// Most staff one visit may hold (roster plus those found on site).
@@ -300,7 +299,11 @@ impl Visit {
         };
         visit.bind_session();
         visit.commit("create visit", stamp.at, |tx| {
-            tx.put(ROOT, keys::SCHEMA, ScalarValue::Uint(SCHEMA_VERSION))?;
+            tx.put(
+                ROOT,
+                keys::SCHEMA,
+                ScalarValue::Uint(template.document_schema()),
+            )?;
             tx.put(ROOT, keys::META, json(&meta)?)?;
             tx.put(ROOT, keys::TEMPLATE, json(template)?)?;
             let staff = tx.put_object(ROOT, keys::STAFF, ObjType::Map)?;
@@ -909,12 +912,13 @@ impl Visit {
         }
     }
 
-    fn require_check(&self, check: &CheckId) -> Result<()> {
+    /// The check's definition in the visit's template.
+    fn require_check(&self, check: &CheckId) -> Result<CheckDef> {
         let template: Template = Reader::new(&self.doc, None)
             .json(&ROOT, keys::TEMPLATE)?
             .ok_or_else(|| Error::NotAVisit("no template".into()))?;
         match template.check(check) {
-            Some(_) => Ok(()),
+            Some(def) => Ok(def.clone()),
             None => Err(Error::UnknownCheck(check.to_string())),
         }
     }
@@ -1000,7 +1004,10 @@ impl Visit {
                 )
             }
             (FieldRef::OfficeCheck { check }, FieldValue::OfficeCheck(c)) => {
-                self.require_check(check)?;
+                // Every write of a check, a resolution's too, holds a value
+                // of the check's kind.
+                let def = self.require_check(check)?;
+                let c = def.entry(c.result, c.value, &c.note)?;
                 (
                     self.container(keys::CHECKS)?,
                     check.to_string(),
@@ -1073,15 +1080,44 @@ impl Visit {
         )
     }
 
-    /// Records an office check of the template.
+    /// Records an office check of the template without a value: a
+    /// pass/fail check, or a valued check found not applicable. A valued
+    /// check passed or failed needs [`Visit::record_check_value`]
+    /// (`Error::CheckValueRequired`).
     pub fn record_check(&mut self, check: &CheckId, result: CheckResult, note: &str) -> Result<()> {
-        let note = text::optional("check note", note, text::MAX_NOTE)?;
+        self.record_check_entry(check, result, None, note)
+    }
+
+    /// Records a valued office check (number, choice or text): the
+    /// inspector's judgment and what was measured. Refuses a value of
+    /// another kind than the check's, a number out of its range, an option
+    /// the check does not offer, a text empty or longer than
+    /// [`text::MAX_CHECK_TEXT`], a value on a pass/fail check or on a
+    /// not-applicable record.
+    pub fn record_check_value(
+        &mut self,
+        check: &CheckId,
+        result: CheckResult,
+        value: CheckValue,
+        note: &str,
+    ) -> Result<()> {
+        self.record_check_entry(check, result, Some(value), note)
+    }
+
+    fn record_check_entry(
+        &mut self,
+        check: &CheckId,
+        result: CheckResult,
+        value: Option<CheckValue>,
+        note: &str,
+    ) -> Result<()> {
+        let entry = self.require_check(check)?.entry(result, value, note)?;
         self.put_field(
             "office check",
             &FieldRef::OfficeCheck {
                 check: check.clone(),
             },
-            FieldValue::OfficeCheck(CheckEntry { result, note }),
+            FieldValue::OfficeCheck(entry),
         )
     }
 

@@ -965,3 +965,191 @@ fn a_history_of_too_many_interleaved_actors_is_refused_not_expanded() {
     assert_eq!(e.kind, RefusalKind::Invalid, "{e}");
     assert!(e.reason.contains("clock entries"), "{e}");
 }
+
+// ----- valued office checks ---------------------------------------------
+
+/// A forged write of the office check `key` holding `entry` (a
+/// `CheckEntry`'s JSON), on top of `v`.
+fn check_write(v: &Visit, f: &Forge, key: &str, entry: &str) -> Change {
+    let (checks, checks_ex) = container(v, "checks");
+    let pred = visible(v, &checks_ex, key);
+    f.change_with(
+        v,
+        1,
+        v.heads(),
+        vec![put(
+            checks,
+            key,
+            format!(r#"{{"value":{entry},{}}}"#, f.stamp()),
+            pred,
+        )],
+    )
+}
+
+#[test]
+fn a_devices_check_value_that_does_not_fit_its_check_is_refused_with_a_reason() {
+    let mut v = server_copy(&create_valued(1));
+    let f = Forge::new("insp-x", "phone-x");
+    let long = format!(
+        r#"{{"result":"pass","value":{{"text":"{}"}}}}"#,
+        "x".repeat(MAX_CHECK_TEXT + 1)
+    );
+    let cases: [(&str, &str, &str); 14] = [
+        (
+            "satisfaction-rate",
+            r#"{"result":"pass","value":{"number":101}}"#,
+            "101 is out of its range (0 to 100)",
+        ),
+        (
+            "satisfaction-rate",
+            r#"{"result":"fail","value":{"number":-3}}"#,
+            "-3 is out of its range",
+        ),
+        (
+            "satisfaction-rate",
+            r#"{"result":"pass","value":{"choice":"modern"}}"#,
+            "takes a number, not a choice",
+        ),
+        (
+            "satisfaction-rate",
+            r#"{"result":"pass"}"#,
+            "needs a number unless it is not applicable",
+        ),
+        (
+            "satisfaction-rate",
+            r#"{"result":"not_applicable","value":{"number":5}}"#,
+            "not applicable, so it takes no value",
+        ),
+        (
+            "satisfaction-rate",
+            r#"{"result":"pass","value":{"number":96.5}}"#,
+            "unreadable office check value",
+        ),
+        (
+            "one-stop-mode",
+            r#"{"result":"pass","value":{"choice":"luxury"}}"#,
+            "has no option \"luxury\"",
+        ),
+        (
+            "one-stop-mode",
+            r#"{"result":"pass","value":{"text":"modern"}}"#,
+            "takes one of its options, not a text",
+        ),
+        (
+            "one-stop-mode",
+            r#"{"result":"pass","value":{"choice":"a/b"}}"#,
+            "unreadable office check value",
+        ),
+        (
+            "e-office-software",
+            r#"{"result":"pass","value":{"text":" VNPT iOffice"}}"#,
+            "not trimmed NFC",
+        ),
+        (
+            "e-office-software",
+            "{\"result\":\"pass\",\"value\":{\"text\":\"Pha\u{302}\u{300}n me\u{302}\u{300}m\"}}",
+            "not trimmed NFC",
+        ),
+        (
+            "e-office-software",
+            r#"{"result":"pass","value":{"text":""}}"#,
+            "must not be empty",
+        ),
+        ("e-office-software", long.as_str(), "too long"),
+        (
+            "hotline",
+            r#"{"result":"pass","value":{"number":1}}"#,
+            "takes no value (it is a pass/fail check), not a number",
+        ),
+    ];
+    for (key, entry, says) in cases {
+        let c = check_write(&v, &f, key, entry);
+        let e = refused(&mut v, c);
+        assert_eq!(e.kind, RefusalKind::Invalid, "{key} {entry}: {e}");
+        assert!(
+            e.reason.contains(says),
+            "{key} {entry}: {e} should say {says:?}"
+        );
+    }
+    // What fits passes: so each refusal above is its value's.
+    for (key, entry) in [
+        (
+            "satisfaction-rate",
+            r#"{"result":"pass","value":{"number":96}}"#,
+        ),
+        (
+            "one-stop-mode",
+            r#"{"result":"fail","value":{"choice":"none"}}"#,
+        ),
+        (
+            "e-office-software",
+            r#"{"result":"pass","value":{"text":"Phần mềm VNPT iOffice"}}"#,
+        ),
+        ("hotline", r#"{"result":"pass"}"#),
+    ] {
+        let mut fresh = server_copy(&create_valued(1));
+        let c = check_write(&fresh, &f, key, entry);
+        fresh
+            .accept_remote(c.raw_bytes(), &roles, NO_LIMIT)
+            .unwrap_or_else(|e| panic!("{key} {entry}: {e}"));
+    }
+}
+
+#[test]
+fn superseding_records_of_different_values_settles_a_conflict_and_equal_ones_do_not() {
+    let base = create_valued(1);
+    let rate = check("satisfaction-rate");
+    let f = Forge::new("insp-x", "phone-x");
+    let honest = r#"{"result":"pass","value":{"number":97}}"#;
+    for (a_value, b_value, conflict) in [(96, 99, true), (96, 96, false)] {
+        let mut v = server_copy(&base);
+        let mut a = insp_replica(&base, "insp-a", "phone-a");
+        let mut b = insp_replica(&base, "insp-b", "phone-b");
+        a.record_check_value(&rate, CheckResult::Pass, CheckValue::Number(a_value), "")
+            .expect("a");
+        b.record_check_value(
+            &rate,
+            CheckResult::Pass,
+            CheckValue::Number(b_value),
+            "ghi chú",
+        )
+        .expect("b");
+        v.accept_remote(&after(&a, &base), &roles, NO_LIMIT)
+            .expect("a");
+        v.accept_remote(&after(&b, &base), &roles, NO_LIMIT)
+            .expect("b");
+        assert_eq!(v.conflicts().expect("c").len(), usize::from(conflict));
+        let c = check_write(&v, &f, "satisfaction-rate", honest);
+        if conflict {
+            let e = refused(&mut v, c);
+            assert_eq!(e.kind, RefusalKind::Denied, "{e}");
+        } else {
+            v.accept_remote(c.raw_bytes(), &roles, NO_LIMIT)
+                .expect("one observation recorded twice settles nothing");
+        }
+    }
+}
+
+#[test]
+fn a_first_change_must_write_the_schema_its_template_needs() {
+    let server = session("server", "server", 0);
+    for (v, wrong, says) in [
+        (create_valued(1), 1u64, "must write schema 2"),
+        (create(1), 2, "must write schema 1"),
+    ] {
+        let first = v.automerge().get_changes(&[])[0].clone();
+        Visit::accept_new(first.raw_bytes(), &server, &roles, NO_LIMIT)
+            .expect("the honest first change");
+        let mut d = first.decode();
+        for op in &mut d.operations {
+            if op.key == am::Key::Map("schema".into()) {
+                op.action = am::OpType::Put(ScalarValue::Uint(wrong));
+            }
+        }
+        d.hash = None;
+        let e = Visit::accept_new(Change::from(d).raw_bytes(), &server, &roles, NO_LIMIT)
+            .expect_err("a schema other than its template's");
+        assert_eq!(e.kind, RefusalKind::Invalid, "{e}");
+        assert!(e.reason.contains(says), "{e}");
+    }
+}

@@ -13,13 +13,22 @@ use proptest::prelude::*;
 use std::collections::{BTreeMap, BTreeSet};
 
 const STAFF: usize = 4;
-const CHECKS: [&str; 3] = ["tthc-posted", "hotline", "dossier-book"];
+/// Pass/fail checks, then valued ones (a number, a choice, a text).
+const CHECKS: [&str; 6] = [
+    "tthc-posted",
+    "hotline",
+    "dossier-book",
+    "satisfaction-rate",
+    "one-stop-mode",
+    "e-office-software",
+];
 
 #[derive(Debug, Clone)]
 enum Op {
     Attendance(usize, u8),
     Conduct(usize, u8, bool),
-    Check(usize, u8),
+    /// A check, a result, and which of a few values (valued checks only).
+    Check(usize, u8, u8),
     Finding(u8),
     Narrative(u8, String),
 }
@@ -28,7 +37,7 @@ fn op() -> impl Strategy<Value = Op> {
     prop_oneof![
         (0..STAFF, 0u8..8).prop_map(|(s, m)| Op::Attendance(s, m)),
         (0..STAFF, 0u8..4, any::<bool>()).prop_map(|(s, k, v)| Op::Conduct(s, k, v)),
-        (0..CHECKS.len(), 0u8..3).prop_map(|(c, r)| Op::Check(c, r)),
+        (0..CHECKS.len(), 0u8..3, 0u8..2).prop_map(|(c, r, x)| Op::Check(c, r, x)),
         (0u8..3).prop_map(Op::Finding),
         (0u8..20, "[a-zđơư ]{0,6}").prop_map(|(p, s)| Op::Narrative(p, s)),
     ]
@@ -82,17 +91,33 @@ fn apply(v: &mut Visit, i: usize, op: &Op, last: &mut LastWrites) {
                 }),
             );
         }
-        Op::Check(c, r) => {
+        Op::Check(c, r, x) => {
             let result = CheckResult::ALL[*r as usize];
-            v.record_check(&check(CHECKS[*c]), result, "")
-                .expect("check");
+            // Two values per valued check, so replicas agree or differ.
+            let value = match (CHECKS[*c], result) {
+                (_, CheckResult::NotApplicable) => None,
+                ("satisfaction-rate", _) => Some(CheckValue::Number(95 + i64::from(*x))),
+                ("one-stop-mode", _) => Some(CheckValue::Choice(choice(
+                    ["modern", "standard"][*x as usize],
+                ))),
+                ("e-office-software", _) => Some(CheckValue::Text(
+                    ["VNPT iOffice", "Viettel VOffice"][*x as usize].into(),
+                )),
+                _ => None,
+            };
+            match value.clone() {
+                Some(value) => v.record_check_value(&check(CHECKS[*c]), result, value, note(i)),
+                None => v.record_check(&check(CHECKS[*c]), result, note(i)),
+            }
+            .expect("check");
             last.insert(
                 FieldRef::OfficeCheck {
                     check: check(CHECKS[*c]),
                 },
                 FieldValue::OfficeCheck(CheckEntry {
                     result,
-                    note: String::new(),
+                    value,
+                    note: note(i).into(),
                 }),
             );
         }
@@ -123,7 +148,7 @@ proptest! {
         order in Just([0usize, 1, 2]).prop_shuffle(),
         order2 in Just([0usize, 1, 2]).prop_shuffle(),
     ) {
-        let base = create(STAFF);
+        let base = create_valued(STAFF);
         let mut replicas: Vec<Visit> = (0..3)
             .map(|i| replica(&base, &format!("insp-{i}"), &format!("dev-{i}"), i as i64))
             .collect();

@@ -9,7 +9,10 @@ use kiemtra_core::*;
 fn a_new_visit_has_its_roster_template_and_draft_status() {
     let v = create(12);
     let s = v.state().expect("state");
-    assert_eq!(s.schema, SCHEMA_VERSION);
+    assert_eq!(
+        s.schema, 1,
+        "a visit of pass/fail checks only keeps schema 1"
+    );
     assert_eq!(s.staff.len(), 12);
     assert_eq!(s.status(), VisitStatus::Draft);
     assert_eq!(s.meta.unit.name, "UBND phường An Bình");
@@ -391,10 +394,7 @@ fn newer_schema_is_refused() {
         older.load_incremental(&doc.save()),
         Err(Error::NewerSchema { .. })
     ));
-    assert_eq!(
-        older.state().expect("still readable").schema,
-        SCHEMA_VERSION
-    );
+    assert_eq!(older.state().expect("still readable").schema, 1);
 }
 
 #[test]
@@ -628,5 +628,214 @@ fn the_roster_keeps_its_order_then_staff_found_on_site_as_added() {
     assert_eq!(
         copy.state().expect("state").roster,
         v.state().expect("state").roster
+    );
+}
+
+// ----- valued office checks ---------------------------------------------
+
+#[test]
+fn valued_checks_are_recorded_with_a_value_of_their_kind() {
+    let mut v = create_valued(2);
+    assert_eq!(
+        v.state().expect("state").schema,
+        2,
+        "valued checks: schema 2"
+    );
+    v.record_check_value(
+        &check("satisfaction-rate"),
+        CheckResult::Pass,
+        CheckValue::Number(96),
+        "theo thiết bị đánh giá",
+    )
+    .expect("number");
+    v.record_check_value(
+        &check("one-stop-mode"),
+        CheckResult::Pass,
+        CheckValue::Choice(choice("modern")),
+        "",
+    )
+    .expect("choice");
+    // NFD input is stored NFC and trimmed.
+    v.record_check_value(
+        &check("e-office-software"),
+        CheckResult::Pass,
+        CheckValue::Text(" Pha\u{302}\u{300}n me\u{302}\u{300}m VNPT ".into()),
+        "",
+    )
+    .expect("text");
+    v.record_check(&check("hotline"), CheckResult::Fail, "")
+        .expect("a pass/fail check as before");
+    let s = v.state().expect("state");
+    assert_eq!(
+        s.checks[&check("satisfaction-rate")].value().value,
+        Some(CheckValue::Number(96))
+    );
+    assert_eq!(
+        s.checks[&check("e-office-software")].value().value,
+        Some(CheckValue::Text("Phần mềm VNPT".into()))
+    );
+    assert_eq!(s.checks[&check("hotline")].value().value, None);
+    // The history says what was measured, with the unit and the label.
+    let lines: Vec<String> = v
+        .history()
+        .expect("history")
+        .iter()
+        .flat_map(|h| h.changes.iter().map(|c| c.describe(Lang::Vi, &s)))
+        .collect();
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.contains("đạt: 96 % – theo thiết bị đánh giá")),
+        "{lines:?}"
+    );
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.contains("đạt: Một cửa hiện đại, điện tử")),
+        "{lines:?}"
+    );
+    // A visit of schema 2 loads in this build.
+    let reloaded = Visit::load(&v.save(), &session("x", "y", 0)).expect("load");
+    assert_eq!(reloaded.state().expect("state"), s);
+}
+
+#[test]
+fn a_value_that_does_not_fit_its_check_is_refused_and_nothing_is_written() {
+    let mut v = create_valued(1);
+    let before = v.heads();
+    let rate = check("satisfaction-rate");
+    let cases: Vec<(Result<()>, &str)> = vec![
+        (
+            v.record_check_value(&rate, CheckResult::Pass, CheckValue::Number(101), ""),
+            "out of its range (0 to 100)",
+        ),
+        (
+            v.record_check_value(&rate, CheckResult::Pass, CheckValue::Text("96".into()), ""),
+            "takes a number, not a text",
+        ),
+        (
+            v.record_check(&rate, CheckResult::Pass, ""),
+            "needs a number unless it is not applicable",
+        ),
+        (
+            v.record_check_value(&rate, CheckResult::NotApplicable, CheckValue::Number(5), ""),
+            "not applicable, so it takes no value",
+        ),
+        (
+            v.record_check_value(
+                &check("one-stop-mode"),
+                CheckResult::Pass,
+                CheckValue::Choice(choice("luxury")),
+                "",
+            ),
+            "has no option \"luxury\"",
+        ),
+        (
+            v.record_check_value(
+                &check("e-office-software"),
+                CheckResult::Pass,
+                CheckValue::Text("x".repeat(MAX_CHECK_TEXT + 1)),
+                "",
+            ),
+            "too long",
+        ),
+        (
+            v.record_check_value(
+                &check("hotline"),
+                CheckResult::Pass,
+                CheckValue::Number(1),
+                "",
+            ),
+            "takes no value (it is a pass/fail check), not a number",
+        ),
+        (
+            v.record_check_value(
+                &check("no-such-check"),
+                CheckResult::Pass,
+                CheckValue::Number(1),
+                "",
+            ),
+            "unknown office check",
+        ),
+    ];
+    for (got, says) in cases {
+        let e = got.expect_err(says);
+        assert!(e.to_string().contains(says), "{e} should say {says:?}");
+    }
+    assert_eq!(v.heads(), before, "nothing written");
+    // Not applicable without a value is a valid record of a valued check.
+    v.record_check(&rate, CheckResult::NotApplicable, "không có thiết bị")
+        .expect("not applicable");
+}
+
+#[test]
+fn concurrent_records_of_a_valued_check_conflict_only_when_their_values_differ() {
+    let base = create_valued(1);
+    let inspector = |user: &str, offset: i64| {
+        let s = session(user, &format!("phone-{user}"), offset).with_role(Role::Inspector);
+        Visit::load(&base.save(), &s).expect("replica")
+    };
+    let mut a = inspector("insp-a", 0);
+    let mut b = inspector("insp-b", 3);
+    let rate = check("satisfaction-rate");
+    let mode = check("one-stop-mode");
+    // Same result and value, different notes: one observation.
+    a.record_check_value(
+        &mode,
+        CheckResult::Pass,
+        CheckValue::Choice(choice("modern")),
+        "",
+    )
+    .expect("a");
+    b.record_check_value(
+        &mode,
+        CheckResult::Pass,
+        CheckValue::Choice(choice("modern")),
+        "có máy lấy số",
+    )
+    .expect("b");
+    // Same result, different numbers: a conflict.
+    a.record_check_value(&rate, CheckResult::Pass, CheckValue::Number(96), "")
+        .expect("a");
+    b.record_check_value(&rate, CheckResult::Pass, CheckValue::Number(99), "")
+        .expect("b");
+    a.merge(&b).expect("merge");
+    b.merge(&a).expect("merge");
+    let s = a.state().expect("state");
+    assert_eq!(s, b.state().expect("state"));
+    assert!(!s.checks[&mode].in_conflict());
+    assert_eq!(s.checks[&mode].agreeing.len(), 1);
+    let conflicts = s.conflicts();
+    assert_eq!(conflicts.len(), 1, "{conflicts:?}");
+    assert_eq!(
+        conflicts[0].field,
+        FieldRef::OfficeCheck {
+            check: rate.clone()
+        }
+    );
+    assert!(conflicts[0].differences().contains(&Aspect::Observation));
+    let shown: Vec<String> = conflicts[0]
+        .candidates
+        .iter()
+        .map(|c| c.value.describe_for(&conflicts[0].field, Lang::En, &s))
+        .collect();
+    let mut sorted = shown.clone();
+    sorted.sort();
+    assert_eq!(sorted, ["pass: 96 %", "pass: 99 %"]);
+    // An inspector may not settle it; the supervisor does, with a candidate.
+    assert!(matches!(
+        a.record_check_value(&rate, CheckResult::Pass, CheckValue::Number(97), ""),
+        Err(Error::SupervisorOnly(_))
+    ));
+    let mut sup = replica(&a, "sup-1", "dev-sup", 10);
+    sup.resolve(&conflicts[0].field, 1).expect("resolve");
+    let s = sup.state().expect("state");
+    assert!(s.conflicts().is_empty());
+    assert_eq!(
+        s.checks[&rate].value(),
+        &match &conflicts[0].candidates[1].value {
+            FieldValue::OfficeCheck(c) => c.clone(),
+            other => panic!("{other:?}"),
+        }
     );
 }

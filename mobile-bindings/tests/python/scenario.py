@@ -212,6 +212,51 @@ async def async_and_key_store(template):
     check("and still waits for the server", st.list_visits()[0].status == "draft")
 
 
+def valued_checks(store):
+    """Office checks that record a number, a choice or a text (the CCHC
+    checklist, version 2), recorded, refused when they do not fit, shown and
+    synced."""
+    here = os.path.dirname(os.path.abspath(__file__))
+    with open(os.path.join(here, "..", "..", "..", "fixtures", "templates", "cchc-v2.json"),
+              encoding="utf-8") as f:
+        cchc = f.read()
+    v = store.create_visit(small_visit("ubnd-xa-nhon-ai"), cchc)
+    v.record_check_number("satisfaction-rate", "pass", 96, "theo thiết bị đánh giá")
+    v.record_check_number("ratings-collected", "pass", 12000)
+    v.record_check_choice("one-stop-mode", "pass", "modern")
+    v.record_check_text("e-office-software", "pass", "VNPT iOffice")
+    v.record_check("cchc-plan-issued", "pass")
+    raises("a number out of its range is refused", "Invalid",
+           lambda: v.record_check_number("satisfaction-rate", "pass", 101))
+    raises("an option the check does not offer is refused", "Invalid",
+           lambda: v.record_check_choice("one-stop-mode", "pass", "luxury"))
+    raises("a value of another kind is refused", "Invalid",
+           lambda: v.record_check_text("satisfaction-rate", "pass", "96"))
+    raises("a valued check passed without its value is refused", "Invalid",
+           lambda: v.record_check("satisfaction-rate", "pass"))
+    raises("a value on a pass/fail check is refused", "Invalid",
+           lambda: v.record_check_number("cchc-plan-issued", "pass", 1))
+    checks = {c.id: c for c in v.state().checks}
+    rate = checks["satisfaction-rate"]
+    check("a number check shows its kind, range, unit and value",
+          (rate.kind, rate.min, rate.max, rate.unit_vi, rate.number, rate.value_vi)
+          == ("number", 0, 100, "%", 96, "96 %"), repr(rate))
+    check("a count is shown with its separators",
+          checks["ratings-collected"].value_vi == "12.000 lượt", repr(checks["ratings-collected"]))
+    mode = checks["one-stop-mode"]
+    check("a choice check shows its options and the one chosen",
+          [o.id for o in mode.options] == ["modern", "standard", "none"]
+          and mode.choice == "modern" and mode.value_en == "Modern (electronic) one-stop",
+          repr(mode))
+    check("a text check shows its text", checks["e-office-software"].text == "VNPT iOffice")
+    plan = checks["cchc-plan-issued"]
+    check("a pass/fail check has no value",
+          plan.kind == "pass_fail" and plan.number is None and plan.value_vi is None, repr(plan))
+    report = store.sync()
+    check("a visit with valued checks is accepted by the server",
+          report.visits_uploaded >= 1 and not report.errors, str(report))
+
+
 def main():
     template = open(ENV["KIEMTRA_TEMPLATE"], encoding="utf-8").read()
     a_path = os.path.join(WORK, "phone-a", "store.db")
@@ -529,6 +574,8 @@ def main():
     lost = [i for i in acks if f"kill-test {i}" not in texts]
     check("no acknowledged edit lost", lost == [], f"lost {lost}")
     print(f"kill test: {len(acks)} edits acknowledged before os._exit, {len(lost)} lost", flush=True)
+
+    valued_checks(a)
 
     print(f"bindings[python]: {PASSED} passed, {FAILED} failed", flush=True)
     return 1 if FAILED else 0

@@ -13,6 +13,35 @@ pub fn template() -> Template {
     Template::from_json(STANDARD).expect("standard template")
 }
 
+/// The valued checks [`valued_template`] adds to the standard one.
+pub const VALUED_CHECKS: &str = r#"[
+  { "id": "satisfaction-rate", "group": "one_stop_desk", "kind": "number", "min": 0, "max": 100,
+    "unit": { "vi": "%", "en": "%" },
+    "label": { "vi": "Tỷ lệ người dân hài lòng trên thiết bị đánh giá", "en": "Citizens satisfied, as the rating device shows" } },
+  { "id": "one-stop-mode", "group": "one_stop_desk", "kind": "choice",
+    "label": { "vi": "Mô hình Bộ phận tiếp nhận và trả kết quả", "en": "Form of the one-stop desk" },
+    "options": [
+      { "id": "modern", "label": { "vi": "Một cửa hiện đại, điện tử", "en": "Modern (electronic) one-stop" } },
+      { "id": "standard", "label": { "vi": "Một cửa thông thường", "en": "Standard one-stop" } },
+      { "id": "none", "label": { "vi": "Chưa bố trí", "en": "None set up" } }
+    ] },
+  { "id": "e-office-software", "group": "e_government", "kind": "text",
+    "label": { "vi": "Phần mềm quản lý văn bản đang sử dụng", "en": "E-office software in use" } }
+]"#;
+
+/// The standard template with valued checks added (a number, a choice, a text).
+pub fn valued_template() -> Template {
+    let mut t: serde_json::Value = serde_json::from_str(STANDARD).expect("json");
+    let extra: Vec<serde_json::Value> = serde_json::from_str(VALUED_CHECKS).expect("json");
+    t["checks"].as_array_mut().expect("checks").extend(extra);
+    t["id"] = "standard-valued".into();
+    Template::from_json(&t.to_string()).expect("valued template")
+}
+
+pub fn choice(id: &str) -> ChoiceId {
+    ChoiceId::parse(id).expect("choice id")
+}
+
 pub fn t0() -> DateTime<Utc> {
     // 09:00 Viet Nam time, 31/08/2015.
     Utc.with_ymd_and_hms(2015, 8, 31, 2, 0, 0)
@@ -82,6 +111,16 @@ pub fn create(staff_count: usize) -> Visit {
     Visit::create(
         new_visit(staff_count),
         &template(),
+        &session("sup-1", "dev-sup", 0),
+    )
+    .expect("create")
+}
+
+/// A visit of `staff_count` staff made from [`valued_template`].
+pub fn create_valued(staff_count: usize) -> Visit {
+    Visit::create(
+        new_visit(staff_count),
+        &valued_template(),
         &session("sup-1", "dev-sup", 0),
     )
     .expect("create")
