@@ -1286,8 +1286,8 @@ async fn an_administrative_reform_inspection_draws_two_of_phong_diens_communes_a
     acts.extend([
         Act::TemplatePublished {
             template_id: kiemtra_core::TemplateId::parse("cchc").expect("id"),
-            version: 1,
-            json: include_str!("../../fixtures/templates/cchc-v1.json").into(),
+            version: 2,
+            json: include_str!("../../fixtures/templates/cchc-v2.json").into(),
         },
         Act::UserCreated {
             user_id: uid("pho-giam-doc"),
@@ -1321,7 +1321,7 @@ async fn an_administrative_reform_inspection_draws_two_of_phong_diens_communes_a
             ends_on: day("2014-12-31"),
             province: code("can-tho"),
             template_id: kiemtra_core::TemplateId::parse("cchc").expect("id"),
-            template_version: 1,
+            template_version: 2,
             teams: vec![team.clone()],
         },
     ]);
@@ -1406,7 +1406,7 @@ async fn an_administrative_reform_inspection_draws_two_of_phong_diens_communes_a
         groups.push(p);
     }
     let template =
-        kiemtra_core::Template::from_json(include_str!("../../fixtures/templates/cchc-v1.json"))
+        kiemtra_core::Template::from_json(include_str!("../../fixtures/templates/cchc-v2.json"))
             .expect("template");
     let check = |s: &str| kiemtra_core::CheckId::parse(s).expect("check");
     let failed = [
@@ -1437,8 +1437,41 @@ async fn an_administrative_reform_inspection_draws_two_of_phong_diens_communes_a
                     } else {
                         kiemtra_core::CheckResult::Pass
                     };
-                    v.record_check(&c.id, result, "")?;
+                    // The checks beyond pass or fail: the rating device's
+                    // count and rate, the one-stop desk's kind, the
+                    // e-office software named.
+                    let value = match c.id.as_str() {
+                        "satisfaction-rate" => Some(kiemtra_core::CheckValue::Number(
+                            if unit.ends_with("truong-long") {
+                                96
+                            } else {
+                                88
+                            },
+                        )),
+                        "ratings-collected" => Some(kiemtra_core::CheckValue::Number(1250)),
+                        "one-stop-mode" => Some(kiemtra_core::CheckValue::Choice(
+                            kiemtra_core::ChoiceId::parse("standard").expect("option"),
+                        )),
+                        "e-office-software" => {
+                            Some(kiemtra_core::CheckValue::Text("VNPT-iOffice".into()))
+                        }
+                        _ => None,
+                    };
+                    match value {
+                        Some(value) => v.record_check_value(&c.id, result, value, "")?,
+                        None => v.record_check(&c.id, result, "")?,
+                    }
                 }
+                // A value of the wrong kind, or out of range, is refused.
+                assert!(
+                    v.record_check_value(
+                        &check("satisfaction-rate"),
+                        kiemtra_core::CheckResult::Pass,
+                        kiemtra_core::CheckValue::Number(140),
+                        ""
+                    )
+                    .is_err()
+                );
                 for s in state.staff.keys() {
                     v.record_attendance(s, kiemtra_core::AttendanceMark::Present, "", None)?;
                 }
@@ -1526,6 +1559,21 @@ async fn an_administrative_reform_inspection_draws_two_of_phong_diens_communes_a
     expected.sort_by_key(|v| v[0].as_str().unwrap_or("").to_owned());
     assert_eq!(json["checks_failed"], Value::Array(expected), "{json}");
     assert_eq!(json["findings"].as_array().map(Vec::len), Some(2));
+    let values = json["check_values"].as_array().expect("values");
+    assert_eq!(values.len(), 8, "{json}");
+    let rate = label("satisfaction-rate");
+    assert!(
+        values.contains(&json!(["UBND xã Trường Long", rate, "96%"])),
+        "{json}"
+    );
+    assert!(
+        values.contains(&json!([
+            "UBND xã Tân Thới",
+            label("ratings-collected"),
+            "1.250 lượt"
+        ])),
+        "{json}"
+    );
     let draw = &json["draws"][0];
     assert_eq!(draw["rechecked"], true, "{json}");
     assert_eq!(draw["count"], 2);

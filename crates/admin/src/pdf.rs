@@ -400,6 +400,21 @@ pub fn render(
             ),
         );
     }
+    if !report.check_values.is_empty() {
+        let items: Vec<String> = report
+            .check_values
+            .iter()
+            .map(|(unit, check, value)| format!("{unit} — {check}: {value}"))
+            .collect();
+        body(
+            &mut p,
+            &format!(
+                "{}: {}.",
+                l("Số liệu ghi nhận", "Recorded values"),
+                items.join("; ")
+            ),
+        );
+    }
     if !report.findings.is_empty() {
         body(
             &mut p,

@@ -54,6 +54,9 @@ pub struct CampaignReport {
     /// Visits a phone made for an office found on the way, not from an
     /// assignment (counted like the others once approved).
     pub unplanned: Vec<String>,
+    /// The values recorded on checks beyond pass or fail (a number, a
+    /// choice, a short text): unit, check, value as shown.
+    pub check_values: Vec<(String, String, String)>,
     /// The users whose signed approvals the figures count, each once.
     pub approvers: Vec<String>,
     /// SHA-256 (hex) over the counted visits' ids, approved heads and
@@ -129,6 +132,7 @@ impl CampaignReport {
             unplanned: Vec::new(),
             approvers: Vec::new(),
             verification: String::new(),
+            check_values: Vec::new(),
         };
         let mut counted: Vec<String> = Vec::new();
         let mut conduct: BTreeMap<ConductKind, u32> = BTreeMap::new();
@@ -155,6 +159,13 @@ impl CampaignReport {
                 }
             }
             for (id, slot) in &state.checks {
+                if let (Some(value), Some(def)) = (&slot.value().value, state.template.check(id)) {
+                    r.check_values.push((
+                        v.unit.clone(),
+                        def.label.get(lang).to_owned(),
+                        def.describe_value(value, lang),
+                    ));
+                }
                 if slot.value().result == CheckResult::Fail {
                     let label = state
                         .template
@@ -270,6 +281,14 @@ impl CampaignReport {
         }
         for (what, count) in &self.checks_failed {
             row(l("khong_dat", "check_failed"), what, count.to_string(), "");
+        }
+        for (unit, check, value) in &self.check_values {
+            row(
+                l("so_lieu", "value"),
+                &format!("{unit} — {check}: {value}"),
+                String::new(),
+                "",
+            );
         }
         for (unit, text, rec) in &self.findings {
             row(
@@ -403,6 +422,12 @@ impl CampaignReport {
             }
             for (what, count) in &self.checks_failed {
                 let _ = writeln!(o, "- {what}: {} {}", n(*count), l("đơn vị", "units"));
+            }
+        }
+        if !self.check_values.is_empty() {
+            let _ = writeln!(o, "\n## {}", l("Số liệu ghi nhận", "Recorded values"));
+            for (unit, check, value) in &self.check_values {
+                let _ = writeln!(o, "- {unit} — {check}: {value}");
             }
         }
         if !self.findings.is_empty() {

@@ -228,8 +228,12 @@ impl CheckDef {
     /// A record's value in words, with the unit or the option's label.
     pub fn describe_value(&self, value: &CheckValue, lang: Lang) -> String {
         match (value, &self.kind) {
+            // A percentage is written against its number (`96%`, as the
+            // reports write `76,28%`); other units after a space.
             (CheckValue::Number(n), CheckKind::Number { unit: Some(u), .. }) => {
-                format!("{} {}", crate::tally::format_int(*n, lang), u.get(lang))
+                let unit = u.get(lang);
+                let sep = if unit == "%" { "" } else { " " };
+                format!("{}{sep}{unit}", crate::tally::format_int(*n, lang))
             }
             (CheckValue::Choice(id), kind) => kind
                 .option(id)
@@ -778,7 +782,7 @@ mod tests {
             })
         ));
         // Shown with the unit and the option's label.
-        assert_eq!(rate.describe_value(&n(96), Lang::Vi), "96 %");
+        assert_eq!(rate.describe_value(&n(96), Lang::Vi), "96%");
         assert_eq!(
             def("ratings-collected").describe_value(&n(12_000), Lang::Vi),
             "12.000 lượt"

@@ -685,7 +685,7 @@ fn valued_checks_are_recorded_with_a_value_of_their_kind() {
     assert!(
         lines
             .iter()
-            .any(|l| l.contains("đạt: 96 % – theo thiết bị đánh giá")),
+            .any(|l| l.contains("đạt: 96% – theo thiết bị đánh giá")),
         "{lines:?}"
     );
     assert!(
@@ -821,7 +821,7 @@ fn concurrent_records_of_a_valued_check_conflict_only_when_their_values_differ()
         .collect();
     let mut sorted = shown.clone();
     sorted.sort();
-    assert_eq!(sorted, ["pass: 96 %", "pass: 99 %"]);
+    assert_eq!(sorted, ["pass: 96%", "pass: 99%"]);
     // An inspector may not settle it; the supervisor does, with a candidate.
     assert!(matches!(
         a.record_check_value(&rate, CheckResult::Pass, CheckValue::Number(97), ""),

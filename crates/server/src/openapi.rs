@@ -464,6 +464,8 @@ pub(crate) mod schemas {
         pub unplanned: Vec<String>,
         /// The campaign's random draws, each rechecked from its seed.
         pub draws: Vec<ReportDraw>,
+        /// Values recorded on checks beyond pass or fail: unit, check, value.
+        pub check_values: Vec<(String, String, String)>,
         /// The users whose signed approvals the figures count (with their
         /// full names where the directory knows them).
         pub approvers: Vec<String>,
