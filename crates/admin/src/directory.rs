@@ -251,12 +251,27 @@ pub struct Directory {
     pub teams: BTreeMap<TeamId, Team>,
     pub areas: BTreeMap<UnitCode, Area>,
     pub units: BTreeMap<UnitCode, UnitEntry>,
+    /// Keyed by id and version; written as an object keyed
+    /// `<template_id> v<version>`, as the exports name them.
+    #[serde(serialize_with = "templates_by_name")]
     pub templates: BTreeMap<(TemplateId, u32), PublishedTemplate>,
     pub campaigns: BTreeMap<CampaignId, Campaign>,
     pub codes: BTreeMap<String, Code>,
     pub devices: BTreeMap<String, LoggedDevice>,
     /// Every visit an assignment created, with its campaign.
     pub visits: BTreeMap<VisitId, CampaignId>,
+}
+
+fn templates_by_name<S: serde::Serializer>(
+    templates: &BTreeMap<(TemplateId, u32), PublishedTemplate>,
+    s: S,
+) -> Result<S::Ok, S::Error> {
+    use serde::ser::SerializeMap;
+    let mut m = s.serialize_map(Some(templates.len()))?;
+    for ((id, version), t) in templates {
+        m.serialize_entry(&format!("{id} v{version}"), t)?;
+    }
+    m.end()
 }
 
 /// Most entries of one list in one act (units, areas, staff).
