@@ -1594,5 +1594,71 @@ async fn an_administrative_reform_inspection_draws_two_of_phong_diens_communes_a
     assert!(md.contains("Bốc thăm ngẫu nhiên"), "{md}");
     assert!(md.contains("đã kiểm tra lại: khớp"), "{md}");
     assert!(md.contains("Hồ sơ lưu trữ chưa khoa học"), "{md}");
+
+    // A phone's own visit carrying a checklist that claims to be the
+    // published version but widens a range: the auditor's verification
+    // names it; the honest visits verify.
+    let forged_json = include_str!("../../fixtures/templates/cchc-v2.json").replacen(
+        "\"max\": 100",
+        "\"max\": 100000",
+        1,
+    );
+    assert_ne!(
+        forged_json,
+        include_str!("../../fixtures/templates/cchc-v2.json")
+    );
+    let forged = kiemtra_core::Template::from_json(&forged_json).expect("forged template");
+    let mut other = new_visit("cchc-2014.phong-dien.nhon-nghia", "doan-cchc", 1);
+    other.campaign = campaign.clone();
+    other.scheduled_on = day("2014-09-17");
+    let other = groups[1]
+        .store
+        .create_visit(other, &forged)
+        .expect("visit")
+        .id;
+    groups[1]
+        .store
+        .edit(&other, |v| {
+            v.record_check_value(
+                &check("satisfaction-rate"),
+                kiemtra_core::CheckResult::Pass,
+                kiemtra_core::CheckValue::Number(5000),
+                "",
+            )
+        })
+        .expect("a value the forged range allows");
+    groups[1].sync().await;
+    let auditor = Device::enroll(
+        &data,
+        &admin.url,
+        "kiem-toan",
+        "so-noi-vu",
+        "auditor",
+        &dir.path().join("auditor"),
+    )
+    .await;
+    let verify = |id: kiemtra_core::VisitId| {
+        let token = auditor.client.credentials().token.clone();
+        let url = format!("{}/v1/visits/{id}/verify", admin.url);
+        async move {
+            let r = reqwest::Client::new()
+                .get(url)
+                .bearer_auth(token)
+                .send()
+                .await
+                .expect("verify");
+            r.json::<Value>().await.expect("json")
+        }
+    };
+    let v = verify(other).await;
+    let rules: Vec<&str> = v["problems"]
+        .as_array()
+        .expect("problems")
+        .iter()
+        .filter_map(|p| p["rule"].as_str())
+        .collect();
+    assert_eq!(rules, ["template-differs"], "{v}");
+    let v = verify(found).await;
+    assert_eq!(v["ok"], true, "{v}");
     server.terminate();
 }

@@ -522,14 +522,6 @@ pub fn render(
         p.centred(line, Face::Bold, 13.0, sx0, sx1, y);
         y += 5.5;
     }
-    p.centred(
-        l("(Đã ký)", "(Signed)"),
-        Face::Italic,
-        12.0,
-        sx0,
-        sx1,
-        y + 8.0,
-    );
     p.centred(&head.signer_name, Face::Bold, 13.0, sx0, sx1, y + 25.0);
     p.text_at(
         l("Nơi nhận:", "Recipients:"),

@@ -107,6 +107,14 @@ impl ReportDraw {
     }
 }
 
+/// `cell`, with a leading `'` when a spreadsheet would read it as a formula.
+pub fn defused(cell: &str) -> std::borrow::Cow<'_, str> {
+    match cell.chars().next() {
+        Some('=' | '+' | '-' | '@' | '\t' | '\r') => format!("'{cell}").into(),
+        _ => cell.into(),
+    }
+}
+
 fn pct(p: Percent, lang: Lang) -> String {
     format!("{}%", p.format(lang))
 }
@@ -315,11 +323,13 @@ impl CampaignReport {
         rows
     }
 
-    /// The rows as CSV.
+    /// The rows as CSV. A cell a spreadsheet would take for a formula
+    /// (starting `=`, `+`, `-`, `@`, a tab or a carriage return: text a
+    /// device recorded can) is written with a leading `'`.
     pub fn csv(&self, lang: Lang) -> String {
         let mut w = csv::Writer::from_writer(Vec::new());
         for r in &self.rows(lang) {
-            let _ = w.write_record(r);
+            let _ = w.write_record(r.iter().map(|c| defused(c).into_owned()));
         }
         w.into_inner()
             .ok()
@@ -633,6 +643,8 @@ mod tests {
         let book = r.xlsx(Lang::Vi).expect("xlsx");
         assert!(book.starts_with(b"PK\x03\x04"));
         assert!(r.csv(Lang::Vi).contains("hop_nhat,A: X; Y,2,"));
+        assert_eq!(defused("=HYPERLINK(\"x\")"), "'=HYPERLINK(\"x\")");
+        assert_eq!(defused("UBND xã"), "UBND xã");
         let en = CampaignReport::build("c", "Report", &visits, Lang::En).markdown(Lang::En);
         assert!(
             en.contains("Present: 1 (100.00%)") && en.contains("Visits not yet approved"),

@@ -116,10 +116,15 @@ fn letterhead(
         .map(|u| u.full_name.clone())
         .unwrap_or_else(|| user.to_owned());
     let mut position = lines(field("signer_position", &q.signer_position)?);
+    let mut recipients = lines(field("recipients", &q.recipients)?);
+    if position.len() > 4 || recipients.len() > 12 {
+        return Err(Problem::BadRequest(
+            "a signer's position is at most 4 lines, the recipients at most 12".into(),
+        ));
+    }
     if position.is_empty() {
         position = vec!["KT. GIÁM ĐỐC".into(), "PHÓ GIÁM ĐỐC".into()];
     }
-    let mut recipients = lines(field("recipients", &q.recipients)?);
     if recipients.is_empty() {
         recipients = vec![format!("UBND {province} (để báo cáo)"), "Lưu: VT".into()];
     }
@@ -150,7 +155,7 @@ fn lowercase_first(s: &str) -> String {
 /// they had absorbed before them, in the order the merges were logged.
 pub fn absorbed_names(d: &Directory, code: &UnitCode, on: chrono::NaiveDate) -> Vec<String> {
     let mut names = Vec::new();
-    let mut seen = BTreeSet::new();
+    let mut seen = BTreeSet::from([code.clone()]);
     let mut queue = vec![code.clone()];
     while let Some(next) = queue.pop() {
         let Some(entry) = d.units.get(&next) else {
@@ -209,7 +214,10 @@ pub async fn campaign_report(
     let user = device.user_id.clone();
     let (report, head) = web::block(move || {
         let mut store = st.store()?;
-        let directory = crate::admin::directory(&mut store).ok();
+        // A log that does not replay is reported, not papered over: the
+        // report's unplanned visits, merged units, draws and names come
+        // from it.
+        let directory = Some(crate::admin::directory(&mut store)?);
         let list = store.list_visits().map_err(Problem::from)?;
         let mut visits = Vec::new();
         for s in list.iter().filter(|s| {
@@ -256,6 +264,21 @@ pub async fn campaign_report(
                 Lang::Vi => format!("Báo cáo kết quả kiểm tra – {campaign}"),
                 Lang::En => format!("Inspection report – {campaign}"),
             });
+        // A supervisor's report covers their team's visits: the title says so.
+        let title = match team.as_ref() {
+            Some(t) => {
+                let name = directory
+                    .as_ref()
+                    .and_then(|d| d.teams.get(&kiemtra_core::TeamId::parse(t).ok()?))
+                    .map(|x| x.name.clone())
+                    .unwrap_or_else(|| t.clone());
+                match lang {
+                    Lang::Vi => format!("{title} – phạm vi: {name}"),
+                    Lang::En => format!("{title} – scope: {name}"),
+                }
+            }
+            None => title,
+        };
         let mut report = CampaignReport::build(campaign.as_str(), &title, &visits, lang);
         // Approvers by their full names where the directory knows them.
         if let Some(d) = directory.as_ref() {
@@ -293,11 +316,13 @@ pub async fn campaign_report(
     if let Some(head) = head {
         // A server without the fonts answers 500 and logs why (the
         // operator installs fonts-liberation2 or sets KIEMTRA_FONT_DIR).
-        let fonts = load_fonts().map_err(Problem::Internal)?;
-        let pdf = web::block(move || kiemtra_admin::pdf::render(&report, &head, &fonts, lang))
-            .await
-            .map_err(|e| Problem::Internal(e.to_string()))?
-            .map_err(Problem::Internal)?;
+        let pdf = web::block(move || {
+            let fonts = load_fonts()?;
+            kiemtra_admin::pdf::render(&report, &head, &fonts, lang)
+        })
+        .await
+        .map_err(|e| Problem::Internal(e.to_string()))?
+        .map_err(Problem::Internal)?;
         return Ok(HttpResponse::Ok().content_type("application/pdf").body(pdf));
     }
     let (media, body) = match format.as_str() {

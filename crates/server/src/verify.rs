@@ -78,6 +78,12 @@ fn matches_assignment(
                 .into(),
         );
     }
+    let published = d
+        .template(&template_id, version)
+        .map_err(|e| e.to_string())?;
+    if visit.state().map_err(|e| e.to_string())?.template != published {
+        return Err("the visit's checklist is not the published version the campaign pins".into());
+    }
     Ok(())
 }
 
@@ -145,7 +151,19 @@ pub fn verify_visit_with(
                 Ok(d) => d.devices.get(&row.device_id).map(as_logged),
                 Err(_) => None,
             };
-            (row.device_id.clone(), logged.unwrap_or(row))
+            // A revocation only restricts: the earlier of the log's and
+            // the table's counts, so a revocation in either is honoured.
+            let record = match logged {
+                Some(mut l) => {
+                    l.revoked_at = match (l.revoked_at.take(), row.revoked_at.clone()) {
+                        (Some(a), Some(b)) => Some(a.min(b)),
+                        (a, b) => a.or(b),
+                    };
+                    l
+                }
+                None => row,
+            };
+            (record.device_id.clone(), record)
         })
         .collect();
     let mut reported: std::collections::HashSet<String> = std::collections::HashSet::new();
@@ -354,6 +372,21 @@ pub fn verify_visit_with(
         ));
     }
     let state = visit.state()?;
+    // The checklist a visit carries is the one published under its id and
+    // version (a phone's own visit names one; nothing else binds it).
+    if let Ok(d) = log
+        && let Ok(published) = d.template(&state.template.id, state.template.version)
+        && published != state.template
+    {
+        problems.push(problem(
+            id.as_str(),
+            "template-differs",
+            format!(
+                "the visit's checklist {} version {} is not the one the administration log published",
+                state.template.id, state.template.version
+            ),
+        ));
+    }
     for a in &state.approvals {
         report_tampered(&mut problems, a.stamp.device.as_str());
         check_approval(&mut problems, &mut device, &visit, id, a)?;
