@@ -12,9 +12,9 @@ use kiemtra_admin::{Act, Author, Cell, Entry, Head, Table};
 use kiemtra_core::{Role, TeamId, UserId};
 use serde_json::{Value, json};
 
-struct Admin {
-    url: String,
-    creds: kiemtra_client::Credentials,
+pub(crate) struct Admin {
+    pub(crate) url: String,
+    pub(crate) creds: kiemtra_client::Credentials,
     http: reqwest::Client,
 }
 
@@ -62,7 +62,7 @@ impl Admin {
         (status, r.json().await.unwrap_or(Value::Null))
     }
     /// Signs acts one after another from the current head and sends them.
-    async fn act(&self, acts: Vec<Act>) -> (u16, Value) {
+    pub(crate) async fn act(&self, acts: Vec<Act>) -> (u16, Value) {
         let mut head = self.head().await;
         let mut entries = Vec::new();
         for a in acts {
@@ -96,10 +96,10 @@ impl Admin {
     }
 }
 
-fn uid(s: &str) -> UserId {
+pub(crate) fn uid(s: &str) -> UserId {
     UserId::parse(s).expect("id")
 }
-fn tid(s: &str) -> TeamId {
+pub(crate) fn tid(s: &str) -> TeamId {
     TeamId::parse(s).expect("id")
 }
 
@@ -167,7 +167,7 @@ fn cantho() -> (String, Vec<u8>, usize) {
     )
 }
 
-async fn start() -> (tempfile::TempDir, ServerProcess, Admin) {
+pub(crate) async fn start() -> (tempfile::TempDir, ServerProcess, Admin) {
     let dir = tempfile::tempdir().expect("tempdir");
     let data = dir.path().join("server");
     let server = ServerProcess::start(&data);
@@ -751,17 +751,17 @@ fn copy_dir(from: &std::path::Path, to: &std::path::Path) {
     }
 }
 
-fn day(s: &str) -> chrono::NaiveDate {
+pub(crate) fn day(s: &str) -> chrono::NaiveDate {
     chrono::NaiveDate::parse_from_str(s, "%Y-%m-%d").expect("date")
 }
 
-fn code(s: &str) -> kiemtra_core::UnitCode {
+pub(crate) fn code(s: &str) -> kiemtra_core::UnitCode {
     kiemtra_core::UnitCode::parse(s).expect("unit code")
 }
 
 /// An assigned visit's id: the campaign, the unit and a random tail, as the
 /// administrator's desk makes them.
-fn random_visit(campaign: &str, unit: &str) -> kiemtra_core::VisitId {
+pub(crate) fn random_visit(campaign: &str, unit: &str) -> kiemtra_core::VisitId {
     let tail = uuid::Uuid::new_v4().simple().to_string();
     kiemtra_core::VisitId::parse(&format!("{campaign}.{unit}.{}", &tail[..12])).expect("visit id")
 }
@@ -779,7 +779,7 @@ async fn report(url: &str, token: &str, campaign: &str, query: &str) -> (u16, Ve
 
 /// The supervisor's phone submits (where the inspector has not) and
 /// approves every visit it holds not yet approved, each approval signed by its key.
-async fn approve_all(sup: &mut Device) {
+pub(crate) async fn approve_all(sup: &mut Device) {
     sup.sync().await;
     let creds = sup.client.credentials().clone();
     for s in sup.store.list_visits().expect("list") {
@@ -1203,7 +1203,7 @@ async fn the_cantho_campaign_planned_in_the_log_reports_as_in_2015_beside_a_camp
 }
 
 /// A staff member of a roster published in a test.
-fn member(id: &str, name: &str, position: &str) -> kiemtra_core::StaffMember {
+pub(crate) fn member(id: &str, name: &str, position: &str) -> kiemtra_core::StaffMember {
     kiemtra_core::StaffMember::new(
         kiemtra_core::StaffId::parse(id).expect("staff id"),
         name,

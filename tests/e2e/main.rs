@@ -8,6 +8,7 @@ mod bad_input;
 mod bounds;
 mod bundle;
 mod concurrency;
+mod console;
 mod continuation;
 mod cost;
 mod enrollment;

@@ -273,6 +273,37 @@ impl ServerStore for Conn<'_> {
     fn append_admin_entry(&mut self, seq: u64, entry: &[u8]) -> Result<bool> {
         on!(self, s => ServerStore::append_admin_entry(s, seq, entry))
     }
+    fn console_account(&mut self, user_id: &str) -> Result<Option<kiemtra_store::ConsoleAccount>> {
+        on!(self, s => ServerStore::console_account(s, user_id))
+    }
+    fn set_console_password(&mut self, user_id: &str, hash: &str, at: &str) -> Result<()> {
+        on!(self, s => ServerStore::set_console_password(s, user_id, hash, at))
+    }
+    fn console_sign_in_result(
+        &mut self,
+        user_id: &str,
+        failed: u32,
+        locked_until: Option<&str>,
+    ) -> Result<()> {
+        on!(self, s => ServerStore::console_sign_in_result(s, user_id, failed, locked_until))
+    }
+    fn create_console_session(
+        &mut self,
+        token_hash: &[u8],
+        session: &kiemtra_store::ConsoleSession,
+        created_at: &str,
+    ) -> Result<()> {
+        on!(self, s => ServerStore::create_console_session(s, token_hash, session, created_at))
+    }
+    fn console_session(
+        &mut self,
+        token_hash: &[u8],
+    ) -> Result<Option<kiemtra_store::ConsoleSession>> {
+        on!(self, s => ServerStore::console_session(s, token_hash))
+    }
+    fn delete_console_session(&mut self, token_hash: &[u8], now: &str) -> Result<()> {
+        on!(self, s => ServerStore::delete_console_session(s, token_hash, now))
+    }
     fn evidence_status(
         &mut self,
         visit: &VisitId,

@@ -5,6 +5,7 @@ mod admin_routes;
 pub mod admission;
 mod auth;
 pub mod backend;
+mod console;
 pub mod engine;
 mod evidence;
 pub mod metrics;

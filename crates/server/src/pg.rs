@@ -23,8 +23,8 @@ use std::collections::HashMap;
 
 use kiemtra_core::{ChangeHash, DeviceId, Editor, EvidenceHash, Session, UserId, Visit, VisitId};
 use kiemtra_store::{
-    COMPACT_AFTER, DeviceRecord, EnrollmentRefusal, Error, EvidenceRefusal, EvidenceStatus,
-    FeedEntry, PieceAction, Result, SignatureRecord, VisitSummary,
+    COMPACT_AFTER, ConsoleAccount, ConsoleSession, DeviceRecord, EnrollmentRefusal, Error,
+    EvidenceRefusal, EvidenceStatus, FeedEntry, PieceAction, Result, SignatureRecord, VisitSummary,
 };
 use postgres::fallible_iterator::FallibleIterator;
 use postgres::{Client, NoTls, Row};
@@ -32,7 +32,7 @@ use postgres::{Client, NoTls, Row};
 use crate::storage::{ChangeId, ServerStore};
 
 /// The migrations, in order; the database records the last one applied.
-const MIGRATIONS: [(i32, &str); 4] = [
+const MIGRATIONS: [(i32, &str); 5] = [
     (1, include_str!("../migrations-postgres/001_server.sql")),
     (2, include_str!("../migrations-postgres/002_evidence.sql")),
     (
@@ -40,6 +40,7 @@ const MIGRATIONS: [(i32, &str); 4] = [
         include_str!("../migrations-postgres/003_store_compressed_bytes_as_is.sql"),
     ),
     (4, include_str!("../migrations-postgres/004_admin_log.sql")),
+    (5, include_str!("../migrations-postgres/005_console.sql")),
 ];
 /// The schema version this build writes.
 pub const PG_SCHEMA_VERSION: i32 = MIGRATIONS.len() as i32;
@@ -1046,6 +1047,89 @@ impl ServerStore for PgStore {
             )
             .map_err(db)?;
         Ok(n == 1)
+    }
+    fn console_account(&mut self, user_id: &str) -> Result<Option<ConsoleAccount>> {
+        let row = self
+            .client
+            .query_opt(
+                "SELECT user_id, password, failed, locked_until FROM console_accounts WHERE user_id = $1",
+                &[&user_id],
+            )
+            .map_err(db)?;
+        Ok(row.map(|r| ConsoleAccount {
+            user_id: r.get(0),
+            password: r.get(1),
+            failed: r.get::<_, i64>(2).clamp(0, i64::from(u32::MAX)) as u32,
+            locked_until: r.get(3),
+        }))
+    }
+    fn set_console_password(&mut self, user_id: &str, hash: &str, at: &str) -> Result<()> {
+        self.client
+            .execute(
+                "INSERT INTO console_accounts (user_id, password, failed, locked_until, set_at) \
+                 VALUES ($1, $2, 0, NULL, $3) \
+                 ON CONFLICT (user_id) DO UPDATE SET password = $2, failed = 0, locked_until = NULL, set_at = $3",
+                &[&user_id, &hash, &at],
+            )
+            .map_err(db)?;
+        Ok(())
+    }
+    fn console_sign_in_result(
+        &mut self,
+        user_id: &str,
+        failed: u32,
+        locked_until: Option<&str>,
+    ) -> Result<()> {
+        self.client
+            .execute(
+                "UPDATE console_accounts SET failed = $2, locked_until = $3 WHERE user_id = $1",
+                &[&user_id, &i64::from(failed), &locked_until],
+            )
+            .map_err(db)?;
+        Ok(())
+    }
+    fn create_console_session(
+        &mut self,
+        token_hash: &[u8],
+        session: &ConsoleSession,
+        created_at: &str,
+    ) -> Result<()> {
+        self.client
+            .execute(
+                "INSERT INTO console_sessions (token_hash, user_id, csrf, created_at, expires_at) VALUES ($1, $2, $3, $4, $5)",
+                &[
+                    &token_hash,
+                    &session.user_id,
+                    &session.csrf,
+                    &created_at,
+                    &session.expires_at,
+                ],
+            )
+            .map_err(db)?;
+        Ok(())
+    }
+    fn console_session(&mut self, token_hash: &[u8]) -> Result<Option<ConsoleSession>> {
+        let row = self
+            .client
+            .query_opt(
+                "SELECT user_id, csrf, expires_at FROM console_sessions WHERE token_hash = $1",
+                &[&token_hash],
+            )
+            .map_err(db)?;
+        Ok(row.map(|r| ConsoleSession {
+            user_id: r.get(0),
+            csrf: r.get(1),
+            expires_at: r.get(2),
+        }))
+    }
+    fn delete_console_session(&mut self, token_hash: &[u8], now: &str) -> Result<()> {
+        self.client
+            .execute(
+                "DELETE FROM console_sessions WHERE token_hash = $1 OR expires_at < $2",
+                &[&token_hash, &now],
+            )
+            .map_err(db)?;
+        Ok(())
     }
     fn revoke_device(&mut self, device_id: &str, now: &str) -> Result<()> {
         let n = self

@@ -16,7 +16,7 @@ use crate::routes::authenticate;
 use crate::startup::AppState;
 use crate::storage::ServerStore;
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Default, Deserialize)]
 pub struct ReportQuery {
     /// md, csv, json, xlsx or pdf; md when absent.
     pub format: Option<String>,
@@ -79,7 +79,7 @@ fn field(name: &'static str, value: &Option<String>) -> Result<Option<String>, P
 /// People's Committee of the campaign's province above the Department of
 /// Home Affairs, the province's name as the place, today in Viet Nam, the
 /// requesting user as the signer.
-fn letterhead(
+pub(crate) fn letterhead(
     q: &ReportQuery,
     directory: Option<&Directory>,
     campaign: &CampaignId,
@@ -214,90 +214,9 @@ pub async fn campaign_report(
     let user = device.user_id.clone();
     let (report, head) = web::block(move || {
         let mut store = st.store()?;
-        // A log that does not replay is reported, not papered over: the
-        // report's unplanned visits, merged units, draws and names come
-        // from it.
-        let directory = Some(crate::admin::directory(&mut store)?);
-        let list = store.list_visits().map_err(Problem::from)?;
-        let mut visits = Vec::new();
-        for s in list.iter().filter(|s| {
-            s.campaign == campaign.as_str() && team.as_ref().is_none_or(|t| *t == s.team)
-        }) {
-            let bytes = store.stored_bytes(&s.id).map_err(Problem::from)?;
-            let visit = Visit::load(&bytes, store.session())
-                .map_err(|e| Problem::Internal(format!("visit {} does not load: {e}", s.id)))?;
-            let meta = visit.meta().map_err(|e| Problem::Internal(e.to_string()))?;
-            let absorbed = directory
-                .as_ref()
-                .map(|d| absorbed_names(d, &meta.unit.code, meta.scheduled_on))
-                .unwrap_or_default();
-            visits.push(VisitForReport {
-                unit: s.unit_name.clone(),
-                kind: UnitKind::parse(&s.unit_kind)
-                    .map_err(|e| Problem::Internal(e.to_string()))?,
-                absorbed,
-                // With a log to read, a visit no assignment made is a
-                // phone's, for an office found on the way.
-                unplanned: directory
-                    .as_ref()
-                    .is_some_and(|d| !d.visits.contains_key(&s.id)),
-                approved: visit
-                    .approved_state()
-                    .map_err(|e| Problem::Internal(e.to_string()))?,
-                approval: visit
-                    .state()
-                    .map_err(|e| Problem::Internal(e.to_string()))?
-                    .latest_approval()
-                    .cloned(),
-            });
-        }
-        if visits.is_empty() {
-            return Err(Problem::NotFound(format!(
-                "no visit of campaign {campaign} you may see"
-            )));
-        }
-        let title = directory
-            .as_ref()
-            .and_then(|d| d.campaigns.get(&campaign))
-            .map(|c| c.title.clone())
-            .unwrap_or_else(|| match lang {
-                Lang::Vi => format!("Báo cáo kết quả kiểm tra – {campaign}"),
-                Lang::En => format!("Inspection report – {campaign}"),
-            });
-        // A supervisor's report covers their team's visits: the title says so.
-        let title = match team.as_ref() {
-            Some(t) => {
-                let name = directory
-                    .as_ref()
-                    .and_then(|d| d.teams.get(&kiemtra_core::TeamId::parse(t).ok()?))
-                    .map(|x| x.name.clone())
-                    .unwrap_or_else(|| t.clone());
-                match lang {
-                    Lang::Vi => format!("{title} – phạm vi: {name}"),
-                    Lang::En => format!("{title} – scope: {name}"),
-                }
-            }
-            None => title,
-        };
-        let mut report = CampaignReport::build(campaign.as_str(), &title, &visits, lang);
-        // Approvers by their full names where the directory knows them.
-        if let Some(d) = directory.as_ref() {
-            for a in &mut report.approvers {
-                if let Some(u) = kiemtra_core::UserId::parse(a)
-                    .ok()
-                    .and_then(|id| d.users.get(&id))
-                {
-                    *a = format!("{} ({a})", u.full_name);
-                }
-            }
-        }
-        if let Some(c) = directory.as_ref().and_then(|d| d.campaigns.get(&campaign)) {
-            report.draws = c
-                .draws
-                .iter()
-                .map(kiemtra_admin::report::ReportDraw::of)
-                .collect();
-        }
+        let teams = team.map(|t| vec![t]);
+        let (report, directory, title) =
+            build_report(&mut store, &campaign, teams.as_deref(), None, lang)?;
         let head = if wanted == "pdf" {
             Some(letterhead(
                 &query,
@@ -309,7 +228,7 @@ pub async fn campaign_report(
         } else {
             None
         };
-        Ok((report, head))
+        Ok::<_, Problem>((report, head))
     })
     .await
     .map_err(|e| Problem::Internal(e.to_string()))??;
@@ -341,4 +260,109 @@ pub async fn campaign_report(
         ),
     };
     Ok(HttpResponse::Ok().content_type(media).body(body))
+}
+
+/// The report of `campaign` over the visits of `teams` (all when `None`)
+/// planned within `within` (inclusive; all when `None`), with the
+/// directory it was read with and the campaign's title.
+pub(crate) fn build_report(
+    store: &mut impl ServerStore,
+    campaign: &CampaignId,
+    teams: Option<&[String]>,
+    within: Option<(chrono::NaiveDate, chrono::NaiveDate)>,
+    lang: Lang,
+) -> Result<(CampaignReport, Option<Directory>, String), Problem> {
+    // A log that does not replay is reported, not papered over: the
+    // report's unplanned visits, merged units, draws and names come from it.
+    let directory = Some(crate::admin::directory(store)?);
+    let list = store.list_visits().map_err(Problem::from)?;
+    let mut visits = Vec::new();
+    for s in list.iter().filter(|s| {
+        s.campaign == campaign.as_str()
+            && teams.is_none_or(|t| t.contains(&s.team))
+            && within.is_none_or(|(from, to)| {
+                chrono::NaiveDate::parse_from_str(&s.scheduled_on, "%Y-%m-%d")
+                    .is_ok_and(|d| d >= from && d <= to)
+            })
+    }) {
+        let bytes = store.stored_bytes(&s.id).map_err(Problem::from)?;
+        let visit = Visit::load(&bytes, store.session())
+            .map_err(|e| Problem::Internal(format!("visit {} does not load: {e}", s.id)))?;
+        let meta = visit.meta().map_err(|e| Problem::Internal(e.to_string()))?;
+        let absorbed = directory
+            .as_ref()
+            .map(|d| absorbed_names(d, &meta.unit.code, meta.scheduled_on))
+            .unwrap_or_default();
+        visits.push(VisitForReport {
+            unit: s.unit_name.clone(),
+            kind: UnitKind::parse(&s.unit_kind).map_err(|e| Problem::Internal(e.to_string()))?,
+            absorbed,
+            // With a log to read, a visit no assignment made is a
+            // phone's, for an office found on the way.
+            unplanned: directory
+                .as_ref()
+                .is_some_and(|d| !d.visits.contains_key(&s.id)),
+            approved: visit
+                .approved_state()
+                .map_err(|e| Problem::Internal(e.to_string()))?,
+            approval: visit
+                .state()
+                .map_err(|e| Problem::Internal(e.to_string()))?
+                .latest_approval()
+                .cloned(),
+        });
+    }
+    if visits.is_empty() {
+        return Err(Problem::NotFound(format!(
+            "no visit of campaign {campaign} you may see"
+        )));
+    }
+    let title = directory
+        .as_ref()
+        .and_then(|d| d.campaigns.get(campaign))
+        .map(|c| c.title.clone())
+        .unwrap_or_else(|| match lang {
+            Lang::Vi => format!("Báo cáo kết quả kiểm tra – {campaign}"),
+            Lang::En => format!("Inspection report – {campaign}"),
+        });
+    // A report over some teams' visits says so in its title.
+    let title = match teams {
+        Some(teams) if !teams.is_empty() => {
+            let names: Vec<String> = teams
+                .iter()
+                .map(|t| {
+                    directory
+                        .as_ref()
+                        .and_then(|d| d.teams.get(&kiemtra_core::TeamId::parse(t).ok()?))
+                        .map(|x| x.name.clone())
+                        .unwrap_or_else(|| t.clone())
+                })
+                .collect();
+            match lang {
+                Lang::Vi => format!("{title} – phạm vi: {}", names.join(", ")),
+                Lang::En => format!("{title} – scope: {}", names.join(", ")),
+            }
+        }
+        _ => title,
+    };
+    let mut report = CampaignReport::build(campaign.as_str(), &title, &visits, lang);
+    // Approvers by their full names where the directory knows them.
+    if let Some(d) = directory.as_ref() {
+        for a in &mut report.approvers {
+            if let Some(u) = kiemtra_core::UserId::parse(a)
+                .ok()
+                .and_then(|id| d.users.get(&id))
+            {
+                *a = format!("{} ({a})", u.full_name);
+            }
+        }
+    }
+    if let Some(c) = directory.as_ref().and_then(|d| d.campaigns.get(campaign)) {
+        report.draws = c
+            .draws
+            .iter()
+            .map(kiemtra_admin::report::ReportDraw::of)
+            .collect();
+    }
+    Ok((report, directory, title))
 }

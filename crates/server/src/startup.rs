@@ -101,6 +101,8 @@ pub struct AppState {
     pub enroll_limiter: crate::auth::EnrollLimiter,
     /// The bound on request bytes buffered at once (`Settings::max_buffered`).
     pub buffered: BodyBudget,
+    /// Served over TLS: the console's cookies are `Secure`.
+    pub tls: bool,
 }
 
 /// The server-wide bound on request bytes buffered at once, counted in KiB.
@@ -233,6 +235,7 @@ impl Application {
     pub fn build(settings: Settings) -> Result<Self, StartError> {
         let backend = open_backend(&settings)?;
         let state = web::Data::new(AppState {
+            tls: settings.tls.is_some(),
             backend,
             metrics: Metrics::default(),
             limits: Limits {
@@ -295,6 +298,29 @@ impl Application {
                 .service(get("/v1/visits/{id}/evidence/{hash}/status").to(crate::evidence::status))
                 .service(get("/v1/campaigns/{id}/verify").to(routes::verify_campaign))
                 .service(get("/v1/campaigns/{id}/report").to(crate::report_routes::campaign_report))
+                // The web console: pages and forms, on the same port.
+                .app_data(
+                    web::FormConfig::default()
+                        .limit(8 * 1024)
+                        .error_handler(|err, _| Problem::BadRequest(err.to_string()).into()),
+                )
+                .service(get("/console").to(crate::console::root))
+                .service(get("/console/static/console.css").to(crate::console::stylesheet))
+                .service(get("/console/lang/{lang}").to(crate::console::set_lang))
+                .service(
+                    resource("/console/sign-in", "GET, POST")
+                        .route(web::get().to(crate::console::sign_in_form))
+                        .route(web::post().to(crate::console::sign_in)),
+                )
+                .service(
+                    resource("/console/invite", "GET, POST")
+                        .route(web::get().to(crate::console::invite_form))
+                        .route(web::post().to(crate::console::invite)),
+                )
+                .service(post("/console/sign-out").to(crate::console::sign_out))
+                .service(get("/console/campaigns").to(crate::console::campaigns))
+                .service(get("/console/campaigns/{id}").to(crate::console::campaign))
+                .service(get("/console/campaigns/{id}/report").to(crate::console::report))
                 .default_service(web::to(routes::not_found))
         })
         .workers(settings.workers.max(1))

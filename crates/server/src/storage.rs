@@ -13,8 +13,8 @@
 
 use kiemtra_core::{ChangeHash, EvidenceHash, Session, Visit, VisitId};
 use kiemtra_store::{
-    DeviceRecord, EnrollmentRefusal, EvidenceRefusal, EvidenceStatus, FeedEntry, Receipts, Result,
-    SignatureRecord, Store, VisitSummary,
+    ConsoleAccount, ConsoleSession, DeviceRecord, EnrollmentRefusal, EvidenceRefusal,
+    EvidenceStatus, FeedEntry, Receipts, Result, SignatureRecord, Store, VisitSummary,
 };
 
 /// A change named three ways: hash, actor, sequence number
@@ -163,6 +163,29 @@ pub trait ServerStore {
     /// Appends entry `seq`; `false` (and nothing written) when an entry
     /// with that number is stored already.
     fn append_admin_entry(&mut self, seq: u64, entry: &[u8]) -> Result<bool>;
+
+    // ---- web console accounts and sessions
+
+    fn console_account(&mut self, user_id: &str) -> Result<Option<ConsoleAccount>>;
+    /// Sets or replaces a user's password hash; clears failed sign-ins.
+    fn set_console_password(&mut self, user_id: &str, hash: &str, at: &str) -> Result<()>;
+    /// Records the failed sign-ins since the last good one, and until when
+    /// sign-ins are refused.
+    fn console_sign_in_result(
+        &mut self,
+        user_id: &str,
+        failed: u32,
+        locked_until: Option<&str>,
+    ) -> Result<()>;
+    fn create_console_session(
+        &mut self,
+        token_hash: &[u8],
+        session: &ConsoleSession,
+        created_at: &str,
+    ) -> Result<()>;
+    fn console_session(&mut self, token_hash: &[u8]) -> Result<Option<ConsoleSession>>;
+    /// Ends a session, and every session expired before `now`.
+    fn delete_console_session(&mut self, token_hash: &[u8], now: &str) -> Result<()>;
 
     // ---- evidence files
 
@@ -326,6 +349,34 @@ impl ServerStore for Store {
     }
     fn append_admin_entry(&mut self, seq: u64, entry: &[u8]) -> Result<bool> {
         Store::append_admin_entry(self, seq, entry)
+    }
+    fn console_account(&mut self, user_id: &str) -> Result<Option<ConsoleAccount>> {
+        Store::console_account(self, user_id)
+    }
+    fn set_console_password(&mut self, user_id: &str, hash: &str, at: &str) -> Result<()> {
+        Store::set_console_password(self, user_id, hash, at)
+    }
+    fn console_sign_in_result(
+        &mut self,
+        user_id: &str,
+        failed: u32,
+        locked_until: Option<&str>,
+    ) -> Result<()> {
+        Store::console_sign_in_result(self, user_id, failed, locked_until)
+    }
+    fn create_console_session(
+        &mut self,
+        token_hash: &[u8],
+        session: &ConsoleSession,
+        created_at: &str,
+    ) -> Result<()> {
+        Store::create_console_session(self, token_hash, session, created_at)
+    }
+    fn console_session(&mut self, token_hash: &[u8]) -> Result<Option<ConsoleSession>> {
+        Store::console_session(self, token_hash)
+    }
+    fn delete_console_session(&mut self, token_hash: &[u8], now: &str) -> Result<()> {
+        Store::delete_console_session(self, token_hash, now)
     }
     fn evidence_status(
         &mut self,

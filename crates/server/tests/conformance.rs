@@ -635,6 +635,63 @@ fn admin_log<B: Backend>(b: &B) {
     );
 }
 
+/// Console accounts and sessions: a password set, replaced (clearing the
+/// failed count), failures recorded; a session found by its hash, ended,
+/// and expired ones swept.
+fn console<B: Backend>(b: &B) {
+    let mut s = b.open();
+    assert!(s.console_account("sup").expect("none").is_none());
+    s.set_console_password("sup", "$argon2id$one", "2026-01-01T00:00:00Z")
+        .expect("set");
+    s.console_sign_in_result("sup", 3, Some("2026-01-01T00:15:00Z"))
+        .expect("failed");
+    let a = s.console_account("sup").expect("read").expect("account");
+    assert_eq!(
+        (a.password.as_str(), a.failed, a.locked_until.as_deref()),
+        ("$argon2id$one", 3, Some("2026-01-01T00:15:00Z"))
+    );
+    s.set_console_password("sup", "$argon2id$two", "2026-01-02T00:00:00Z")
+        .expect("replace");
+    let a = s.console_account("sup").expect("read").expect("account");
+    assert_eq!(
+        (a.password.as_str(), a.failed, a.locked_until),
+        ("$argon2id$two", 0, None)
+    );
+    let session = |user: &str, expires: &str| kiemtra_store::ConsoleSession {
+        user_id: user.into(),
+        csrf: "c".repeat(64),
+        expires_at: expires.into(),
+    };
+    s.create_console_session(
+        b"one",
+        &session("sup", "2026-01-03T00:00:00Z"),
+        "2026-01-02T00:00:00Z",
+    )
+    .expect("create");
+    s.create_console_session(
+        b"old",
+        &session("sup", "2026-01-01T00:00:00Z"),
+        "2025-12-31T00:00:00Z",
+    )
+    .expect("create");
+    assert!(
+        s.create_console_session(b"one", &session("aud", "2026-01-03T00:00:00Z"), "now")
+            .is_err(),
+        "a session's hash is taken once"
+    );
+    assert_eq!(
+        s.console_session(b"one").expect("read"),
+        Some(session("sup", "2026-01-03T00:00:00Z"))
+    );
+    s.delete_console_session(b"none", "2026-01-02T12:00:00Z")
+        .expect("sweep");
+    assert!(s.console_session(b"old").expect("read").is_none(), "swept");
+    assert!(s.console_session(b"one").expect("read").is_some());
+    s.delete_console_session(b"one", "2026-01-02T12:00:00Z")
+        .expect("end");
+    assert!(s.console_session(b"one").expect("read").is_none());
+}
+
 type Case<B> = (&'static str, fn(&B));
 
 fn cases<B: Backend>() -> Vec<Case<B>> {
@@ -648,6 +705,7 @@ fn cases<B: Backend>() -> Vec<Case<B>> {
         ("concurrent_edits", concurrent_edits::<B>),
         ("evidence", evidence::<B>),
         ("admin_log", admin_log::<B>),
+        ("console", console::<B>),
     ]
 }
 

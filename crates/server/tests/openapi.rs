@@ -50,7 +50,8 @@ fn route_table() -> BTreeSet<(String, String)> {
             let rest = &source[at + call.len()..];
             let Some(end) = rest.find('"') else { continue };
             let path = &rest[..end];
-            if !path.starts_with('/') {
+            // The web console's pages are HTML for browsers, not the API.
+            if !path.starts_with('/') || path.starts_with("/console") {
                 continue;
             }
             match method {

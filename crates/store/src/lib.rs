@@ -12,8 +12,8 @@ pub use evidence::{
     evidence_hash, plan_piece,
 };
 pub use registry::{
-    DeviceRecord, EnrollmentRefusal, FeedEntry, OwnChange, Receipt, Receipts, SignatureRecord,
-    covering_newest_first, ranges_from_json, ranges_json, receipts_from,
+    ConsoleAccount, ConsoleSession, DeviceRecord, EnrollmentRefusal, FeedEntry, OwnChange, Receipt,
+    Receipts, SignatureRecord, covering_newest_first, ranges_from_json, ranges_json, receipts_from,
 };
 pub use schema::SCHEMA_VERSION;
 pub use store::{COMPACT_AFTER, CURSOR_SETTING, Store, Verified, VisitSummary};

@@ -14,6 +14,27 @@ use crate::store::Store;
 /// A change this device made: its hash, actor and sequence number.
 pub type OwnChange = (ChangeHash, Vec<u8>, u64);
 
+/// A web console account: the user's password as its argon2id hash, and
+/// the failed sign-ins since the last good one.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConsoleAccount {
+    pub user_id: String,
+    /// The PHC string (`$argon2id$…`).
+    pub password: String,
+    pub failed: u32,
+    /// Sign-ins are refused until then (RFC 3339), after too many failures.
+    pub locked_until: Option<String>,
+}
+
+/// A web console session, found by the SHA-256 of its cookie.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConsoleSession {
+    pub user_id: String,
+    /// The token every form of the session carries back (CSRF).
+    pub csrf: String,
+    pub expires_at: String,
+}
+
 /// An enrolled device as the server knows it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct DeviceRecord {
@@ -476,6 +497,88 @@ impl Store {
             })?
             .collect::<std::result::Result<Vec<_>, _>>()?;
         Ok(rows)
+    }
+
+    pub fn console_account(&self, user_id: &str) -> Result<Option<ConsoleAccount>> {
+        Ok(self
+            .conn()
+            .query_row(
+                "SELECT user_id, password, failed, locked_until FROM console_accounts WHERE user_id = ?1",
+                params![user_id],
+                |r| {
+                    Ok(ConsoleAccount {
+                        user_id: r.get(0)?,
+                        password: r.get(1)?,
+                        failed: r.get::<_, i64>(2)?.clamp(0, i64::from(u32::MAX)) as u32,
+                        locked_until: r.get(3)?,
+                    })
+                },
+            )
+            .optional()?)
+    }
+
+    /// Sets (or replaces) a user's password hash; clears failed sign-ins.
+    pub fn set_console_password(&mut self, user_id: &str, hash: &str, at: &str) -> Result<()> {
+        self.conn().execute(
+            "INSERT INTO console_accounts (user_id, password, failed, locked_until, set_at) \
+             VALUES (?1, ?2, 0, NULL, ?3) \
+             ON CONFLICT (user_id) DO UPDATE SET password = ?2, failed = 0, locked_until = NULL, set_at = ?3",
+            params![user_id, hash, at],
+        )?;
+        Ok(())
+    }
+
+    /// Records the failed sign-ins since the last good one (0 after a good one).
+    pub fn console_sign_in_result(
+        &mut self,
+        user_id: &str,
+        failed: u32,
+        locked_until: Option<&str>,
+    ) -> Result<()> {
+        self.conn().execute(
+            "UPDATE console_accounts SET failed = ?2, locked_until = ?3 WHERE user_id = ?1",
+            params![user_id, i64::from(failed), locked_until],
+        )?;
+        Ok(())
+    }
+
+    pub fn create_console_session(
+        &mut self,
+        token_hash: &[u8],
+        s: &ConsoleSession,
+        created_at: &str,
+    ) -> Result<()> {
+        self.conn().execute(
+            "INSERT INTO console_sessions (token_hash, user_id, csrf, created_at, expires_at) VALUES (?1, ?2, ?3, ?4, ?5)",
+            params![token_hash, s.user_id, s.csrf, created_at, s.expires_at],
+        )?;
+        Ok(())
+    }
+
+    pub fn console_session(&self, token_hash: &[u8]) -> Result<Option<ConsoleSession>> {
+        Ok(self
+            .conn()
+            .query_row(
+                "SELECT user_id, csrf, expires_at FROM console_sessions WHERE token_hash = ?1",
+                params![token_hash],
+                |r| {
+                    Ok(ConsoleSession {
+                        user_id: r.get(0)?,
+                        csrf: r.get(1)?,
+                        expires_at: r.get(2)?,
+                    })
+                },
+            )
+            .optional()?)
+    }
+
+    /// Ends a session; and every session that expired before `now`.
+    pub fn delete_console_session(&mut self, token_hash: &[u8], now: &str) -> Result<()> {
+        self.conn().execute(
+            "DELETE FROM console_sessions WHERE token_hash = ?1 OR expires_at < ?2",
+            params![token_hash, now],
+        )?;
+        Ok(())
     }
 
     /// Appends entry `seq`; false when an entry `seq` is stored already.

@@ -23,11 +23,12 @@ static MIGRATIONS: LazyLock<Migrations<'static>> = LazyLock::new(|| {
         M::up(include_str!("../migrations/010_evidence.sql")),
         M::up(include_str!("../migrations/011_signatures_by_visit.sql")),
         M::up(include_str!("../migrations/012_admin_log.sql")),
+        M::up(include_str!("../migrations/013_console.sql")),
     ])
 });
 
 /// The schema version a fully migrated store has.
-pub const SCHEMA_VERSION: usize = 12;
+pub const SCHEMA_VERSION: usize = 13;
 
 pub(crate) fn migrations() -> &'static Migrations<'static> {
     &MIGRATIONS

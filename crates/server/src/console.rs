@@ -1,0 +1,1080 @@
+//! The web console, served by the server on its own port under `/console`:
+//! sign-in with a password (argon2id), sessions in cookies, a CSRF token on
+//! every form, and the pages that read — campaigns, a campaign's overview
+//! with its progress and charts, its report and downloads. Pages are
+//! rendered on the server (maud escapes every value), Vietnamese first,
+//! English one click away, with Vietnamese numbers and dates.
+//!
+//! A user gets a password with an enrollment code an administrator issued
+//! them (the `code_issued` act of the administration log): the code, the
+//! user id it names and a new password set the first password of an
+//! account. What a console user may see is decided by the directory as the
+//! log builds it: auditors every campaign, supervisors and inspectors the
+//! campaigns of their teams (their teams' visits only), administrators the
+//! campaigns' plans but no visit contents.
+
+use actix_web::cookie::{Cookie, SameSite};
+use actix_web::http::header;
+use actix_web::{HttpRequest, HttpResponse, web};
+use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
+use kiemtra_admin::Directory;
+use kiemtra_core::{CampaignId, Lang, Role, UserId, format_count};
+use maud::{DOCTYPE, Markup, html};
+use serde::Deserialize;
+use std::collections::BTreeMap;
+
+use crate::problem::Problem;
+use crate::startup::AppState;
+use crate::storage::ServerStore;
+
+const SESSION_COOKIE: &str = "kt_session";
+const FORM_COOKIE: &str = "kt_form";
+const LANG_COOKIE: &str = "kt_lang";
+/// A session lasts this long from sign-in.
+const SESSION_HOURS: i64 = 12;
+/// Failed sign-ins before an account is locked for a while.
+const FREE_FAILURES: u32 = 5;
+const MIN_PASSWORD: usize = 10;
+const MAX_PASSWORD: usize = 128;
+
+fn t(lang: Lang, vi: &'static str, en: &'static str) -> &'static str {
+    match lang {
+        Lang::Vi => vi,
+        Lang::En => en,
+    }
+}
+
+fn now() -> chrono::DateTime<chrono::Utc> {
+    chrono::Utc::now()
+}
+
+fn stamp(t: chrono::DateTime<chrono::Utc>) -> String {
+    t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+}
+
+fn lang_of(req: &HttpRequest) -> Lang {
+    match req.cookie(LANG_COOKIE).as_ref().map(Cookie::value) {
+        Some("en") => Lang::En,
+        _ => Lang::Vi,
+    }
+}
+
+fn random_hex() -> Result<String, Problem> {
+    crate::secrets::new_token()
+}
+
+fn blocking_err(e: actix_web::error::BlockingError) -> Problem {
+    Problem::Internal(e.to_string())
+}
+
+async fn with_store<T: Send + 'static>(
+    state: &web::Data<AppState>,
+    f: impl FnOnce(&mut crate::backend::Conn<'_>) -> Result<T, Problem> + Send + 'static,
+) -> Result<T, Problem> {
+    let st = state.clone();
+    web::block(move || {
+        let mut store = st.store()?;
+        f(&mut store)
+    })
+    .await
+    .map_err(blocking_err)?
+}
+
+// ---------------------------------------------------------------- pages
+
+/// A whole page: the shell with the language switch and, when signed in,
+/// the user and the sign-out form.
+fn page(lang: Lang, title: &str, who: Option<(&Viewer, &str)>, body: Markup) -> HttpResponse {
+    let markup = html! {
+        (DOCTYPE)
+        html lang=(t(lang, "vi", "en")) {
+            head {
+                meta charset="utf-8";
+                meta name="viewport" content="width=device-width, initial-scale=1";
+                title { (title) " – kiemtra" }
+                link rel="stylesheet" href="/console/static/console.css";
+            }
+            body {
+                header {
+                    a.brand href="/console/campaigns" { "kiemtra" }
+                    nav {
+                        @if lang == Lang::Vi {
+                            a href="/console/lang/en" lang="en" { "English" }
+                        } @else {
+                            a href="/console/lang/vi" lang="vi" { "Tiếng Việt" }
+                        }
+                        @if let Some((viewer, csrf)) = who {
+                            span.who { (viewer.full_name) " · " (viewer.role.label(lang)) }
+                            form method="post" action="/console/sign-out" {
+                                input type="hidden" name="csrf" value=(csrf);
+                                button type="submit" { (t(lang, "Đăng xuất", "Sign out")) }
+                            }
+                        }
+                    }
+                }
+                main { (body) }
+            }
+        }
+    };
+    secured(HttpResponse::Ok()).body(markup.into_string())
+}
+
+/// Headers every console answer carries: no scripts, no framing, no
+/// sniffing, no referrer, no caching of pages.
+fn secured(mut b: actix_web::HttpResponseBuilder) -> actix_web::HttpResponseBuilder {
+    b.content_type("text/html; charset=utf-8")
+        .insert_header((
+            header::CONTENT_SECURITY_POLICY,
+            "default-src 'none'; style-src 'self'; img-src 'self' data:; form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
+        ))
+        .insert_header((header::X_CONTENT_TYPE_OPTIONS, "nosniff"))
+        .insert_header((header::REFERRER_POLICY, "no-referrer"))
+        .insert_header((header::CACHE_CONTROL, "no-store"))
+        .insert_header(("X-Frame-Options", "DENY"));
+    b
+}
+
+fn message_page(
+    status: actix_web::http::StatusCode,
+    lang: Lang,
+    title: &str,
+    text: &str,
+) -> HttpResponse {
+    let body = html! {
+        h1 { (title) }
+        p { (text) }
+        p { a href="/console/sign-in" { (t(lang, "Đăng nhập", "Sign in")) } }
+    };
+    let mut r = page(lang, title, None, body);
+    *r.status_mut() = status;
+    r
+}
+
+fn redirect(to: &str) -> HttpResponse {
+    HttpResponse::SeeOther()
+        .insert_header((header::LOCATION, to))
+        .finish()
+}
+
+pub async fn stylesheet() -> HttpResponse {
+    HttpResponse::Ok()
+        .content_type("text/css; charset=utf-8")
+        .insert_header((header::CACHE_CONTROL, "max-age=3600"))
+        .body(include_str!("console.css"))
+}
+
+pub async fn set_lang(path: web::Path<String>) -> HttpResponse {
+    let value = if path.as_str() == "en" { "en" } else { "vi" };
+    let cookie = Cookie::build(LANG_COOKIE, value)
+        .path("/console")
+        .same_site(SameSite::Lax)
+        .http_only(true)
+        .finish();
+    HttpResponse::SeeOther()
+        .cookie(cookie)
+        .insert_header((header::LOCATION, "/console"))
+        .finish()
+}
+
+pub async fn root(state: web::Data<AppState>, req: HttpRequest) -> HttpResponse {
+    match viewer(&state, &req).await {
+        Ok(Some(_)) => redirect("/console/campaigns"),
+        _ => redirect("/console/sign-in"),
+    }
+}
+
+// ---------------------------------------------------------------- who
+
+/// The signed-in user as the directory knows them.
+pub struct Viewer {
+    pub user_id: UserId,
+    pub full_name: String,
+    pub role: Role,
+    /// The teams the user leads or belongs to.
+    pub teams: Vec<String>,
+    pub csrf: String,
+    pub session_hash: Vec<u8>,
+}
+
+impl Viewer {
+    /// The teams whose visits this user may see; `None` for all of them.
+    fn visit_scope(&self) -> Option<Vec<String>> {
+        match self.role {
+            Role::Auditor => None,
+            Role::Administrator => Some(Vec::new()),
+            _ => Some(self.teams.clone()),
+        }
+    }
+}
+
+fn teams_of(d: &Directory, user: &UserId) -> Vec<String> {
+    d.teams
+        .values()
+        .filter(|t| t.members.contains(user) || t.leaders.contains(user))
+        .map(|t| t.team_id.to_string())
+        .collect()
+}
+
+/// The session's user, or `None` when there is no good session.
+async fn viewer(state: &web::Data<AppState>, req: &HttpRequest) -> Result<Option<Viewer>, Problem> {
+    let Some(cookie) = req.cookie(SESSION_COOKIE) else {
+        return Ok(None);
+    };
+    let token = cookie.value().to_owned();
+    if token.len() != 64 || !token.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return Ok(None);
+    }
+    let hash = crate::secrets::sha256(&token);
+    with_store(state, move |s| {
+        let Some(session) = s.console_session(&hash)? else {
+            return Ok(None);
+        };
+        if session.expires_at < stamp(now()) {
+            s.delete_console_session(&hash, &stamp(now()))?;
+            return Ok(None);
+        }
+        let d = crate::admin::directory(s)?;
+        let Some(user) = UserId::parse(&session.user_id)
+            .ok()
+            .and_then(|u| d.users.get(&u).cloned())
+        else {
+            return Ok(None);
+        };
+        if !user.active {
+            return Ok(None);
+        }
+        Ok(Some(Viewer {
+            teams: teams_of(&d, &user.user_id),
+            user_id: user.user_id,
+            full_name: user.full_name,
+            role: user.role,
+            csrf: session.csrf,
+            session_hash: hash,
+        }))
+    })
+    .await
+}
+
+/// The session's user, or an answer that sends the browser to sign in.
+async fn require_viewer(
+    state: &web::Data<AppState>,
+    req: &HttpRequest,
+) -> Result<Viewer, HttpResponse> {
+    match viewer(state, req).await {
+        Ok(Some(v)) => Ok(v),
+        Ok(None) => Err(redirect("/console/sign-in")),
+        Err(e) => Err(actix_web::ResponseError::error_response(&e)),
+    }
+}
+
+/// Whether a posted form's token is the session's (or, before a session,
+/// the form cookie's). Compared as digests, so the time taken says nothing
+/// of where they differ.
+fn token_matches(expected: &str, given: &str) -> bool {
+    !expected.is_empty() && crate::secrets::sha256(expected) == crate::secrets::sha256(given)
+}
+
+fn forbidden_form(lang: Lang) -> HttpResponse {
+    message_page(
+        actix_web::http::StatusCode::FORBIDDEN,
+        lang,
+        t(lang, "Biểu mẫu không hợp lệ", "Form refused"),
+        t(
+            lang,
+            "Biểu mẫu thiếu mã xác thực (CSRF) hoặc mã đã hết hạn. Hãy tải lại trang và gửi lại.",
+            "The form's token (CSRF) is missing or stale. Reload the page and send it again.",
+        ),
+    )
+}
+
+// ---------------------------------------------------------------- sign-in
+
+#[derive(Debug, Deserialize)]
+pub struct SignInForm {
+    pub user: String,
+    pub password: String,
+    pub csrf: String,
+}
+
+#[derive(Debug, Deserialize)]
+pub struct InviteForm {
+    pub code: String,
+    pub user: String,
+    pub password: String,
+    pub again: String,
+    pub csrf: String,
+}
+
+/// A form shown before there is a session carries a token that must match
+/// a cookie set with it (double submit).
+fn pre_session_form(
+    lang: Lang,
+    title: &str,
+    status: actix_web::http::StatusCode,
+    fields: impl FnOnce(&str) -> Markup,
+) -> Result<HttpResponse, Problem> {
+    let token = random_hex()?;
+    let body = fields(&token);
+    let mut r = page(lang, title, None, body);
+    *r.status_mut() = status;
+    let cookie = Cookie::build(FORM_COOKIE, token)
+        .path("/console")
+        .same_site(SameSite::Strict)
+        .http_only(true)
+        .finish();
+    r.add_cookie(&cookie)
+        .map_err(|e| Problem::Internal(e.to_string()))?;
+    Ok(r)
+}
+
+fn sign_in_page(
+    lang: Lang,
+    error: Option<&str>,
+    status: actix_web::http::StatusCode,
+) -> Result<HttpResponse, Problem> {
+    pre_session_form(lang, t(lang, "Đăng nhập", "Sign in"), status, |token| {
+        html! {
+            h1 { (t(lang, "Đăng nhập", "Sign in")) }
+            @if let Some(e) = error { p.error role="alert" { (e) } }
+            form method="post" action="/console/sign-in" {
+                input type="hidden" name="csrf" value=(token);
+                label for="user" { (t(lang, "Tên đăng nhập", "User id")) }
+                input id="user" name="user" type="text" autocomplete="username" required maxlength="64";
+                label for="password" { (t(lang, "Mật khẩu", "Password")) }
+                input id="password" name="password" type="password" autocomplete="current-password" required maxlength="128";
+                button type="submit" { (t(lang, "Đăng nhập", "Sign in")) }
+            }
+            p { a href="/console/invite" { (t(lang, "Lần đầu? Đặt mật khẩu bằng mã mời", "First time? Set a password with your invitation code")) } }
+        }
+    })
+}
+
+pub async fn sign_in_form(req: HttpRequest) -> Result<HttpResponse, Problem> {
+    sign_in_page(lang_of(&req), None, actix_web::http::StatusCode::OK)
+}
+
+fn argon2() -> argon2::Argon2<'static> {
+    // argon2id, 19 MiB, 2 passes, 1 lane: the OWASP recommendation.
+    argon2::Argon2::default()
+}
+
+fn hash_password(password: &str) -> Result<String, Problem> {
+    let salt = ring_salt()?;
+    argon2()
+        .hash_password(password.as_bytes(), &salt)
+        .map(|h| h.to_string())
+        .map_err(|e| Problem::Internal(e.to_string()))
+}
+
+fn ring_salt() -> Result<SaltString, Problem> {
+    use ring::rand::SecureRandom;
+    let mut b = [0u8; 16];
+    ring::rand::SystemRandom::new()
+        .fill(&mut b)
+        .map_err(|_| Problem::Internal("no system randomness".into()))?;
+    SaltString::encode_b64(&b).map_err(|e| Problem::Internal(e.to_string()))
+}
+
+/// A hash no password matches, checked for unknown users so that their
+/// answer takes as long as a known user's.
+const NO_ACCOUNT: &str = "$argon2id$v=19$m=19456,t=2,p=1$AAAAAAAAAAAAAAAAAAAAAA$AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA";
+
+fn verify_password(hash: &str, password: &str) -> bool {
+    PasswordHash::new(hash).is_ok_and(|h| argon2().verify_password(password.as_bytes(), &h).is_ok())
+}
+
+enum SignIn {
+    Good(String),
+    Bad,
+    Locked(String),
+}
+
+pub async fn sign_in(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    form: web::Form<SignInForm>,
+) -> Result<HttpResponse, Problem> {
+    let lang = lang_of(&req);
+    let form = form.into_inner();
+    let cookie = req
+        .cookie(FORM_COOKIE)
+        .map(|c| c.value().to_owned())
+        .unwrap_or_default();
+    if !token_matches(&cookie, &form.csrf) {
+        return Ok(forbidden_form(lang));
+    }
+    if form.user.len() > 64 || form.password.len() > MAX_PASSWORD {
+        return sign_in_page(
+            lang,
+            Some(t(
+                lang,
+                "Tên đăng nhập hoặc mật khẩu không đúng.",
+                "Wrong user id or password.",
+            )),
+            actix_web::http::StatusCode::UNAUTHORIZED,
+        );
+    }
+    let user = form.user.trim().to_owned();
+    let outcome = with_store(&state, move |s| {
+        let account = s.console_account(&user)?;
+        let at = now();
+        if let Some(a) = &account
+            && let Some(until) = &a.locked_until
+            && *until > stamp(at)
+        {
+            return Ok(SignIn::Locked(until.clone()));
+        }
+        let hash = account.as_ref().map_or(NO_ACCOUNT, |a| a.password.as_str());
+        let good = verify_password(hash, &form.password);
+        let active = UserId::parse(&user).ok().is_some_and(|u| {
+            crate::admin::directory(s)
+                .ok()
+                .and_then(|d| d.users.get(&u).map(|x| x.active))
+                .unwrap_or(false)
+        });
+        match account {
+            Some(a) if good && active => {
+                s.console_sign_in_result(&user, 0, None)?;
+                Ok(SignIn::Good(a.user_id))
+            }
+            Some(a) => {
+                let failed = a.failed.saturating_add(1);
+                // Past the free failures, each further one locks the
+                // account for twice as long, up to an hour.
+                let locked = (failed >= FREE_FAILURES).then(|| {
+                    let minutes = 1i64 << (failed - FREE_FAILURES).min(6);
+                    stamp(at + chrono::Duration::minutes(minutes.min(60)))
+                });
+                s.console_sign_in_result(&user, failed, locked.as_deref())?;
+                Ok(SignIn::Bad)
+            }
+            None => Ok(SignIn::Bad),
+        }
+    })
+    .await?;
+    match outcome {
+        SignIn::Good(user) => start_session(&state, user).await,
+        SignIn::Bad => {
+            // Every failure costs the sender a second.
+            tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+            sign_in_page(
+                lang,
+                Some(t(
+                    lang,
+                    "Tên đăng nhập hoặc mật khẩu không đúng.",
+                    "Wrong user id or password.",
+                )),
+                actix_web::http::StatusCode::UNAUTHORIZED,
+            )
+        }
+        SignIn::Locked(until) => {
+            tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+            let shown = kiemtra_core::format_time(
+                chrono::DateTime::parse_from_rfc3339(&until)
+                    .map(|d| d.with_timezone(&chrono::Utc))
+                    .unwrap_or_else(|_| now()),
+            );
+            let text = format!(
+                "{} {shown}",
+                t(
+                    lang,
+                    "Đăng nhập sai quá nhiều lần; tài khoản tạm khóa đến",
+                    "Too many failed sign-ins; the account is locked until"
+                )
+            );
+            sign_in_page(
+                lang,
+                Some(&text),
+                actix_web::http::StatusCode::TOO_MANY_REQUESTS,
+            )
+        }
+    }
+}
+
+async fn start_session(state: &web::Data<AppState>, user: String) -> Result<HttpResponse, Problem> {
+    let token = random_hex()?;
+    let csrf = random_hex()?;
+    let hash = crate::secrets::sha256(&token);
+    let at = now();
+    let session = kiemtra_store::ConsoleSession {
+        user_id: user,
+        csrf,
+        expires_at: stamp(at + chrono::Duration::hours(SESSION_HOURS)),
+    };
+    with_store(state, move |s| {
+        s.create_console_session(&hash, &session, &stamp(at))
+            .map_err(Problem::from)
+    })
+    .await?;
+    let cookie = Cookie::build(SESSION_COOKIE, token)
+        .path("/console")
+        .same_site(SameSite::Strict)
+        .http_only(true)
+        .secure(state.tls)
+        .max_age(actix_web::cookie::time::Duration::hours(SESSION_HOURS))
+        .finish();
+    let mut gone = Cookie::build(FORM_COOKIE, "").path("/console").finish();
+    gone.make_removal();
+    Ok(HttpResponse::SeeOther()
+        .cookie(cookie)
+        .cookie(gone)
+        .insert_header((header::LOCATION, "/console/campaigns"))
+        .finish())
+}
+
+#[derive(Debug, Deserialize)]
+pub struct CsrfForm {
+    pub csrf: String,
+}
+
+pub async fn sign_out(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    form: web::Form<CsrfForm>,
+) -> Result<HttpResponse, Problem> {
+    let lang = lang_of(&req);
+    let v = match require_viewer(&state, &req).await {
+        Ok(v) => v,
+        Err(r) => return Ok(r),
+    };
+    if !token_matches(&v.csrf, &form.csrf) {
+        return Ok(forbidden_form(lang));
+    }
+    let hash = v.session_hash.clone();
+    with_store(&state, move |s| {
+        s.delete_console_session(&hash, &stamp(now()))
+            .map_err(Problem::from)
+    })
+    .await?;
+    let mut gone = Cookie::build(SESSION_COOKIE, "").path("/console").finish();
+    gone.make_removal();
+    Ok(HttpResponse::SeeOther()
+        .cookie(gone)
+        .insert_header((header::LOCATION, "/console/sign-in"))
+        .finish())
+}
+
+fn invite_page(
+    lang: Lang,
+    error: Option<&str>,
+    status: actix_web::http::StatusCode,
+) -> Result<HttpResponse, Problem> {
+    pre_session_form(
+        lang,
+        t(lang, "Đặt mật khẩu", "Set a password"),
+        status,
+        |token| {
+            html! {
+                h1 { (t(lang, "Đặt mật khẩu bằng mã mời", "Set a password with your invitation code")) }
+                @if let Some(e) = error { p.error role="alert" { (e) } }
+                form method="post" action="/console/invite" {
+                    input type="hidden" name="csrf" value=(token);
+                    label for="code" { (t(lang, "Mã mời (do quản trị viên cấp)", "Invitation code (from your administrator)")) }
+                    input id="code" name="code" type="text" autocomplete="one-time-code" required maxlength="32";
+                    label for="user" { (t(lang, "Tên đăng nhập", "User id")) }
+                    input id="user" name="user" type="text" autocomplete="username" required maxlength="64";
+                    label for="password" { (t(lang, "Mật khẩu mới (ít nhất 10 ký tự)", "New password (at least 10 characters)")) }
+                    input id="password" name="password" type="password" autocomplete="new-password" required minlength="10" maxlength="128";
+                    label for="again" { (t(lang, "Nhập lại mật khẩu", "The password again")) }
+                    input id="again" name="again" type="password" autocomplete="new-password" required minlength="10" maxlength="128";
+                    button type="submit" { (t(lang, "Đặt mật khẩu và đăng nhập", "Set the password and sign in")) }
+                }
+            }
+        },
+    )
+}
+
+pub async fn invite_form(req: HttpRequest) -> Result<HttpResponse, Problem> {
+    invite_page(lang_of(&req), None, actix_web::http::StatusCode::OK)
+}
+
+/// Sets an account's first password with an unexpired, unused code the
+/// administration log holds for that user.
+pub async fn invite(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    form: web::Form<InviteForm>,
+) -> Result<HttpResponse, Problem> {
+    let lang = lang_of(&req);
+    let form = form.into_inner();
+    let cookie = req
+        .cookie(FORM_COOKIE)
+        .map(|c| c.value().to_owned())
+        .unwrap_or_default();
+    if !token_matches(&cookie, &form.csrf) {
+        return Ok(forbidden_form(lang));
+    }
+    let refuse = |vi, en| {
+        invite_page(
+            lang,
+            Some(t(lang, vi, en)),
+            actix_web::http::StatusCode::UNPROCESSABLE_ENTITY,
+        )
+    };
+    let chars = form.password.chars().count();
+    if !(MIN_PASSWORD..=MAX_PASSWORD).contains(&chars) {
+        return refuse(
+            "Mật khẩu phải dài từ 10 đến 128 ký tự.",
+            "A password is 10 to 128 characters long.",
+        );
+    }
+    if form.password != form.again {
+        return refuse(
+            "Hai lần nhập mật khẩu không giống nhau.",
+            "The two passwords differ.",
+        );
+    }
+    if form.code.len() > 32 || form.user.len() > 64 {
+        return refuse(
+            "Mã mời hoặc tên đăng nhập không đúng.",
+            "Wrong invitation code or user id.",
+        );
+    }
+    let code_hash =
+        kiemtra_admin::log::sha256_hex(crate::secrets::normalise_code(&form.code).as_bytes());
+    let user = form.user.trim().to_owned();
+    let password = form.password;
+    let set = with_store(&state, move |s| {
+        let d = crate::admin::directory(s)?;
+        let good = d.codes.get(&code_hash).is_some_and(|c| {
+            c.user_id.as_str() == user && c.used_by.is_none() && c.expires_at > stamp(now())
+        }) && UserId::parse(&user)
+            .ok()
+            .and_then(|u| d.users.get(&u))
+            .is_some_and(|u| u.active);
+        if !good || s.console_account(&user)?.is_some() {
+            return Ok(None);
+        }
+        let hash = hash_password(&password)?;
+        s.set_console_password(&user, &hash, &stamp(now()))?;
+        Ok(Some(user))
+    })
+    .await?;
+    match set {
+        Some(user) => start_session(&state, user).await,
+        None => {
+            tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+            refuse(
+                "Mã mời không đúng, đã hết hạn, đã dùng, hoặc tài khoản đã có mật khẩu.",
+                "The invitation code is wrong, expired or used, or the account has a password already.",
+            )
+        }
+    }
+}
+
+// ---------------------------------------------------------------- campaigns
+
+/// The campaigns the viewer may see: all for auditors and administrators,
+/// those with one of their teams for the others.
+fn campaigns_for<'a>(d: &'a Directory, v: &Viewer) -> Vec<&'a kiemtra_admin::Campaign> {
+    d.campaigns
+        .values()
+        .filter(|c| match v.role {
+            Role::Auditor | Role::Administrator => true,
+            _ => c.teams.iter().any(|t| v.teams.contains(&t.to_string())),
+        })
+        .collect()
+}
+
+fn date(d: chrono::NaiveDate) -> String {
+    d.format("%d/%m/%Y").to_string()
+}
+
+pub async fn campaigns(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+) -> Result<HttpResponse, Problem> {
+    let lang = lang_of(&req);
+    let v = match require_viewer(&state, &req).await {
+        Ok(v) => v,
+        Err(r) => return Ok(r),
+    };
+    let d = with_store(&state, |s| crate::admin::directory(s)).await?;
+    let list = campaigns_for(&d, &v);
+    let body = html! {
+        h1 { (t(lang, "Đợt kiểm tra", "Campaigns")) }
+        @if list.is_empty() {
+            p { (t(lang, "Chưa có đợt kiểm tra nào của bạn.", "No campaign of yours yet.")) }
+        } @else {
+            table {
+                thead { tr {
+                    th scope="col" { (t(lang, "Đợt kiểm tra", "Campaign")) }
+                    th scope="col" { (t(lang, "Căn cứ", "Ordered by")) }
+                    th scope="col" { (t(lang, "Thời gian", "Period")) }
+                    th scope="col" { (t(lang, "Số đơn vị", "Units")) }
+                } }
+                tbody {
+                    @for c in &list {
+                        tr {
+                            td { a href={ "/console/campaigns/" (c.campaign_id) } { (c.title) } }
+                            td { (c.decision) }
+                            td { (date(c.starts_on)) " – " (date(c.ends_on)) }
+                            td.num { (format_count(c.assignments.len() as u32, lang)) }
+                        }
+                    }
+                }
+            }
+        }
+    };
+    Ok(page(
+        lang,
+        t(lang, "Đợt kiểm tra", "Campaigns"),
+        Some((&v, &v.csrf)),
+        body,
+    ))
+}
+
+#[derive(Debug, Deserialize)]
+pub struct Range {
+    /// dd/mm/yyyy or yyyy-mm-dd.
+    pub from: Option<String>,
+    pub to: Option<String>,
+}
+
+fn parse_day(s: &Option<String>) -> Result<Option<chrono::NaiveDate>, String> {
+    match s.as_deref().map(str::trim) {
+        None | Some("") => Ok(None),
+        Some(v) if v.len() > 10 => Err(format!("{v:?} is not a date")),
+        Some(v) => kiemtra_admin::import::parse_date(v).map(Some),
+    }
+}
+
+/// One bar chart as inline SVG: a label, a count and its share per bar.
+fn bars(title: &str, rows: &[(String, u32, String)]) -> Markup {
+    let max = rows.iter().map(|r| r.1).max().unwrap_or(0).max(1);
+    let height = 26 * rows.len() as u32 + 8;
+    html! {
+        figure {
+            figcaption { (title) }
+            svg xmlns="http://www.w3.org/2000/svg" viewBox={ "0 0 600 " (height) } role="img" aria-label=(title) {
+                @for (i, (label, n, share)) in rows.iter().enumerate() {
+                    @let y = 4 + 26 * i as u32;
+                    @let w = 300 * n / max;
+                    text x="0" y=(y + 16) font-size="13" { (label) }
+                    rect x="240" y=(y + 3) width=(w.max(1)) height="16" fill="#2f6f8f" {}
+                    text x=(246 + w) y=(y + 16) font-size="13" { (share) }
+                }
+            }
+        }
+    }
+}
+
+pub async fn campaign(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    path: web::Path<String>,
+    range: web::Query<Range>,
+) -> Result<HttpResponse, Problem> {
+    let lang = lang_of(&req);
+    let v = match require_viewer(&state, &req).await {
+        Ok(v) => v,
+        Err(r) => return Ok(r),
+    };
+    let Ok(id) = CampaignId::parse(&path.into_inner()) else {
+        return Ok(message_page(
+            actix_web::http::StatusCode::NOT_FOUND,
+            lang,
+            t(lang, "Không tìm thấy", "Not found"),
+            t(lang, "Không có đợt kiểm tra này.", "No such campaign."),
+        ));
+    };
+    let (from, to) = match (parse_day(&range.from), parse_day(&range.to)) {
+        (Ok(f), Ok(t)) => (f, t),
+        (Err(e), _) | (_, Err(e)) => {
+            return Ok(message_page(
+                actix_web::http::StatusCode::BAD_REQUEST,
+                lang,
+                t(lang, "Khoảng ngày không hợp lệ", "Bad date range"),
+                &e,
+            ));
+        }
+    };
+    let scope = v.visit_scope();
+    let role = v.role;
+    let campaign_id = id.clone();
+    let found = with_store(&state, move |s| {
+        let d = crate::admin::directory(s)?;
+        let Some(c) = d.campaigns.get(&campaign_id).cloned() else {
+            return Ok(None);
+        };
+        let list: Vec<kiemtra_store::VisitSummary> = s
+            .list_visits()?
+            .into_iter()
+            .filter(|x| x.campaign == campaign_id.as_str())
+            .collect();
+        let within = match (from, to) {
+            (None, None) => None,
+            (f, t) => Some((
+                f.unwrap_or(chrono::NaiveDate::MIN),
+                t.unwrap_or(chrono::NaiveDate::MAX),
+            )),
+        };
+        let report = match &scope {
+            Some(teams) if teams.is_empty() => None,
+            _ => {
+                crate::report_routes::build_report(s, &campaign_id, scope.as_deref(), within, lang)
+                    .ok()
+                    .map(|r| r.0)
+            }
+        };
+        Ok(Some((d, c, list, report)))
+    })
+    .await?;
+    let Some((d, c, list, report)) = found else {
+        return Ok(message_page(
+            actix_web::http::StatusCode::NOT_FOUND,
+            lang,
+            t(lang, "Không tìm thấy", "Not found"),
+            t(lang, "Không có đợt kiểm tra này.", "No such campaign."),
+        ));
+    };
+    if !campaigns_for(&d, &v).iter().any(|x| x.campaign_id == id) {
+        return Ok(message_page(
+            actix_web::http::StatusCode::NOT_FOUND,
+            lang,
+            t(lang, "Không tìm thấy", "Not found"),
+            t(lang, "Không có đợt kiểm tra này.", "No such campaign."),
+        ));
+    }
+    let in_range =
+        |day: chrono::NaiveDate| from.is_none_or(|f| day >= f) && to.is_none_or(|t| day <= t);
+    // Progress by team and by kind of unit: planned from the log's
+    // assignments, the rest from the visits' statuses.
+    let mut progress: BTreeMap<(String, String), [u32; 5]> = BTreeMap::new();
+    let kind_of = |code: &kiemtra_core::UnitCode| {
+        d.units
+            .get(code)
+            .map(|u| u.record.kind.label(lang).to_owned())
+            .unwrap_or_default()
+    };
+    for a in c.assignments.iter().filter(|a| in_range(a.planned_on)) {
+        progress
+            .entry((a.team_id.to_string(), kind_of(&a.unit)))
+            .or_default()[0] += 1;
+    }
+    let visible = |team: &str| match &v.visit_scope() {
+        None => true,
+        Some(t) => t.iter().any(|x| x == team),
+    };
+    for s in list.iter().filter(|s| {
+        chrono::NaiveDate::parse_from_str(&s.scheduled_on, "%Y-%m-%d").is_ok_and(in_range)
+    }) {
+        let kind = kiemtra_core::UnitKind::parse(&s.unit_kind)
+            .map(|k| k.label(lang).to_owned())
+            .unwrap_or_default();
+        let row = progress.entry((s.team.clone(), kind)).or_default();
+        let recorded = s.tally.payroll > 0 && s.tally.unrecorded < s.tally.payroll;
+        match s.status.as_str() {
+            "submitted" => row[2] += 1,
+            "approved" => row[3] += 1,
+            "returned" => row[4] += 1,
+            _ if recorded => row[1] += 1,
+            _ => {}
+        }
+    }
+    let heads = [
+        t(lang, "Kế hoạch", "Planned"),
+        t(lang, "Đã ghi nhận", "Recorded"),
+        t(lang, "Đã gửi", "Submitted"),
+        t(lang, "Đã phê duyệt", "Approved"),
+        t(lang, "Trả lại", "Returned"),
+    ];
+    let team_name = |id: &str| {
+        kiemtra_core::TeamId::parse(id)
+            .ok()
+            .and_then(|t| d.teams.get(&t))
+            .map(|t| t.name.clone())
+            .unwrap_or_else(|| id.to_owned())
+    };
+    let body = html! {
+        h1 { (c.title) }
+        p.meta { (c.decision) " · " (date(c.starts_on)) " – " (date(c.ends_on)) }
+        form.range method="get" action={ "/console/campaigns/" (id) } {
+            label for="from" { (t(lang, "Từ ngày", "From")) }
+            input id="from" name="from" type="text" inputmode="numeric" placeholder="dd/mm/yyyy" value=(from.map(date).unwrap_or_default());
+            label for="to" { (t(lang, "Đến ngày", "To")) }
+            input id="to" name="to" type="text" inputmode="numeric" placeholder="dd/mm/yyyy" value=(to.map(date).unwrap_or_default());
+            button type="submit" { (t(lang, "Lọc", "Filter")) }
+        }
+        h2 { (t(lang, "Tiến độ theo đoàn và loại đơn vị", "Progress by team and kind of unit")) }
+        table {
+            thead { tr {
+                th scope="col" { (t(lang, "Đoàn", "Team")) }
+                th scope="col" { (t(lang, "Loại đơn vị", "Kind of unit")) }
+                @for h in heads { th scope="col" { (h) } }
+            } }
+            tbody {
+                @for ((team, kind), n) in progress.iter().filter(|((team, _), _)| visible(team) || role == Role::Administrator) {
+                    tr {
+                        td { (team_name(team)) }
+                        td { (kind) }
+                        @for x in n { td.num { (format_count(*x, lang)) } }
+                    }
+                }
+            }
+        }
+        @if let Some(r) = &report {
+            h2 { (t(lang, "Kết quả (biên bản đã phê duyệt)", "Results (approved visits)")) }
+            p.figures {
+                (t(lang, "Tổng số CBCCVC trong biên chế", "Staff on payroll")) ": " strong { (format_count(r.tally.payroll, lang)) }
+                " · " (t(lang, "Có mặt", "Present")) ": " strong { (format_count(r.tally.present, lang)) } " (" (r.present_pct) ")"
+                " · " (t(lang, "Vắng mặt", "Absent")) ": " strong { (format_count(r.tally.absent, lang)) } " (" (r.absent_pct) ")"
+            }
+            (bars(t(lang, "Có mặt và vắng mặt", "Present and absent"), &[
+                (t(lang, "Có mặt", "Present").to_owned(), r.tally.present, r.present_pct.clone()),
+                (t(lang, "Vắng mặt", "Absent").to_owned(), r.tally.absent, r.absent_pct.clone()),
+            ]))
+            @if !r.reasons.is_empty() {
+                (bars(t(lang, "Lý do vắng mặt", "Reasons of absence"), &r.reasons))
+            }
+            @if !r.checks_failed.is_empty() || !r.conduct_violations.is_empty() {
+                h2 { (t(lang, "Vi phạm theo nội dung kiểm tra", "Violations by check")) }
+                ul {
+                    @for (what, n) in &r.conduct_violations { li { (what) ": " (format_count(*n, lang)) " " (t(lang, "người", "staff")) } }
+                    @for (what, n) in &r.checks_failed { li { (what) ": " (format_count(*n, lang)) " " (t(lang, "đơn vị", "units")) } }
+                }
+            }
+            p { a href={ "/console/campaigns/" (id) "/report" } { (t(lang, "Báo cáo và tải về", "Report and downloads")) } }
+        } @else if role == Role::Administrator {
+            p { (t(lang, "Quản trị viên không xem nội dung biên bản.", "Administrators do not see visit contents.")) }
+        } @else {
+            p { (t(lang, "Chưa có biên bản nào được phê duyệt trong phạm vi này.", "No approved visit in this range yet.")) }
+        }
+    };
+    Ok(page(lang, &c.title, Some((&v, &v.csrf)), body))
+}
+
+#[derive(Debug, Deserialize)]
+pub struct Download {
+    pub format: Option<String>,
+}
+
+pub async fn report(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    path: web::Path<String>,
+    q: web::Query<Download>,
+) -> Result<HttpResponse, Problem> {
+    let lang = lang_of(&req);
+    let v = match require_viewer(&state, &req).await {
+        Ok(v) => v,
+        Err(r) => return Ok(r),
+    };
+    let Ok(id) = CampaignId::parse(&path.into_inner()) else {
+        return Ok(message_page(
+            actix_web::http::StatusCode::NOT_FOUND,
+            lang,
+            t(lang, "Không tìm thấy", "Not found"),
+            t(lang, "Không có đợt kiểm tra này.", "No such campaign."),
+        ));
+    };
+    let scope = match v.visit_scope() {
+        Some(teams) if teams.is_empty() => {
+            return Ok(message_page(
+                actix_web::http::StatusCode::FORBIDDEN,
+                lang,
+                t(lang, "Không được phép", "Not allowed"),
+                t(
+                    lang,
+                    "Quản trị viên không xem nội dung biên bản.",
+                    "Administrators do not see visit contents.",
+                ),
+            ));
+        }
+        s => s,
+    };
+    let format = q.format.clone().unwrap_or_default();
+    if !matches!(format.as_str(), "" | "csv" | "json" | "xlsx" | "pdf") {
+        return Ok(message_page(
+            actix_web::http::StatusCode::BAD_REQUEST,
+            lang,
+            t(lang, "Định dạng không hợp lệ", "Unknown format"),
+            "csv, json, xlsx, pdf",
+        ));
+    }
+    let campaign = id.clone();
+    let user = v.user_id.to_string();
+    let built = with_store(&state, move |s| {
+        crate::report_routes::build_report(s, &campaign, scope.as_deref(), None, lang)
+            .map(Some)
+            .or_else(|e| match e {
+                Problem::NotFound(_) => Ok(None),
+                e => Err(e),
+            })
+    })
+    .await?;
+    let Some((report, directory, title)) = built else {
+        return Ok(message_page(
+            actix_web::http::StatusCode::NOT_FOUND,
+            lang,
+            t(lang, "Không tìm thấy", "Not found"),
+            t(
+                lang,
+                "Không có biên bản nào bạn được xem trong đợt này.",
+                "No visit of this campaign you may see.",
+            ),
+        ));
+    };
+    let attach = |media: &str, ext: &str, body: Vec<u8>| {
+        HttpResponse::Ok()
+            .content_type(media.to_owned())
+            .insert_header((
+                header::CONTENT_DISPOSITION,
+                format!("attachment; filename=\"{id}.{ext}\""),
+            ))
+            .insert_header((header::X_CONTENT_TYPE_OPTIONS, "nosniff"))
+            .body(body)
+    };
+    match format.as_str() {
+        "csv" => {
+            return Ok(attach(
+                "text/csv; charset=utf-8",
+                "csv",
+                report.csv(lang).into_bytes(),
+            ));
+        }
+        "json" => {
+            let body =
+                serde_json::to_vec_pretty(&report).map_err(|e| Problem::Internal(e.to_string()))?;
+            return Ok(attach("application/json", "json", body));
+        }
+        "xlsx" => {
+            let body = report.xlsx(lang).map_err(Problem::Internal)?;
+            return Ok(attach(
+                kiemtra_admin::ExportFormat::Xlsx.media_type(),
+                "xlsx",
+                body,
+            ));
+        }
+        "pdf" => {
+            let query = crate::report_routes::ReportQuery::default();
+            let head =
+                crate::report_routes::letterhead(&query, directory.as_ref(), &id, &title, &user)?;
+            let pdf = web::block(move || {
+                let fonts = crate::report_routes::load_fonts()?;
+                kiemtra_admin::pdf::render(&report, &head, &fonts, lang)
+            })
+            .await
+            .map_err(blocking_err)?
+            .map_err(Problem::Internal)?;
+            return Ok(attach("application/pdf", "pdf", pdf));
+        }
+        _ => {}
+    }
+    let md = report.markdown(lang);
+    let body = html! {
+        h1 { (report.title) }
+        nav.downloads aria-label=(t(lang, "Tải về", "Downloads")) {
+            @for (f, name) in [("csv", "CSV"), ("json", "JSON"), ("xlsx", "Excel (.xlsx)"), ("pdf", "PDF")] {
+                a href={ "/console/campaigns/" (id) "/report?format=" (f) } { (name) }
+            }
+        }
+        // The report's Markdown, shown as text (escaped) in its lines.
+        pre.report { (md) }
+        @if !report.approvers.is_empty() {
+            p { (t(lang, "Phê duyệt bởi", "Approved by")) ": " (report.approvers.join(", ")) }
+        }
+        p.mono { (t(lang, "Mã xác minh", "Verification reference")) ": " (report.verification) }
+    };
+    Ok(page(lang, &report.title, Some((&v, &v.csrf)), body))
+}

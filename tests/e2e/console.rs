@@ -1,0 +1,512 @@
+//! The web console over HTTP, as a browser without scripts uses it: a user
+//! sets a password with the code an administrator issued, signs in, sees
+//! what their role and teams may see, in Vietnamese or English; forms
+//! without their CSRF token are refused; failed sign-ins are slowed and then
+//! locked; signing out ends the session.
+
+use crate::admin::*;
+use crate::harness::*;
+use kiemtra_admin::Act;
+use kiemtra_admin::log::sha256_hex;
+use kiemtra_core::Role;
+use std::collections::BTreeMap;
+
+/// A browser: cookies kept by name, redirects not followed.
+struct Browser {
+    url: String,
+    http: reqwest::Client,
+    jar: BTreeMap<String, String>,
+    /// The `Set-Cookie` headers of the last answer, whole.
+    set_cookie: Vec<String>,
+}
+
+struct Page {
+    status: u16,
+    location: String,
+    body: String,
+}
+
+impl Browser {
+    fn new(url: &str) -> Self {
+        Browser {
+            url: url.to_owned(),
+            http: reqwest::Client::builder()
+                .redirect(reqwest::redirect::Policy::none())
+                .build()
+                .expect("client"),
+            jar: BTreeMap::new(),
+            set_cookie: Vec::new(),
+        }
+    }
+
+    fn cookies(&self) -> String {
+        self.jar
+            .iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect::<Vec<_>>()
+            .join("; ")
+    }
+
+    async fn take(&mut self, r: reqwest::Response) -> Page {
+        self.set_cookie = r
+            .headers()
+            .get_all("set-cookie")
+            .iter()
+            .filter_map(|v| v.to_str().ok().map(str::to_owned))
+            .collect();
+        for c in &self.set_cookie {
+            let pair = c.split(';').next().unwrap_or("");
+            if let Some((k, v)) = pair.split_once('=') {
+                if v.is_empty() || c.contains("Max-Age=0") {
+                    self.jar.remove(k);
+                } else {
+                    self.jar.insert(k.to_owned(), v.to_owned());
+                }
+            }
+        }
+        Page {
+            status: r.status().as_u16(),
+            location: r
+                .headers()
+                .get("location")
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or("")
+                .to_owned(),
+            body: r.text().await.unwrap_or_default(),
+        }
+    }
+
+    async fn get(&mut self, path: &str) -> Page {
+        let r = self
+            .http
+            .get(format!("{}{path}", self.url))
+            .header("cookie", self.cookies())
+            .send()
+            .await
+            .expect("get");
+        self.take(r).await
+    }
+
+    async fn post(&mut self, path: &str, form: &[(&str, &str)]) -> Page {
+        let r = self
+            .http
+            .post(format!("{}{path}", self.url))
+            .header("cookie", self.cookies())
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(urlencoded(form))
+            .send()
+            .await
+            .expect("post");
+        self.take(r).await
+    }
+}
+
+/// A form's fields as `application/x-www-form-urlencoded`.
+fn urlencoded(form: &[(&str, &str)]) -> String {
+    let enc = |s: &str| {
+        s.bytes()
+            .map(|b| match b {
+                b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => {
+                    (b as char).to_string()
+                }
+                b' ' => "+".into(),
+                b => format!("%{b:02X}"),
+            })
+            .collect::<String>()
+    };
+    form.iter()
+        .map(|(k, v)| format!("{}={}", enc(k), enc(v)))
+        .collect::<Vec<_>>()
+        .join("&")
+}
+
+/// The value of the hidden `csrf` field of a page's form.
+fn csrf(body: &str) -> String {
+    let at = body.find("name=\"csrf\" value=\"").expect("a csrf field") + 19;
+    body[at..at + 64].to_owned()
+}
+
+/// Sets `user`'s first password with `code` and follows the redirect.
+async fn invited(url: &str, code: &str, user: &str, password: &str) -> Browser {
+    let mut b = Browser::new(url);
+    let form = b.get("/console/invite").await;
+    assert_eq!(form.status, 200);
+    let token = csrf(&form.body);
+    let done = b
+        .post(
+            "/console/invite",
+            &[
+                ("csrf", token.as_str()),
+                ("code", code),
+                ("user", user),
+                ("password", password),
+                ("again", password),
+            ],
+        )
+        .await;
+    assert_eq!(done.status, 303, "{}", done.body);
+    assert_eq!(done.location, "/console/campaigns");
+    b
+}
+
+#[tokio::test]
+async fn the_console_signs_users_in_shows_their_scope_and_refuses_forged_forms() {
+    let (dir, server, admin) = start().await;
+    let data = dir.path().join("server");
+    let team = tid("doan-1");
+    let campaign = kiemtra_core::CampaignId::parse("ct-2015").expect("id");
+    let visit = random_visit("ct-2015", "so-noi-vu");
+    let expires = kiemtra_admin::log::timestamp(chrono::Utc::now() + chrono::Duration::hours(1));
+    let issued = |user: &str, role: Role, code: &str| Act::CodeIssued {
+        code_hash: sha256_hex(kiemtra_server::normalise_code(code).as_bytes()),
+        user_id: uid(user),
+        team_id: tid("doan-1"),
+        role,
+        expires_at: expires.clone(),
+    };
+    let user = |id: &str, name: &str, role| Act::UserCreated {
+        user_id: uid(id),
+        full_name: name.into(),
+        role,
+    };
+    let (s, v) = admin
+        .act(vec![
+            Act::AreasImported {
+                areas: vec![kiemtra_admin::Area {
+                    code: code("can-tho"),
+                    name: "Thành phố Cần Thơ".into(),
+                    tier: kiemtra_admin::Tier::Province,
+                    parent: None,
+                    valid_from: day("2004-01-01"),
+                    valid_to: None,
+                }],
+            },
+            Act::UnitsImported {
+                units: vec![kiemtra_admin::UnitRecord {
+                    code: code("so-noi-vu"),
+                    name: "Sở Nội vụ".into(),
+                    kind: kiemtra_core::UnitKind::Department,
+                    area: code("can-tho"),
+                    valid_from: day("2004-01-01"),
+                    valid_to: None,
+                }],
+            },
+            Act::RosterPublished {
+                unit: code("so-noi-vu"),
+                valid_from: day("2015-01-01"),
+                staff: vec![
+                    member("snv.s1", "Ngô Thị Nga", "Giám đốc"),
+                    member("snv.s2", "Lê Văn Tư", "Chuyên viên"),
+                    member("snv.s3", "Trần Thị Ba", "Chuyên viên"),
+                    member("snv.s4", "Phạm Văn Năm", "Chuyên viên"),
+                ],
+            },
+            Act::TemplatePublished {
+                template_id: kiemtra_core::TemplateId::parse("standard").expect("id"),
+                version: 1,
+                json: include_str!("../../fixtures/templates/standard-v1.json").into(),
+            },
+            user("truong-doan", "Trần Văn Đoàn", Role::Supervisor),
+            user("kiem-tra-an", "Lê Thị Ân", Role::Inspector),
+            user("kiem-toan", "Võ Minh Kiểm", Role::Auditor),
+            user("quan-tri-2", "Đặng Quản Trị", Role::Administrator),
+            Act::TeamCreated {
+                team_id: team.clone(),
+                name: "Đoàn kiểm tra số 1".into(),
+            },
+            Act::TeamMembers {
+                team_id: team.clone(),
+                leaders: vec![uid("truong-doan")],
+                members: vec![
+                    uid("truong-doan"),
+                    uid("kiem-tra-an"),
+                    uid("kiem-toan"),
+                    uid("quan-tri-2"),
+                ],
+            },
+            Act::CampaignCreated {
+                campaign_id: campaign.clone(),
+                title: "Kiểm tra <b>kỷ cương</b> năm 2015".into(),
+                decision: "Quyết định 138/QĐ-UBND ngày 19/01/2017".into(),
+                starts_on: day("2015-01-01"),
+                ends_on: day("2015-12-31"),
+                province: code("can-tho"),
+                template_id: kiemtra_core::TemplateId::parse("standard").expect("id"),
+                template_version: 1,
+                teams: vec![team.clone()],
+            },
+            Act::Assigned {
+                campaign_id: campaign.clone(),
+                team_id: team.clone(),
+                unit: code("so-noi-vu"),
+                planned_on: day("2015-08-31"),
+                visit_id: visit.clone(),
+            },
+            issued("truong-doan", Role::Supervisor, "AAAA-BBBB-CCCC"),
+            issued("kiem-tra-an", Role::Inspector, "DDDD-EEEE-FFFF"),
+            issued("kiem-toan", Role::Auditor, "GGGG-HHHH-JJJJ"),
+            issued("quan-tri-2", Role::Administrator, "KKKK-MMMM-NNNN"),
+        ])
+        .await;
+    assert_eq!(s, 200, "{v}");
+
+    // The team's phone records the visit (a finding with markup in it), the
+    // supervisor's phone approves.
+    let mut phone = Device::enroll(
+        &data,
+        &admin.url,
+        "kiem-tra-an",
+        "doan-1",
+        "inspector",
+        &dir.path().join("phone"),
+    )
+    .await;
+    phone.sync().await;
+    phone
+        .store
+        .edit(&visit, |v| {
+            let staff = kiemtra_core::StaffId::parse;
+            for (id, mark) in [
+                ("snv.s1", kiemtra_core::AttendanceMark::Present),
+                ("snv.s2", kiemtra_core::AttendanceMark::Present),
+                ("snv.s3", kiemtra_core::AttendanceMark::Present),
+                (
+                    "snv.s4",
+                    kiemtra_core::AttendanceMark::Absent(kiemtra_core::AbsenceReason::BusinessTrip),
+                ),
+            ] {
+                v.record_attendance(&staff(id).expect("id"), mark, "", None)?;
+            }
+            v.add_finding(kiemtra_core::NewFinding {
+                category: "records".into(),
+                severity: kiemtra_core::Severity::Minor,
+                text: "<script>alert(1)</script> sổ theo dõi thiếu".into(),
+                recommendation: String::new(),
+                related_staff: vec![],
+            })?;
+            v.submit("")
+        })
+        .expect("record");
+    phone.sync().await;
+    let mut sup_phone = Device::enroll(
+        &data,
+        &admin.url,
+        "truong-doan",
+        "doan-1",
+        "supervisor",
+        &dir.path().join("sup-phone"),
+    )
+    .await;
+    approve_all(&mut sup_phone).await;
+
+    // Before signing in: sent to the sign-in page; a sign-in form posted
+    // without its token is refused.
+    let mut stranger = Browser::new(&admin.url);
+    let r = stranger.get("/console/campaigns").await;
+    assert_eq!((r.status, r.location.as_str()), (303, "/console/sign-in"));
+    let r = stranger
+        .post(
+            "/console/sign-in",
+            &[("user", "truong-doan"), ("password", "x"), ("csrf", "")],
+        )
+        .await;
+    assert_eq!(r.status, 403, "{}", r.body);
+
+    // The supervisor sets a password with the code and is signed in.
+    let password = "mật khẩu đủ dài 2015";
+    let mut sup = invited(&admin.url, "aaaa bbbb cccc", "truong-doan", password).await;
+    let session = sup
+        .set_cookie
+        .iter()
+        .find(|c| c.starts_with("kt_session="))
+        .expect("a session cookie")
+        .clone();
+    for flag in ["HttpOnly", "SameSite=Strict", "Path=/console"] {
+        assert!(session.contains(flag), "{session}");
+    }
+    assert!(!session.contains("Secure"), "no TLS here: {session}");
+    // The code sets a first password only.
+    let mut again = Browser::new(&admin.url);
+    let form = again.get("/console/invite").await;
+    let token = csrf(&form.body);
+    let r = again
+        .post(
+            "/console/invite",
+            &[
+                ("csrf", token.as_str()),
+                ("code", "AAAA-BBBB-CCCC"),
+                ("user", "truong-doan"),
+                ("password", "một mật khẩu khác"),
+                ("again", "một mật khẩu khác"),
+            ],
+        )
+        .await;
+    assert_eq!(r.status, 422, "{}", r.body);
+
+    let list = sup.get("/console/campaigns").await;
+    assert_eq!(list.status, 200);
+    assert!(
+        list.body
+            .contains("Kiểm tra &lt;b&gt;kỷ cương&lt;/b&gt; năm 2015"),
+        "{}",
+        list.body
+    );
+    assert!(!list.body.contains("<b>kỷ cương"), "markup shown as text");
+    let overview = sup.get("/console/campaigns/ct-2015").await;
+    assert_eq!(overview.status, 200, "{}", overview.body);
+    for expected in [
+        "Tổng số CBCCVC trong biên chế",
+        "75,00%",
+        "25,00%",
+        "<svg",
+        "Đoàn kiểm tra số 1",
+    ] {
+        assert!(
+            overview.body.contains(expected),
+            "{expected:?} in {}",
+            overview.body
+        );
+    }
+    // One filter away: a range without the visit's day has no results.
+    let september = sup
+        .get("/console/campaigns/ct-2015?from=01%2F09%2F2015&to=30%2F09%2F2015")
+        .await;
+    assert_eq!(september.status, 200);
+    assert!(!september.body.contains("75,00%"), "{}", september.body);
+    let bad = sup
+        .get("/console/campaigns/ct-2015?from=31%2F02%2F2015")
+        .await;
+    assert_eq!(bad.status, 400);
+    let report = sup.get("/console/campaigns/ct-2015/report").await;
+    assert_eq!(report.status, 200);
+    assert!(
+        report
+            .body
+            .contains("&lt;script&gt;alert(1)&lt;/script&gt;"),
+        "{}",
+        report.body
+    );
+    assert!(!report.body.contains("<script>"), "never a script");
+    let csv = sup
+        .get("/console/campaigns/ct-2015/report?format=csv")
+        .await;
+    assert_eq!(csv.status, 200);
+    assert!(csv.body.contains("có mặt,3,\"75,00%\""), "{}", csv.body);
+    // English, one click away.
+    let r = sup.get("/console/lang/en").await;
+    assert_eq!(r.status, 303);
+    let en = sup.get("/console/campaigns/ct-2015").await;
+    assert!(
+        en.body.contains("Staff on payroll") && en.body.contains("75.00%"),
+        "{}",
+        en.body
+    );
+
+    // Signing out needs the session's token; then the session is gone.
+    let r = sup
+        .post("/console/sign-out", &[("csrf", &"0".repeat(64))])
+        .await;
+    assert_eq!(r.status, 403);
+    assert_eq!(
+        sup.get("/console/campaigns").await.status,
+        200,
+        "still signed in"
+    );
+    let token = csrf(&sup.get("/console/campaigns").await.body);
+    let kept = sup.cookies();
+    let r = sup.post("/console/sign-out", &[("csrf", &token)]).await;
+    assert_eq!((r.status, r.location.as_str()), (303, "/console/sign-in"));
+    let mut replay = Browser::new(&admin.url);
+    for pair in kept.split("; ") {
+        if let Some((k, v)) = pair.split_once('=') {
+            replay.jar.insert(k.into(), v.into());
+        }
+    }
+    assert_eq!(
+        replay.get("/console/campaigns").await.status,
+        303,
+        "the old cookie is dead"
+    );
+
+    // Wrong passwords are slowed, then lock the account for a while, even
+    // against the right one.
+    let mut guess = Browser::new(&admin.url);
+    for i in 0..5 {
+        let form = guess.get("/console/sign-in").await;
+        let token = csrf(&form.body);
+        let started = std::time::Instant::now();
+        let r = guess
+            .post(
+                "/console/sign-in",
+                &[
+                    ("csrf", token.as_str()),
+                    ("user", "truong-doan"),
+                    ("password", "sai mật khẩu"),
+                ],
+            )
+            .await;
+        assert_eq!(r.status, 401, "attempt {i}");
+        assert!(started.elapsed() >= std::time::Duration::from_millis(900));
+    }
+    let form = guess.get("/console/sign-in").await;
+    let token = csrf(&form.body);
+    let r = guess
+        .post(
+            "/console/sign-in",
+            &[
+                ("csrf", token.as_str()),
+                ("user", "truong-doan"),
+                ("password", password),
+            ],
+        )
+        .await;
+    assert_eq!(r.status, 429, "{}", r.body);
+
+    // The inspector sees their team's campaign; the administrator its plan
+    // but no visit contents; nobody's console shows what their role may not.
+    let mut insp = invited(
+        &admin.url,
+        "DDDD-EEEE-FFFF",
+        "kiem-tra-an",
+        "thanh tra viên 2015",
+    )
+    .await;
+    let page = insp.get("/console/campaigns/ct-2015").await;
+    assert!(page.body.contains("75,00%"), "{}", page.body);
+    assert!(
+        !page
+            .body
+            .contains("<form method=\"post\" action=\"/console/campaigns"),
+        "read only"
+    );
+    let mut admin_page = invited(
+        &admin.url,
+        "KKKK-MMMM-NNNN",
+        "quan-tri-2",
+        "quản trị viên 2015",
+    )
+    .await;
+    let page = admin_page.get("/console/campaigns/ct-2015").await;
+    assert_eq!(page.status, 200);
+    assert!(!page.body.contains("75,00%"), "{}", page.body);
+    assert!(
+        page.body
+            .contains("Quản trị viên không xem nội dung biên bản")
+    );
+    let r = admin_page.get("/console/campaigns/ct-2015/report").await;
+    assert_eq!(r.status, 403);
+    let mut aud = invited(
+        &admin.url,
+        "GGGG-HHHH-JJJJ",
+        "kiem-toan",
+        "kiểm toán viên 2015",
+    )
+    .await;
+    let page = aud
+        .get("/console/campaigns/ct-2015/report?format=json")
+        .await;
+    assert_eq!(page.status, 200);
+    let json: serde_json::Value = serde_json::from_str(&page.body).expect("json");
+    assert_eq!(json["tally"]["payroll"], 4);
+    server.terminate();
+}
