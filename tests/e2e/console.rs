@@ -392,6 +392,72 @@ async fn the_console_signs_users_in_shows_their_scope_and_refuses_forged_forms()
         .await;
     assert_eq!(csv.status, 200);
     assert!(csv.body.contains("có mặt,3,\"75,00%\""), "{}", csv.body);
+    // The visit: roster with attendance, the finding as text.
+    let page = sup.get(&format!("/console/visits/{visit}")).await;
+    assert_eq!(page.status, 200, "{}", page.body);
+    for expected in [
+        "Ngô Thị Nga",
+        "Phạm Văn Năm",
+        "vắng (đi công tác)",
+        "&lt;script&gt;",
+        "Đã phê duyệt",
+    ] {
+        assert!(
+            page.body.contains(expected),
+            "{expected:?} in {}",
+            page.body
+        );
+    }
+    assert!(!page.body.contains("<script>"));
+    // A conflict: the inspector and the supervisor mark one person
+    // differently on a visit of their team, each offline.
+    let mut other = new_visit("ct-2015.so-noi-vu.lan-2", "doan-1", 2);
+    other.campaign = campaign.clone();
+    let other = phone
+        .store
+        .create_visit(other, &template())
+        .expect("visit")
+        .id;
+    phone.sync().await;
+    sup_phone.sync().await;
+    for (device, mark) in [
+        (&mut phone, kiemtra_core::AttendanceMark::Present),
+        (
+            &mut sup_phone,
+            kiemtra_core::AttendanceMark::Absent(kiemtra_core::AbsenceReason::Sick),
+        ),
+    ] {
+        device
+            .store
+            .edit(&other, |v| v.record_attendance(&staff(0), mark, "", None))
+            .expect("mark");
+    }
+    phone.sync().await;
+    sup_phone.sync().await;
+    let overview = sup.get("/console/campaigns/ct-2015").await;
+    assert!(
+        overview.body.contains(&format!("/console/visits/{other}")),
+        "{}",
+        overview.body
+    );
+    let page = sup.get(&format!("/console/visits/{other}")).await;
+    assert_eq!(page.status, 200);
+    for expected in [
+        "Xung đột cần trưởng đoàn xử lý",
+        "kết quả ghi nhận",
+        "kiem-tra-an",
+        "truong-doan",
+        "có mặt",
+        "nghỉ ốm",
+    ] {
+        assert!(
+            page.body.contains(expected),
+            "{expected:?} in {}",
+            page.body
+        );
+    }
+    assert_eq!(sup.get("/console/visits/v-khong-co").await.status, 404);
+
     // English, one click away.
     let r = sup.get("/console/lang/en").await;
     assert_eq!(r.status, 303);
@@ -495,6 +561,8 @@ async fn the_console_signs_users_in_shows_their_scope_and_refuses_forged_forms()
     );
     let r = admin_page.get("/console/campaigns/ct-2015/report").await;
     assert_eq!(r.status, 403);
+    let r = admin_page.get(&format!("/console/visits/{visit}")).await;
+    assert_eq!(r.status, 404, "administrators see no visit contents");
     let mut aud = invited(
         &admin.url,
         "GGGG-HHHH-JJJJ",

@@ -913,6 +913,34 @@ pub async fn campaign(
                 }
             }
         }
+        @if role != Role::Administrator {
+            @let shown: Vec<&kiemtra_store::VisitSummary> = list
+                .iter()
+                .filter(|s| visible(&s.team))
+                .filter(|s| chrono::NaiveDate::parse_from_str(&s.scheduled_on, "%Y-%m-%d").is_ok_and(in_range))
+                .collect();
+            @if !shown.is_empty() {
+                h2 { (t(lang, "Biên bản", "Visits")) }
+                table {
+                    thead { tr {
+                        th scope="col" { (t(lang, "Đơn vị", "Unit")) }
+                        th scope="col" { (t(lang, "Ngày", "Date")) }
+                        th scope="col" { (t(lang, "Trạng thái", "Status")) }
+                        th scope="col" { (t(lang, "Xung đột", "Conflicts")) }
+                    } }
+                    tbody {
+                        @for s in shown {
+                            tr class=[(s.conflicts > 0).then_some("conflict")] {
+                                td { a href={ "/console/visits/" (s.id) } { (s.unit_name) } }
+                                td { (chrono::NaiveDate::parse_from_str(&s.scheduled_on, "%Y-%m-%d").map(date).unwrap_or_default()) }
+                                td { (kiemtra_core::VisitStatus::parse(&s.status).map(|x| status_label(x, lang)).unwrap_or("")) }
+                                td.num { (format_count(s.conflicts, lang)) }
+                            }
+                        }
+                    }
+                }
+            }
+        }
         @if let Some(r) = &report {
             h2 { (t(lang, "Kết quả (biên bản đã phê duyệt)", "Results (approved visits)")) }
             p.figures {
@@ -1077,4 +1105,185 @@ pub async fn report(
         p.mono { (t(lang, "Mã xác minh", "Verification reference")) ": " (report.verification) }
     };
     Ok(page(lang, &report.title, Some((&v, &v.csrf)), body))
+}
+
+// ---------------------------------------------------------------- a visit
+
+fn when(t: chrono::DateTime<chrono::Utc>) -> String {
+    kiemtra_core::format_time(t)
+}
+
+fn status_label(s: kiemtra_core::VisitStatus, lang: Lang) -> &'static str {
+    use kiemtra_core::VisitStatus as S;
+    match s {
+        S::Draft => t(lang, "Đang ghi nhận", "Draft"),
+        S::Submitted => t(lang, "Đã gửi", "Submitted"),
+        S::Approved => t(lang, "Đã phê duyệt", "Approved"),
+        S::Returned => t(lang, "Trả lại", "Returned"),
+    }
+}
+
+/// `GET /console/visits/{id}`: the merged visit as the server holds it —
+/// roster with attendance and conduct, office checks with their values and
+/// photos held, findings, narrative — with every conflict and its
+/// candidates (who, when, what differs). Read only.
+pub async fn visit(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    path: web::Path<String>,
+) -> Result<HttpResponse, Problem> {
+    let lang = lang_of(&req);
+    let v = match require_viewer(&state, &req).await {
+        Ok(v) => v,
+        Err(r) => return Ok(r),
+    };
+    let not_found = || {
+        message_page(
+            actix_web::http::StatusCode::NOT_FOUND,
+            lang,
+            t(lang, "Không tìm thấy", "Not found"),
+            t(
+                lang,
+                "Không có biên bản này trong phạm vi của bạn.",
+                "No such visit in your scope.",
+            ),
+        )
+    };
+    let Ok(id) = kiemtra_core::VisitId::parse(&path.into_inner()) else {
+        return Ok(not_found());
+    };
+    let scope = v.visit_scope();
+    let visit = with_store(&state, move |s| {
+        let Some(summary) = s.list_visits()?.into_iter().find(|x| x.id == id) else {
+            return Ok(None);
+        };
+        if let Some(teams) = &scope
+            && !teams.contains(&summary.team)
+        {
+            return Ok(None);
+        }
+        let bytes = s.stored_bytes(&id)?;
+        let visit = kiemtra_core::Visit::load(&bytes, s.session())
+            .map_err(|e| Problem::Internal(format!("visit {id} does not load: {e}")))?;
+        let state = visit
+            .state()
+            .map_err(|e| Problem::Internal(e.to_string()))?;
+        Ok(Some(state))
+    })
+    .await?;
+    let Some(st) = visit else {
+        return Ok(not_found());
+    };
+    let conflicts = st.conflicts();
+    let in_conflict = |f: &kiemtra_core::FieldRef| conflicts.iter().any(|c| &c.field == f);
+    let body = html! {
+        h1 { (st.meta.unit.name) }
+        p.meta {
+            (date(st.meta.scheduled_on)) " · " (st.meta.campaign) " · " (st.meta.team)
+            " · " strong { (status_label(st.status.value().status, lang)) }
+        }
+        @if !conflicts.is_empty() {
+            section.conflicts aria-labelledby="conflicts" {
+                h2 #conflicts { (t(lang, "Xung đột cần trưởng đoàn xử lý", "Conflicts for the supervisor to settle")) " (" (conflicts.len()) ")" }
+                @for c in &conflicts {
+                    article.conflict {
+                        h3 { (c.field.describe(lang, &st)) }
+                        p { (t(lang, "Khác nhau ở", "Differs in")) ": "
+                            (c.differences().iter().map(|a| a.label(lang)).collect::<Vec<_>>().join(", ")) }
+                        ol {
+                            @for cand in &c.candidates {
+                                li { (cand.value.describe_for(&c.field, lang, &st)) " — " (cand.stamp.by) " · " (cand.stamp.device) " · " (when(cand.stamp.at)) }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        h2 { (t(lang, "Danh sách và điểm danh", "Roster and attendance")) }
+        table {
+            thead { tr {
+                th scope="col" { "#" }
+                th scope="col" { (t(lang, "Họ và tên", "Name")) }
+                th scope="col" { (t(lang, "Chức vụ", "Position")) }
+                th scope="col" { (t(lang, "Điểm danh", "Attendance")) }
+                th scope="col" { (t(lang, "Tác phong", "Conduct")) }
+            } }
+            tbody {
+                @for (i, sid) in st.roster.iter().enumerate() {
+                    @let member = st.staff.get(sid);
+                    @let field = kiemtra_core::FieldRef::Attendance { staff: sid.clone() };
+                    tr class=[in_conflict(&field).then_some("conflict")] {
+                        td.num { (i + 1) }
+                        td { (member.map(|m| m.value.name.as_str()).unwrap_or("")) }
+                        td { (member.map(|m| m.value.position.as_str()).unwrap_or("")) }
+                        td {
+                            @match st.attendance.get(sid) {
+                                Some(slot) => {
+                                    (slot.value().mark.label(lang))
+                                    @if !slot.value().note.is_empty() { " — " (slot.value().note) }
+                                    br; small { (slot.winner.stamp.by) " · " (when(slot.winner.stamp.at)) }
+                                }
+                                None => { (t(lang, "chưa ghi nhận", "not recorded")) }
+                            }
+                        }
+                        td {
+                            @for ((who, kind), slot) in st.conduct.iter().filter(|((who, _), _)| who == sid) {
+                                @let _ = who;
+                                span.mark { (kind.label(lang)) ": " (slot.value().result.label(lang)) } " "
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        h2 { (t(lang, "Nội dung kiểm tra tại cơ quan", "Office checks")) }
+        table {
+            thead { tr {
+                th scope="col" { (t(lang, "Nội dung", "Check")) }
+                th scope="col" { (t(lang, "Kết quả", "Result")) }
+                th scope="col" { (t(lang, "Ảnh", "Photos")) }
+            } }
+            tbody {
+                @for def in &st.template.checks {
+                    @let field = kiemtra_core::FieldRef::OfficeCheck { check: def.id.clone() };
+                    tr class=[in_conflict(&field).then_some("conflict")] {
+                        td { (def.label.get(lang)) }
+                        td {
+                            @match st.checks.get(&def.id) {
+                                Some(slot) => {
+                                    (slot.value().result.label(lang))
+                                    @if let Some(value) = &slot.value().value { ": " (def.describe_value(value, lang)) }
+                                    @if !slot.value().note.is_empty() { " — " (slot.value().note) }
+                                }
+                                None => { "—" }
+                            }
+                        }
+                        td.num { (st.evidence.get(&def.id).map_or(0, |e| e.len())) }
+                    }
+                }
+            }
+        }
+        @let findings: Vec<_> = st.findings.values().filter(|f| !f.withdrawn()).collect();
+        @if !findings.is_empty() {
+            h2 { (t(lang, "Tồn tại, hạn chế và kiến nghị", "Findings and recommendations")) }
+            ul {
+                @for f in findings {
+                    li { (f.text()) @if !f.recommendation().is_empty() { " — " (t(lang, "Kiến nghị:", "Recommendation:")) " " (f.recommendation()) } }
+                }
+            }
+        }
+        @if !st.narrative.is_empty() {
+            h2 { (t(lang, "Diễn biến", "Narrative")) }
+            p.narrative { (st.narrative) }
+        }
+        @if !st.approvals.is_empty() {
+            h2 { (t(lang, "Phê duyệt", "Approvals")) }
+            ul {
+                @for a in &st.approvals {
+                    li { (a.stamp.by) " · " (when(a.stamp.at)) " · " (t(lang, "đã ký", "signed")) ": " (if a.signature.is_empty() { t(lang, "không", "no") } else { t(lang, "có", "yes") }) }
+                }
+            }
+        }
+    };
+    Ok(page(lang, &st.meta.unit.name, Some((&v, &v.csrf)), body))
 }

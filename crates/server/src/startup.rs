@@ -321,6 +321,7 @@ impl Application {
                 .service(get("/console/campaigns").to(crate::console::campaigns))
                 .service(get("/console/campaigns/{id}").to(crate::console::campaign))
                 .service(get("/console/campaigns/{id}/report").to(crate::console::report))
+                .service(get("/console/visits/{id}").to(crate::console::visit))
                 .default_service(web::to(routes::not_found))
         })
         .workers(settings.workers.max(1))
