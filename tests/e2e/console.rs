@@ -12,7 +12,7 @@ use kiemtra_core::Role;
 use std::collections::BTreeMap;
 
 /// A browser: cookies kept by name, redirects not followed.
-struct Browser {
+pub(crate) struct Browser {
     url: String,
     http: reqwest::Client,
     jar: BTreeMap<String, String>,
@@ -127,7 +127,7 @@ fn csrf(body: &str) -> String {
 }
 
 /// Sets `user`'s first password with `code` and follows the redirect.
-async fn invited(url: &str, code: &str, user: &str, password: &str) -> Browser {
+pub(crate) async fn invited(url: &str, code: &str, user: &str, password: &str) -> Browser {
     let mut b = Browser::new(url);
     let form = b.get("/console/invite").await;
     assert_eq!(form.status, 200);
@@ -149,8 +149,30 @@ async fn invited(url: &str, code: &str, user: &str, password: &str) -> Browser {
     b
 }
 
-#[tokio::test]
-async fn the_console_signs_users_in_shows_their_scope_and_refuses_forged_forms() {
+/// What the console's tests start from: a server whose log holds a unit of
+/// Cần Thơ with its roster, the standard checklist, a supervisor, an
+/// inspector, an auditor and an administrator of one team (each with an
+/// unused code), a campaign and one assigned visit, recorded by the
+/// inspector's phone and approved by the supervisor's.
+pub(crate) struct World {
+    pub(crate) dir: tempfile::TempDir,
+    pub(crate) server: ServerProcess,
+    pub(crate) admin: Admin,
+    pub(crate) campaign: kiemtra_core::CampaignId,
+    pub(crate) visit: kiemtra_core::VisitId,
+    pub(crate) phone: Device,
+    pub(crate) sup_phone: Device,
+}
+
+/// The codes [`World`] issued, by user.
+pub(crate) const CODES: [(&str, &str); 4] = [
+    ("truong-doan", "AAAA-BBBB-CCCC"),
+    ("kiem-tra-an", "DDDD-EEEE-FFFF"),
+    ("kiem-toan", "GGGG-HHHH-JJJJ"),
+    ("quan-tri-2", "KKKK-MMMM-NNNN"),
+];
+
+pub(crate) async fn world() -> World {
     let (dir, server, admin) = start().await;
     let data = dir.path().join("server");
     let team = tid("doan-1");
@@ -299,6 +321,28 @@ async fn the_console_signs_users_in_shows_their_scope_and_refuses_forged_forms()
     .await;
     approve_all(&mut sup_phone).await;
 
+    World {
+        dir,
+        server,
+        admin,
+        campaign,
+        visit,
+        phone,
+        sup_phone,
+    }
+}
+
+#[tokio::test]
+async fn the_console_signs_users_in_shows_their_scope_and_refuses_forged_forms() {
+    let World {
+        dir: _dir,
+        server,
+        admin,
+        campaign,
+        visit,
+        mut phone,
+        mut sup_phone,
+    } = world().await;
     // Before signing in: sent to the sign-in page; a sign-in form posted
     // without its token is refused.
     let mut stranger = Browser::new(&admin.url);

@@ -6,6 +6,7 @@ mod audit;
 mod backup;
 mod bad_input;
 mod bounds;
+mod browser;
 mod bundle;
 mod concurrency;
 mod console;
