@@ -93,6 +93,16 @@ async fn draw(c: &Client, name: &str) {
     c.set_window_size(1280, 900).await.expect("size");
 }
 
+/// The text of the page's `main`, as the browser renders it.
+async fn main_text(c: &Client) -> String {
+    c.find(Locator::Css("main"))
+        .await
+        .expect("main")
+        .text()
+        .await
+        .expect("text")
+}
+
 async fn fill(c: &Client, id: &str, text: &str) {
     c.find(Locator::Id(id))
         .await
@@ -168,13 +178,7 @@ async fn a_supervisor_reads_the_campaign_in_chromium() {
         .click()
         .await
         .expect("click");
-    let text = c
-        .find(Locator::Css("main"))
-        .await
-        .expect("main")
-        .text()
-        .await
-        .expect("text");
+    let text = main_text(&c).await;
     assert!(text.contains("Tổng số CBCCVC trong biên chế: 4"), "{text}");
     assert!(text.contains("75,00%"), "{text}");
     // Markup in the campaign's title is text, not markup.
@@ -191,13 +195,7 @@ async fn a_supervisor_reads_the_campaign_in_chromium() {
     c.goto(&format!("{url}/console/visits/{visit}"))
         .await
         .expect("goto");
-    let text = c
-        .find(Locator::Css("main"))
-        .await
-        .expect("main")
-        .text()
-        .await
-        .expect("text");
+    let text = main_text(&c).await;
     assert!(
         text.contains("<script>alert(1)</script> sổ theo dõi thiếu"),
         "{text}"
@@ -208,13 +206,7 @@ async fn a_supervisor_reads_the_campaign_in_chromium() {
     c.goto(&format!("{url}/console/campaigns/ct-2015/report"))
         .await
         .expect("goto");
-    let text = c
-        .find(Locator::Css("main"))
-        .await
-        .expect("main")
-        .text()
-        .await
-        .expect("text");
+    let text = main_text(&c).await;
     assert!(text.contains("Có mặt: 3 (75,00%)"), "{text}");
     draw(&c, "report").await;
 
@@ -228,13 +220,7 @@ async fn a_supervisor_reads_the_campaign_in_chromium() {
     c.goto(&format!("{url}/console/campaigns/ct-2015"))
         .await
         .expect("goto");
-    let text = c
-        .find(Locator::Css("main"))
-        .await
-        .expect("main")
-        .text()
-        .await
-        .expect("text");
+    let text = main_text(&c).await;
     assert!(
         text.contains("Staff on payroll: 4") && text.contains("75.00%"),
         "{text}"

@@ -150,6 +150,15 @@ fn message_page(
     r
 }
 
+fn no_campaign(lang: Lang) -> HttpResponse {
+    message_page(
+        actix_web::http::StatusCode::NOT_FOUND,
+        lang,
+        t(lang, "Không tìm thấy", "Not found"),
+        t(lang, "Không có đợt kiểm tra này.", "No such campaign."),
+    )
+}
+
 fn redirect(to: &str) -> HttpResponse {
     HttpResponse::SeeOther()
         .insert_header((header::LOCATION, to))
@@ -771,12 +780,7 @@ pub async fn campaign(
         Err(r) => return Ok(r),
     };
     let Ok(id) = CampaignId::parse(&path.into_inner()) else {
-        return Ok(message_page(
-            actix_web::http::StatusCode::NOT_FOUND,
-            lang,
-            t(lang, "Không tìm thấy", "Not found"),
-            t(lang, "Không có đợt kiểm tra này.", "No such campaign."),
-        ));
+        return Ok(no_campaign(lang));
     };
     let (from, to) = match (parse_day(&range.from), parse_day(&range.to)) {
         (Ok(f), Ok(t)) => (f, t),
@@ -821,20 +825,10 @@ pub async fn campaign(
     })
     .await?;
     let Some((d, c, list, report)) = found else {
-        return Ok(message_page(
-            actix_web::http::StatusCode::NOT_FOUND,
-            lang,
-            t(lang, "Không tìm thấy", "Not found"),
-            t(lang, "Không có đợt kiểm tra này.", "No such campaign."),
-        ));
+        return Ok(no_campaign(lang));
     };
     if !campaigns_for(&d, &v).iter().any(|x| x.campaign_id == id) {
-        return Ok(message_page(
-            actix_web::http::StatusCode::NOT_FOUND,
-            lang,
-            t(lang, "Không tìm thấy", "Not found"),
-            t(lang, "Không có đợt kiểm tra này.", "No such campaign."),
-        ));
+        return Ok(no_campaign(lang));
     }
     let in_range =
         |day: chrono::NaiveDate| from.is_none_or(|f| day >= f) && to.is_none_or(|t| day <= t);
@@ -989,12 +983,7 @@ pub async fn report(
         Err(r) => return Ok(r),
     };
     let Ok(id) = CampaignId::parse(&path.into_inner()) else {
-        return Ok(message_page(
-            actix_web::http::StatusCode::NOT_FOUND,
-            lang,
-            t(lang, "Không tìm thấy", "Not found"),
-            t(lang, "Không có đợt kiểm tra này.", "No such campaign."),
-        ));
+        return Ok(no_campaign(lang));
     };
     let scope = match v.visit_scope() {
         Some(teams) if teams.is_empty() => {
@@ -1043,51 +1032,26 @@ pub async fn report(
             ),
         ));
     };
-    let attach = |media: &str, ext: &str, body: Vec<u8>| {
-        HttpResponse::Ok()
-            .content_type(media.to_owned())
+    if !format.is_empty() {
+        let head = match format.as_str() {
+            "pdf" => Some(crate::report_routes::letterhead(
+                &crate::report_routes::ReportQuery::default(),
+                directory.as_ref(),
+                &id,
+                &title,
+                &user,
+            )?),
+            _ => None,
+        };
+        let (media, body) = crate::report_routes::encoded(report, &format, lang, head).await?;
+        return Ok(HttpResponse::Ok()
+            .content_type(media)
             .insert_header((
                 header::CONTENT_DISPOSITION,
-                format!("attachment; filename=\"{id}.{ext}\""),
+                format!("attachment; filename=\"{id}.{format}\""),
             ))
             .insert_header((header::X_CONTENT_TYPE_OPTIONS, "nosniff"))
-            .body(body)
-    };
-    match format.as_str() {
-        "csv" => {
-            return Ok(attach(
-                "text/csv; charset=utf-8",
-                "csv",
-                report.csv(lang).into_bytes(),
-            ));
-        }
-        "json" => {
-            let body =
-                serde_json::to_vec_pretty(&report).map_err(|e| Problem::Internal(e.to_string()))?;
-            return Ok(attach("application/json", "json", body));
-        }
-        "xlsx" => {
-            let body = report.xlsx(lang).map_err(Problem::Internal)?;
-            return Ok(attach(
-                kiemtra_admin::ExportFormat::Xlsx.media_type(),
-                "xlsx",
-                body,
-            ));
-        }
-        "pdf" => {
-            let query = crate::report_routes::ReportQuery::default();
-            let head =
-                crate::report_routes::letterhead(&query, directory.as_ref(), &id, &title, &user)?;
-            let pdf = web::block(move || {
-                let fonts = crate::report_routes::load_fonts()?;
-                kiemtra_admin::pdf::render(&report, &head, &fonts, lang)
-            })
-            .await
-            .map_err(blocking_err)?
-            .map_err(Problem::Internal)?;
-            return Ok(attach("application/pdf", "pdf", pdf));
-        }
-        _ => {}
+            .body(body));
     }
     let md = report.markdown(lang);
     let body = html! {

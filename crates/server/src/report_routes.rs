@@ -232,6 +232,18 @@ pub async fn campaign_report(
     })
     .await
     .map_err(|e| Problem::Internal(e.to_string()))??;
+    let (media, body) = encoded(report, &format, lang, head).await?;
+    Ok(HttpResponse::Ok().content_type(media).body(body))
+}
+
+/// The report in `format` (md, csv, json, xlsx; pdf when `head` is given),
+/// with its media type.
+pub(crate) async fn encoded(
+    report: CampaignReport,
+    format: &str,
+    lang: Lang,
+    head: Option<kiemtra_admin::pdf::Letterhead>,
+) -> Result<(&'static str, Vec<u8>), Problem> {
     if let Some(head) = head {
         // A server without the fonts answers 500 and logs why (the
         // operator installs fonts-liberation2 or sets KIEMTRA_FONT_DIR).
@@ -242,9 +254,9 @@ pub async fn campaign_report(
         .await
         .map_err(|e| Problem::Internal(e.to_string()))?
         .map_err(Problem::Internal)?;
-        return Ok(HttpResponse::Ok().content_type("application/pdf").body(pdf));
+        return Ok(("application/pdf", pdf));
     }
-    let (media, body) = match format.as_str() {
+    Ok(match format {
         "csv" => ("text/csv; charset=utf-8", report.csv(lang).into_bytes()),
         "json" => (
             "application/json",
@@ -258,8 +270,7 @@ pub async fn campaign_report(
             "text/markdown; charset=utf-8",
             report.markdown(lang).into_bytes(),
         ),
-    };
-    Ok(HttpResponse::Ok().content_type(media).body(body))
+    })
 }
 
 /// The report of `campaign` over the visits of `teams` (all when `None`)
