@@ -620,6 +620,14 @@ mod tests {
                 approval: None,
             },
         ];
+        let (a, at) = approved.approval().expect("approval").expect("approved");
+        assert_eq!(Some(&a), visits[0].approval.as_ref());
+        assert_eq!(
+            Some(at),
+            visits[0].approved.clone(),
+            "the approved state with it"
+        );
+        assert!(pending.approval().expect("approval").is_none());
         let r = CampaignReport::build("c", "Báo cáo", &visits, Lang::Vi);
         assert_eq!(r.units_inspected, 1);
         assert_eq!(

@@ -274,13 +274,14 @@ pub async fn run(campaign_path: Option<&Path>, log: &mut dyn FnMut(&str)) -> Res
     for unit in &fixture.units {
         let id = unit.visit_id(&fixture.campaign.id).map_err(step("id"))?;
         let v = sup.store.visit(&id).map_err(step("visit"))?;
+        let (approval, approved) = v.approval().map_err(step("approval"))?.unzip();
         visits.push(VisitForReport {
             unit: unit.name.clone(),
             kind: UnitKind::parse(&unit.kind).map_err(step("kind"))?,
             absorbed: Vec::new(),
             unplanned: false,
-            approved: v.approved_state().map_err(step("approved state"))?,
-            approval: v.state().map_err(step("state"))?.latest_approval().cloned(),
+            approved,
+            approval,
         });
     }
     let report = CampaignReport::build(

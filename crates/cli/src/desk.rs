@@ -542,13 +542,14 @@ pub fn report(
     let mut visits = Vec::new();
     for s in &summaries {
         let v = desk.store.visit(&s.id)?;
+        let (approval, approved) = v.approval()?.unzip();
         visits.push(VisitForReport {
             unit: s.unit_name.clone(),
             kind: UnitKind::parse(&s.unit_kind)?,
             absorbed: Vec::new(),
             unplanned: false,
-            approved: v.approved_state()?,
-            approval: v.state()?.latest_approval().cloned(),
+            approved,
+            approval,
         });
     }
     let default_title = match lang {

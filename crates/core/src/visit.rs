@@ -476,10 +476,16 @@ impl Visit {
 
     /// The state a supervisor approved most recently, if any.
     pub fn approved_state(&self) -> Result<Option<VisitState>> {
+        Ok(self.approval()?.map(|(_, state)| state))
+    }
+
+    /// The latest approval, as the current state holds it, with the state
+    /// at the heads it approved.
+    pub fn approval(&self) -> Result<Option<(Approval, VisitState)>> {
         let state = self.state()?;
         match state.latest_approval() {
             None => Ok(None),
-            Some(a) => self.state_at(&a.head_hashes()?).map(Some),
+            Some(a) => Ok(Some((a.clone(), self.state_at(&a.head_hashes()?)?))),
         }
     }
 

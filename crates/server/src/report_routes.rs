@@ -304,6 +304,10 @@ pub(crate) fn build_report(
             .as_ref()
             .map(|d| absorbed_names(d, &meta.unit.code, meta.scheduled_on))
             .unwrap_or_default();
+        let (approval, approved) = visit
+            .approval()
+            .map_err(|e| Problem::Internal(e.to_string()))?
+            .unzip();
         visits.push(VisitForReport {
             unit: s.unit_name.clone(),
             kind: UnitKind::parse(&s.unit_kind).map_err(|e| Problem::Internal(e.to_string()))?,
@@ -313,14 +317,8 @@ pub(crate) fn build_report(
             unplanned: directory
                 .as_ref()
                 .is_some_and(|d| !d.visits.contains_key(&s.id)),
-            approved: visit
-                .approved_state()
-                .map_err(|e| Problem::Internal(e.to_string()))?,
-            approval: visit
-                .state()
-                .map_err(|e| Problem::Internal(e.to_string()))?
-                .latest_approval()
-                .cloned(),
+            approved,
+            approval,
         });
     }
     if visits.is_empty() {
