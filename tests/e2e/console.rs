@@ -128,6 +128,18 @@ fn csrf(body: &str) -> String {
 
 /// Sets `user`'s first password with `code` and follows the redirect.
 pub(crate) async fn invited(url: &str, code: &str, user: &str, password: &str) -> Browser {
+    invited_with_key(url, code, user, password, "").await
+}
+
+/// [`invited`], sending `public_key` (hex) as the browser's key, as the
+/// console's script does.
+pub(crate) async fn invited_with_key(
+    url: &str,
+    code: &str,
+    user: &str,
+    password: &str,
+    public_key: &str,
+) -> Browser {
     let mut b = Browser::new(url);
     let form = b.get("/console/invite").await;
     assert_eq!(form.status, 200);
@@ -141,6 +153,7 @@ pub(crate) async fn invited(url: &str, code: &str, user: &str, password: &str) -
                 ("user", user),
                 ("password", password),
                 ("again", password),
+                ("public_key", public_key),
             ],
         )
         .await;
@@ -330,6 +343,459 @@ pub(crate) async fn world() -> World {
         phone,
         sup_phone,
     }
+}
+
+/// Adds to [`World`] a submitted visit of its team with one conflict: two
+/// phones of the inspector marked the commune's chairman differently.
+pub(crate) async fn conflicted(w: &mut World) -> kiemtra_core::VisitId {
+    let visit = random_visit("ct-2015", "ubnd-an-hoa");
+    let (s, v) = w
+        .admin
+        .act(vec![
+            Act::UnitsImported {
+                units: vec![kiemtra_admin::UnitRecord {
+                    code: code("ubnd-an-hoa"),
+                    name: "UBND phường An Hòa".into(),
+                    kind: kiemtra_core::UnitKind::CommuneCommittee,
+                    area: code("can-tho"),
+                    valid_from: day("2004-01-01"),
+                    valid_to: None,
+                }],
+            },
+            Act::RosterPublished {
+                unit: code("ubnd-an-hoa"),
+                valid_from: day("2015-01-01"),
+                staff: vec![
+                    member("ah.s1", "Nguyễn Văn Một", "Chủ tịch"),
+                    member("ah.s2", "Trần Thị Hai", "Công chức"),
+                ],
+            },
+            Act::Assigned {
+                campaign_id: w.campaign.clone(),
+                team_id: tid("doan-1"),
+                unit: code("ubnd-an-hoa"),
+                planned_on: day("2015-09-02"),
+                visit_id: visit.clone(),
+            },
+        ])
+        .await;
+    assert_eq!(s, 200, "{v}");
+    let mut other = Device::enroll(
+        &w.dir.path().join("server"),
+        &w.admin.url,
+        "kiem-tra-an",
+        "doan-1",
+        "inspector",
+        &w.dir.path().join("phone-2"),
+    )
+    .await;
+    w.phone.sync().await;
+    other.sync().await;
+    let staff = |id| kiemtra_core::StaffId::parse(id).expect("id");
+    w.phone
+        .store
+        .edit(&visit, |v| {
+            v.record_attendance(
+                &staff("ah.s1"),
+                kiemtra_core::AttendanceMark::Present,
+                "",
+                None,
+            )?;
+            v.record_attendance(
+                &staff("ah.s2"),
+                kiemtra_core::AttendanceMark::Present,
+                "",
+                None,
+            )
+        })
+        .expect("record");
+    other
+        .store
+        .edit(&visit, |v| {
+            v.record_attendance(
+                &staff("ah.s1"),
+                kiemtra_core::AttendanceMark::Absent(kiemtra_core::AbsenceReason::Sick),
+                "",
+                None,
+            )
+        })
+        .expect("record");
+    w.phone.sync().await;
+    other.sync().await;
+    w.phone.sync().await;
+    w.phone
+        .store
+        .edit(&visit, |v| v.submit(""))
+        .expect("submit");
+    w.phone.sync().await;
+    visit
+}
+
+/// The value of `attr` on the first element after `marker` in `body`.
+pub(crate) fn attr_after(body: &str, marker: &str, attr: &str) -> String {
+    let from = body
+        .find(marker)
+        .unwrap_or_else(|| panic!("{marker} in {body}"));
+    let rest = &body[from..];
+    let key = format!("{attr}=\"");
+    let at = rest
+        .find(&key)
+        .unwrap_or_else(|| panic!("{attr} after {marker}"))
+        + key.len();
+    let end = rest[at..].find('"').expect("closing quote");
+    rest[at..at + end]
+        .replace("&quot;", "\"")
+        .replace("&amp;", "&")
+}
+
+/// A browser's signing key, as WebCrypto would hold it.
+struct BrowserKey(ring::signature::Ed25519KeyPair);
+
+impl BrowserKey {
+    fn new() -> Self {
+        let rng = ring::rand::SystemRandom::new();
+        let pkcs8 = ring::signature::Ed25519KeyPair::generate_pkcs8(&rng).expect("key");
+        BrowserKey(ring::signature::Ed25519KeyPair::from_pkcs8(pkcs8.as_ref()).expect("key"))
+    }
+    fn public_hex(&self) -> String {
+        use ring::signature::KeyPair;
+        kiemtra_core::hex::encode(self.0.public_key().as_ref())
+    }
+    fn sign(&self, message: &[u8]) -> String {
+        kiemtra_core::hex::encode(self.0.sign(message).as_ref())
+    }
+}
+
+/// What the console's script does for one act: prepare, (for an approval,
+/// sign the approval message and prepare again), check the change's
+/// dependencies and hash, sign, commit. The commit's answer.
+async fn signed_act(
+    b: &mut Browser,
+    key: &BrowserKey,
+    fields: &[(&str, &str)],
+) -> (u16, serde_json::Value) {
+    let mut f: Vec<(String, String)> = fields
+        .iter()
+        .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+        .collect();
+    let get = |f: &[(String, String)], k: &str| {
+        f.iter()
+            .find(|(n, _)| n == k)
+            .map(|(_, v)| v.clone())
+            .unwrap_or_default()
+    };
+    let (s, mut made) = post_json(b, "/console/acts/prepare", &f).await;
+    if s != 200 {
+        return (s, made);
+    }
+    let visit = get(&f, "visit");
+    let heads: Vec<kiemtra_core::ChangeHash> = get(&f, "heads")
+        .split(' ')
+        .map(|h| h.parse().expect("a head"))
+        .collect();
+    if made["approval"] == true {
+        let message = kiemtra_core::Approval::message(&visit, &heads);
+        f.push(("approval_signature".into(), key.sign(&message)));
+        let (s, again) = post_json(b, "/console/acts/prepare", &f).await;
+        assert_eq!(s, 200, "{again}");
+        made = again;
+    }
+    let change = kiemtra_core::hex::decode(made["change"].as_str().expect("change")).expect("hex");
+    let sent = kiemtra_core::sent_changes(&change).expect("one change");
+    assert_eq!(sent.len(), 1);
+    let mut deps = sent[0].deps.clone();
+    deps.sort();
+    let mut want = heads.clone();
+    want.sort();
+    assert_eq!(
+        deps, want,
+        "the change builds on the version the page showed"
+    );
+    let digest = ring::digest::digest(&ring::digest::SHA256, &change[8..]);
+    assert_eq!(digest.as_ref(), sent[0].hash.0.as_slice());
+    let message = kiemtra_sync_protocol::Signature::message(&visit, &[sent[0].hash.0]);
+    f.push((
+        "change".into(),
+        made["change"].as_str().unwrap_or("").to_owned(),
+    ));
+    f.push(("signature".into(), key.sign(&message)));
+    post_json(b, "/console/acts/commit", &f).await
+}
+
+fn borrow(v: &[(String, String)]) -> Vec<(&str, &str)> {
+    v.iter().map(|(k, x)| (k.as_str(), x.as_str())).collect()
+}
+
+async fn post_json(
+    b: &mut Browser,
+    path: &str,
+    f: &[(String, String)],
+) -> (u16, serde_json::Value) {
+    let refs: Vec<(&str, &str)> = f.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    let page = b.post(path, &refs).await;
+    let json = serde_json::from_str(&page.body).unwrap_or_default();
+    (page.status, json)
+}
+
+/// The browser's device id as the page lists it for `key`.
+fn device_of(body: &str, key: &BrowserKey) -> String {
+    let keys = attr_after(body, "<body", "data-keys");
+    keys.split(',')
+        .find(|e| e.ends_with(&key.public_hex()))
+        .and_then(|e| e.split(' ').next())
+        .expect("the browser's device among the user's")
+        .to_owned()
+}
+
+#[tokio::test]
+async fn a_supervisor_settles_and_approves_with_the_browsers_own_key() {
+    let mut w = world().await;
+    let visit = conflicted(&mut w).await;
+    let key = BrowserKey::new();
+    let mut b = invited_with_key(
+        &w.admin.url,
+        "AAAA-BBBB-CCCC",
+        "truong-doan",
+        "mật khẩu đủ dài 2015",
+        &key.public_hex(),
+    )
+    .await;
+    let page = b.get(&format!("/console/visits/{visit}")).await;
+    assert_eq!(page.status, 200);
+    assert!(
+        page.body.contains("Xung đột cần trưởng đoàn xử lý"),
+        "{}",
+        page.body
+    );
+    let device = device_of(&page.body, &key);
+    let token = csrf(&page.body);
+    let heads = attr_after(&page.body, "data-act=\"settle\"", "data-heads");
+    let field = attr_after(&page.body, "data-act=\"settle\"", "value");
+    assert_eq!(field, "attendance/ah.s1");
+    let vid = visit.to_string();
+    let settle = |candidate: &'static str, csrf: &str| {
+        vec![
+            ("csrf".to_owned(), csrf.to_owned()),
+            ("visit".to_owned(), vid.clone()),
+            ("act".to_owned(), "settle".to_owned()),
+            ("heads".to_owned(), heads.clone()),
+            ("device".to_owned(), device.clone()),
+            ("field".to_owned(), field.clone()),
+            ("candidate".to_owned(), candidate.to_owned()),
+        ]
+    };
+
+    // Without the CSRF token, or with a forged signature: refused, and the
+    // conflict is still there.
+    let no_csrf = settle("1", "");
+    let refused = b.post("/console/acts/prepare", &borrow(&no_csrf)).await;
+    assert_eq!(refused.status, 403, "{}", refused.body);
+    let fields = settle("1", &token);
+    let prepared = b.post("/console/acts/prepare", &borrow(&fields)).await;
+    assert_eq!(prepared.status, 200, "{}", prepared.body);
+    let made: serde_json::Value = serde_json::from_str(&prepared.body).expect("json");
+    let mut forged = fields.clone();
+    forged.push((
+        "change".into(),
+        made["change"].as_str().expect("change").into(),
+    ));
+    forged.push((
+        "signature".into(),
+        BrowserKey::new().sign(b"kiemtra-changes-v1\0"),
+    ));
+    let refused = b.post("/console/acts/commit", &borrow(&forged)).await;
+    assert_eq!(refused.status, 422, "{}", refused.body);
+    assert!(refused.body.contains("signature"), "{}", refused.body);
+    let page = b.get(&format!("/console/visits/{visit}")).await;
+    assert!(page.body.contains("Xung đột cần trưởng đoàn xử lý"));
+
+    // Settled with the browser's key: the conflict is gone.
+    let (s, v) = signed_act(&mut b, &key, &borrow(&fields)).await;
+    assert_eq!(s, 200, "{v}");
+    let page = b.get(&format!("/console/visits/{visit}")).await;
+    assert!(
+        !page.body.contains("Xung đột cần trưởng đoàn xử lý"),
+        "{}",
+        page.body
+    );
+    assert!(page.body.contains("data-act=\"approve\""), "{}", page.body);
+
+    // Approved, signed twice by the browser: the approval record and the change.
+    let heads = attr_after(&page.body, "data-act=\"approve\"", "data-heads");
+    let approve = vec![
+        ("csrf".to_owned(), token.clone()),
+        ("visit".to_owned(), vid.clone()),
+        ("act".to_owned(), "approve".to_owned()),
+        ("heads".to_owned(), heads),
+        ("device".to_owned(), device.clone()),
+        ("note".to_owned(), "Đồng ý".to_owned()),
+    ];
+    let (s, v) = signed_act(&mut b, &key, &borrow(&approve)).await;
+    assert_eq!(s, 200, "{v}");
+    let page = b.get(&format!("/console/visits/{visit}")).await;
+    assert!(page.body.contains("Đã phê duyệt"), "{}", page.body);
+    assert!(!page.body.contains("data-act=\"approve\""));
+
+    // The server verifies both acts as signed by the browser's device, and
+    // every signature it keeps for them is the browser's.
+    let verify = b.get(&format!("/console/visits/{visit}/verify")).await;
+    assert_eq!(verify.status, 200);
+    assert!(verify.body.contains("Hợp lệ"), "{}", verify.body);
+    let http = reqwest::Client::new();
+    let token = &w.sup_phone.client.credentials().token;
+    let receipts: serde_json::Value = http
+        .get(format!("{}/v1/visits/{visit}/receipts", w.admin.url))
+        .bearer_auth(token)
+        .send()
+        .await
+        .expect("receipts")
+        .json()
+        .await
+        .expect("json");
+    let by_browser = receipts
+        .as_array()
+        .expect("list")
+        .iter()
+        .filter(|r| r["signer"] == device.as_str())
+        .count();
+    assert_eq!(by_browser, 2, "{receipts}");
+    let report: serde_json::Value = http
+        .get(format!("{}/v1/visits/{visit}/verify", w.admin.url))
+        .bearer_auth(token)
+        .send()
+        .await
+        .expect("verify")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(report["ok"], true, "{report}");
+    assert!(report["approvals_checked"].as_u64() >= Some(1), "{report}");
+
+    // A page drawn before the approval is stale: nothing is prepared on it.
+    let again = b
+        .post(
+            "/console/acts/prepare",
+            &borrow(&settle("0", &csrf(&page.body))),
+        )
+        .await;
+    assert_eq!(again.status, 409, "{}", again.body);
+    w.server.terminate();
+}
+
+#[tokio::test]
+async fn acts_are_refused_to_other_roles_foreign_devices_and_bad_bytes() {
+    let mut w = world().await;
+    let visit = conflicted(&mut w).await;
+    let vid = visit.to_string();
+    // An inspector's session, with a key of its own enrolled: never signs acts.
+    let inspector_key = BrowserKey::new();
+    let mut inspector = invited_with_key(
+        &w.admin.url,
+        "DDDD-EEEE-FFFF",
+        "kiem-tra-an",
+        "mật khẩu đủ dài 2015",
+        &inspector_key.public_hex(),
+    )
+    .await;
+    let page = inspector.get(&format!("/console/visits/{visit}")).await;
+    assert_eq!(page.status, 200);
+    assert!(
+        !page.body.contains("class=\"signed"),
+        "an inspector sees no act"
+    );
+    let device = device_of(&page.body, &inspector_key);
+    let token = csrf(&page.body);
+    let r = inspector
+        .post(
+            "/console/acts/prepare",
+            &[
+                ("csrf", token.as_str()),
+                ("visit", vid.as_str()),
+                ("act", "return"),
+                ("heads", "00"),
+                ("device", device.as_str()),
+                ("note", "x"),
+            ],
+        )
+        .await;
+    assert_eq!(r.status, 403, "{}", r.body);
+
+    // A supervisor whose browser holds no enrolled key, naming another
+    // user's device: refused.
+    let mut sup = invited(
+        &w.admin.url,
+        "AAAA-BBBB-CCCC",
+        "truong-doan",
+        "mật khẩu đủ dài 2015",
+    )
+    .await;
+    let page = sup.get(&format!("/console/visits/{visit}")).await;
+    let token = csrf(&page.body);
+    let heads = attr_after(&page.body, "data-act=\"settle\"", "data-heads");
+    let field = attr_after(&page.body, "data-act=\"settle\"", "value");
+    let base = |device: &str| {
+        vec![
+            ("csrf".to_owned(), token.clone()),
+            ("visit".to_owned(), vid.clone()),
+            ("act".to_owned(), "settle".to_owned()),
+            ("heads".to_owned(), heads.clone()),
+            ("device".to_owned(), device.to_owned()),
+            ("field".to_owned(), field.clone()),
+            ("candidate".to_owned(), "0".to_owned()),
+        ]
+    };
+    let r = sup
+        .post("/console/acts/prepare", &borrow(&base(&device)))
+        .await;
+    assert_eq!(r.status, 403, "{}", r.body);
+    // The supervisor's phone is their device: the server prepares, but the
+    // browser holds no key for it, and a change signed by another key or
+    // bytes that are not one change are refused.
+    let phone = w.sup_phone.client.credentials().device_id.clone();
+    let r = sup
+        .post("/console/acts/prepare", &borrow(&base(&phone)))
+        .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    let made: serde_json::Value = serde_json::from_str(&r.body).expect("json");
+    let change = made["change"].as_str().expect("change").to_owned();
+    for (bytes, signature, status) in [
+        (change.clone(), BrowserKey::new().sign(b"x"), 422),
+        ("zz".to_owned(), BrowserKey::new().sign(b"x"), 400),
+        ("00".repeat(40), BrowserKey::new().sign(b"x"), 400),
+        (
+            format!("{change}{change}"),
+            BrowserKey::new().sign(b"x"),
+            400,
+        ),
+        (change.clone(), "00".to_owned(), 400),
+        ("ab".repeat(70_000), BrowserKey::new().sign(b"x"), 400),
+    ] {
+        let mut f = base(&phone);
+        f.push(("change".into(), bytes));
+        f.push(("signature".into(), signature));
+        let r = sup.post("/console/acts/commit", &borrow(&f)).await;
+        assert_eq!(r.status, status, "{}", r.body);
+    }
+    // Unknown visits, stale or malformed heads, unknown acts.
+    let mut f = base(&phone);
+    f[1].1 = "v-ffffffffffffffffffffffffffffffff".into();
+    let r = sup.post("/console/acts/prepare", &borrow(&f)).await;
+    assert_eq!(r.status, 404, "{}", r.body);
+    let mut f = base(&phone);
+    f[3].1 = "ab".repeat(32);
+    let r = sup.post("/console/acts/prepare", &borrow(&f)).await;
+    assert_eq!(r.status, 409, "{}", r.body);
+    f[3].1 = "nonsense".into();
+    let r = sup.post("/console/acts/prepare", &borrow(&f)).await;
+    assert_eq!(r.status, 400, "{}", r.body);
+    let mut f = base(&phone);
+    f[2].1 = "delete".into();
+    let r = sup.post("/console/acts/prepare", &borrow(&f)).await;
+    assert_eq!(r.status, 400, "{}", r.body);
+    // Nothing of it was stored: the conflict is still there.
+    let page = sup.get(&format!("/console/visits/{visit}")).await;
+    assert!(page.body.contains("Xung đột cần trưởng đoàn xử lý"));
+    w.server.terminate();
 }
 
 #[tokio::test]

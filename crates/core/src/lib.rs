@@ -47,4 +47,7 @@ pub use template::{
     CheckDef, CheckKind, ChoiceOption, Label, MAX_CHOICES, TEMPLATE_FORMAT, Template,
 };
 pub use text::{MAX_CHECK_TEXT, MAX_FINDING_TEXT, MAX_NAME, MAX_NARRATIVE, MAX_NOTE};
-pub use visit::{ChangeIndex, Implied, MAX_STAFF, NewVisit, Visit, implied_by, seq_ranges_of};
+pub use visit::{
+    ChangeIndex, Implied, MAX_STAFF, NewVisit, SentChange, Visit, implied_by, sent_changes,
+    seq_ranges_of,
+};

@@ -241,6 +241,32 @@ pub fn implied_by(bytes: &[u8]) -> Result<Implied> {
     }
 }
 
+/// One change read off received bytes: its hash, actor, sequence number
+/// and dependencies.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SentChange {
+    pub hash: ChangeHash,
+    pub actor: Vec<u8>,
+    pub seq: u64,
+    pub deps: Vec<ChangeHash>,
+}
+
+/// The changes in `bytes`, which must be change chunks (not a whole
+/// document), parsed one by one without applying them to anything.
+pub fn sent_changes(bytes: &[u8]) -> Result<Vec<SentChange>> {
+    let chunks = change_chunks(bytes)?
+        .ok_or_else(|| Error::NotAVisit("a whole document, not changes".into()))?;
+    Ok(parse_changes(chunks)?
+        .into_iter()
+        .map(|c| SentChange {
+            hash: c.hash(),
+            actor: c.actor_id().to_bytes().to_vec(),
+            seq: c.seq(),
+            deps: c.deps().to_vec(),
+        })
+        .collect())
+}
+
 fn author_of_actor(doc: &Automerge, actor: &automerge::ActorId) -> Option<Editor> {
     doc.get_author_for_actor(actor)
         .and_then(|a| Editor::from_author_bytes(a.as_bytes()))
@@ -668,6 +694,29 @@ impl Visit {
         self.doc = other.doc;
         self.bind_session();
         Ok(())
+    }
+
+    /// The visit as it stood at `heads`, for `session` to write on: what
+    /// it then writes depends on exactly those heads (a supervisor's act on
+    /// the version they were shown, whatever arrived since).
+    pub fn fork_at(&self, heads: &[ChangeHash], session: &Session) -> Result<Self> {
+        let doc = self.doc.fork_at(heads)?;
+        let mut v = Self {
+            doc,
+            session: session.clone(),
+            made_here: Vec::new(),
+        };
+        v.bind_session();
+        Ok(v)
+    }
+
+    /// A change of this visit as Automerge encodes it uncompressed: its
+    /// hash is the SHA-256 of these bytes after their first eight (magic
+    /// number and checksum).
+    pub fn change_bytes(&self, hash: &ChangeHash) -> Option<Vec<u8>> {
+        self.doc
+            .get_change_by_hash(hash)
+            .map(|c| c.raw_bytes().to_vec())
     }
 
     /// A copy of this visit for `session` (the same document).

@@ -37,29 +37,29 @@ const FREE_FAILURES: u32 = 5;
 const MIN_PASSWORD: usize = 10;
 const MAX_PASSWORD: usize = 128;
 
-fn t(lang: Lang, vi: &'static str, en: &'static str) -> &'static str {
+pub(crate) fn t(lang: Lang, vi: &'static str, en: &'static str) -> &'static str {
     match lang {
         Lang::Vi => vi,
         Lang::En => en,
     }
 }
 
-fn now() -> chrono::DateTime<chrono::Utc> {
+pub(crate) fn now() -> chrono::DateTime<chrono::Utc> {
     chrono::Utc::now()
 }
 
-fn stamp(t: chrono::DateTime<chrono::Utc>) -> String {
+pub(crate) fn stamp(t: chrono::DateTime<chrono::Utc>) -> String {
     t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
 }
 
-fn lang_of(req: &HttpRequest) -> Lang {
+pub(crate) fn lang_of(req: &HttpRequest) -> Lang {
     match req.cookie(LANG_COOKIE).as_ref().map(Cookie::value) {
         Some("en") => Lang::En,
         _ => Lang::Vi,
     }
 }
 
-fn random_hex() -> Result<String, Problem> {
+pub(crate) fn random_hex() -> Result<String, Problem> {
     crate::secrets::new_token()
 }
 
@@ -67,7 +67,7 @@ fn blocking_err(e: actix_web::error::BlockingError) -> Problem {
     Problem::Internal(e.to_string())
 }
 
-async fn with_store<T: Send + 'static>(
+pub(crate) async fn with_store<T: Send + 'static>(
     state: &web::Data<AppState>,
     f: impl FnOnce(&mut crate::backend::Conn<'_>) -> Result<T, Problem> + Send + 'static,
 ) -> Result<T, Problem> {
@@ -84,7 +84,12 @@ async fn with_store<T: Send + 'static>(
 
 /// A whole page: the shell with the language switch and, when signed in,
 /// the user and the sign-out form.
-fn page(lang: Lang, title: &str, who: Option<(&Viewer, &str)>, body: Markup) -> HttpResponse {
+pub(crate) fn page(
+    lang: Lang,
+    title: &str,
+    who: Option<(&Viewer, &str)>,
+    body: Markup,
+) -> HttpResponse {
     let markup = html! {
         (DOCTYPE)
         html lang=(t(lang, "vi", "en")) {
@@ -93,8 +98,9 @@ fn page(lang: Lang, title: &str, who: Option<(&Viewer, &str)>, body: Markup) -> 
                 meta name="viewport" content="width=device-width, initial-scale=1";
                 title { (title) " – kiemtra" }
                 link rel="stylesheet" href="/console/static/console.css";
+                script src="/console/static/console.js" defer {}
             }
-            body {
+            body data-csrf=[who.map(|(_, csrf)| csrf)] data-keys=[who.map(|(v, _)| keys_attr(v))] {
                 header {
                     a.brand href="/console/campaigns" { "kiemtra" }
                     nav {
@@ -119,13 +125,31 @@ fn page(lang: Lang, title: &str, who: Option<(&Viewer, &str)>, body: Markup) -> 
     secured(HttpResponse::Ok()).body(markup.into_string())
 }
 
-/// Headers every console answer carries: no scripts, no framing, no
+/// The user's devices as the script reads them: `id team key` each,
+/// comma-separated (ids, team ids and hex keys hold no spaces or commas).
+fn keys_attr(v: &Viewer) -> String {
+    v.devices
+        .iter()
+        .map(|d| {
+            format!(
+                "{} {} {}",
+                d.device_id,
+                d.team,
+                kiemtra_core::hex::encode(&d.public_key)
+            )
+        })
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+/// Headers every console answer carries: scripts and fetches from this
+/// server only, no framing, no
 /// sniffing, no referrer, no caching of pages.
 fn secured(mut b: actix_web::HttpResponseBuilder) -> actix_web::HttpResponseBuilder {
     b.content_type("text/html; charset=utf-8")
         .insert_header((
             header::CONTENT_SECURITY_POLICY,
-            "default-src 'none'; style-src 'self'; img-src 'self' data:; form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
+            "default-src 'none'; script-src 'self'; connect-src 'self'; style-src 'self'; img-src 'self' data:; form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
         ))
         .insert_header((header::X_CONTENT_TYPE_OPTIONS, "nosniff"))
         .insert_header((header::REFERRER_POLICY, "no-referrer"))
@@ -134,7 +158,7 @@ fn secured(mut b: actix_web::HttpResponseBuilder) -> actix_web::HttpResponseBuil
     b
 }
 
-fn message_page(
+pub(crate) fn message_page(
     status: actix_web::http::StatusCode,
     lang: Lang,
     title: &str,
@@ -159,7 +183,7 @@ fn no_campaign(lang: Lang) -> HttpResponse {
     )
 }
 
-fn redirect(to: &str) -> HttpResponse {
+pub(crate) fn redirect(to: &str) -> HttpResponse {
     HttpResponse::SeeOther()
         .insert_header((header::LOCATION, to))
         .finish()
@@ -170,6 +194,16 @@ pub async fn stylesheet() -> HttpResponse {
         .content_type("text/css; charset=utf-8")
         .insert_header((header::CACHE_CONTROL, "max-age=3600"))
         .body(include_str!("console.css"))
+}
+
+/// The console's one script (signing keys and signed acts), revalidated on
+/// every use so that a new server's script is the one that signs.
+pub async fn script() -> HttpResponse {
+    HttpResponse::Ok()
+        .content_type("text/javascript; charset=utf-8")
+        .insert_header((header::CACHE_CONTROL, "no-cache"))
+        .insert_header((header::X_CONTENT_TYPE_OPTIONS, "nosniff"))
+        .body(include_str!("console.js"))
 }
 
 pub async fn set_lang(path: web::Path<String>) -> HttpResponse {
@@ -203,11 +237,14 @@ pub struct Viewer {
     pub teams: Vec<String>,
     pub csrf: String,
     pub session_hash: Vec<u8>,
+    /// The user's unrevoked devices (browsers and phones): the console's
+    /// script signs with the one whose key this browser holds.
+    pub devices: Vec<kiemtra_store::DeviceRecord>,
 }
 
 impl Viewer {
     /// The teams whose visits this user may see; `None` for all of them.
-    fn visit_scope(&self) -> Option<Vec<String>> {
+    pub(crate) fn visit_scope(&self) -> Option<Vec<String>> {
         match self.role {
             Role::Auditor => None,
             Role::Administrator => Some(Vec::new()),
@@ -225,7 +262,10 @@ fn teams_of(d: &Directory, user: &UserId) -> Vec<String> {
 }
 
 /// The session's user, or `None` when there is no good session.
-async fn viewer(state: &web::Data<AppState>, req: &HttpRequest) -> Result<Option<Viewer>, Problem> {
+pub(crate) async fn viewer(
+    state: &web::Data<AppState>,
+    req: &HttpRequest,
+) -> Result<Option<Viewer>, Problem> {
     let Some(cookie) = req.cookie(SESSION_COOKIE) else {
         return Ok(None);
     };
@@ -252,7 +292,13 @@ async fn viewer(state: &web::Data<AppState>, req: &HttpRequest) -> Result<Option
         if !user.active {
             return Ok(None);
         }
+        let devices = s
+            .devices()?
+            .into_iter()
+            .filter(|d| d.user_id == user.user_id.as_str() && d.revoked_at.is_none())
+            .collect();
         Ok(Some(Viewer {
+            devices,
             teams: teams_of(&d, &user.user_id),
             user_id: user.user_id,
             full_name: user.full_name,
@@ -265,7 +311,7 @@ async fn viewer(state: &web::Data<AppState>, req: &HttpRequest) -> Result<Option
 }
 
 /// The session's user, or an answer that sends the browser to sign in.
-async fn require_viewer(
+pub(crate) async fn require_viewer(
     state: &web::Data<AppState>,
     req: &HttpRequest,
 ) -> Result<Viewer, HttpResponse> {
@@ -279,11 +325,11 @@ async fn require_viewer(
 /// Whether a posted form's token is the session's (or, before a session,
 /// the form cookie's). Compared as digests, so the time taken says nothing
 /// of where they differ.
-fn token_matches(expected: &str, given: &str) -> bool {
+pub(crate) fn token_matches(expected: &str, given: &str) -> bool {
     !expected.is_empty() && crate::secrets::sha256(expected) == crate::secrets::sha256(given)
 }
 
-fn forbidden_form(lang: Lang) -> HttpResponse {
+pub(crate) fn forbidden_form(lang: Lang) -> HttpResponse {
     message_page(
         actix_web::http::StatusCode::FORBIDDEN,
         lang,
@@ -312,7 +358,14 @@ pub struct InviteForm {
     pub password: String,
     pub again: String,
     pub csrf: String,
+    /// The browser's new Ed25519 public key (hex), made by the console's
+    /// script; empty when the browser cannot make one.
+    #[serde(default)]
+    pub public_key: String,
 }
+
+/// The name a browser's device is enrolled under.
+const BROWSER_DEVICE: &str = "Trình duyệt (console)";
 
 /// A form shown before there is a session carries a token that must match
 /// a cookie set with it (double submit).
@@ -576,8 +629,11 @@ fn invite_page(
             html! {
                 h1 { (t(lang, "Đặt mật khẩu bằng mã mời", "Set a password with your invitation code")) }
                 @if let Some(e) = error { p.error role="alert" { (e) } }
-                form method="post" action="/console/invite" {
+                p { (t(lang, "Trình duyệt này sẽ tạo một khóa ký riêng (không thể sao chép ra ngoài) và đăng ký khóa đó bằng mã mời: mọi phê duyệt của bạn được ký bằng khóa này.",
+                    "This browser will make a signing key of its own (it cannot be copied out) and enroll it with the invitation code: every approval you make is signed with it.")) }
+                form method="post" action="/console/invite" data-enroll {
                     input type="hidden" name="csrf" value=(token);
+                    input type="hidden" name="public_key" value="";
                     label for="code" { (t(lang, "Mã mời (do quản trị viên cấp)", "Invitation code (from your administrator)")) }
                     input id="code" name="code" type="text" autocomplete="one-time-code" required maxlength="32";
                     label for="user" { (t(lang, "Tên đăng nhập", "User id")) }
@@ -639,10 +695,18 @@ pub async fn invite(
             "Wrong invitation code or user id.",
         );
     }
+    if !form.public_key.is_empty() && crate::auth::public_key(&form.public_key).is_err() {
+        return refuse(
+            "Khóa ký của trình duyệt không hợp lệ.",
+            "The browser's signing key is not valid.",
+        );
+    }
     let code_hash =
         kiemtra_admin::log::sha256_hex(crate::secrets::normalise_code(&form.code).as_bytes());
     let user = form.user.trim().to_owned();
     let password = form.password;
+    let code = form.code;
+    let public_key = form.public_key;
     let set = with_store(&state, move |s| {
         let d = crate::admin::directory(s)?;
         let good = d.codes.get(&code_hash).is_some_and(|c| {
@@ -652,6 +716,12 @@ pub async fn invite(
             .and_then(|u| d.users.get(&u))
             .is_some_and(|u| u.active);
         if !good || s.console_account(&user)?.is_some() {
+            return Ok(None);
+        }
+        // The browser's key is enrolled with the code, which that uses up.
+        if !public_key.is_empty()
+            && crate::auth::enroll(s, &code, BROWSER_DEVICE, &public_key).is_err()
+        {
             return Ok(None);
         }
         let hash = hash_password(&password)?;
@@ -685,7 +755,7 @@ fn campaigns_for<'a>(d: &'a Directory, v: &Viewer) -> Vec<&'a kiemtra_admin::Cam
         .collect()
 }
 
-fn date(d: chrono::NaiveDate) -> String {
+pub(crate) fn date(d: chrono::NaiveDate) -> String {
     d.format("%d/%m/%Y").to_string()
 }
 
@@ -1073,11 +1143,11 @@ pub async fn report(
 
 // ---------------------------------------------------------------- a visit
 
-fn when(t: chrono::DateTime<chrono::Utc>) -> String {
+pub(crate) fn when(t: chrono::DateTime<chrono::Utc>) -> String {
     kiemtra_core::format_time(t)
 }
 
-fn status_label(s: kiemtra_core::VisitStatus, lang: Lang) -> &'static str {
+pub(crate) fn status_label(s: kiemtra_core::VisitStatus, lang: Lang) -> &'static str {
     use kiemtra_core::VisitStatus as S;
     match s {
         S::Draft => t(lang, "Đang ghi nhận", "Draft"),
@@ -1132,19 +1202,48 @@ pub async fn visit(
         let state = visit
             .state()
             .map_err(|e| Problem::Internal(e.to_string()))?;
-        Ok(Some(state))
+        Ok(Some((state, heads_text(&visit.heads()), summary.team)))
     })
     .await?;
-    let Some(st) = visit else {
+    let Some((st, heads, team)) = visit else {
         return Ok(not_found());
     };
+    let vid = st.meta.visit_id.to_string();
+    // Write controls only for a supervisor of the visit's team.
+    let acts = v.role == Role::Supervisor && v.teams.contains(&team);
+    let status = st.status.value().status;
     let conflicts = st.conflicts();
     let in_conflict = |f: &kiemtra_core::FieldRef| conflicts.iter().any(|c| &c.field == f);
     let body = html! {
         h1 { (st.meta.unit.name) }
         p.meta {
             (date(st.meta.scheduled_on)) " · " (st.meta.campaign) " · " (st.meta.team)
-            " · " strong { (status_label(st.status.value().status, lang)) }
+            " · " strong { (status_label(status, lang)) }
+        }
+        nav.visit-links {
+            a href={ "/console/visits/" (vid) "/history" } { (t(lang, "Lịch sử và phát lại", "History and replay")) }
+            " · "
+            a href={ "/console/visits/" (vid) "/verify" } { (t(lang, "Kiểm chứng chữ ký", "Verify signatures")) }
+        }
+        @if acts && status == kiemtra_core::VisitStatus::Submitted {
+            section.acts aria-labelledby="acts" {
+                h2 #acts { (t(lang, "Phê duyệt hoặc trả lại", "Approve or return")) }
+                noscript { p.error { (t(lang, "Việc ký cần JavaScript.", "Signing needs JavaScript.")) } }
+                @if conflicts.is_empty() {
+                    form.signed data-visit=(vid) data-team=(team) data-act="approve" data-heads=(heads) {
+                        label for="approve-note" { (t(lang, "Ghi chú phê duyệt (không bắt buộc)", "Approval note (optional)")) }
+                        input id="approve-note" name="note" type="text" maxlength="500";
+                        button type="submit" { (t(lang, "Ký và phê duyệt", "Sign and approve")) }
+                    }
+                } @else {
+                    p { (t(lang, "Còn xung đột: xử lý hết trước khi phê duyệt.", "Conflicts remain: settle them all before approving.")) }
+                }
+                form.signed data-visit=(vid) data-team=(team) data-act="return" data-heads=(heads) {
+                    label for="return-reason" { (t(lang, "Lý do trả lại", "Reason for returning")) }
+                    input id="return-reason" name="note" type="text" required maxlength="500";
+                    button type="submit" { (t(lang, "Ký và trả lại", "Sign and return")) }
+                }
+            }
         }
         @if !conflicts.is_empty() {
             section.conflicts aria-labelledby="conflicts" {
@@ -1155,8 +1254,17 @@ pub async fn visit(
                         p { (t(lang, "Khác nhau ở", "Differs in")) ": "
                             (c.differences().iter().map(|a| a.label(lang)).collect::<Vec<_>>().join(", ")) }
                         ol {
-                            @for cand in &c.candidates {
-                                li { (cand.value.describe_for(&c.field, lang, &st)) " — " (cand.stamp.by) " · " (cand.stamp.device) " · " (when(cand.stamp.at)) }
+                            @for (i, cand) in c.candidates.iter().enumerate() {
+                                li {
+                                    (cand.value.describe_for(&c.field, lang, &st)) " — " (cand.stamp.by) " · " (cand.stamp.device) " · " (when(cand.stamp.at))
+                                    @if acts {
+                                        form.signed.inline data-visit=(vid) data-team=(team) data-act="settle" data-heads=(heads) {
+                                            input type="hidden" name="field" value=(c.field.to_string());
+                                            input type="hidden" name="candidate" value=(i);
+                                            button type="submit" { (t(lang, "Giữ giá trị này", "Keep this value")) }
+                                        }
+                                    }
+                                }
                             }
                         }
                     }
@@ -1250,4 +1358,240 @@ pub async fn visit(
         }
     };
     Ok(page(lang, &st.meta.unit.name, Some((&v, &v.csrf)), body))
+}
+
+// ---------------------------------------------------------------- signing key
+
+/// `GET /console/browser`: the user's enrolled devices (the script marks
+/// the one whose key this browser holds) and a form that enrolls this
+/// browser's new key with an enrollment code.
+pub async fn browser_key(state: web::Data<AppState>, req: HttpRequest) -> HttpResponse {
+    let lang = lang_of(&req);
+    let v = match require_viewer(&state, &req).await {
+        Ok(v) => v,
+        Err(r) => return r,
+    };
+    browser_key_page(lang, &v, None)
+}
+
+fn browser_key_page(lang: Lang, v: &Viewer, error: Option<&str>) -> HttpResponse {
+    let body = html! {
+        h1 { (t(lang, "Khóa ký của trình duyệt", "This browser's signing key")) }
+        p { (t(lang,
+            "Mỗi thao tác bạn ký trên trang này (xử lý xung đột, trả lại, phê duyệt) được ký bằng một khóa Ed25519 do chính trình duyệt tạo ra và giữ; máy chủ không bao giờ có khóa đó. Một trình duyệt mới cần một mã đăng ký do quản trị viên cấp.",
+            "Every act you sign here (settling a conflict, returning, approving) is signed with an Ed25519 key that this browser made and keeps; the server never holds it. A new browser needs an enrollment code from your administrator.")) }
+        h2 { (t(lang, "Thiết bị đã đăng ký của bạn", "Your enrolled devices")) }
+        ul data-held {
+            @for d in &v.devices {
+                li data-device=(d.device_id) {
+                    (d.name) " · " (d.team) " · " (d.device_id)
+                    span.held {}
+                }
+            }
+            @if v.devices.is_empty() { li { (t(lang, "Chưa có.", "None yet.")) } }
+        }
+        h2 { (t(lang, "Đăng ký trình duyệt này", "Enroll this browser")) }
+        @if let Some(e) = error { p.error role="alert" { (e) } }
+        noscript { p.error { (t(lang, "Việc tạo khóa cần JavaScript.", "Making a key needs JavaScript.")) } }
+        form method="post" action="/console/browser" data-enroll {
+            input type="hidden" name="csrf" value=(v.csrf);
+            input type="hidden" name="public_key" value="";
+            label for="code" { (t(lang, "Mã đăng ký (do quản trị viên cấp)", "Enrollment code (from your administrator)")) }
+            input id="code" name="code" type="text" autocomplete="one-time-code" required maxlength="32";
+            button type="submit" { (t(lang, "Tạo khóa và đăng ký", "Make a key and enroll it")) }
+        }
+    };
+    let mut r = page(
+        lang,
+        t(lang, "Khóa ký", "Signing key"),
+        Some((v, &v.csrf)),
+        body,
+    );
+    if error.is_some() {
+        *r.status_mut() = actix_web::http::StatusCode::UNPROCESSABLE_ENTITY;
+    }
+    r
+}
+
+#[derive(Debug, Deserialize)]
+pub struct EnrollBrowserForm {
+    pub csrf: String,
+    pub code: String,
+    #[serde(default)]
+    pub public_key: String,
+}
+
+/// `POST /console/browser`: enrolls the browser's public key as a device
+/// of the signed-in user with a code the log issued to that user.
+pub async fn enroll_browser(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    form: web::Form<EnrollBrowserForm>,
+) -> HttpResponse {
+    let lang = lang_of(&req);
+    let v = match require_viewer(&state, &req).await {
+        Ok(v) => v,
+        Err(r) => return r,
+    };
+    let form = form.into_inner();
+    if !token_matches(&v.csrf, &form.csrf) {
+        return forbidden_form(lang);
+    }
+    if form.public_key.is_empty() {
+        return browser_key_page(
+            lang,
+            &v,
+            Some(t(
+                lang,
+                "Trình duyệt này không tạo được khóa Ed25519 (cần một trình duyệt hỗ trợ WebCrypto Ed25519).",
+                "This browser cannot make an Ed25519 key (it needs WebCrypto's Ed25519).",
+            )),
+        );
+    }
+    if form.code.len() > 32 || crate::auth::public_key(&form.public_key).is_err() {
+        return browser_key_page(
+            lang,
+            &v,
+            Some(t(lang, "Mã hoặc khóa không hợp lệ.", "Bad code or key.")),
+        );
+    }
+    let user = v.user_id.to_string();
+    let code = form.code;
+    let public_key = form.public_key;
+    let enrolled = with_store(&state, move |s| {
+        let d = crate::admin::directory(s)?;
+        let hash = kiemtra_admin::log::sha256_hex(crate::secrets::normalise_code(&code).as_bytes());
+        if !d
+            .codes
+            .get(&hash)
+            .is_some_and(|c| c.user_id.as_str() == user)
+        {
+            return Ok(false);
+        }
+        Ok(crate::auth::enroll(s, &code, BROWSER_DEVICE, &public_key).is_ok())
+    })
+    .await;
+    match enrolled {
+        Ok(true) => redirect("/console/browser"),
+        Ok(false) => {
+            tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+            browser_key_page(
+                lang,
+                &v,
+                Some(t(
+                    lang,
+                    "Mã không đúng, không phải của bạn, đã hết hạn hoặc đã dùng.",
+                    "The code is wrong, not yours, expired or used.",
+                )),
+            )
+        }
+        Err(e) => actix_web::ResponseError::error_response(&e),
+    }
+}
+
+// ---------------------------------------------------------------- signed acts
+
+/// `GET /console/campaigns/{id}/approve`: a supervisor's submitted visits
+/// without conflicts, to approve together after a confirmation; each is
+/// signed by the browser's key in turn.
+pub async fn bulk_approval(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    path: web::Path<String>,
+) -> HttpResponse {
+    let lang = lang_of(&req);
+    let v = match require_viewer(&state, &req).await {
+        Ok(v) => v,
+        Err(r) => return r,
+    };
+    let Ok(id) = CampaignId::parse(&path.into_inner()) else {
+        return no_campaign(lang);
+    };
+    if v.role != Role::Supervisor {
+        return message_page(
+            actix_web::http::StatusCode::FORBIDDEN,
+            lang,
+            t(lang, "Không được phép", "Not allowed"),
+            t(
+                lang,
+                "Chỉ trưởng đoàn mới phê duyệt biên bản.",
+                "Only a team's supervisor approves visits.",
+            ),
+        );
+    }
+    let teams = v.teams.clone();
+    let campaign = id.clone();
+    let listed = with_store(&state, move |s| {
+        Ok(s.list_visits()?
+            .into_iter()
+            .filter(|x| x.campaign == campaign.as_str() && teams.contains(&x.team))
+            .collect::<Vec<_>>())
+    })
+    .await;
+    let list = match listed {
+        Ok(l) => l,
+        Err(e) => return actix_web::ResponseError::error_response(&e),
+    };
+    let ready: Vec<_> = list
+        .iter()
+        .filter(|x| x.status == "submitted" && x.conflicts == 0)
+        .collect();
+    let waiting = list
+        .iter()
+        .filter(|x| x.status == "submitted" && x.conflicts > 0)
+        .count();
+    let body = html! {
+        h1 { (t(lang, "Phê duyệt hàng loạt", "Bulk approval")) " · " (id) }
+        @if waiting > 0 {
+            p { (format_count(waiting as u32, lang)) " " (t(lang, "biên bản đã gửi còn xung đột: xử lý từng biên bản trước.", "submitted visits still have conflicts: settle them one by one first.")) }
+        }
+        @if ready.is_empty() {
+            p { (t(lang, "Không có biên bản nào đã gửi, không xung đột, chờ phê duyệt.", "No submitted visit without conflicts is waiting for approval.")) }
+        } @else {
+            noscript { p.error { (t(lang, "Việc ký cần JavaScript.", "Signing needs JavaScript.")) } }
+            form.signed data-bulk data-act="approve" {
+                input type="hidden" name="csrf" value=(v.csrf);
+                table {
+                    thead { tr {
+                        th scope="col" { (t(lang, "Đơn vị", "Unit")) }
+                        th scope="col" { (t(lang, "Đoàn", "Team")) }
+                        th scope="col" { (t(lang, "Ngày", "Date")) }
+                        th scope="col" { (t(lang, "Kết quả", "Outcome")) }
+                    } }
+                    tbody {
+                        @for x in &ready {
+                            tr data-visit=(x.id) data-team=(x.team) data-heads=(heads_text(&x.heads)) {
+                                td { a href={ "/console/visits/" (x.id) } { (x.unit_name) } }
+                                td { (x.team) }
+                                td { (x.scheduled_on) }
+                                td.outcome {}
+                            }
+                        }
+                    }
+                }
+                label for="note" { (t(lang, "Ghi chú phê duyệt (không bắt buộc)", "Approval note (optional)")) }
+                input id="note" name="note" type="text" maxlength="500";
+                p {
+                    input id="confirm" name="confirm" type="checkbox" required;
+                    label for="confirm" { (t(lang, "Tôi đã xem và phê duyệt ", "I have reviewed and approve ")) (format_count(ready.len() as u32, lang)) (t(lang, " biên bản trên, ký bằng khóa của trình duyệt này.", " visits above, signed with this browser's key.")) }
+                }
+                button type="submit" { (t(lang, "Ký và phê duyệt tất cả", "Sign and approve them all")) }
+            }
+        }
+    };
+    page(
+        lang,
+        t(lang, "Phê duyệt hàng loạt", "Bulk approval"),
+        Some((&v, &v.csrf)),
+        body,
+    )
+}
+
+/// Heads as the forms carry them: hex, space-separated.
+pub(crate) fn heads_text(heads: &[kiemtra_core::ChangeHash]) -> String {
+    heads
+        .iter()
+        .map(|h| h.to_string())
+        .collect::<Vec<_>>()
+        .join(" ")
 }

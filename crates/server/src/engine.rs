@@ -293,6 +293,35 @@ pub fn sync<S: ServerStore>(
     })
 }
 
+/// One offer of an authenticated device outside a sync request — the web
+/// console's signed acts, whose browser is the device: SPEC §6 steps for a
+/// stored visit, the acceptance and signature rules included, in one
+/// transaction of `store`; no feed. `None` when the server already held
+/// everything offered.
+pub fn offer_alone<S: ServerStore>(
+    store: &mut S,
+    device: &DeviceRecord,
+    offer: &VisitOffer,
+    metrics: &Metrics,
+) -> Result<Option<VisitResult>, Problem> {
+    store
+        .batch(|store| {
+            let writers = trust::Writers::read(store)?;
+            let mut used = 0usize;
+            offer_result(
+                store,
+                device,
+                &writers,
+                offer,
+                None,
+                8 << 20,
+                &mut used,
+                metrics,
+            )
+        })
+        .map_err(|e| Problem::internal(&e))
+}
+
 /// What the acceptance rule made of a new visit's document on a
 /// background thread: its changes with their authors, and its summary.
 pub struct Prepared {

@@ -6,6 +6,8 @@ pub mod admission;
 mod auth;
 pub mod backend;
 mod console;
+mod console_acts;
+mod console_replay;
 pub mod engine;
 mod evidence;
 pub mod metrics;

@@ -306,6 +306,31 @@ impl Application {
                 )
                 .service(get("/console").to(crate::console::root))
                 .service(get("/console/static/console.css").to(crate::console::stylesheet))
+                .service(get("/console/static/console.js").to(crate::console::script))
+                .service(
+                    resource("/console/browser", "GET, POST")
+                        .route(web::get().to(crate::console::browser_key))
+                        .route(web::post().to(crate::console::enroll_browser)),
+                )
+                .service(
+                    web::scope("/console/acts")
+                        .app_data(
+                            web::FormConfig::default()
+                                .limit(256 * 1024)
+                                .error_handler(|err, _| {
+                                    Problem::BadRequest(err.to_string()).into()
+                                }),
+                        )
+                        .service(post("/prepare").to(crate::console_acts::prepare))
+                        .service(post("/commit").to(crate::console_acts::commit)),
+                )
+                .service(get("/console/campaigns/{id}/approve").to(crate::console::bulk_approval))
+                .service(get("/console/visits/{id}/history").to(crate::console_replay::replay))
+                .service(get("/console/visits/{id}/verify").to(crate::console_replay::verify_visit))
+                .service(
+                    get("/console/campaigns/{id}/verify")
+                        .to(crate::console_replay::verify_campaign),
+                )
                 .service(get("/console/lang/{lang}").to(crate::console::set_lang))
                 .service(
                     resource("/console/sign-in", "GET, POST")
