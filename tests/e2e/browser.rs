@@ -5,7 +5,7 @@
 //! shown as text; every page is drawn at desktop and phone width under
 //! `target/console-screenshots/`.
 
-use crate::console::{CODES, World, world};
+use crate::console::{CODES, World, conflicted, world};
 use fantoccini::{Client, ClientBuilder, Locator};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
@@ -150,19 +150,8 @@ async fn a_supervisor_reads_the_campaign_in_chromium() {
     fill(&c, "user", "truong-doan").await;
     fill(&c, "password", "mật khẩu đủ dài 2015").await;
     fill(&c, "again", "mật khẩu đủ dài 2015").await;
-    c.find(Locator::Css("form button[type=submit]"))
-        .await
-        .expect("submit")
-        .click()
-        .await
-        .expect("click");
-    assert!(
-        c.current_url()
-            .await
-            .expect("url")
-            .path()
-            .ends_with("/console/campaigns")
-    );
+    click(&c, "form button[type=submit]").await;
+    wait_path(&c, "/console/campaigns").await;
     // The session cookie is not readable from the page.
     let cookies = c.get_all_cookies().await.expect("cookies");
     let session = cookies
@@ -247,4 +236,224 @@ async fn a_supervisor_reads_the_campaign_in_chromium() {
     c.close().await.expect("close");
     drop(d);
     server.terminate();
+}
+
+/// Waits until `check` holds of the page's main text (scripts sign and
+/// reload on their own time), for up to 20 s.
+async fn wait_text(c: &Client, what: &str, check: impl Fn(&str) -> bool) -> String {
+    for _ in 0..200 {
+        if let Ok(main) = c.find(Locator::Css("main")).await
+            && let Ok(text) = main.text().await
+            && check(&text)
+        {
+            return text;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    panic!("{what}: {}", c.source().await.unwrap_or_default());
+}
+
+async fn wait_path(c: &Client, path: &str) {
+    for _ in 0..200 {
+        if c.current_url()
+            .await
+            .is_ok_and(|u| u.path().ends_with(path))
+        {
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    panic!("never reached {path}");
+}
+
+async fn click(c: &Client, css: &str) {
+    c.find(Locator::Css(css))
+        .await
+        .unwrap_or_else(|_| panic!("{css}"))
+        .click()
+        .await
+        .expect("click");
+}
+
+fn code_of(user: &str) -> &'static str {
+    CODES.iter().find(|(u, _)| *u == user).expect("code").1
+}
+
+/// Sets a first password on the invitation page, as a person types it.
+async fn accept_invitation(c: &Client, url: &str, user: &str, code: &str) {
+    c.goto(&format!("{url}/console/invite"))
+        .await
+        .expect("goto");
+    fill(c, "code", code).await;
+    fill(c, "user", user).await;
+    fill(c, "password", "mật khẩu đủ dài 2015").await;
+    fill(c, "again", "mật khẩu đủ dài 2015").await;
+    click(c, "form button[type=submit]").await;
+    wait_path(c, "/console/campaigns").await;
+}
+
+#[tokio::test]
+async fn a_supervisor_signs_with_the_browsers_key_and_an_auditor_replays_in_chromium() {
+    let mut w = world().await;
+    let visit = conflicted(&mut w).await;
+    let d = driver().await;
+    let url = w.admin.url.clone();
+
+    // The administrator signs in with the desk's invitation and, from the
+    // console, invites the supervisor and the auditor (each act signed by
+    // the administrator's browser key into the log).
+    let c = browser(&d, &w.dir.path().join("chromium-admin")).await;
+    accept_invitation(&c, &url, "quan-tri-2", code_of("quan-tri-2")).await;
+    c.goto(&format!("{url}/console/admin")).await.expect("goto");
+    wait_path(&c, "/console/admin/users").await;
+    draw(&c, "admin-users").await;
+    let mut codes = Vec::new();
+    for (user, name, role) in [
+        ("truong-doan", "Trần Văn Đoàn", "supervisor"),
+        ("kiem-toan", "Võ Minh Kiểm", "auditor"),
+    ] {
+        c.goto(&format!("{url}/console/admin/users"))
+            .await
+            .expect("goto");
+        fill(&c, "user_id", user).await;
+        fill(&c, "full_name", name).await;
+        click(&c, &format!("select#role option[value={role}]")).await;
+        click(&c, "select#team_id option[value=doan-1]").await;
+        click(&c, "form[data-kind=invite] button").await;
+        let mut code = None;
+        for _ in 0..200 {
+            if let Ok(e) = c.find(Locator::Css(".sign-status[data-code]")).await {
+                code = e.attr("data-code").await.expect("attr");
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+        let code = code.unwrap_or_else(|| panic!("no code for {user}"));
+        codes.push(code);
+    }
+    draw(&c, "admin-invited").await;
+    for section in ["units", "campaigns", "templates", "devices"] {
+        c.goto(&format!("{url}/console/admin/{section}"))
+            .await
+            .expect("goto");
+        draw(&c, &format!("admin-{section}")).await;
+    }
+    c.goto(&format!("{url}/console/admin/log"))
+        .await
+        .expect("goto");
+    let text = main_text(&c).await;
+    assert!(text.contains("Chuỗi băm liền mạch"), "{text}");
+    assert!(text.contains("code_issued"), "{text}");
+    draw(&c, "admin-log").await;
+    c.close().await.expect("close");
+
+    // The supervisor: the invitation makes and enrolls the browser's key.
+    let c = browser(&d, &w.dir.path().join("chromium-sup")).await;
+    accept_invitation(&c, &url, "truong-doan", &codes[0]).await;
+    c.goto(&format!("{url}/console/browser"))
+        .await
+        .expect("goto");
+    let text = wait_text(&c, "the key page marks this browser's key", |t| {
+        t.contains("khóa của trình duyệt này")
+    })
+    .await;
+    assert!(text.contains("Trình duyệt (console)"), "{text}");
+    draw(&c, "signing-key").await;
+
+    // Settles the conflict and approves, each signed in the browser.
+    c.goto(&format!("{url}/console/visits/{visit}"))
+        .await
+        .expect("goto");
+    let text = main_text(&c).await;
+    assert!(text.contains("Xung đột cần trưởng đoàn xử lý"), "{text}");
+    draw(&c, "visit-conflict").await;
+    click(&c, "form[data-act=settle] button").await;
+    wait_text(&c, "the conflict is settled", |t| {
+        !t.contains("Xung đột cần trưởng đoàn xử lý") && t.contains("Ký và phê duyệt")
+    })
+    .await;
+    draw(&c, "visit-settled").await;
+    fill(&c, "approve-note", "Đồng ý").await;
+    click(&c, "form[data-act=approve] button").await;
+    let text = wait_text(&c, "the visit is approved", |t| t.contains("Đã phê duyệt")).await;
+    assert!(!text.contains("Ký và phê duyệt"), "{text}");
+
+    // Both signatures verify, as the browser's device's.
+    c.goto(&format!("{url}/console/visits/{visit}/verify"))
+        .await
+        .expect("goto");
+    let text = main_text(&c).await;
+    assert!(text.contains("Hợp lệ"), "{text}");
+    draw(&c, "verify-visit").await;
+    c.goto(&format!("{url}/console/campaigns/ct-2015/verify"))
+        .await
+        .expect("goto");
+    let text = main_text(&c).await;
+    assert!(text.contains("2/2 biên bản hợp lệ"), "{text}");
+    draw(&c, "verify-campaign").await;
+    c.goto(&format!("{url}/console/campaigns/ct-2015/approve"))
+        .await
+        .expect("goto");
+    let text = main_text(&c).await;
+    assert!(text.contains("Không có biên bản nào"), "{text}");
+    draw(&c, "bulk-approval").await;
+    c.close().await.expect("close");
+
+    // The auditor replays the visit: at the second change the visit was a
+    // draft holding one phone's mark; now it is approved.
+    let c = browser(&d, &w.dir.path().join("chromium-auditor")).await;
+    accept_invitation(&c, &url, "kiem-toan", &codes[1]).await;
+    c.goto(&format!("{url}/console/visits/{visit}/history?at=2"))
+        .await
+        .expect("goto");
+    let text = main_text(&c).await;
+    assert!(text.contains("Trạng thái: Đang ghi nhận"), "{text}");
+    assert!(text.contains("Nguyễn Văn Một"), "{text}");
+    assert!(c.find(Locator::Css("input[type=range]")).await.is_ok());
+    draw(&c, "history").await;
+    c.goto(&format!("{url}/console/visits/{visit}/history"))
+        .await
+        .expect("goto");
+    let text = main_text(&c).await;
+    assert!(text.contains("Trạng thái: Đã phê duyệt"), "{text}");
+    assert!(text.contains("phê duyệt"), "{text}");
+    // An auditor never gets a write control.
+    c.goto(&format!("{url}/console/visits/{visit}"))
+        .await
+        .expect("goto");
+    assert!(c.find(Locator::Css("form.signed")).await.is_err());
+    c.goto(&format!("{url}/console/visits/{visit}/verify"))
+        .await
+        .expect("goto");
+    assert!(main_text(&c).await.contains("Hợp lệ"));
+    c.close().await.expect("close");
+
+    // The inspector: read only, and a form stripped of its CSRF token is refused.
+    let c = browser(&d, &w.dir.path().join("chromium-inspector")).await;
+    accept_invitation(&c, &url, "kiem-tra-an", code_of("kiem-tra-an")).await;
+    c.goto(&format!("{url}/console/admin/users"))
+        .await
+        .expect("goto");
+    let text = main_text(&c).await;
+    assert!(text.contains("chỉ dành cho quản trị viên"), "{text}");
+    assert!(c.find(Locator::Css("form.admin-act")).await.is_err());
+    c.goto(&format!("{url}/console/visits/{visit}"))
+        .await
+        .expect("goto");
+    assert!(c.find(Locator::Css("form.signed")).await.is_err());
+    c.execute(
+        "document.querySelector('header form input[name=csrf]').remove();",
+        vec![],
+    )
+    .await
+    .expect("script");
+    click(&c, "header form button").await;
+    let text = wait_text(&c, "the form is refused", |t| {
+        t.contains("Biểu mẫu không hợp lệ")
+    })
+    .await;
+    assert!(text.contains("CSRF"), "{text}");
+    c.close().await.expect("close");
+    drop(d);
+    w.server.terminate();
 }

@@ -228,5 +228,62 @@
       }
     });
   }
+  // Administration: the server turns the form into log entries, which
+  // this browser signs one by one ("kiemtra-admin-log-v1" and the entry).
+  async function postRaw(path, bytes) {
+    const r = await fetch(path, { method: 'POST', credentials: 'same-origin', body: bytes });
+    let answer = {};
+    try { answer = await r.json(); } catch (_) { answer = {}; }
+    if (!r.ok) throw new Error(answer.error || say('Máy chủ trả lời ', 'The server answered ') + r.status);
+    return answer;
+  }
+  for (const form of document.querySelectorAll('form.admin-act')) {
+    form.addEventListener('submit', async (ev) => {
+      ev.preventDefault();
+      const button = form.querySelector('button[type=submit]');
+      button.disabled = true;
+      try {
+        const devices = await heldDevices();
+        if (!devices.length) {
+          throw new Error(say('Trình duyệt này không giữ khóa ký của bạn. Hãy đăng ký trình duyệt (trang "Khóa ký").',
+            'This browser holds no signing key of yours. Enroll it (the "Signing key" page).'));
+        }
+        const device = devices[0];
+        const kind = form.dataset.kind;
+        const fields = Object.assign(fieldsOf(form), { device: device.id, csrf: body.dataset.csrf });
+        show(form, say('Đang chuẩn bị…', 'Preparing…'));
+        let made;
+        const file = form.querySelector('input[type=file]');
+        if (file) {
+          if (!file.files.length) throw new Error(say('Hãy chọn một tệp.', 'Choose a file.'));
+          const q = new URLSearchParams({ csrf: fields.csrf, device: device.id, valid_from: fields.valid_from || '' });
+          made = await postRaw('/console/admin/w/import/' + kind + '?' + q.toString(), await file.files[0].arrayBuffer());
+        } else {
+          made = await post('/console/admin/w/prepare/' + kind, fields);
+        }
+        const tag = utf8('kiemtra-admin-log-v1\n');
+        for (let i = 0; i < made.entries.length; i++) {
+          const bytes = unhex(made.signing[i]);
+          if (tag.some((b, j) => bytes[j] !== b)) throw new Error('not a log entry');
+          made.entries[i].signature = await sign(device.pair, bytes);
+        }
+        const done = await post('/console/admin/w/commit', {
+          csrf: fields.csrf, device: device.id, entries: JSON.stringify(made.entries),
+        });
+        if (made.code) {
+          show(form, say('Đã ghi vào sổ (mục ', 'Written to the log (entry ') + done.seq + '). '
+            + say('Mã mời: ', 'Invitation code: ') + made.code);
+          form.querySelector('.sign-status').dataset.code = made.code;
+        } else {
+          show(form, say('Đã ghi vào sổ (mục ', 'Written to the log (entry ') + done.seq + ').');
+          setTimeout(() => location.reload(), 600);
+        }
+      } catch (e) {
+        show(form, e.message, true);
+      } finally {
+        button.disabled = false;
+      }
+    });
+  }
   body.dataset.ready = 'yes';
 })();

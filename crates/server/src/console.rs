@@ -110,6 +110,10 @@ pub(crate) fn page(
                             a href="/console/lang/vi" lang="vi" { "Tiếng Việt" }
                         }
                         @if let Some((viewer, csrf)) = who {
+                            @if viewer.role == Role::Administrator {
+                                a href="/console/admin" { (t(lang, "Quản trị", "Administration")) }
+                            }
+                            a href="/console/browser" { (t(lang, "Khóa ký", "Signing key")) }
                             span.who { (viewer.full_name) " · " (viewer.role.label(lang)) }
                             form method="post" action="/console/sign-out" {
                                 input type="hidden" name="csrf" value=(csrf);
@@ -348,6 +352,7 @@ pub(crate) fn forbidden_form(lang: Lang) -> HttpResponse {
 pub struct SignInForm {
     pub user: String,
     pub password: String,
+    #[serde(default)]
     pub csrf: String,
 }
 
@@ -357,6 +362,7 @@ pub struct InviteForm {
     pub user: String,
     pub password: String,
     pub again: String,
+    #[serde(default)]
     pub csrf: String,
     /// The browser's new Ed25519 public key (hex), made by the console's
     /// script; empty when the browser cannot make one.
@@ -586,6 +592,7 @@ async fn start_session(state: &web::Data<AppState>, user: String) -> Result<Http
 
 #[derive(Debug, Deserialize)]
 pub struct CsrfForm {
+    #[serde(default)]
     pub csrf: String,
 }
 
@@ -1415,6 +1422,7 @@ fn browser_key_page(lang: Lang, v: &Viewer, error: Option<&str>) -> HttpResponse
 
 #[derive(Debug, Deserialize)]
 pub struct EnrollBrowserForm {
+    #[serde(default)]
     pub csrf: String,
     pub code: String,
     #[serde(default)]
@@ -1461,10 +1469,9 @@ pub async fn enroll_browser(
     let enrolled = with_store(&state, move |s| {
         let d = crate::admin::directory(s)?;
         let hash = kiemtra_admin::log::sha256_hex(crate::secrets::normalise_code(&code).as_bytes());
-        if !d
-            .codes
+        if d.codes
             .get(&hash)
-            .is_some_and(|c| c.user_id.as_str() == user)
+            .is_none_or(|c| c.user_id.as_str() != user)
         {
             return Ok(false);
         }

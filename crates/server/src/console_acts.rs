@@ -35,6 +35,7 @@ const MAX_CHANGE_BYTES: usize = 64 * 1024;
 /// The fields of both steps; each step reads those it needs.
 #[derive(Debug, Deserialize)]
 pub struct ActForm {
+    #[serde(default)]
     pub csrf: String,
     pub visit: String,
     /// `settle`, `return` or `approve`.

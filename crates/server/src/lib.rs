@@ -7,6 +7,7 @@ mod auth;
 pub mod backend;
 mod console;
 mod console_acts;
+mod console_admin;
 mod console_replay;
 pub mod engine;
 mod evidence;

@@ -325,6 +325,22 @@ impl Application {
                         .service(post("/commit").to(crate::console_acts::commit)),
                 )
                 .service(get("/console/campaigns/{id}/approve").to(crate::console::bulk_approval))
+                .service(get("/console/admin").to(crate::console_admin::root))
+                .service(get("/console/admin/{section}").to(crate::console_admin::section))
+                .service(
+                    web::scope("/console/admin/w")
+                        .app_data(
+                            web::FormConfig::default()
+                                .limit(16 << 20)
+                                .error_handler(|err, _| {
+                                    Problem::BadRequest(err.to_string()).into()
+                                }),
+                        )
+                        .app_data(web::PayloadConfig::new(kiemtra_admin::import::MAX_FILE))
+                        .service(post("/prepare/{kind}").to(crate::console_admin::prepare))
+                        .service(post("/import/{kind}").to(crate::console_admin::import))
+                        .service(post("/commit").to(crate::console_admin::commit)),
+                )
                 .service(get("/console/visits/{id}/history").to(crate::console_replay::replay))
                 .service(get("/console/visits/{id}/verify").to(crate::console_replay::verify_visit))
                 .service(
