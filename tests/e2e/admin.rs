@@ -798,11 +798,10 @@ pub(crate) async fn approve_all(sup: &mut Device) {
     sup.sync().await;
 }
 
-#[tokio::test]
-async fn the_cantho_campaign_planned_in_the_log_reports_as_in_2015_beside_a_campaign_on_todays_units()
- {
-    let (dir, server, admin) = start().await;
-    let data = dir.path().join("server");
+/// The Cần Thơ 2015 campaign planned in the log: areas, units and rosters
+/// from the workbook, the standard checklist, a supervisor and an
+/// inspector in one team, and one assignment per unit of the fixture.
+pub(crate) async fn plan_cantho(admin: &Admin) -> kiemtra_core::CampaignFixture {
     let (areas, book, _) = cantho();
     admin.import_and_sign("areas", areas.into_bytes()).await;
     admin.import_and_sign("units", book.clone()).await;
@@ -861,6 +860,16 @@ async fn the_cantho_campaign_planned_in_the_log_reports_as_in_2015_beside_a_camp
     }
     let (s, v) = admin.act(acts).await;
     assert_eq!(s, 200, "{v}");
+    fixture
+}
+
+#[tokio::test]
+async fn the_cantho_campaign_planned_in_the_log_reports_as_in_2015_beside_a_campaign_on_todays_units()
+ {
+    let (dir, server, admin) = start().await;
+    let data = dir.path().join("server");
+    let fixture = plan_cantho(&admin).await;
+    let team = tid("doan-1");
 
     // The inspector's phone receives the 65 visits the server made and
     // records what the 2015 inspectors found; the supervisor approves.

@@ -241,7 +241,16 @@ async fn a_supervisor_reads_the_campaign_in_chromium() {
 /// Waits until `check` holds of the page's main text (scripts sign and
 /// reload on their own time), for up to 20 s.
 async fn wait_text(c: &Client, what: &str, check: impl Fn(&str) -> bool) -> String {
-    for _ in 0..200 {
+    wait_text_for(c, what, 200, check).await
+}
+
+async fn wait_text_for(
+    c: &Client,
+    what: &str,
+    tenths: u32,
+    check: impl Fn(&str) -> bool,
+) -> String {
+    for _ in 0..tenths {
         if let Ok(main) = c.find(Locator::Css("main")).await
             && let Ok(text) = main.text().await
             && check(&text)
@@ -456,4 +465,158 @@ async fn a_supervisor_signs_with_the_browsers_key_and_an_auditor_replays_in_chro
     c.close().await.expect("close");
     drop(d);
     w.server.terminate();
+}
+
+#[tokio::test]
+async fn the_cantho_campaign_is_settled_and_approved_in_chromium_and_reports_its_figures() {
+    use crate::admin::{plan_cantho, start, tid, uid};
+    use kiemtra_core::AttendanceMark;
+    let (dir, server, admin) = start().await;
+    let data = dir.path().join("server");
+    let fixture = plan_cantho(&admin).await;
+    let code = "PPPP-QQQQ-RRRR";
+    let (s, v) = admin
+        .act(vec![kiemtra_admin::Act::CodeIssued {
+            code_hash: kiemtra_admin::log::sha256_hex(
+                kiemtra_server::normalise_code(code).as_bytes(),
+            ),
+            user_id: uid("truong-doan"),
+            team_id: tid("doan-1"),
+            role: kiemtra_core::Role::Supervisor,
+            expires_at: kiemtra_admin::log::timestamp(
+                chrono::Utc::now() + chrono::Duration::hours(1),
+            ),
+        }])
+        .await;
+    assert_eq!(s, 200, "{v}");
+
+    // Two phones of the team: one records what the 2015 inspectors found
+    // at every unit, the other marks the first person of three units
+    // otherwise, so those three visits arrive in conflict.
+    let mut a = crate::harness::Device::enroll(
+        &data,
+        &admin.url,
+        "kiem-tra-an",
+        "doan-1",
+        "inspector",
+        &dir.path().join("a"),
+    )
+    .await;
+    let mut b = crate::harness::Device::enroll(
+        &data,
+        &admin.url,
+        "kiem-tra-an",
+        "doan-1",
+        "inspector",
+        &dir.path().join("b"),
+    )
+    .await;
+    a.sync().await;
+    b.sync().await;
+    let by_unit: std::collections::HashMap<String, kiemtra_core::VisitId> = a
+        .store
+        .list_visits()
+        .expect("list")
+        .into_iter()
+        .map(|s| (s.unit_code.clone(), s.id.clone()))
+        .collect();
+    assert_eq!(by_unit.len(), 65);
+    let mut conflicted = Vec::new();
+    for (i, u) in fixture.units.iter().enumerate() {
+        let outcomes = u.outcomes().expect("outcomes");
+        let visit = &by_unit[u.code.as_str()];
+        a.store
+            .edit(visit, |v| {
+                for (s, m, note) in &outcomes {
+                    v.record_attendance(s, *m, note, None)?;
+                }
+                Ok(())
+            })
+            .expect("record");
+        if i < 3 {
+            let (s, m, _) = &outcomes[0];
+            let other = match m {
+                AttendanceMark::Present => {
+                    AttendanceMark::Absent(kiemtra_core::AbsenceReason::Other)
+                }
+                _ => AttendanceMark::Present,
+            };
+            b.store
+                .edit(visit, |v| {
+                    v.record_attendance(s, other, "máy thứ hai ghi nhận", None)
+                })
+                .expect("record");
+            conflicted.push(visit.clone());
+        }
+    }
+    a.sync().await;
+    b.sync().await;
+    a.sync().await;
+    for visit in by_unit.values() {
+        a.store.edit(visit, |v| v.submit("")).expect("submit");
+    }
+    a.sync().await;
+    let keep = a.client.credentials().device_id.clone();
+
+    // The supervisor settles every conflict for the first phone's record
+    // and approves the 65 visits at once, each signed in the browser.
+    let d = driver().await;
+    let c = browser(&d, &dir.path().join("chromium")).await;
+    let url = admin.url.clone();
+    accept_invitation(&c, &url, "truong-doan", code).await;
+    for visit in &conflicted {
+        c.goto(&format!("{url}/console/visits/{visit}"))
+            .await
+            .expect("goto");
+        assert!(
+            main_text(&c)
+                .await
+                .contains("Xung đột cần trưởng đoàn xử lý")
+        );
+        c.find(Locator::XPath(&format!(
+            "//li[contains(., '{keep}')]//form[@data-act='settle']//button"
+        )))
+        .await
+        .expect("the first phone's candidate")
+        .click()
+        .await
+        .expect("click");
+        wait_text(&c, "the conflict is settled", |t| {
+            !t.contains("Xung đột cần trưởng đoàn xử lý") && t.contains("Ký và phê duyệt")
+        })
+        .await;
+    }
+    c.goto(&format!("{url}/console/campaigns/ct-2015/approve"))
+        .await
+        .expect("goto");
+    let text = main_text(&c).await;
+    assert!(text.contains("phê duyệt 65 biên bản"), "{text}");
+    draw(&c, "bulk-approval-cantho").await;
+    click(&c, "#confirm").await;
+    click(&c, "form[data-bulk] button[type=submit]").await;
+    wait_text_for(&c, "65 approvals signed", 1800, |t| {
+        t.contains("Đã ký 65/65")
+    })
+    .await;
+
+    // The report from the approved states, and every signature verified.
+    c.goto(&format!("{url}/console/campaigns/ct-2015/report"))
+        .await
+        .expect("goto");
+    let text = main_text(&c).await;
+    assert!(text.contains("1.404"), "{text}");
+    assert!(text.contains("Có mặt: 1.071 (76,28%)"), "{text}");
+    draw(&c, "report-cantho").await;
+    c.goto(&format!("{url}/console/campaigns/ct-2015"))
+        .await
+        .expect("goto");
+    draw(&c, "campaign-cantho").await;
+    c.goto(&format!("{url}/console/campaigns/ct-2015/verify"))
+        .await
+        .expect("goto");
+    let text = main_text(&c).await;
+    assert!(text.contains("65/65 biên bản hợp lệ"), "{text}");
+    c.close().await.expect("close");
+    drop(d);
+    server.terminate();
 }
