@@ -552,18 +552,38 @@ async fn the_cantho_campaign_is_settled_and_approved_in_chromium_and_reports_its
     a.sync().await;
     b.sync().await;
     a.sync().await;
-    for visit in by_unit.values() {
-        a.store.edit(visit, |v| v.submit("")).expect("submit");
-    }
-    a.sync().await;
     let keep = a.client.credentials().device_id.clone();
 
-    // The supervisor settles every conflict for the first phone's record
-    // and approves the 65 visits at once, each signed in the browser.
+    // The supervisor watches the overview while the phone submits: the
+    // page redraws itself when the server says the visits changed.
     let d = driver().await;
     let c = browser(&d, &dir.path().join("chromium")).await;
     let url = admin.url.clone();
     accept_invitation(&c, &url, "truong-doan", code).await;
+    c.goto(&format!("{url}/console/campaigns/ct-2015"))
+        .await
+        .expect("goto");
+    for visit in by_unit.values() {
+        a.store.edit(visit, |v| v.submit("")).expect("submit");
+    }
+    a.sync().await;
+    let mut redrawn = false;
+    for _ in 0..200 {
+        if c.find(Locator::Css("body[data-updates]")).await.is_ok() {
+            redrawn = true;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert!(
+        redrawn,
+        "the overview was not redrawn after the phone's sync"
+    );
+    let text = main_text(&c).await;
+    assert!(text.contains("Đã cập nhật lúc"), "{text}");
+
+    // The supervisor settles every conflict for the first phone's record
+    // and approves the 65 visits at once, each signed in the browser.
     for visit in &conflicted {
         c.goto(&format!("{url}/console/visits/{visit}"))
             .await

@@ -39,7 +39,7 @@ impl Browser {
         }
     }
 
-    fn cookies(&self) -> String {
+    pub(crate) fn cookies(&self) -> String {
         self.jar
             .iter()
             .map(|(k, v)| format!("{k}={v}"))
@@ -679,6 +679,91 @@ async fn a_supervisor_settles_and_approves_with_the_browsers_own_key() {
         )
         .await;
     assert_eq!(again.status, 409, "{}", again.body);
+    w.server.terminate();
+}
+
+/// Reads a streamed answer until `want` appears, for up to 15 s.
+async fn stream_until(r: &mut reqwest::Response, want: &str) -> String {
+    let mut seen = String::new();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
+    while std::time::Instant::now() < deadline {
+        match tokio::time::timeout(std::time::Duration::from_secs(5), r.chunk()).await {
+            Ok(Ok(Some(bytes))) => {
+                seen.push_str(&String::from_utf8_lossy(&bytes));
+                if seen.contains(want) {
+                    return seen;
+                }
+            }
+            Ok(Ok(None)) | Ok(Err(_)) => break,
+            Err(_) => {}
+        }
+    }
+    panic!("no {want:?} in {seen:?}");
+}
+
+#[tokio::test]
+async fn the_overview_streams_an_update_when_a_visit_of_the_campaign_is_stored() {
+    let mut w = world().await;
+    let visit = conflicted(&mut w).await;
+    let key = BrowserKey::new();
+    let mut b = invited_with_key(
+        &w.admin.url,
+        "AAAA-BBBB-CCCC",
+        "truong-doan",
+        "mật khẩu đủ dài 2015",
+        &key.public_hex(),
+    )
+    .await;
+    let http = reqwest::Client::new();
+    // No session, or a campaign that does not exist: no stream.
+    let r = http
+        .get(format!("{}/console/campaigns/ct-2015/events", w.admin.url))
+        .send()
+        .await
+        .expect("get");
+    assert_eq!(r.status(), 401);
+    let r = http
+        .get(format!("{}/console/campaigns/no-such/events", w.admin.url))
+        .header("cookie", b.cookies())
+        .send()
+        .await
+        .expect("get");
+    assert_eq!(r.status(), 404);
+    let mut events = http
+        .get(format!("{}/console/campaigns/ct-2015/events", w.admin.url))
+        .header("cookie", b.cookies())
+        .send()
+        .await
+        .expect("get");
+    assert_eq!(events.status(), 200);
+    assert_eq!(
+        events.headers()["content-type"].to_str().expect("type"),
+        "text/event-stream"
+    );
+    // Nothing new: a comment each tick, no update.
+    let quiet = stream_until(&mut events, ": nothing new").await;
+    assert!(!quiet.contains("event: update"), "{quiet}");
+    // A signed act stores a change of the campaign's visit: an update.
+    let page = b.get(&format!("/console/visits/{visit}")).await;
+    let fields = vec![
+        ("csrf".to_owned(), csrf(&page.body)),
+        ("visit".to_owned(), visit.to_string()),
+        ("act".to_owned(), "settle".to_owned()),
+        (
+            "heads".to_owned(),
+            attr_after(&page.body, "data-act=\"settle\"", "data-heads"),
+        ),
+        ("device".to_owned(), device_of(&page.body, &key)),
+        (
+            "field".to_owned(),
+            attr_after(&page.body, "data-act=\"settle\"", "value"),
+        ),
+        ("candidate".to_owned(), "0".to_owned()),
+    ];
+    let (s, v) = signed_act(&mut b, &key, &borrow(&fields)).await;
+    assert_eq!(s, 200, "{v}");
+    stream_until(&mut events, "event: update").await;
+    drop(events);
     w.server.terminate();
 }
 

@@ -285,5 +285,31 @@
       }
     });
   }
+  // Live updates of a campaign's overview: the server says when a visit
+  // in scope was stored anew, and the page redraws its main part.
+  function listen() {
+    const live = document.querySelector('[data-events]');
+    if (!live || !window.EventSource) return;
+    const source = new EventSource(live.dataset.events);
+    source.addEventListener('update', async () => {
+      try {
+        const r = await fetch(location.href, { credentials: 'same-origin' });
+        if (!r.ok) return;
+        const page = new DOMParser().parseFromString(await r.text(), 'text/html');
+        const main = page.querySelector('main');
+        if (!main) return;
+        source.close();
+        document.querySelector('main').replaceWith(main);
+        const note = document.querySelector('[data-events] .live');
+        if (note) {
+          note.textContent = say('Đã cập nhật lúc ', 'Updated at ')
+            + new Date().toLocaleTimeString(vi ? 'vi-VN' : 'en-GB');
+        }
+        body.dataset.updates = String(Number(body.dataset.updates || 0) + 1);
+        listen();
+      } catch (_) { /* the next update tries again */ }
+    });
+  }
+  listen();
   body.dataset.ready = 'yes';
 })();

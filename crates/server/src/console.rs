@@ -960,6 +960,16 @@ pub async fn campaign(
     let body = html! {
         h1 { (c.title) }
         p.meta { (c.decision) " · " (date(c.starts_on)) " – " (date(c.ends_on)) }
+        nav.visit-links data-events={ "/console/campaigns/" (id) "/events" } {
+            a href={ "/console/campaigns/" (id) "/report" } { (t(lang, "Báo cáo", "Report")) }
+            @if matches!(v.role, Role::Supervisor | Role::Auditor) {
+                " · " a href={ "/console/campaigns/" (id) "/verify" } { (t(lang, "Kiểm chứng", "Verification")) }
+            }
+            @if v.role == Role::Supervisor {
+                " · " a href={ "/console/campaigns/" (id) "/approve" } { (t(lang, "Phê duyệt hàng loạt", "Bulk approval")) }
+            }
+            " · " span.live role="status" {}
+        }
         form.range method="get" action={ "/console/campaigns/" (id) } {
             label for="from" { (t(lang, "Từ ngày", "From")) }
             input id="from" name="from" type="text" inputmode="numeric" placeholder="dd/mm/yyyy" value=(from.map(date).unwrap_or_default());
@@ -1570,7 +1580,7 @@ pub async fn bulk_approval(
                             tr data-visit=(x.id) data-team=(x.team) data-heads=(heads_text(&x.heads)) {
                                 td { a href={ "/console/visits/" (x.id) } { (x.unit_name) } }
                                 td { (x.team) }
-                                td { (x.scheduled_on) }
+                                td { (iso_day(&x.scheduled_on)) }
                                 td.outcome {}
                             }
                         }
@@ -1601,4 +1611,136 @@ pub(crate) fn heads_text(heads: &[kiemtra_core::ChangeHash]) -> String {
         .map(|h| h.to_string())
         .collect::<Vec<_>>()
         .join(" ")
+}
+
+/// A stored ISO date (`2015-08-31`) as Vietnamese write it (`31/08/2015`).
+pub(crate) fn iso_day(day: &str) -> String {
+    chrono::NaiveDate::parse_from_str(day, "%Y-%m-%d")
+        .map(date)
+        .unwrap_or_else(|_| day.to_owned())
+}
+
+/// A stored RFC 3339 time in Viet Nam time (`09:12 02/09/2015`).
+pub(crate) fn stored_time(at: &str) -> String {
+    chrono::DateTime::parse_from_rfc3339(at)
+        .map(|t| when(t.with_timezone(&chrono::Utc)))
+        .unwrap_or_else(|_| at.to_owned())
+}
+
+// ---------------------------------------------------------------- live updates
+
+/// Live streams open at once; past that a new one is refused (503) and
+/// the page still works, without live updates.
+const MAX_STREAMS: usize = 256;
+/// How often a stream looks for a change.
+const STREAM_TICK: std::time::Duration = std::time::Duration::from_secs(2);
+/// A stream ends after this long; the browser's EventSource reconnects.
+const STREAM_LIFE: std::time::Duration = std::time::Duration::from_secs(600);
+
+static STREAMS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
+/// One of the [`MAX_STREAMS`] places, given back when the stream ends.
+struct StreamPlace;
+
+impl StreamPlace {
+    fn take() -> Option<Self> {
+        use std::sync::atomic::Ordering::SeqCst;
+        STREAMS
+            .fetch_update(SeqCst, SeqCst, |n| (n < MAX_STREAMS).then_some(n + 1))
+            .ok()
+            .map(|_| StreamPlace)
+    }
+}
+
+impl Drop for StreamPlace {
+    fn drop(&mut self) {
+        STREAMS.fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+/// What a campaign's visits in scope look like from the index: how many,
+/// and the latest update. Any stored change moves it.
+async fn campaign_mark(
+    state: &web::Data<AppState>,
+    campaign: &CampaignId,
+    scope: &Option<Vec<String>>,
+) -> Result<String, Problem> {
+    let campaign = campaign.clone();
+    let scope = scope.clone();
+    with_store(state, move |s| {
+        let visits: Vec<_> = s
+            .list_visits()?
+            .into_iter()
+            .filter(|x| x.campaign == campaign.as_str())
+            .filter(|x| scope.as_ref().is_none_or(|teams| teams.contains(&x.team)))
+            .collect();
+        let latest = visits
+            .iter()
+            .map(|x| x.updated_at.as_str())
+            .max()
+            .unwrap_or("");
+        Ok(format!("{} {latest}", visits.len()))
+    })
+    .await
+}
+
+/// `GET /console/campaigns/{id}/events`: server-sent events for the
+/// campaign overview — `update` whenever a visit of the campaign in the
+/// viewer's scope is stored anew (a phone synced, an act was signed), a
+/// comment every tick otherwise. The page then redraws itself.
+pub async fn campaign_events(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    path: web::Path<String>,
+) -> HttpResponse {
+    let v = match viewer(&state, &req).await {
+        Ok(Some(v)) => v,
+        Ok(None) => return HttpResponse::Unauthorized().finish(),
+        Err(e) => return actix_web::ResponseError::error_response(&e),
+    };
+    let Ok(id) = CampaignId::parse(&path.into_inner()) else {
+        return HttpResponse::NotFound().finish();
+    };
+    let d = match with_store(&state, |s| crate::admin::directory(s)).await {
+        Ok(d) => d,
+        Err(e) => return actix_web::ResponseError::error_response(&e),
+    };
+    if !campaigns_for(&d, &v).iter().any(|c| c.campaign_id == id) {
+        return HttpResponse::NotFound().finish();
+    }
+    let Some(place) = StreamPlace::take() else {
+        return HttpResponse::ServiceUnavailable()
+            .insert_header((header::RETRY_AFTER, "30"))
+            .finish();
+    };
+    let scope = v.visit_scope();
+    let first = match campaign_mark(&state, &id, &scope).await {
+        Ok(m) => m,
+        Err(e) => return actix_web::ResponseError::error_response(&e),
+    };
+    let started = std::time::Instant::now();
+    let stream = futures_util::stream::unfold(
+        (state, id, scope, first, place),
+        move |(state, id, scope, last, place)| async move {
+            tokio::time::sleep(STREAM_TICK).await;
+            if started.elapsed() > STREAM_LIFE {
+                return None;
+            }
+            let mark = campaign_mark(&state, &id, &scope).await.ok()?;
+            let event = if mark == last {
+                web::Bytes::from_static(b": nothing new\n\n")
+            } else {
+                web::Bytes::from(format!("event: update\ndata: {mark}\n\n"))
+            };
+            Some((
+                Ok::<_, actix_web::Error>(event),
+                (state, id, scope, mark, place),
+            ))
+        },
+    );
+    HttpResponse::Ok()
+        .content_type("text/event-stream")
+        .insert_header((header::CACHE_CONTROL, "no-store"))
+        .insert_header(("X-Accel-Buffering", "no"))
+        .streaming(stream)
 }

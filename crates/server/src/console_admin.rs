@@ -373,10 +373,10 @@ fn devices_page(lang: Lang, d: &Directory, devices: &[kiemtra_store::DeviceRecor
                         td { (dev.name) br; small { (dev.device_id) } }
                         td { (dev.user_id) }
                         td { (dev.team) }
-                        td { (dev.enrolled_at) }
+                        td { (crate::console::stored_time(&dev.enrolled_at)) }
                         td {
                             @if let Some(at) = &dev.revoked_at {
-                                (t(lang, "đã thu hồi lúc ", "revoked at ")) (at)
+                                (t(lang, "đã thu hồi lúc ", "revoked at ")) (crate::console::stored_time(at))
                             } @else {
                                 (act_form(lang, "revoke", ("Thu hồi", "Revoke"), html! {
                                     input type="hidden" name="device_id" value=(dev.device_id);
@@ -429,7 +429,7 @@ fn log_page(lang: Lang, d: &Directory, log: &[Entry]) -> Markup {
                 @for e in log.iter().rev().take(LOG_SHOWN) {
                     tr {
                         td.num { (e.seq) }
-                        td { (e.at) }
+                        td { (crate::console::stored_time(&e.at)) }
                         td { @match &e.by { Author::Device { device_id } => { (device_id) }, Author::Server => { (t(lang, "máy chủ", "the server")) } } }
                         td { (e.act.name()) }
                     }

@@ -186,7 +186,7 @@ pub async fn replay(
                     a href={ "?at=" (i + 1) } { "#" (i + 1) }
                     " · " (t(lang, "giờ thiết bị", "device time")) " " (when(e.device_time))
                     " · " (t(lang, "máy chủ nhận", "server received")) " "
-                    (r.received.get(&e.hash).map(|(at, _)| received_time(at)).unwrap_or_else(|| "—".into()))
+                    (r.received.get(&e.hash).map(|(at, _)| crate::console::stored_time(at)).unwrap_or_else(|| "—".into()))
                     " · " (e.author.as_ref().map(|a| a.to_string()).unwrap_or_else(|| "?".into()))
                     @if e.after_approval {
                         " " strong.after { (t(lang, "sau phê duyệt", "after approval")) }
@@ -207,13 +207,6 @@ pub async fn replay(
         Some((&v, &v.csrf)),
         body,
     )
-}
-
-/// A stored receive time (RFC 3339) in Viet Nam time.
-fn received_time(at: &str) -> String {
-    chrono::DateTime::parse_from_rfc3339(at)
-        .map(|t| when(t.with_timezone(&chrono::Utc)))
-        .unwrap_or_else(|_| at.to_owned())
 }
 
 /// What the visit held at a point: status, attendance, checks, findings.

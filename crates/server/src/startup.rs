@@ -325,6 +325,7 @@ impl Application {
                         .service(post("/commit").to(crate::console_acts::commit)),
                 )
                 .service(get("/console/campaigns/{id}/approve").to(crate::console::bulk_approval))
+                .service(get("/console/campaigns/{id}/events").to(crate::console::campaign_events))
                 .service(get("/console/admin").to(crate::console_admin::root))
                 .service(get("/console/admin/{section}").to(crate::console_admin::section))
                 .service(
