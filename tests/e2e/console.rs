@@ -767,6 +767,264 @@ async fn the_overview_streams_an_update_when_a_visit_of_the_campaign_is_stored()
     w.server.terminate();
 }
 
+/// Signs the entries of `made` one at a time, asking for each next one as
+/// the console's script does.
+async fn sign_entries(
+    b: &mut Browser,
+    key: &BrowserKey,
+    f: &[(String, String)],
+    made: &serde_json::Value,
+) -> Vec<serde_json::Value> {
+    let get = |k: &str| {
+        f.iter()
+            .find(|(n, _)| n == k)
+            .map(|(_, v)| v.clone())
+            .unwrap_or_default()
+    };
+    let acts = made["acts"].as_array().expect("acts").len();
+    let mut signed: Vec<serde_json::Value> = Vec::new();
+    let mut next = made.clone();
+    while signed.len() < acts {
+        let bytes = kiemtra_core::hex::decode(next["signing"].as_str().expect("hex")).expect("hex");
+        assert!(bytes.starts_with(b"kiemtra-admin-log-v1\n"));
+        let mut e = next["entry"].clone();
+        e["signature"] = key.sign(&bytes).into();
+        signed.push(e);
+        if signed.len() < acts {
+            let (s, v) = post_json(
+                b,
+                "/console/admin/w/next",
+                &[
+                    ("csrf".into(), get("csrf")),
+                    ("device".into(), get("device")),
+                    ("acts".into(), made["acts"].to_string()),
+                    (
+                        "signed".into(),
+                        serde_json::Value::Array(signed.clone()).to_string(),
+                    ),
+                ],
+            )
+            .await;
+            assert_eq!(s, 200, "{v}");
+            next = v;
+        }
+    }
+    signed
+}
+
+/// Prepares entries for an administration form and signs them as the
+/// console's script does: the answer of the commit.
+async fn admin_act(
+    b: &mut Browser,
+    key: &BrowserKey,
+    kind: &str,
+    fields: &[(&str, &str)],
+) -> (u16, serde_json::Value, serde_json::Value) {
+    let f: Vec<(String, String)> = fields
+        .iter()
+        .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+        .collect();
+    let (s, made) = post_json(b, &format!("/console/admin/w/prepare/{kind}"), &f).await;
+    if s != 200 {
+        return (s, made, serde_json::Value::Null);
+    }
+    let entries = sign_entries(b, key, &f, &made).await;
+    let get = |k: &str| {
+        f.iter()
+            .find(|(n, _)| n == k)
+            .map(|(_, v)| v.clone())
+            .unwrap_or_default()
+    };
+    let commit = vec![
+        ("csrf".to_owned(), get("csrf")),
+        ("device".to_owned(), get("device")),
+        (
+            "entries".to_owned(),
+            serde_json::Value::Array(entries).to_string(),
+        ),
+    ];
+    let (s, done) = post_json(b, "/console/admin/w/commit", &commit).await;
+    (s, done, made)
+}
+
+#[tokio::test]
+async fn administration_writes_are_signed_by_the_administrators_browser_and_bad_ones_change_nothing()
+ {
+    let w = world().await;
+    let key = BrowserKey::new();
+    let mut b = invited_with_key(
+        &w.admin.url,
+        "KKKK-MMMM-NNNN",
+        "quan-tri-2",
+        "mật khẩu đủ dài 2015",
+        &key.public_hex(),
+    )
+    .await;
+    let page = b.get("/console/admin/users").await;
+    assert_eq!(page.status, 200, "{}", page.body);
+    let token = csrf(&page.body);
+    let device = device_of(&page.body, &key);
+    let seq = |b: &str| -> u64 {
+        let at = b
+            .find("Số mục</span>")
+            .or_else(|| b.find("Số mục"))
+            .expect("entries");
+        b[at..]
+            .split(|c: char| !c.is_ascii_digit())
+            .find(|s| !s.is_empty())
+            .expect("a number")
+            .parse()
+            .expect("seq")
+    };
+    let log = b.get("/console/admin/log").await;
+    let before = seq(&log.body);
+
+    // An invitation: the user, their team and a code, signed by the browser.
+    let invite = [
+        ("csrf", token.as_str()),
+        ("device", device.as_str()),
+        ("user_id", "truong-doan-2"),
+        ("full_name", "Phạm Thị Lãnh Đạo"),
+        ("role", "supervisor"),
+        ("team_id", "doan-1"),
+    ];
+    let (s, done, made) = admin_act(&mut b, &key, "invite", &invite).await;
+    assert_eq!(s, 200, "{done} {made}");
+    let code = made["code"].as_str().expect("a code").to_owned();
+    assert_eq!(done["seq"].as_u64(), Some(before + 3), "{done}");
+    // The new supervisor sets a password with it.
+    let mut newcomer = invited(&w.admin.url, &code, "truong-doan-2", "mật khẩu đủ dài 2016").await;
+    let page = newcomer.get("/console/campaigns").await;
+    assert!(page.body.contains("Phạm Thị Lãnh Đạo"), "{}", page.body);
+
+    let log = b.get("/console/admin/log").await;
+    let after = seq(&log.body);
+    assert!(log.body.contains("Chuỗi băm liền mạch"), "{}", log.body);
+
+    // Refused, each changing nothing: no CSRF token, an unknown kind, bad
+    // fields, entries signed by another key, entries naming another device,
+    // not entries at all, a stale head, a bad import row, a non-administrator.
+    let mut no_csrf = invite.to_vec();
+    no_csrf[0].1 = "";
+    let (s, v, _) = admin_act(&mut b, &key, "invite", &no_csrf).await;
+    assert_eq!(s, 403, "{v}");
+    let (s, v, _) = admin_act(&mut b, &key, "drop-tables", &invite).await;
+    assert_eq!(s, 400, "{v}");
+    let mut bad = invite.to_vec();
+    bad[2].1 = "Tên Có Dấu";
+    let (s, v, _) = admin_act(&mut b, &key, "invite", &bad).await;
+    assert_eq!(s, 400, "{v}");
+    let (s, v, _) = admin_act(
+        &mut b,
+        &BrowserKey::new(),
+        "team",
+        &[
+            ("csrf", token.as_str()),
+            ("device", device.as_str()),
+            ("team_id", "doan-2"),
+            ("name", "Đoàn 2"),
+        ],
+    )
+    .await;
+    assert_eq!(s, 403, "{v}");
+    let f: Vec<(String, String)> = vec![
+        ("csrf".into(), token.clone()),
+        ("device".into(), device.clone()),
+        ("team_id".into(), "doan-2".into()),
+        ("name".into(), "Đoàn 2".into()),
+    ];
+    let (s, made) = post_json(&mut b, "/console/admin/w/prepare/team", &f).await;
+    assert_eq!(s, 200, "{made}");
+    let mut entries = serde_json::Value::Array(vec![made["entry"].clone()]);
+    entries[0]["by"]["device_id"] = w.sup_phone.client.credentials().device_id.clone().into();
+    let (s, v) = post_json(
+        &mut b,
+        "/console/admin/w/commit",
+        &[
+            ("csrf".into(), token.clone()),
+            ("device".into(), device.clone()),
+            ("entries".into(), entries.to_string()),
+        ],
+    )
+    .await;
+    assert_eq!(s, 403, "{v}");
+    let (s, v) = post_json(
+        &mut b,
+        "/console/admin/w/commit",
+        &[
+            ("csrf".into(), token.clone()),
+            ("device".into(), device.clone()),
+            ("entries".into(), "{\"not\": \"entries\"}".into()),
+        ],
+    )
+    .await;
+    assert_eq!(s, 400, "{v}");
+    // Signed after a head that has moved on since: 409.
+    let (s, stale) = post_json(&mut b, "/console/admin/w/prepare/team", &f).await;
+    assert_eq!(s, 200);
+    let (s, v, _) = admin_act(&mut b, &key, "team", &borrow(&f)).await;
+    assert_eq!(s, 200, "{v}");
+    let entries = sign_entries(&mut b, &key, &f, &stale).await;
+    let (s, v) = post_json(
+        &mut b,
+        "/console/admin/w/commit",
+        &[
+            ("csrf".into(), token.clone()),
+            ("device".into(), device.clone()),
+            (
+                "entries".into(),
+                serde_json::Value::Array(entries).to_string(),
+            ),
+        ],
+    )
+    .await;
+    assert_eq!(s, 409, "{v}");
+    // A roster with an unknown unit: every bad row named, nothing imported.
+    let r = reqwest::Client::new()
+        .post(format!(
+            "{}/console/admin/w/import/staff?csrf={token}&device={device}&valid_from=01/01/2016",
+            w.admin.url
+        ))
+        .header("cookie", b.cookies())
+        .body("unit_code,staff_id,full_name,position\nno-such-unit,x.1,Nguyễn Văn A,Chuyên viên\n")
+        .send()
+        .await
+        .expect("import");
+    assert_eq!(r.status(), 422);
+    let text = r.text().await.expect("text");
+    assert!(
+        text.contains("no-such-unit") || text.contains("line"),
+        "{text}"
+    );
+    // An inspector's session: no administration, read or write.
+    let mut inspector = invited(
+        &w.admin.url,
+        "DDDD-EEEE-FFFF",
+        "kiem-tra-an",
+        "mật khẩu đủ dài 2015",
+    )
+    .await;
+    let page = inspector.get("/console/admin/users").await;
+    assert_eq!(page.status, 403);
+    let itoken = csrf(&inspector.get("/console/campaigns").await.body);
+    let (s, v) = post_json(
+        &mut inspector,
+        "/console/admin/w/prepare/team",
+        &[
+            ("csrf".into(), itoken),
+            ("device".into(), device.clone()),
+            ("team_id".into(), "doan-3".into()),
+            ("name".into(), "Đoàn 3".into()),
+        ],
+    )
+    .await;
+    assert_eq!(s, 403, "{v}");
+    // Only the one good team was added since the invitation.
+    let log = b.get("/console/admin/log").await;
+    assert_eq!(seq(&log.body), after + 1, "{}", log.body);
+    w.server.terminate();
+}
+
 #[tokio::test]
 async fn acts_are_refused_to_other_roles_foreign_devices_and_bad_bytes() {
     let mut w = world().await;

@@ -261,14 +261,26 @@
         } else {
           made = await post('/console/admin/w/prepare/' + kind, fields);
         }
+        // Each entry names the hash of the one before, signature included:
+        // they are signed one at a time, the next made after each.
         const tag = utf8('kiemtra-admin-log-v1\n');
-        for (let i = 0; i < made.entries.length; i++) {
-          const bytes = unhex(made.signing[i]);
+        const signed = [];
+        let next = made;
+        while (signed.length < made.acts.length) {
+          const bytes = unhex(next.signing);
           if (tag.some((b, j) => bytes[j] !== b)) throw new Error('not a log entry');
-          made.entries[i].signature = await sign(device.pair, bytes);
+          next.entry.signature = await sign(device.pair, bytes);
+          signed.push(next.entry);
+          if (signed.length < made.acts.length) {
+            show(form, say('Đang ký ', 'Signing ') + (signed.length + 1) + '/' + made.acts.length + '…');
+            next = await post('/console/admin/w/next', {
+              csrf: fields.csrf, device: device.id,
+              acts: JSON.stringify(made.acts), signed: JSON.stringify(signed),
+            });
+          }
         }
         const done = await post('/console/admin/w/commit', {
-          csrf: fields.csrf, device: device.id, entries: JSON.stringify(made.entries),
+          csrf: fields.csrf, device: device.id, entries: JSON.stringify(signed),
         });
         if (made.code) {
           show(form, say('Đã ghi vào sổ (mục ', 'Written to the log (entry ') + done.seq + '). '

@@ -497,27 +497,39 @@ async fn administrator(
     Ok((v, device))
 }
 
-/// Unsigned entries for `acts`, chained from the log's head, and the bytes
-/// the browser signs for each.
-fn entries_for(d: &Directory, device: &str, acts: Vec<Act>) -> (Vec<Entry>, Vec<String>) {
-    let mut head = d.head.clone();
+/// The unsigned entry for an act following `head`, and the bytes the
+/// browser signs for it. An entry's hash covers its signature, so the next
+/// entry is made only once this one is signed (`next`).
+fn entry_after(head: &kiemtra_admin::log::Head, device: &str, act: Act) -> serde_json::Value {
     let at = timestamp(chrono::Utc::now()).max(head.at.clone());
-    let mut entries = Vec::new();
-    let mut signing = Vec::new();
-    for act in acts {
-        let e = Entry::next(
-            &head,
-            &at,
-            Author::Device {
-                device_id: device.to_owned(),
-            },
-            act,
-        );
-        head = e.head();
-        signing.push(kiemtra_core::hex::encode(&e.signing_bytes()));
-        entries.push(e);
-    }
-    (entries, signing)
+    let e = Entry::next(
+        head,
+        &at,
+        Author::Device {
+            device_id: device.to_owned(),
+        },
+        act,
+    );
+    json!({
+        "signing": kiemtra_core::hex::encode(&e.signing_bytes()),
+        "entry": e,
+    })
+}
+
+/// What `prepare` and `import` answer: the acts, the first entry to sign.
+fn first_of(
+    d: &Directory,
+    device: &str,
+    acts: Vec<Act>,
+    code: Option<String>,
+) -> serde_json::Value {
+    let mut answer = match acts.first() {
+        Some(act) => entry_after(&d.head, device, act.clone()),
+        None => json!({}),
+    };
+    answer["acts"] = json!(acts);
+    answer["code"] = json!(code);
+    answer
 }
 
 fn get<'a>(f: &'a HashMap<String, String>, k: &str) -> &'a str {
@@ -663,16 +675,13 @@ pub async fn prepare(
     let kind = path.into_inner();
     let made = with_store(&state, move |s| {
         let d = crate::admin::directory(s)?;
-        Ok(acts_for(&kind, &form, &d).map(|(acts, code)| {
-            let (entries, signing) = entries_for(&d, &device, acts);
-            (entries, signing, code)
-        }))
+        Ok(acts_for(&kind, &form, &d).map(|(acts, code)| first_of(&d, &device, acts, code)))
     })
     .await;
     match made {
-        Ok(Ok((entries, signing, code))) => HttpResponse::Ok()
+        Ok(Ok(answer)) => HttpResponse::Ok()
             .insert_header((actix_web::http::header::CACHE_CONTROL, "no-store"))
-            .json(json!({ "entries": entries, "signing": signing, "code": code })),
+            .json(answer),
         Ok(Err(why)) => refused(StatusCode::BAD_REQUEST, why),
         Err(e) => actix_web::ResponseError::error_response(&e),
     }
@@ -714,13 +723,13 @@ pub async fn import(
         let d = crate::admin::directory(s)?;
         Ok(kiemtra_admin::import::read(&body, kind)
             .and_then(|sheets| kiemtra_admin::import::prepare(&d, kind, &sheets, valid_from))
-            .map(|acts| entries_for(&d, &device, acts)))
+            .map(|acts| first_of(&d, &device, acts, None)))
     })
     .await;
     match made {
-        Ok(Ok((entries, signing))) => HttpResponse::Ok()
+        Ok(Ok(answer)) => HttpResponse::Ok()
             .insert_header((actix_web::http::header::CACHE_CONTROL, "no-store"))
-            .json(json!({ "entries": entries, "signing": signing })),
+            .json(answer),
         Ok(Err(errors)) => refused(
             StatusCode::UNPROCESSABLE_ENTITY,
             format!(
@@ -740,6 +749,47 @@ pub async fn import(
         ),
         Err(e) => actix_web::ResponseError::error_response(&e),
     }
+}
+
+#[derive(Debug, Deserialize)]
+pub struct NextForm {
+    #[serde(default)]
+    pub csrf: String,
+    #[serde(default)]
+    pub device: String,
+    /// The acts being signed, as `prepare` or `import` gave them (JSON).
+    #[serde(default)]
+    pub acts: String,
+    /// The entries signed so far, in order (JSON).
+    #[serde(default)]
+    pub signed: String,
+}
+
+/// `POST /console/admin/w/next`: the entry for the next act, chained after
+/// the last one signed. Nothing is stored; `commit` checks everything.
+pub async fn next(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    form: web::Form<NextForm>,
+) -> HttpResponse {
+    let form = form.into_inner();
+    let (_, device) = match administrator(&state, &req, &form.csrf, &form.device).await {
+        Ok(x) => x,
+        Err(r) => return r,
+    };
+    let (Ok(acts), Ok(signed)) = (
+        serde_json::from_str::<Vec<Act>>(&form.acts),
+        serde_json::from_str::<Vec<Entry>>(&form.signed),
+    ) else {
+        return refused(StatusCode::BAD_REQUEST, "not acts and log entries".into());
+    };
+    if acts.len() > crate::admin::MAX_ENTRIES || signed.is_empty() || signed.len() >= acts.len() {
+        return refused(StatusCode::BAD_REQUEST, "no act is left to sign".into());
+    }
+    let head = signed.last().map(Entry::head).unwrap_or_default();
+    HttpResponse::Ok()
+        .insert_header((actix_web::http::header::CACHE_CONTROL, "no-store"))
+        .json(entry_after(&head, &device, acts[signed.len()].clone()))
 }
 
 #[derive(Debug, Deserialize)]

@@ -340,6 +340,7 @@ impl Application {
                         .app_data(web::PayloadConfig::new(kiemtra_admin::import::MAX_FILE))
                         .service(post("/prepare/{kind}").to(crate::console_admin::prepare))
                         .service(post("/import/{kind}").to(crate::console_admin::import))
+                        .service(post("/next").to(crate::console_admin::next))
                         .service(post("/commit").to(crate::console_admin::commit)),
                 )
                 .service(get("/console/visits/{id}/history").to(crate::console_replay::replay))
