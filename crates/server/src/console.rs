@@ -1278,7 +1278,7 @@ pub async fn visit(
                                         form.signed.inline data-visit=(vid) data-team=(team) data-act="settle" data-heads=(heads) {
                                             input type="hidden" name="field" value=(c.field.to_string());
                                             input type="hidden" name="candidate" value=(i);
-                                            button type="submit" { (t(lang, "Giữ giá trị này", "Keep this value")) }
+                                            button type="submit" aria-label={ (t(lang, "Giữ giá trị này", "Keep this value")) ": " (c.field.describe(lang, &st)) " — " (cand.value.describe_for(&c.field, lang, &st)) } { (t(lang, "Giữ giá trị này", "Keep this value")) }
                                         }
                                     }
                                 }
