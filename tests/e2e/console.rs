@@ -1135,6 +1135,34 @@ async fn acts_are_refused_to_other_roles_foreign_devices_and_bad_bytes() {
     f[2].1 = "delete".into();
     let r = sup.post("/console/acts/prepare", &borrow(&f)).await;
     assert_eq!(r.status, 400, "{}", r.body);
+    // Bodies: none is read without a session, none past its bound.
+    let http = reqwest::Client::new();
+    let r = http
+        .post(format!("{}/console/acts/commit", w.admin.url))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(vec![b'a'; 1 << 20])
+        .send()
+        .await
+        .expect("post");
+    assert_eq!(r.status(), 401);
+    let r = http
+        .post(format!("{}/console/acts/commit", w.admin.url))
+        .header("cookie", sup.cookies())
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(vec![b'a'; 300 * 1024])
+        .send()
+        .await
+        .expect("post");
+    assert_eq!(r.status(), 413);
+    let r = http
+        .post(format!("{}/console/acts/prepare", w.admin.url))
+        .header("cookie", sup.cookies())
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body("csrf=%ZZ&&&=")
+        .send()
+        .await
+        .expect("post");
+    assert!(matches!(r.status().as_u16(), 400 | 403), "{}", r.status());
     // Nothing of it was stored: the conflict is still there.
     let page = sup.get(&format!("/console/visits/{visit}")).await;
     assert!(page.body.contains("Xung đột cần trưởng đoàn xử lý"));

@@ -1744,3 +1744,58 @@ pub async fn campaign_events(
         .insert_header(("X-Accel-Buffering", "no"))
         .streaming(stream)
 }
+
+/// A JSON refusal for the script's requests: `{"error": "…"}`.
+pub(crate) fn json_refusal(status: actix_web::http::StatusCode, message: &str) -> HttpResponse {
+    HttpResponse::build(status)
+        .insert_header((header::CACHE_CONTROL, "no-store"))
+        .json(serde_json::json!({ "error": message }))
+}
+
+/// The signed-in user and the body of their request, read only once the
+/// session is checked (nothing is buffered for a request without one),
+/// within the server-wide bound on buffered bytes and at most `limit`
+/// bytes.
+pub(crate) async fn session_body(
+    state: &web::Data<AppState>,
+    req: &HttpRequest,
+    payload: web::Payload,
+    limit: usize,
+) -> Result<(Viewer, Vec<u8>), HttpResponse> {
+    let lang = lang_of(req);
+    let v = match viewer(state, req).await {
+        Ok(Some(v)) => v,
+        Ok(None) => {
+            return Err(json_refusal(
+                actix_web::http::StatusCode::UNAUTHORIZED,
+                t(
+                    lang,
+                    "Phiên đăng nhập đã hết. Hãy đăng nhập lại.",
+                    "The session has ended. Sign in again.",
+                ),
+            ));
+        }
+        Err(e) => return Err(actix_web::ResponseError::error_response(&e)),
+    };
+    let body = crate::routes::read_body(state, req, payload, limit)
+        .await
+        .map_err(|e| actix_web::ResponseError::error_response(&e))?;
+    Ok((v, body.bytes))
+}
+
+/// [`session_body`] read as a form.
+pub(crate) async fn session_form<T: serde::de::DeserializeOwned>(
+    state: &web::Data<AppState>,
+    req: &HttpRequest,
+    payload: web::Payload,
+    limit: usize,
+) -> Result<(Viewer, T), HttpResponse> {
+    let (v, bytes) = session_body(state, req, payload, limit).await?;
+    let form = serde_urlencoded::from_bytes::<T>(&bytes).map_err(|e| {
+        json_refusal(
+            actix_web::http::StatusCode::BAD_REQUEST,
+            &format!("not a form: {e}"),
+        )
+    })?;
+    Ok((v, form))
+}

@@ -20,7 +20,7 @@ use kiemtra_store::DeviceRecord;
 use serde::Deserialize;
 use serde_json::json;
 
-use crate::console::{Viewer, lang_of, t, token_matches, viewer, with_store};
+use crate::console::{Viewer, lang_of, session_form, t, token_matches, with_store};
 use crate::problem::Problem;
 use crate::startup::AppState;
 use crate::storage::ServerStore;
@@ -31,6 +31,10 @@ const MAX_HEADS: usize = 64;
 /// The largest change a console act makes is an approval record: far
 /// below this.
 const MAX_CHANGE_BYTES: usize = 64 * 1024;
+
+/// The largest form either step takes (a change in hex, its signature,
+/// the page's heads).
+const MAX_FORM: usize = 256 * 1024;
 
 /// The fields of both steps; each step reads those it needs.
 #[derive(Debug, Deserialize)]
@@ -104,21 +108,10 @@ struct Allowed {
 async fn allowed(
     state: &web::Data<AppState>,
     req: &HttpRequest,
+    v: Viewer,
     form: &ActForm,
 ) -> Result<Allowed, HttpResponse> {
     let lang = lang_of(req);
-    let v = match viewer(state, req).await {
-        Ok(Some(v)) => v,
-        Ok(None) => {
-            return Err(refused(
-                StatusCode::UNAUTHORIZED,
-                lang,
-                "Phiên đăng nhập đã hết. Hãy đăng nhập lại.",
-                "The session has ended. Sign in again.",
-            ));
-        }
-        Err(e) => return Err(internal(e)),
-    };
     if !token_matches(&v.csrf, &form.csrf) {
         return Err(refused(
             StatusCode::FORBIDDEN,
@@ -211,11 +204,14 @@ enum Prepared {
 pub async fn prepare(
     state: web::Data<AppState>,
     req: HttpRequest,
-    form: web::Form<ActForm>,
+    payload: web::Payload,
 ) -> HttpResponse {
     let lang = lang_of(&req);
-    let form = form.into_inner();
-    let a = match allowed(&state, &req, &form).await {
+    let (v, form) = match session_form::<ActForm>(&state, &req, payload, MAX_FORM).await {
+        Ok(x) => x,
+        Err(r) => return r,
+    };
+    let a = match allowed(&state, &req, v, &form).await {
         Ok(a) => a,
         Err(r) => return r,
     };
@@ -355,11 +351,14 @@ pub async fn prepare(
 pub async fn commit(
     state: web::Data<AppState>,
     req: HttpRequest,
-    form: web::Form<ActForm>,
+    payload: web::Payload,
 ) -> HttpResponse {
     let lang = lang_of(&req);
-    let form = form.into_inner();
-    let a = match allowed(&state, &req, &form).await {
+    let (v, form) = match session_form::<ActForm>(&state, &req, payload, MAX_FORM).await {
+        Ok(x) => x,
+        Err(r) => return r,
+    };
+    let a = match allowed(&state, &req, v, &form).await {
         Ok(a) => a,
         Err(r) => return r,
     };

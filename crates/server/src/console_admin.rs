@@ -20,7 +20,8 @@ use serde_json::json;
 use std::collections::HashMap;
 
 use crate::console::{
-    Viewer, date, lang_of, message_page, page, require_viewer, t, token_matches, viewer, with_store,
+    Viewer, date, json_refusal, lang_of, message_page, page, require_viewer, session_form, t,
+    token_matches, viewer, with_store,
 };
 use crate::problem::Problem;
 use crate::startup::AppState;
@@ -447,26 +448,19 @@ fn refused(status: StatusCode, message: String) -> HttpResponse {
         .json(json!({ "error": message }))
 }
 
+/// The largest administration form: a workbook's acts, signed.
+const MAX_FORM: usize = 16 << 20;
+
 /// The signed-in administrator and their device named by the form.
-async fn administrator(
-    state: &web::Data<AppState>,
+fn administrator(
     req: &HttpRequest,
+    v: Viewer,
     csrf: &str,
     device: &str,
-) -> Result<(Viewer, String), HttpResponse> {
+) -> Result<(Viewer, String), Box<HttpResponse>> {
     let lang = lang_of(req);
-    let v = match viewer(state, req).await {
-        Ok(Some(v)) => v,
-        Ok(None) => {
-            return Err(refused(
-                StatusCode::UNAUTHORIZED,
-                t(lang, "Phiên đăng nhập đã hết.", "The session has ended.").into(),
-            ));
-        }
-        Err(e) => return Err(actix_web::ResponseError::error_response(&e)),
-    };
     if !token_matches(&v.csrf, csrf) {
-        return Err(refused(
+        return Err(Box::new(refused(
             StatusCode::FORBIDDEN,
             t(
                 lang,
@@ -474,16 +468,16 @@ async fn administrator(
                 "The form's token (CSRF) is missing or stale.",
             )
             .into(),
-        ));
+        )));
     }
     if v.role != Role::Administrator {
-        return Err(refused(
+        return Err(Box::new(refused(
             StatusCode::FORBIDDEN,
             t(lang, "Chỉ quản trị viên.", "Administrators only.").into(),
-        ));
+        )));
     }
     if !v.devices.iter().any(|d| d.device_id == device) {
-        return Err(refused(
+        return Err(Box::new(refused(
             StatusCode::FORBIDDEN,
             t(
                 lang,
@@ -491,7 +485,7 @@ async fn administrator(
                 "This browser holds no signing key enrolled for you.",
             )
             .into(),
-        ));
+        )));
     }
     let device = device.to_owned();
     Ok((v, device))
@@ -664,14 +658,17 @@ pub async fn prepare(
     state: web::Data<AppState>,
     req: HttpRequest,
     path: web::Path<String>,
-    form: web::Form<HashMap<String, String>>,
+    payload: web::Payload,
 ) -> HttpResponse {
-    let form = form.into_inner();
-    let (_, device) =
-        match administrator(&state, &req, get(&form, "csrf"), get(&form, "device")).await {
+    let (v, form) =
+        match session_form::<HashMap<String, String>>(&state, &req, payload, MAX_FORM).await {
             Ok(x) => x,
             Err(r) => return r,
         };
+    let (_, device) = match administrator(&req, v, get(&form, "csrf"), get(&form, "device")) {
+        Ok(x) => x,
+        Err(r) => return *r,
+    };
     let kind = path.into_inner();
     let made = with_store(&state, move |s| {
         let d = crate::admin::directory(s)?;
@@ -705,12 +702,17 @@ pub async fn import(
     req: HttpRequest,
     path: web::Path<String>,
     query: web::Query<ImportQuery>,
-    body: web::Bytes,
+    payload: web::Payload,
 ) -> HttpResponse {
     let lang = lang_of(&req);
-    let (_, device) = match administrator(&state, &req, &query.csrf, &query.device).await {
+    let v = match viewer(&state, &req).await {
+        Ok(Some(v)) => v,
+        Ok(None) => return json_refusal(StatusCode::UNAUTHORIZED, "sign in again"),
+        Err(e) => return actix_web::ResponseError::error_response(&e),
+    };
+    let (_, device) = match administrator(&req, v, &query.csrf, &query.device) {
         Ok(x) => x,
-        Err(r) => return r,
+        Err(r) => return *r,
     };
     let Some(kind) = kiemtra_admin::import::Kind::parse(&path.into_inner()) else {
         return refused(StatusCode::NOT_FOUND, "import areas, units or staff".into());
@@ -718,6 +720,17 @@ pub async fn import(
     let valid_from = match kiemtra_admin::import::parse_date(&query.valid_from) {
         Ok(d) => d,
         Err(e) => return refused(StatusCode::BAD_REQUEST, e),
+    };
+    let body = match crate::routes::read_body(
+        &state,
+        &req,
+        payload,
+        kiemtra_admin::import::MAX_FILE,
+    )
+    .await
+    {
+        Ok(b) => b.bytes,
+        Err(e) => return actix_web::ResponseError::error_response(&e),
     };
     let made = with_store(&state, move |s| {
         let d = crate::admin::directory(s)?;
@@ -770,12 +783,15 @@ pub struct NextForm {
 pub async fn next(
     state: web::Data<AppState>,
     req: HttpRequest,
-    form: web::Form<NextForm>,
+    payload: web::Payload,
 ) -> HttpResponse {
-    let form = form.into_inner();
-    let (_, device) = match administrator(&state, &req, &form.csrf, &form.device).await {
+    let (v, form) = match session_form::<NextForm>(&state, &req, payload, MAX_FORM).await {
         Ok(x) => x,
         Err(r) => return r,
+    };
+    let (_, device) = match administrator(&req, v, &form.csrf, &form.device) {
+        Ok(x) => x,
+        Err(r) => return *r,
     };
     let (Ok(acts), Ok(signed)) = (
         serde_json::from_str::<Vec<Act>>(&form.acts),
@@ -809,13 +825,16 @@ pub struct CommitForm {
 pub async fn commit(
     state: web::Data<AppState>,
     req: HttpRequest,
-    form: web::Form<CommitForm>,
+    payload: web::Payload,
 ) -> HttpResponse {
     let lang = lang_of(&req);
-    let form = form.into_inner();
-    let (_, device) = match administrator(&state, &req, &form.csrf, &form.device).await {
+    let (v, form) = match session_form::<CommitForm>(&state, &req, payload, MAX_FORM).await {
         Ok(x) => x,
         Err(r) => return r,
+    };
+    let (_, device) = match administrator(&req, v, &form.csrf, &form.device) {
+        Ok(x) => x,
+        Err(r) => return *r,
     };
     let entries: Vec<Entry> = match serde_json::from_str(&form.entries) {
         Ok(e) => e,

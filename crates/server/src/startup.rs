@@ -313,14 +313,9 @@ impl Application {
                         .route(web::post().to(crate::console::enroll_browser)),
                 )
                 .service(
+                    // Bodies are read after the session is checked, within
+                    // the server-wide bound (`console::session_body`).
                     web::scope("/console/acts")
-                        .app_data(
-                            web::FormConfig::default()
-                                .limit(256 * 1024)
-                                .error_handler(|err, _| {
-                                    Problem::BadRequest(err.to_string()).into()
-                                }),
-                        )
                         .service(post("/prepare").to(crate::console_acts::prepare))
                         .service(post("/commit").to(crate::console_acts::commit)),
                 )
@@ -330,14 +325,6 @@ impl Application {
                 .service(get("/console/admin/{section}").to(crate::console_admin::section))
                 .service(
                     web::scope("/console/admin/w")
-                        .app_data(
-                            web::FormConfig::default()
-                                .limit(16 << 20)
-                                .error_handler(|err, _| {
-                                    Problem::BadRequest(err.to_string()).into()
-                                }),
-                        )
-                        .app_data(web::PayloadConfig::new(kiemtra_admin::import::MAX_FILE))
                         .service(post("/prepare/{kind}").to(crate::console_admin::prepare))
                         .service(post("/import/{kind}").to(crate::console_admin::import))
                         .service(post("/next").to(crate::console_admin::next))
