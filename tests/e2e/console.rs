@@ -1025,6 +1025,69 @@ async fn administration_writes_are_signed_by_the_administrators_browser_and_bad_
     w.server.terminate();
 }
 
+/// Signs in with a password: the status of the answer.
+async fn sign_in(url: &str, user: &str, password: &str) -> u16 {
+    let mut b = Browser::new(url);
+    let form = b.get("/console/sign-in").await;
+    let token = csrf(&form.body);
+    b.post(
+        "/console/sign-in",
+        &[
+            ("csrf", token.as_str()),
+            ("user", user),
+            ("password", password),
+        ],
+    )
+    .await
+    .status
+}
+
+#[tokio::test]
+async fn a_code_resets_a_password_only_while_enrolling_a_browser_key_and_only_once() {
+    let w = world().await;
+    let url = w.admin.url.clone();
+    invited(&url, "AAAA-BBBB-CCCC", "truong-doan", "mật khẩu cũ đủ dài").await;
+    let again = |key: String| {
+        let url = url.clone();
+        async move {
+            let mut b = Browser::new(&url);
+            let form = b.get("/console/invite").await;
+            let token = csrf(&form.body);
+            b.post(
+                "/console/invite",
+                &[
+                    ("csrf", token.as_str()),
+                    ("code", "AAAA-BBBB-CCCC"),
+                    ("user", "truong-doan"),
+                    ("password", "mật khẩu mới đủ dài"),
+                    ("again", "mật khẩu mới đủ dài"),
+                    ("public_key", key.as_str()),
+                ],
+            )
+            .await
+            .status
+        }
+    };
+    // Without a key, a code never sets an existing account's password.
+    assert_eq!(again(String::new()).await, 422);
+    assert_eq!(
+        sign_in(&url, "truong-doan", "mật khẩu mới đủ dài").await,
+        401
+    );
+    // With this browser's key enrolled by it, the code resets it once.
+    assert_eq!(again(BrowserKey::new().public_hex()).await, 303);
+    assert_eq!(
+        sign_in(&url, "truong-doan", "mật khẩu cũ đủ dài").await,
+        401
+    );
+    assert_eq!(
+        sign_in(&url, "truong-doan", "mật khẩu mới đủ dài").await,
+        303
+    );
+    assert_eq!(again(BrowserKey::new().public_hex()).await, 422);
+    w.server.terminate();
+}
+
 #[tokio::test]
 async fn acts_are_refused_to_other_roles_foreign_devices_and_bad_bytes() {
     let mut w = world().await;

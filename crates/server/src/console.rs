@@ -412,7 +412,7 @@ fn sign_in_page(
                 input id="password" name="password" type="password" autocomplete="current-password" required maxlength="128";
                 button type="submit" { (t(lang, "Đăng nhập", "Sign in")) }
             }
-            p { a href="/console/invite" { (t(lang, "Lần đầu? Đặt mật khẩu bằng mã mời", "First time? Set a password with your invitation code")) } }
+            p { a href="/console/invite" { (t(lang, "Lần đầu, hoặc quên mật khẩu? Đặt mật khẩu bằng mã do quản trị viên cấp", "First time, or forgot the password? Set it with a code from your administrator")) } }
         }
     })
 }
@@ -722,7 +722,10 @@ pub async fn invite(
             .ok()
             .and_then(|u| d.users.get(&u))
             .is_some_and(|u| u.active);
-        if !good || s.console_account(&user)?.is_some() {
+        // A code sets the first password; for an account that has one it
+        // resets it only while enrolling this browser's key, which uses the
+        // code up, so that one code never sets a password twice.
+        if !good || (s.console_account(&user)?.is_some() && public_key.is_empty()) {
             return Ok(None);
         }
         // The browser's key is enrolled with the code, which that uses up.
@@ -741,8 +744,8 @@ pub async fn invite(
         None => {
             tokio::time::sleep(std::time::Duration::from_secs(1)).await;
             refuse(
-                "Mã mời không đúng, đã hết hạn, đã dùng, hoặc tài khoản đã có mật khẩu.",
-                "The invitation code is wrong, expired or used, or the account has a password already.",
+                "Mã mời không đúng, đã hết hạn hoặc đã dùng (hoặc, khi đặt lại mật khẩu, trình duyệt này không tạo được khóa ký).",
+                "The invitation code is wrong, expired or used (or, to reset a password, this browser could not make its signing key).",
             )
         }
     }
