@@ -341,6 +341,30 @@ async fn a_supervisor_signs_with_the_browsers_key_and_an_auditor_replays_in_chro
         codes.push(code);
     }
     draw(&c, "admin-invited").await;
+    // A random draw from the console: the browser makes the seed, logs its
+    // commitment, and reveals it from its own storage.
+    c.goto(&format!("{url}/console/admin/campaigns"))
+        .await
+        .expect("goto");
+    fill(&c, "d-candidates", "so-noi-vu").await;
+    fill(&c, "count", "1").await;
+    click(&c, "form[data-kind=draw-commit] button").await;
+    let mut seed = None;
+    for _ in 0..200 {
+        if let Ok(e) = c.find(Locator::Css(".sign-status[data-seed]")).await {
+            seed = e.attr("data-seed").await.expect("attr");
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    let seed = seed.expect("the draw's seed shown");
+    assert_eq!(seed.len(), 64);
+    click(&c, "form[data-kind=draw-reveal] button").await;
+    let text = wait_text(&c, "the draw is revealed", |t| {
+        t.contains("đã công bố, chọn: so-noi-vu")
+    })
+    .await;
+    assert!(!text.contains("chưa công bố"), "{text}");
     for section in ["units", "campaigns", "templates", "devices"] {
         c.goto(&format!("{url}/console/admin/{section}"))
             .await

@@ -1019,9 +1019,58 @@ async fn administration_writes_are_signed_by_the_administrators_browser_and_bad_
     )
     .await;
     assert_eq!(s, 403, "{v}");
-    // Only the one good team was added since the invitation.
+    // A random draw: the commitment first (the seed stays with the
+    // browser), a reveal with another seed refused, then the reveal.
+    let seed = [7u8; 32];
+    let commitment = kiemtra_admin::draw::commitment_of(&seed);
+    let draw = [
+        ("csrf", token.as_str()),
+        ("device", device.as_str()),
+        ("campaign_id", "ct-2015"),
+        ("commitment", commitment.as_str()),
+        ("candidates", "so-noi-vu\nso-noi-vu"),
+        ("count", "1"),
+    ];
+    let (s, v, _) = admin_act(&mut b, &key, "draw-commit", &draw).await;
+    assert_eq!(s, 200, "{v}");
+    let wrong = kiemtra_core::hex::encode(&[8u8; 32]);
+    let (s, v, _) = admin_act(
+        &mut b,
+        &key,
+        "draw-reveal",
+        &[
+            ("csrf", token.as_str()),
+            ("device", device.as_str()),
+            ("campaign_id", "ct-2015"),
+            ("seed", wrong.as_str()),
+        ],
+    )
+    .await;
+    assert_eq!(s, 400, "{v}");
+    let right = kiemtra_core::hex::encode(&seed);
+    let (s, v, _) = admin_act(
+        &mut b,
+        &key,
+        "draw-reveal",
+        &[
+            ("csrf", token.as_str()),
+            ("device", device.as_str()),
+            ("campaign_id", "ct-2015"),
+            ("seed", right.as_str()),
+        ],
+    )
+    .await;
+    assert_eq!(s, 200, "{v}");
+    let page = b.get("/console/admin/campaigns").await;
+    assert!(
+        page.body.contains("đã công bố, chọn: so-noi-vu"),
+        "{}",
+        page.body
+    );
+
+    // Only the good team and the draw were added since the invitation.
     let log = b.get("/console/admin/log").await;
-    assert_eq!(seq(&log.body), after + 1, "{}", log.body);
+    assert_eq!(seq(&log.body), after + 3, "{}", log.body);
     w.server.terminate();
 }
 

@@ -251,6 +251,17 @@
         const device = devices[0];
         const kind = form.dataset.kind;
         const fields = Object.assign(fieldsOf(form), { device: device.id, csrf: body.dataset.csrf });
+        // A draw's seed is made here and never sent before its reveal:
+        // only SHA-256("kiemtra-draw-v1" 00 seed) goes into the log.
+        let seed = null;
+        if (kind === 'draw-commit') {
+          seed = crypto.getRandomValues(new Uint8Array(32));
+          fields.commitment = hex(await crypto.subtle.digest('SHA-256', concat([utf8('kiemtra-draw-v1\0'), seed])));
+          localStorage.setItem('kiemtra-draw-' + fields.campaign_id, hex(seed));
+        }
+        if (kind === 'draw-reveal' && !fields.seed) {
+          fields.seed = localStorage.getItem('kiemtra-draw-' + fields.campaign_id) || '';
+        }
         show(form, say('Đang chuẩn bị…', 'Preparing…'));
         let made;
         const file = form.querySelector('input[type=file]');
@@ -282,7 +293,11 @@
         const done = await post('/console/admin/w/commit', {
           csrf: fields.csrf, device: device.id, entries: JSON.stringify(signed),
         });
-        if (made.code) {
+        if (seed) {
+          show(form, say('Đã ghi cam kết vào sổ (mục ', 'The commitment is in the log (entry ') + done.seq + '). '
+            + say('Hạt giống, giữ kín đến khi công bố: ', 'The seed, kept secret until the reveal: ') + hex(seed));
+          form.querySelector('.sign-status').dataset.seed = hex(seed);
+        } else if (made.code) {
           show(form, say('Đã ghi vào sổ (mục ', 'Written to the log (entry ') + done.seq + '). '
             + say('Mã mời: ', 'Invitation code: ') + made.code);
           form.querySelector('.sign-status').dataset.code = made.code;

@@ -315,6 +315,34 @@ fn campaigns(lang: Lang, d: &Directory) -> Markup {
             }
             (field("teams", t(lang, "Các đoàn (mã, cách nhau bởi dấu cách)", "Teams (ids, separated by spaces)"), "text", true))
         }))
+        h3 { (t(lang, "Bốc thăm ngẫu nhiên đơn vị", "Random draw of units")) }
+        p { (t(lang,
+            "Trình duyệt tạo một hạt giống bí mật và chỉ gửi cam kết của nó (SHA-256) vào sổ trước khi bốc thăm; sau đó công bố hạt giống, ai cũng tính lại được các đơn vị được chọn. Hãy giữ hạt giống được hiển thị cho đến khi công bố.",
+            "The browser makes a secret seed and logs only its commitment (SHA-256) before the draw; revealing the seed afterwards lets anyone recompute the units drawn. Keep the seed shown until you reveal it.")) }
+        @for c in d.campaigns.values() {
+            @for dr in &c.draws {
+                p {
+                    (c.campaign_id) ": " (dr.count) "/" (dr.candidates.len()) " · "
+                    @match &dr.seed {
+                        Some(_) => { (t(lang, "đã công bố, chọn: ", "revealed, drawn: ")) (dr.selection.iter().map(|u| u.as_str()).collect::<Vec<_>>().join(", ")) }
+                        None => { (t(lang, "đã cam kết, chưa công bố", "committed, not revealed yet")) }
+                    }
+                }
+            }
+        }
+        (act_form(lang, "draw-commit", ("Tạo hạt giống, ký cam kết", "Make a seed and sign its commitment"), html! {
+            input type="hidden" name="commitment" value="";
+            label for="d-campaign" { (t(lang, "Đợt", "Campaign")) }
+            select id="d-campaign" name="campaign_id" { @for c in d.campaigns.values() { option value=(c.campaign_id) { (c.campaign_id) } } }
+            label for="d-candidates" { (t(lang, "Các đơn vị dự bốc thăm (mã, mỗi dòng một mã)", "Candidate units (codes, one per line)")) }
+            textarea id="d-candidates" name="candidates" rows="4" required {}
+            (field("count", t(lang, "Số đơn vị cần chọn", "Units to draw"), "number", true))
+        }))
+        (act_form(lang, "draw-reveal", ("Ký công bố hạt giống", "Sign the seed's reveal"), html! {
+            label for="r-campaign" { (t(lang, "Đợt", "Campaign")) }
+            select id="r-campaign" name="campaign_id" { @for c in d.campaigns.values() { option value=(c.campaign_id) { (c.campaign_id) } } }
+            (field("seed", t(lang, "Hạt giống (64 ký tự hex; để trống nếu trình duyệt này đã tạo nó)", "Seed (64 hex characters; empty when this browser made it)"), "text", false))
+        }))
         h3 { (t(lang, "Phân công kiểm tra", "Assign a visit")) }
         (act_form(lang, "assign", ("Ký và phân công", "Sign and assign"), html! {
             label for="a-campaign" { (t(lang, "Đợt", "Campaign")) }
@@ -638,6 +666,47 @@ fn acts_for(
                     .filter(|s| !s.is_empty())
                     .map(|s| parsed("team", TeamId::parse(s)))
                     .collect::<Result<_, _>>()?,
+            }]
+        }
+        "draw-commit" => {
+            let commitment = get(f, "commitment").to_ascii_lowercase();
+            if commitment.len() != 64 || !commitment.bytes().all(|b| b.is_ascii_hexdigit()) {
+                return Err("the commitment is the SHA-256 of the seed: 64 hex characters".into());
+            }
+            let mut candidates = get(f, "candidates")
+                .split([' ', ',', '\n', '\r'])
+                .filter(|s| !s.is_empty())
+                .map(|s| parsed("unit", UnitCode::parse(s)))
+                .collect::<Result<Vec<_>, _>>()?;
+            candidates.sort();
+            candidates.dedup();
+            vec![Act::DrawCommitted {
+                campaign_id: parsed("campaign id", CampaignId::parse(get(f, "campaign_id")))?,
+                commitment,
+                candidates,
+                count: get(f, "count")
+                    .parse()
+                    .map_err(|_| "the number of units to draw is a whole number".to_owned())?,
+            }]
+        }
+        "draw-reveal" => {
+            let campaign_id = parsed("campaign id", CampaignId::parse(get(f, "campaign_id")))?;
+            let draw = d
+                .campaigns
+                .get(&campaign_id)
+                .and_then(|c| c.draws.iter().find(|d| d.seed.is_none()))
+                .ok_or_else(|| format!("campaign {campaign_id} has no draw to reveal"))?;
+            let seed = get(f, "seed").to_ascii_lowercase();
+            let raw = kiemtra_core::hex::decode(&seed)
+                .filter(|s| s.len() == 32)
+                .ok_or_else(|| "the seed is 64 hex characters".to_owned())?;
+            if kiemtra_admin::draw::commitment_of(&raw) != draw.commitment {
+                return Err("this seed is not the one the draw committed to".into());
+            }
+            vec![Act::DrawRevealed {
+                campaign_id,
+                selection: kiemtra_admin::draw::select(&raw, &draw.candidates, draw.count as usize),
+                seed,
             }]
         }
         "assign" => vec![Act::Assigned {
