@@ -423,12 +423,35 @@ pub(crate) async fn conflicted(w: &mut World) -> kiemtra_core::VisitId {
     w.phone.sync().await;
     other.sync().await;
     w.phone.sync().await;
+    // A photo of the posted procedures, uploaded to the server.
+    let check = kiemtra_core::CheckId::parse("tthc-posted").expect("check");
+    w.phone
+        .store
+        .add_evidence(&visit, &check, &tiny_png())
+        .expect("photo");
     w.phone
         .store
         .edit(&visit, |v| v.submit(""))
         .expect("submit");
     w.phone.sync().await;
+    let report = w
+        .phone
+        .client
+        .upload_evidence(&mut w.phone.store)
+        .await
+        .expect("upload");
+    assert_eq!(report.uploaded, 1, "{report:?}");
     visit
+}
+
+/// A 2×2 PNG picture.
+pub(crate) fn tiny_png() -> Vec<u8> {
+    kiemtra_core::hex::decode(
+        "89504e470d0a1a0a0000000d4948445200000002000000020802000000fdd49a73\
+         0000001049444154789c63f8cfc000440c100a001fee03fd8b5f14d40000000049\
+         454e44ae426082",
+    )
+    .expect("hex")
 }
 
 /// The value of `attr` on the first element after `marker` in `body`.
@@ -567,6 +590,25 @@ async fn a_supervisor_settles_and_approves_with_the_browsers_own_key() {
         "{}",
         page.body
     );
+    // The photo's thumbnail, served to who may read the visit, as a picture.
+    let photo = attr_after(&page.body, "td class=\"photos\"", "src");
+    let r = reqwest::Client::new()
+        .get(format!("{}{photo}", w.admin.url))
+        .header("cookie", b.cookies())
+        .send()
+        .await
+        .expect("photo");
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.headers()["content-type"], "image/png");
+    assert_eq!(
+        r.bytes().await.expect("bytes").as_ref(),
+        tiny_png().as_slice()
+    );
+    let stranger = Browser::new(&w.admin.url).get(&photo).await;
+    assert_eq!(stranger.status, 303, "no photo without a session");
+    assert_eq!(stranger.location, "/console/sign-in");
+    let other = format!("/console/visits/{visit}/evidence/{}", "ab".repeat(32));
+    assert_eq!(b.get(&other).await.status, 404);
     let device = device_of(&page.body, &key);
     let token = csrf(&page.body);
     let heads = attr_after(&page.body, "data-act=\"settle\"", "data-heads");

@@ -1222,10 +1222,21 @@ pub async fn visit(
         let state = visit
             .state()
             .map_err(|e| Problem::Internal(e.to_string()))?;
-        Ok(Some((state, heads_text(&visit.heads()), summary.team)))
+        let mut held = std::collections::BTreeSet::new();
+        for h in state.evidence.values().flatten() {
+            if s.evidence_status(&id, h)?.is_some_and(|e| e.complete) {
+                held.insert(h.clone());
+            }
+        }
+        Ok(Some((
+            state,
+            heads_text(&visit.heads()),
+            summary.team,
+            held,
+        )))
     })
     .await?;
-    let Some((st, heads, team)) = visit else {
+    let Some((st, heads, team, held)) = visit else {
         return Ok(not_found());
     };
     let vid = st.meta.visit_id.to_string();
@@ -1350,7 +1361,19 @@ pub async fn visit(
                                 None => { "—" }
                             }
                         }
-                        td.num { (st.evidence.get(&def.id).map_or(0, |e| e.len())) }
+                        td.photos {
+                            @for h in st.evidence.get(&def.id).into_iter().flatten() {
+                                @if held.contains(h) {
+                                    a href={ "/console/visits/" (vid) "/evidence/" (h.as_str()) } {
+                                        img src={ "/console/visits/" (vid) "/evidence/" (h.as_str()) } loading="lazy" width="96" height="72"
+                                            alt={ (t(lang, "Ảnh minh chứng: ", "Evidence photo: ")) (def.label.get(lang)) };
+                                    }
+                                } @else {
+                                    span.pending title=(h.as_str()) { (t(lang, "ảnh chưa tải lên", "photo not uploaded yet")) }
+                                }
+                                " "
+                            }
+                        }
                     }
                 }
             }

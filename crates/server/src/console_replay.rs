@@ -482,3 +482,83 @@ pub async fn verify_campaign(
         body,
     )
 }
+
+// ---------------------------------------------------------------- photos
+
+/// The kind of image a file is, from its first bytes; `None` for anything
+/// that is not a JPEG, PNG or WebP picture (served as a download instead).
+fn image_type(bytes: &[u8]) -> Option<&'static str> {
+    if bytes.starts_with(&[0xff, 0xd8, 0xff]) {
+        Some("image/jpeg")
+    } else if bytes.starts_with(b"\x89PNG\r\n\x1a\n") {
+        Some("image/png")
+    } else if bytes.len() > 12 && &bytes[..4] == b"RIFF" && &bytes[8..12] == b"WEBP" {
+        Some("image/webp")
+    } else {
+        None
+    }
+}
+
+/// `GET /console/visits/{id}/evidence/{hash}`: a photo the visit refers to
+/// and the server holds whole, for a user who may read the visit. A file
+/// that is not a picture is sent as a download, never shown.
+pub async fn evidence(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    path: web::Path<(String, String)>,
+) -> HttpResponse {
+    let lang = lang_of(&req);
+    let v = match require_viewer(&state, &req).await {
+        Ok(v) => v,
+        Err(r) => return r,
+    };
+    let (visit, hash) = path.into_inner();
+    let (Ok(id), Ok(hash)) = (
+        VisitId::parse(&visit),
+        kiemtra_core::EvidenceHash::parse(&hash),
+    ) else {
+        return not_found(lang);
+    };
+    let scope = v.visit_scope();
+    let found = with_store(&state, move |s| {
+        if team_in_scope(s, &scope, &id)?.is_none() {
+            return Ok(None);
+        }
+        let referenced = s
+            .visit(&id)
+            .map_err(|e| Problem::internal(&e))?
+            .state()
+            .map_err(|e| Problem::Internal(e.to_string()))?
+            .evidence
+            .values()
+            .any(|held| held.contains(&hash));
+        if !referenced {
+            return Ok(None);
+        }
+        s.evidence_bytes(&id, &hash, 0, u64::MAX)
+            .map_err(|e| Problem::internal(&e))
+    })
+    .await;
+    let bytes = match found {
+        Ok(Some(b)) => b,
+        Ok(None) => return not_found(lang),
+        Err(e) => return actix_web::ResponseError::error_response(&e),
+    };
+    let mut r = HttpResponse::Ok();
+    r.insert_header((
+        actix_web::http::header::CACHE_CONTROL,
+        "private, max-age=3600",
+    ))
+    .insert_header((actix_web::http::header::X_CONTENT_TYPE_OPTIONS, "nosniff"))
+    .insert_header((
+        actix_web::http::header::CONTENT_SECURITY_POLICY,
+        "default-src 'none'; sandbox",
+    ));
+    match image_type(&bytes) {
+        Some(media) => r.content_type(media).body(bytes),
+        None => r
+            .content_type("application/octet-stream")
+            .insert_header(("Content-Disposition", "attachment"))
+            .body(bytes),
+    }
+}

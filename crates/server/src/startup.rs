@@ -331,6 +331,9 @@ impl Application {
                         .service(post("/commit").to(crate::console_admin::commit)),
                 )
                 .service(get("/console/visits/{id}/history").to(crate::console_replay::replay))
+                .service(
+                    get("/console/visits/{id}/evidence/{hash}").to(crate::console_replay::evidence),
+                )
                 .service(get("/console/visits/{id}/verify").to(crate::console_replay::verify_visit))
                 .service(
                     get("/console/campaigns/{id}/verify")
