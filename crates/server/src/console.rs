@@ -333,6 +333,30 @@ pub(crate) fn token_matches(expected: &str, given: &str) -> bool {
     !expected.is_empty() && crate::secrets::sha256(expected) == crate::secrets::sha256(given)
 }
 
+/// A page refused to this user's role.
+pub(crate) fn not_allowed(lang: Lang, vi: &'static str, en: &'static str) -> HttpResponse {
+    message_page(
+        actix_web::http::StatusCode::FORBIDDEN,
+        lang,
+        t(lang, "Không được phép", "Not allowed"),
+        t(lang, vi, en),
+    )
+}
+
+/// A visit that does not exist, or not in this user's scope: one answer.
+pub(crate) fn no_visit(lang: Lang) -> HttpResponse {
+    message_page(
+        actix_web::http::StatusCode::NOT_FOUND,
+        lang,
+        t(lang, "Không tìm thấy", "Not found"),
+        t(
+            lang,
+            "Không có biên bản này trong phạm vi của bạn.",
+            "No such visit in your scope.",
+        ),
+    )
+}
+
 pub(crate) fn forbidden_form(lang: Lang) -> HttpResponse {
     message_page(
         actix_web::http::StatusCode::FORBIDDEN,
@@ -1077,15 +1101,10 @@ pub async fn report(
     };
     let scope = match v.visit_scope() {
         Some(teams) if teams.is_empty() => {
-            return Ok(message_page(
-                actix_web::http::StatusCode::FORBIDDEN,
+            return Ok(crate::console::not_allowed(
                 lang,
-                t(lang, "Không được phép", "Not allowed"),
-                t(
-                    lang,
-                    "Quản trị viên không xem nội dung biên bản.",
-                    "Administrators do not see visit contents.",
-                ),
+                "Quản trị viên không xem nội dung biên bản.",
+                "Administrators do not see visit contents.",
             ));
         }
         s => s,
@@ -1191,18 +1210,7 @@ pub async fn visit(
         Ok(v) => v,
         Err(r) => return Ok(r),
     };
-    let not_found = || {
-        message_page(
-            actix_web::http::StatusCode::NOT_FOUND,
-            lang,
-            t(lang, "Không tìm thấy", "Not found"),
-            t(
-                lang,
-                "Không có biên bản này trong phạm vi của bạn.",
-                "No such visit in your scope.",
-            ),
-        )
-    };
+    let not_found = || no_visit(lang);
     let Ok(id) = kiemtra_core::VisitId::parse(&path.into_inner()) else {
         return Ok(not_found());
     };
@@ -1551,15 +1559,10 @@ pub async fn bulk_approval(
         return no_campaign(lang);
     };
     if v.role != Role::Supervisor {
-        return message_page(
-            actix_web::http::StatusCode::FORBIDDEN,
+        return crate::console::not_allowed(
             lang,
-            t(lang, "Không được phép", "Not allowed"),
-            t(
-                lang,
-                "Chỉ trưởng đoàn mới phê duyệt biên bản.",
-                "Only a team's supervisor approves visits.",
-            ),
+            "Chỉ trưởng đoàn mới phê duyệt biên bản.",
+            "Only a team's supervisor approves visits.",
         );
     }
     let teams = v.teams.clone();

@@ -42,15 +42,10 @@ const SECTIONS: [(&str, &str, &str); 6] = [
 ];
 
 fn forbidden(lang: Lang) -> HttpResponse {
-    message_page(
-        StatusCode::FORBIDDEN,
+    crate::console::not_allowed(
         lang,
-        t(lang, "Không được phép", "Not allowed"),
-        t(
-            lang,
-            "Trang quản trị chỉ dành cho quản trị viên.",
-            "Administration is for administrators only.",
-        ),
+        "Trang quản trị chỉ dành cho quản trị viên.",
+        "Administration is for administrators only.",
     )
 }
 

@@ -10,7 +10,7 @@ use maud::{Markup, html};
 use serde::Deserialize;
 use std::collections::{HashMap, HashSet};
 
-use crate::console::{Viewer, lang_of, message_page, page, require_viewer, t, when, with_store};
+use crate::console::{Viewer, lang_of, page, require_viewer, t, when, with_store};
 use crate::problem::Problem;
 use crate::startup::AppState;
 use crate::storage::ServerStore;
@@ -23,18 +23,7 @@ pub struct Point {
     pub from: Option<usize>,
 }
 
-fn not_found(lang: Lang) -> HttpResponse {
-    message_page(
-        actix_web::http::StatusCode::NOT_FOUND,
-        lang,
-        t(lang, "Không tìm thấy", "Not found"),
-        t(
-            lang,
-            "Không có biên bản này trong phạm vi của bạn.",
-            "No such visit in your scope.",
-        ),
-    )
-}
+use crate::console::no_visit as not_found;
 
 /// The visit's team when the viewer may read it.
 fn team_in_scope(
@@ -375,15 +364,10 @@ pub async fn verify_visit(
         return not_found(lang);
     };
     if !may_verify(&v) {
-        return message_page(
-            actix_web::http::StatusCode::FORBIDDEN,
+        return crate::console::not_allowed(
             lang,
-            t(lang, "Không được phép", "Not allowed"),
-            t(
-                lang,
-                "Kiểm chứng dành cho kiểm toán viên và trưởng đoàn.",
-                "Verification is for auditors and supervisors.",
-            ),
+            "Kiểm chứng dành cho kiểm toán viên và trưởng đoàn.",
+            "Verification is for auditors and supervisors.",
         );
     }
     let scope = v.visit_scope();
@@ -429,15 +413,10 @@ pub async fn verify_campaign(
     };
     let campaign = path.into_inner();
     if !may_verify(&v) {
-        return message_page(
-            actix_web::http::StatusCode::FORBIDDEN,
+        return crate::console::not_allowed(
             lang,
-            t(lang, "Không được phép", "Not allowed"),
-            t(
-                lang,
-                "Kiểm chứng dành cho kiểm toán viên và trưởng đoàn.",
-                "Verification is for auditors and supervisors.",
-            ),
+            "Kiểm chứng dành cho kiểm toán viên và trưởng đoàn.",
+            "Verification is for auditors and supervisors.",
         );
     }
     let scope = v.visit_scope();
