@@ -312,24 +312,18 @@ impl Application {
                         .route(web::get().to(crate::console::browser_key))
                         .route(web::post().to(crate::console::enroll_browser)),
                 )
-                .service(
-                    // Bodies are read after the session is checked, within
-                    // the server-wide bound (`console::session_body`).
-                    web::scope("/console/acts")
-                        .service(post("/prepare").to(crate::console_acts::prepare))
-                        .service(post("/commit").to(crate::console_acts::commit)),
-                )
+                // The script's requests: bodies are read after the session is
+                // checked, within the server-wide bound (`console::session_body`).
+                .service(post("/console/acts/prepare").to(crate::console_acts::prepare))
+                .service(post("/console/acts/commit").to(crate::console_acts::commit))
                 .service(get("/console/campaigns/{id}/approve").to(crate::console::bulk_approval))
                 .service(get("/console/campaigns/{id}/events").to(crate::console::campaign_events))
                 .service(get("/console/admin").to(crate::console_admin::root))
                 .service(get("/console/admin/{section}").to(crate::console_admin::section))
-                .service(
-                    web::scope("/console/admin/w")
-                        .service(post("/prepare/{kind}").to(crate::console_admin::prepare))
-                        .service(post("/import/{kind}").to(crate::console_admin::import))
-                        .service(post("/next").to(crate::console_admin::next))
-                        .service(post("/commit").to(crate::console_admin::commit)),
-                )
+                .service(post("/console/admin/w/prepare/{kind}").to(crate::console_admin::prepare))
+                .service(post("/console/admin/w/import/{kind}").to(crate::console_admin::import))
+                .service(post("/console/admin/w/next").to(crate::console_admin::next))
+                .service(post("/console/admin/w/commit").to(crate::console_admin::commit))
                 .service(get("/console/visits/{id}/history").to(crate::console_replay::replay))
                 .service(
                     get("/console/visits/{id}/evidence/{hash}").to(crate::console_replay::evidence),
