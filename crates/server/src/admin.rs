@@ -42,6 +42,60 @@ pub fn directory(store: &mut impl ServerStore) -> Result<Directory, Problem> {
     })
 }
 
+/// The last directory [`directory_cached`] replayed, by the log head it
+/// stands at.
+static DIRECTORY: std::sync::Mutex<Option<std::sync::Arc<Directory>>> = std::sync::Mutex::new(None);
+
+/// The directory at the stored log's head, for pages and reports: replayed
+/// once, then brought forward by the entries appended since. A head names
+/// its whole chain (each entry the hash of the one before), so the copy
+/// held is used only when the stored entry at its head still has its hash;
+/// otherwise (another database, a restored one) the log is replayed whole.
+/// Audits — verification, the device check, appends — replay the whole
+/// log every time with [`directory`], so that an entry altered in the
+/// database is found there.
+pub fn directory_cached(
+    store: &mut impl ServerStore,
+) -> Result<std::sync::Arc<Directory>, Problem> {
+    let held = DIRECTORY.lock().ok().and_then(|d| d.clone());
+    if let Some(d) = held {
+        let from = d.head.seq.saturating_sub(1);
+        let stored = store.admin_log(from).map_err(Problem::from)?;
+        let mut entries = Vec::with_capacity(stored.len());
+        for (seq, bytes) in stored {
+            let e = Entry::from_bytes(&bytes).map_err(|e| {
+                Problem::from(kiemtra_store::Error::Corrupt(format!(
+                    "administration log entry {seq}: {e}"
+                )))
+            })?;
+            entries.push(e);
+        }
+        let same_head = match entries.first() {
+            None => d.head.seq == 0,
+            Some(first) => first.seq == d.head.seq && first.hash() == d.head.hash,
+        };
+        if same_head {
+            if entries.len() <= 1 {
+                return Ok(d);
+            }
+            let mut next = (*d).clone();
+            let applied = entries[1..].iter().try_for_each(|e| next.apply(e));
+            if applied.is_ok() {
+                let next = std::sync::Arc::new(next);
+                if let Ok(mut slot) = DIRECTORY.lock() {
+                    *slot = Some(next.clone());
+                }
+                return Ok(next);
+            }
+        }
+    }
+    let d = std::sync::Arc::new(directory(store)?);
+    if let Ok(mut slot) = DIRECTORY.lock() {
+        *slot = Some(d.clone());
+    }
+    Ok(d)
+}
+
 fn refused(r: Refusal) -> Problem {
     match r {
         Refusal::Stale { .. } => Problem::Conflict("admin-log-moved", r.to_string()),

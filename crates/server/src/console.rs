@@ -286,7 +286,7 @@ pub(crate) async fn viewer(
             s.delete_console_session(&hash, &stamp(now()))?;
             return Ok(None);
         }
-        let d = crate::admin::directory(s)?;
+        let d = crate::admin::directory_cached(s)?;
         let Some(user) = UserId::parse(&session.user_id)
             .ok()
             .and_then(|u| d.users.get(&u).cloned())
@@ -739,7 +739,7 @@ pub async fn invite(
     let code = form.code;
     let public_key = form.public_key;
     let set = with_store(&state, move |s| {
-        let d = crate::admin::directory(s)?;
+        let d = crate::admin::directory_cached(s)?;
         let good = d.codes.get(&code_hash).is_some_and(|c| {
             c.user_id.as_str() == user && c.used_by.is_none() && c.expires_at > stamp(now())
         }) && UserId::parse(&user)
@@ -802,7 +802,7 @@ pub async fn campaigns(
         Ok(v) => v,
         Err(r) => return Ok(r),
     };
-    let d = with_store(&state, |s| crate::admin::directory(s)).await?;
+    let d = with_store(&state, |s| crate::admin::directory_cached(s)).await?;
     let list = campaigns_for(&d, &v);
     let body = html! {
         h1 { (t(lang, "Đợt kiểm tra", "Campaigns")) }
@@ -901,7 +901,7 @@ pub async fn campaign(
     let role = v.role;
     let campaign_id = id.clone();
     let found = with_store(&state, move |s| {
-        let d = crate::admin::directory(s)?;
+        let d = crate::admin::directory_cached(s)?;
         let Some(c) = d.campaigns.get(&campaign_id).cloned() else {
             return Ok(None);
         };
@@ -1145,7 +1145,7 @@ pub async fn report(
         let head = match format.as_str() {
             "pdf" => Some(crate::report_routes::letterhead(
                 &crate::report_routes::ReportQuery::default(),
-                directory.as_ref(),
+                directory.as_deref(),
                 &id,
                 &title,
                 &user,
@@ -1511,7 +1511,7 @@ pub async fn enroll_browser(
     let code = form.code;
     let public_key = form.public_key;
     let enrolled = with_store(&state, move |s| {
-        let d = crate::admin::directory(s)?;
+        let d = crate::admin::directory_cached(s)?;
         let hash = kiemtra_admin::log::sha256_hex(crate::secrets::normalise_code(&code).as_bytes());
         if d.codes
             .get(&hash)
@@ -1730,7 +1730,7 @@ pub async fn campaign_events(
     let Ok(id) = CampaignId::parse(&path.into_inner()) else {
         return HttpResponse::NotFound().finish();
     };
-    let d = match with_store(&state, |s| crate::admin::directory(s)).await {
+    let d = match with_store(&state, |s| crate::admin::directory_cached(s)).await {
         Ok(d) => d,
         Err(e) => return actix_web::ResponseError::error_response(&e),
     };

@@ -115,7 +115,7 @@ pub async fn section(
     }
     let want_log = section == "log" || section == "devices";
     let found = with_store(&state, move |s| {
-        let d = crate::admin::directory(s)?;
+        let d = crate::admin::directory_cached(s)?;
         let devices = s.devices().map_err(|e| Problem::internal(&e))?;
         let log = if want_log {
             crate::admin::read_log(s).map_err(|e| Problem::internal(&e))?
@@ -735,7 +735,7 @@ pub async fn prepare(
     };
     let kind = path.into_inner();
     let made = with_store(&state, move |s| {
-        let d = crate::admin::directory(s)?;
+        let d = crate::admin::directory_cached(s)?;
         Ok(acts_for(&kind, &form, &d).map(|(acts, code)| first_of(&d, &device, acts, code)))
     })
     .await;
@@ -797,7 +797,7 @@ pub async fn import(
         Err(e) => return actix_web::ResponseError::error_response(&e),
     };
     let made = with_store(&state, move |s| {
-        let d = crate::admin::directory(s)?;
+        let d = crate::admin::directory_cached(s)?;
         Ok(kiemtra_admin::import::read(&body, kind)
             .and_then(|sheets| kiemtra_admin::import::prepare(&d, kind, &sheets, valid_from))
             .map(|acts| first_of(&d, &device, acts, None)))

@@ -220,7 +220,7 @@ pub async fn campaign_report(
         let head = if wanted == "pdf" {
             Some(letterhead(
                 &query,
-                directory.as_ref(),
+                directory.as_deref(),
                 &campaign,
                 &title,
                 &user,
@@ -282,10 +282,10 @@ pub(crate) fn build_report(
     teams: Option<&[String]>,
     within: Option<(chrono::NaiveDate, chrono::NaiveDate)>,
     lang: Lang,
-) -> Result<(CampaignReport, Option<Directory>, String), Problem> {
+) -> Result<(CampaignReport, Option<std::sync::Arc<Directory>>, String), Problem> {
     // A log that does not replay is reported, not papered over: the
     // report's unplanned visits, merged units, draws and names come from it.
-    let directory = Some(crate::admin::directory(store)?);
+    let directory = Some(crate::admin::directory_cached(store)?);
     let list = store.list_visits().map_err(Problem::from)?;
     let mut visits = Vec::new();
     for s in list.iter().filter(|s| {
