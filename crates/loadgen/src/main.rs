@@ -3,8 +3,9 @@
 //! Build both in release mode first:
 //! `cargo build --release -p kiemtra-server -p kiemtra-loadgen`, then
 //! `target/release/kiemtra-loadgen standard` (or `history`, `shaped`,
-//! `fleet`, `peer`).
+//! `fleet`, `peer`, `console`).
 
+mod console;
 mod peer;
 mod server;
 mod shaper;
@@ -75,6 +76,11 @@ enum Command {
         #[arg(long, default_value_t = 500)]
         edits: usize,
     },
+    /// The web console's pages for a campaign of `--visits` visits: the
+    /// directory built with signed log entries, every visit recorded and
+    /// submitted by a phone (three in four approved), then a supervisor
+    /// signed in over HTTP asks for the overview, a visit and the report.
+    Console(console::Pages),
 }
 
 fn main() -> ExitCode {
@@ -115,6 +121,7 @@ fn main() -> ExitCode {
                 workload::fleet(&server_bin, spread, devices, per_team, visits, edits).await
             }
             Command::Peer { visits, edits } => peer::peer(visits, edits),
+            Command::Console(pages) => console::console(&server_bin, pages).await,
         }
     });
     match outcome {
